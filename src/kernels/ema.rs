@@ -1,0 +1,121 @@
+//! Exponential moving averages: EMA and MACD, on the fixed-block scan of [`super::scan`].
+//!
+//! # Spec (TA-Lib 0.8.1 seeding, `k = 2 / (n + 1)`, recurrence `y = (1 - k)·y + k·x`)
+//! * EMA(n): seed row `n - 1`, seed `(((0 + x_0) + x_1) + … + x_{n-1}) / n`; drive `k·x_t`.
+//! * MACD(fast, slow, signal): one two-channel scan with seed row `slow - 1`; the slow channel is
+//!   seeded with the mean of `x[0..slow)`, the fast one with the mean of `x[slow-fast..slow)` (the
+//!   `fast` values that end on the same bar, as TA-Lib does); `macd_t = fast_t - slow_t`.
+//!   The signal is an EMA(signal) of `macd` with seed row `slow + signal - 2`, seeded with the mean
+//!   of the first `signal` MACD values; `hist = macd - signal`. Lookback `slow + signal - 2`.
+//!   Sums are left-to-right folds from `0.0`, means are one division.
+
+use super::scan::{run_scan, Recurrence};
+use super::split::Splitter;
+
+/// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
+pub fn seed_mean(values: &[f64]) -> f64 {
+    values.iter().fold(0.0, |s, v| s + v) / values.len() as f64
+}
+
+pub fn smoothing(period: usize) -> f64 {
+    2.0 / (period as f64 + 1.0)
+}
+
+/// EMA(period); rows `< period - 1` untouched.
+pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period == 0 || x.len() < period {
+        return;
+    }
+    let k = smoothing(period);
+    let rec = Recurrence { decay: [1.0 - k], seed_row: period - 1, seed: [seed_mean(&x[..period])] };
+    run_scan(split, x.len(), &rec, |t| [k * x[t]], [out], |o, i, _, y| o[0][i] = y[0]);
+}
+
+/// MACD(fast, slow, signal) with `fast < slow`; rows `< slow + signal - 2` untouched except that
+/// `macd` also holds values from row `slow - 1` on (the signal's input).
+pub fn macd<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    (fast, slow, signal): (usize, usize, usize),
+    macd: &mut [f64],
+    sig: &mut [f64],
+    hist: &mut [f64],
+) {
+    let n = x.len();
+    if n < slow || fast == 0 || signal == 0 || fast > slow {
+        return;
+    }
+    let (kf, ks) = (smoothing(fast), smoothing(slow));
+    let rec = Recurrence {
+        decay: [1.0 - kf, 1.0 - ks],
+        seed_row: slow - 1,
+        seed: [seed_mean(&x[slow - fast..slow]), seed_mean(&x[..slow])],
+    };
+    run_scan(split, n, &rec, |t| [kf * x[t], ks * x[t]], [&mut *macd], |o, i, _, y| {
+        o[0][i] = y[0] - y[1]
+    });
+
+    let start = slow + signal - 2;
+    if n <= start {
+        return;
+    }
+    let m: &[f64] = macd;
+    let kg = smoothing(signal);
+    let rec = Recurrence { decay: [1.0 - kg], seed_row: start, seed: [seed_mean(&m[slow - 1..=start])] };
+    run_scan(split, n, &rec, |t| [kg * m[t]], [sig, hist], |o, i, t, y| {
+        o[0][i] = y[0];
+        o[1][i] = m[t] - y[0];
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference as naive;
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    #[test]
+    fn ema_matches_talib_loop_and_splits() {
+        let mut rng = Lcg(2);
+        for x in series_zoo(6000, 8) {
+            for n in [2, 5, 30, 1025] {
+                let mut whole = vec![0.0; x.len()];
+                ema(&Sequential, &x, n, &mut whole);
+                assert_close(&whole[n - 1..], &naive::ema(&x, n)[n - 1..], 1e-11, "ema");
+                for _ in 0..4 {
+                    let mut got = vec![0.0; x.len()];
+                    ema(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, n, &mut got);
+                    assert_bits_eq(&got, &whole, "ema split");
+                }
+            }
+        }
+    }
+
+    fn run_macd<S: Splitter>(s: &S, x: &[f64], p: (usize, usize, usize)) -> [Vec<f64>; 3] {
+        let mut o = [vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]];
+        let [a, b, c] = &mut o;
+        macd(s, x, p, a, b, c);
+        o
+    }
+
+    #[test]
+    fn macd_matches_talib_loop_and_splits() {
+        let mut rng = Lcg(4);
+        let x = &series_zoo(7000, 1)[0];
+        for p in [(12, 26, 9), (3, 10, 16), (5, 5, 1), (2, 3, 2)] {
+            let whole = run_macd(&Sequential, x, p);
+            let want = naive::macd(x, p.0, p.1, p.2);
+            let lb = p.1 + p.2 - 2;
+            for j in 0..3 {
+                assert_close(&whole[j][lb..], &want[j][lb..], 1e-9, "macd");
+            }
+            for _ in 0..4 {
+                let got = run_macd(&CutAt(random_cuts(&mut rng, x.len(), 16)), x, p);
+                for j in 0..3 {
+                    assert_bits_eq(&got[j][lb..], &whole[j][lb..], "macd split");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Indicators on price changes over a fixed lag or on volume flow: ROC and OBV.
+//!
+//! # Spec
+//! * ROC(n) (TA-Lib): `((x_t / x_{t-n}) - 1)·100`, or `0.0` when `x_{t-n} == 0`; lookback `n`.
+//!   Row-local, so trivially split-invariant.
+//! * OBV (TA-Lib): `obv_0 = volume_0`; then `+volume_t` when `close_t > close_{t-1}`, `-volume_t`
+//!   when `close_t < close_{t-1}`, else unchanged (a NaN close compares false: unchanged). The
+//!   running total is the [`super::scan`] recurrence with `a = 1` (so its block partial sums, not a
+//!   single left-to-right sum, define the bits). Lookback 0.
+
+use super::scan::{run_scan, Recurrence};
+use super::split::Splitter;
+
+/// ROC(period); rows `< period` untouched.
+pub fn roc<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let n = x.len();
+    if n <= period {
+        return;
+    }
+    split.for_each_piece(period, [&mut out[period..n]], |lo, [piece]| {
+        for (i, v) in piece.iter_mut().enumerate() {
+            let t = lo + i;
+            let prev = x[t - period];
+            *v = if prev != 0.0 { ((x[t] / prev) - 1.0) * 100.0 } else { 0.0 };
+        }
+    });
+}
+
+/// On-balance volume; every row is written.
+pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64]) {
+    if close.is_empty() {
+        return;
+    }
+    let rec = Recurrence { decay: [1.0], seed_row: 0, seed: [volume[0]] };
+    let drive = |t: usize| {
+        let v = if close[t] > close[t - 1] {
+            volume[t]
+        } else if close[t] < close[t - 1] {
+            -volume[t]
+        } else {
+            0.0
+        };
+        [v]
+    };
+    run_scan(split, close.len(), &rec, drive, [out], |o, i, _, y| o[0][i] = y[0]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference as naive;
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    #[test]
+    fn obv_matches_talib_loop_and_splits() {
+        let mut rng = Lcg(10);
+        let c = series_zoo(9000, 5)[3].clone();
+        let v: Vec<f64> = (0..c.len()).map(|_| (rng.below(1000) + 1) as f64).collect();
+        let mut whole = vec![0.0; c.len()];
+        obv(&Sequential, &c, &v, &mut whole);
+        assert_close(&whole, &naive::obv(&c, &v), 1e-12, "obv");
+        for _ in 0..6 {
+            let mut got = vec![0.0; c.len()];
+            obv(&CutAt(random_cuts(&mut rng, c.len(), 16)), &c, &v, &mut got);
+            assert_bits_eq(&got, &whole, "obv split");
+        }
+    }
+
+    #[test]
+    fn roc_zero_base_gives_zero() {
+        let x = [0.0, 1.0, 2.0, 4.0];
+        let mut out = [9.0; 4];
+        roc(&Sequential, &x, 1, &mut out);
+        assert_eq!(&out[1..], &[0.0, 100.0, 100.0]);
+    }
+}

@@ -1,0 +1,23 @@
+//! Layer 1: pure indicator math on slices (`&[f64]` in, `&mut [f64]` out).
+//!
+//! No Polars, pyo3, rayon or CUDA here. Each family's module doc states the exact sequence of
+//! floating-point operations that defines its answer (DESIGN.md section 3); every executor —
+//! one thread, many threads, later GPUs — must reproduce those bits. Work is divided only through
+//! the [`split::Splitter`] seam, so the split never reaches the arithmetic.
+
+pub mod ema;
+pub mod extrema;
+pub mod flow;
+pub mod moments;
+pub mod scan;
+pub mod spec;
+pub mod split;
+pub mod wilder;
+pub mod wma;
+
+#[cfg(test)]
+pub mod reference;
+#[cfg(test)]
+pub mod testing;
+
+pub use spec::{ParamError, Spec};

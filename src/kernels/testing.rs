@@ -1,0 +1,78 @@
+//! Test helpers: a tiny deterministic RNG, a zoo of awkward series, random cut points and
+//! bit-exact / tolerance comparisons.
+
+/// 64-bit LCG (Knuth's MMIX constants); good enough to make test data, reproducible everywhere.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 42) as f64
+    }
+    /// Roughly standard normal (sum of 12 uniforms).
+    pub fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// Series that stress the kernels: a random walk, prices near 1e6 with 0.01 noise, prices near
+/// 1e-7, integer prices with long flat runs, and a zero-crossing oscillation.
+pub fn series_zoo(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = Lcg(seed);
+    let mut walk = Vec::with_capacity(n);
+    let mut p = 100.0;
+    for _ in 0..n {
+        p += rng.normal();
+        walk.push(p);
+    }
+    let offset: Vec<f64> = (0..n).map(|_| 1e6 + 0.01 * rng.normal()).collect();
+    let tiny: Vec<f64> = walk.iter().map(|v| v * 1e-9).collect();
+    let mut flat = Vec::with_capacity(n);
+    let mut q = 50.0f64;
+    for _ in 0..n {
+        if rng.below(4) == 0 {
+            q += (rng.below(3) as f64) - 1.0;
+        }
+        flat.push(q);
+    }
+    let wave: Vec<f64> = (0..n).map(|i| (i as f64 * 0.05).sin() * 3.0 + 0.1 * rng.normal()).collect();
+    vec![walk, offset, tiny, flat, wave]
+}
+
+/// Up to `max_pieces - 1` random cut offsets in `0..=len`.
+pub fn random_cuts(rng: &mut Lcg, len: usize, max_pieces: usize) -> Vec<usize> {
+    let k = rng.below(max_pieces);
+    (0..k).map(|_| rng.below(len + 1)).collect()
+}
+
+pub fn assert_bits_eq(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g.to_bits() == w.to_bits(), "{what}: row {i}: {g:e} vs {w:e}");
+    }
+}
+
+/// Relative closeness with an absolute floor of `tol * max(1, scale of the data)`; NaN must match NaN.
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() {
+            assert!(g.is_nan(), "{what}: row {i}: {g:e}, want NaN");
+            continue;
+        }
+        let err = (g - w).abs();
+        let bound = tol * w.abs().max(scale * 1e-3).max(f64::MIN_POSITIVE);
+        assert!(err <= bound, "{what}: row {i}: {g:e} vs {w:e} (err {err:e})");
+    }
+}
