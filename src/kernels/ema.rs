@@ -27,8 +27,19 @@ pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         return;
     }
     let k = smoothing(period);
-    let rec = Recurrence { decay: [1.0 - k], seed_row: period - 1, seed: [seed_mean(&x[..period])] };
-    run_scan(split, x.len(), &rec, |t| [k * x[t]], [out], |o, i, _, y| o[0][i] = y[0]);
+    let rec = Recurrence {
+        decay: [1.0 - k],
+        seed_row: period - 1,
+        seed: [seed_mean(&x[..period])],
+    };
+    run_scan(
+        split,
+        x.len(),
+        &rec,
+        |t| [k * x[t]],
+        [out],
+        |o, i, _, y| o[0][i] = y[0],
+    );
 }
 
 /// MACD(fast, slow, signal) with `fast < slow`; rows `< slow + signal - 2` untouched except that
@@ -51,9 +62,14 @@ pub fn macd<S: Splitter>(
         seed_row: slow - 1,
         seed: [seed_mean(&x[slow - fast..slow]), seed_mean(&x[..slow])],
     };
-    run_scan(split, n, &rec, |t| [kf * x[t], ks * x[t]], [&mut *macd], |o, i, _, y| {
-        o[0][i] = y[0] - y[1]
-    });
+    run_scan(
+        split,
+        n,
+        &rec,
+        |t| [kf * x[t], ks * x[t]],
+        [&mut *macd],
+        |o, i, _, y| o[0][i] = y[0] - y[1],
+    );
 
     let start = slow + signal - 2;
     if n <= start {
@@ -61,11 +77,22 @@ pub fn macd<S: Splitter>(
     }
     let m: &[f64] = macd;
     let kg = smoothing(signal);
-    let rec = Recurrence { decay: [1.0 - kg], seed_row: start, seed: [seed_mean(&m[slow - 1..=start])] };
-    run_scan(split, n, &rec, |t| [kg * m[t]], [sig, hist], |o, i, t, y| {
-        o[0][i] = y[0];
-        o[1][i] = m[t] - y[0];
-    });
+    let rec = Recurrence {
+        decay: [1.0 - kg],
+        seed_row: start,
+        seed: [seed_mean(&m[slow - 1..=start])],
+    };
+    run_scan(
+        split,
+        n,
+        &rec,
+        |t| [kg * m[t]],
+        [sig, hist],
+        |o, i, t, y| {
+            o[0][i] = y[0];
+            o[1][i] = m[t] - y[0];
+        },
+    );
 }
 
 #[cfg(test)]

@@ -37,7 +37,14 @@ pub fn nan_min(a: f64, b: f64) -> f64 {
 }
 
 /// Writes the rolling fold of rows `[lo, hi)` into `out` (`out[i]` is row `lo + i`); `lo >= w - 1`.
-fn extrema_rows(x: &[f64], w: usize, lo: usize, hi: usize, pick: fn(f64, f64) -> f64, out: &mut [f64]) {
+fn extrema_rows(
+    x: &[f64],
+    w: usize,
+    lo: usize,
+    hi: usize,
+    pick: fn(f64, f64) -> f64,
+    out: &mut [f64],
+) {
     if lo >= hi {
         return;
     }
@@ -63,12 +70,22 @@ fn extrema_rows(x: &[f64], w: usize, lo: usize, hi: usize, pick: fn(f64, f64) ->
             }
         }
         for o in o_lo..o_hi {
-            out[b_start + o - lo] = if o == w - 1 { pre[o] } else { pick(suf[o + 1], pre[o]) };
+            out[b_start + o - lo] = if o == w - 1 {
+                pre[o]
+            } else {
+                pick(suf[o + 1], pre[o])
+            };
         }
     }
 }
 
-fn run_extrema<S: Splitter>(split: &S, x: &[f64], w: usize, pick: fn(f64, f64) -> f64, out: &mut [f64]) {
+fn run_extrema<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    pick: fn(f64, f64) -> f64,
+    out: &mut [f64],
+) {
     let n = x.len();
     if w == 0 || n < w {
         return;
@@ -89,7 +106,14 @@ pub fn rolling_min<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64])
 }
 
 /// Fast %K (TA-Lib's formula); rows `< fastk - 1` untouched.
-pub fn fastk<S: Splitter>(split: &S, high: &[f64], low: &[f64], close: &[f64], fk: usize, out: &mut [f64]) {
+pub fn fastk<S: Splitter>(
+    split: &S,
+    high: &[f64],
+    low: &[f64],
+    close: &[f64],
+    fk: usize,
+    out: &mut [f64],
+) {
     let n = high.len();
     if fk == 0 || n < fk {
         return;
@@ -102,7 +126,11 @@ pub fn fastk<S: Splitter>(split: &S, high: &[f64], low: &[f64], close: &[f64], f
         for (i, v) in piece.iter_mut().enumerate() {
             let ll = *v;
             let diff = (hh[i] - ll) / 100.0;
-            *v = if diff != 0.0 { (close[lo + i] - ll) / diff } else { 0.0 };
+            *v = if diff != 0.0 {
+                (close[lo + i] - ll) / diff
+            } else {
+                0.0
+            };
         }
     });
 }
@@ -162,7 +190,11 @@ mod tests {
         [h, l, c.clone()]
     }
 
-    fn run_stoch<S: Splitter>(s: &S, [h, l, c]: &[Vec<f64>; 3], p: (usize, usize, usize)) -> [Vec<f64>; 2] {
+    fn run_stoch<S: Splitter>(
+        s: &S,
+        [h, l, c]: &[Vec<f64>; 3],
+        p: (usize, usize, usize),
+    ) -> [Vec<f64>; 2] {
         let (mut k, mut d) = (vec![0.0; h.len()], vec![0.0; h.len()]);
         stoch(s, h, l, c, p, &mut k, &mut d);
         [k, d]

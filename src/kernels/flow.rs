@@ -21,7 +21,11 @@ pub fn roc<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         for (i, v) in piece.iter_mut().enumerate() {
             let t = lo + i;
             let prev = x[t - period];
-            *v = if prev != 0.0 { ((x[t] / prev) - 1.0) * 100.0 } else { 0.0 };
+            *v = if prev != 0.0 {
+                ((x[t] / prev) - 1.0) * 100.0
+            } else {
+                0.0
+            };
         }
     });
 }
@@ -31,7 +35,11 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
     if close.is_empty() {
         return;
     }
-    let rec = Recurrence { decay: [1.0], seed_row: 0, seed: [volume[0]] };
+    let rec = Recurrence {
+        decay: [1.0],
+        seed_row: 0,
+        seed: [volume[0]],
+    };
     let drive = |t: usize| {
         let v = if close[t] > close[t - 1] {
             volume[t]
@@ -42,7 +50,9 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
         };
         [v]
     };
-    run_scan(split, close.len(), &rec, drive, [out], |o, i, _, y| o[0][i] = y[0]);
+    run_scan(split, close.len(), &rec, drive, [out], |o, i, _, y| {
+        o[0][i] = y[0]
+    });
 }
 
 #[cfg(test)]

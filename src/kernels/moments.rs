@@ -208,20 +208,26 @@ pub fn bollinger<S: Splitter>(
     lower: &mut [f64],
 ) {
     let wf = period as f64;
-    run_moments::<S, true, 3>(split, x, period, [middle, upper, lower], |o, i, _, mean, m2| {
-        let dev = std_dev * (m2 / wf).sqrt();
-        o[0][i] = mean;
-        o[1][i] = mean + dev;
-        o[2][i] = mean - dev;
-    });
+    run_moments::<S, true, 3>(
+        split,
+        x,
+        period,
+        [middle, upper, lower],
+        |o, i, _, mean, m2| {
+            let dev = std_dev * (m2 / wf).sqrt();
+            o[0][i] = mean;
+            o[1][i] = mean + dev;
+            o[2][i] = mean - dev;
+        },
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::reference as naive;
-    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
     use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
 
     fn run_sma<S: Splitter>(s: &S, x: &[f64], w: usize) -> Vec<f64> {
         let mut out = vec![0.0; x.len()];
@@ -265,7 +271,11 @@ mod tests {
             assert_eq!(u[t], 101.125, "row {t}");
             assert_eq!(l[t], 101.125, "row {t}");
         }
-        assert_bits_eq(&m[w - 1..], &run_sma(&Sequential, &x, w)[w - 1..], "middle vs sma");
+        assert_bits_eq(
+            &m[w - 1..],
+            &run_sma(&Sequential, &x, w)[w - 1..],
+            "middle vs sma",
+        );
     }
 
     #[test]
@@ -286,13 +296,15 @@ mod tests {
         for x in series_zoo(5000, 3) {
             for w in [1, 2, 5, 20, 77, 1024] {
                 let whole = {
-                    let (mut m, mut u, mut l) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+                    let (mut m, mut u, mut l) =
+                        (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
                     bollinger(&Sequential, &x, w, 2.0, &mut m, &mut u, &mut l);
                     [m, u, l]
                 };
                 for _ in 0..6 {
                     let cuts = CutAt(random_cuts(&mut rng, x.len(), 16));
-                    let (mut m, mut u, mut l) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+                    let (mut m, mut u, mut l) =
+                        (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
                     bollinger(&cuts, &x, w, 2.0, &mut m, &mut u, &mut l);
                     assert_bits_eq(&m, &whole[0], "middle");
                     assert_bits_eq(&u, &whole[1], "upper");

@@ -33,17 +33,33 @@ pub fn wma(x: &[f64], w: usize) -> Vec<f64> {
 }
 
 pub fn rolling_max(x: &[f64], w: usize) -> Vec<f64> {
-    rolling_fold(x, w, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
+    rolling_fold(x, w, |a, b| {
+        if a.is_nan() || b.is_nan() {
+            f64::NAN
+        } else {
+            a.max(b)
+        }
+    })
 }
 
 pub fn rolling_min(x: &[f64], w: usize) -> Vec<f64> {
-    rolling_fold(x, w, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) })
+    rolling_fold(x, w, |a, b| {
+        if a.is_nan() || b.is_nan() {
+            f64::NAN
+        } else {
+            a.min(b)
+        }
+    })
 }
 
 fn rolling_fold(x: &[f64], w: usize, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     let mut out = vec![f64::NAN; x.len()];
     for t in w.saturating_sub(1)..x.len() {
-        out[t] = x[t + 1 - w..=t].iter().copied().reduce(&f).unwrap_or(f64::NAN);
+        out[t] = x[t + 1 - w..=t]
+            .iter()
+            .copied()
+            .reduce(&f)
+            .unwrap_or(f64::NAN);
     }
     out
 }
@@ -51,7 +67,13 @@ fn rolling_fold(x: &[f64], w: usize, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
 /// TA-Lib's EMA loop: SMA seed at `n - 1`, then `(x - prev) * k + prev`.
 pub fn ema(x: &[f64], n: usize) -> Vec<f64> {
     let k = 2.0 / (n as f64 + 1.0);
-    ema_seeded(x, n, k, n - 1, x[..n.min(x.len())].iter().sum::<f64>() / n as f64)
+    ema_seeded(
+        x,
+        n,
+        k,
+        n - 1,
+        x[..n.min(x.len())].iter().sum::<f64>() / n as f64,
+    )
 }
 
 pub fn ema_seeded(x: &[f64], _n: usize, k: f64, seed_row: usize, seed: f64) -> Vec<f64> {
@@ -85,7 +107,13 @@ pub fn rsi(x: &[f64], n: usize) -> Vec<f64> {
     }
     gain /= n as f64;
     loss /= n as f64;
-    let value = |g: f64, l: f64| if g + l == 0.0 { 0.0 } else { 100.0 * (g / (g + l)) };
+    let value = |g: f64, l: f64| {
+        if g + l == 0.0 {
+            0.0
+        } else {
+            100.0 * (g / (g + l))
+        }
+    };
     out[n] = value(gain, loss);
     for t in n + 1..x.len() {
         let d = x[t] - x[t - 1];
@@ -106,7 +134,9 @@ pub fn rsi(x: &[f64], n: usize) -> Vec<f64> {
 pub fn true_range(h: &[f64], l: &[f64], c: &[f64]) -> Vec<f64> {
     let mut tr = vec![f64::NAN; h.len()];
     for t in 1..h.len() {
-        tr[t] = (h[t] - l[t]).max((c[t - 1] - h[t]).abs()).max((c[t - 1] - l[t]).abs());
+        tr[t] = (h[t] - l[t])
+            .max((c[t - 1] - h[t]).abs())
+            .max((c[t - 1] - l[t]).abs());
     }
     tr
 }
@@ -159,7 +189,11 @@ pub fn stoch(h: &[f64], l: &[f64], c: &[f64], fk: usize, sk: usize, sd: usize) -
     let mut fast = vec![f64::NAN; n];
     for t in fk.saturating_sub(1)..n {
         let diff = (hh[t] - ll[t]) / 100.0;
-        fast[t] = if diff != 0.0 { (c[t] - ll[t]) / diff } else { 0.0 };
+        fast[t] = if diff != 0.0 {
+            (c[t] - ll[t]) / diff
+        } else {
+            0.0
+        };
     }
     let slowk = rolling_mean(&fast, sk);
     let slowd = rolling_mean(&slowk, sd);

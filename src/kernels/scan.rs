@@ -47,7 +47,10 @@ impl<const C: usize> Powers<C> {
 
 impl<const C: usize> Recurrence<C> {
     fn span(&self, k: usize, n: usize) -> (usize, usize) {
-        ((k * SCAN_BLOCK).max(self.seed_row + 1), ((k + 1) * SCAN_BLOCK).min(n))
+        (
+            (k * SCAN_BLOCK).max(self.seed_row + 1),
+            ((k + 1) * SCAN_BLOCK).min(n),
+        )
     }
 
     /// Local scan of rows `start..end` into `buf` (`buf[i]` = `L_{start+i}`), or only its last value.
@@ -128,7 +131,11 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     }
     let powers = Powers::new(rec.decay);
     let first_block = (p + 1) / SCAN_BLOCK;
-    let n_blocks = if p + 1 < n { (n - 1) / SCAN_BLOCK + 1 - first_block } else { 0 };
+    let n_blocks = if p + 1 < n {
+        (n - 1) / SCAN_BLOCK + 1 - first_block
+    } else {
+        0
+    };
 
     // Carries into every block, needed only when pieces start inside the series.
     let carries: Vec<[f64; C]> = if split.max_pieces() > 1 && n_blocks > 1 {
@@ -229,9 +236,20 @@ mod tests {
     use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg};
 
     fn run<S: Splitter>(s: &S, x: &[f64], a: f64, p: usize) -> Vec<f64> {
-        let rec = Recurrence { decay: [a], seed_row: p, seed: [x[p]] };
+        let rec = Recurrence {
+            decay: [a],
+            seed_row: p,
+            seed: [x[p]],
+        };
         let mut out = vec![0.0; x.len()];
-        run_scan(s, x.len(), &rec, |t| [x[t]], [&mut out], |o, i, _, y| o[0][i] = y[0]);
+        run_scan(
+            s,
+            x.len(),
+            &rec,
+            |t| [x[t]],
+            [&mut out],
+            |o, i, _, y| o[0][i] = y[0],
+        );
         out
     }
 

@@ -32,7 +32,12 @@ impl fmt::Display for ParamError {
 
 impl std::error::Error for ParamError {}
 
-fn period(indicator: &'static str, param: &'static str, v: i64, min: i64) -> Result<usize, ParamError> {
+fn period(
+    indicator: &'static str,
+    param: &'static str,
+    v: i64,
+    min: i64,
+) -> Result<usize, ParamError> {
     if (min..=MAX_PERIOD).contains(&v) {
         Ok(v as usize)
     } else {
@@ -48,30 +53,66 @@ fn period(indicator: &'static str, param: &'static str, v: i64, min: i64) -> Res
 /// One indicator call's parameters, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Spec {
-    Sma { period: usize },
-    Ema { period: usize },
-    Wma { period: usize },
-    RollingStd { period: usize, ddof: usize },
-    Zscore { period: usize },
-    Bollinger { period: usize, std_dev: f64 },
-    Rsi { period: usize },
-    Roc { period: usize },
-    Macd { fast: usize, slow: usize, signal: usize },
-    Atr { period: usize },
-    Natr { period: usize },
-    Stoch { fastk: usize, slowk: usize, slowd: usize },
+    Sma {
+        period: usize,
+    },
+    Ema {
+        period: usize,
+    },
+    Wma {
+        period: usize,
+    },
+    RollingStd {
+        period: usize,
+        ddof: usize,
+    },
+    Zscore {
+        period: usize,
+    },
+    Bollinger {
+        period: usize,
+        std_dev: f64,
+    },
+    Rsi {
+        period: usize,
+    },
+    Roc {
+        period: usize,
+    },
+    Macd {
+        fast: usize,
+        slow: usize,
+        signal: usize,
+    },
+    Atr {
+        period: usize,
+    },
+    Natr {
+        period: usize,
+    },
+    Stoch {
+        fastk: usize,
+        slowk: usize,
+        slowd: usize,
+    },
     Obv,
 }
 
 impl Spec {
     pub fn sma(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Sma { period: period("sma", "period", p, 2)? })
+        Ok(Spec::Sma {
+            period: period("sma", "period", p, 2)?,
+        })
     }
     pub fn ema(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Ema { period: period("ema", "period", p, 2)? })
+        Ok(Spec::Ema {
+            period: period("ema", "period", p, 2)?,
+        })
     }
     pub fn wma(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Wma { period: period("wma", "period", p, 2)? })
+        Ok(Spec::Wma {
+            period: period("wma", "period", p, 2)?,
+        })
     }
     pub fn rolling_std(p: i64, ddof: i64) -> Result<Self, ParamError> {
         let p = period("rolling_std", "period", p, 2)?;
@@ -83,10 +124,15 @@ impl Spec {
                 got: ddof.to_string(),
             });
         }
-        Ok(Spec::RollingStd { period: p, ddof: ddof as usize })
+        Ok(Spec::RollingStd {
+            period: p,
+            ddof: ddof as usize,
+        })
     }
     pub fn zscore(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Zscore { period: period("zscore", "period", p, 2)? })
+        Ok(Spec::Zscore {
+            period: period("zscore", "period", p, 2)?,
+        })
     }
     pub fn bollinger(p: i64, std_dev: f64) -> Result<Self, ParamError> {
         let p = period("bollinger", "period", p, 2)?;
@@ -101,10 +147,14 @@ impl Spec {
         Ok(Spec::Bollinger { period: p, std_dev })
     }
     pub fn rsi(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Rsi { period: period("rsi", "period", p, 2)? })
+        Ok(Spec::Rsi {
+            period: period("rsi", "period", p, 2)?,
+        })
     }
     pub fn roc(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Roc { period: period("roc", "period", p, 1)? })
+        Ok(Spec::Roc {
+            period: period("roc", "period", p, 1)?,
+        })
     }
     pub fn macd(fast: i64, slow: i64, signal: i64) -> Result<Self, ParamError> {
         let f = period("macd", "fast", fast, 2)?;
@@ -118,13 +168,21 @@ impl Spec {
                 got: f.to_string(),
             });
         }
-        Ok(Spec::Macd { fast: f, slow: s, signal: g })
+        Ok(Spec::Macd {
+            fast: f,
+            slow: s,
+            signal: g,
+        })
     }
     pub fn atr(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Atr { period: period("atr", "period", p, 1)? })
+        Ok(Spec::Atr {
+            period: period("atr", "period", p, 1)?,
+        })
     }
     pub fn natr(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Natr { period: period("natr", "period", p, 1)? })
+        Ok(Spec::Natr {
+            period: period("natr", "period", p, 1)?,
+        })
     }
     pub fn stoch(fastk: i64, slowk: i64, slowd: i64) -> Result<Self, ParamError> {
         Ok(Spec::Stoch {
@@ -161,11 +219,16 @@ impl Spec {
             | Spec::RollingStd { period, .. }
             | Spec::Zscore { period }
             | Spec::Bollinger { period, .. } => period - 1,
-            Spec::Rsi { period } | Spec::Roc { period } | Spec::Atr { period } | Spec::Natr { period } => {
-                period
-            }
+            Spec::Rsi { period }
+            | Spec::Roc { period }
+            | Spec::Atr { period }
+            | Spec::Natr { period } => period,
             Spec::Macd { slow, signal, .. } => slow + signal - 2,
-            Spec::Stoch { fastk, slowk, slowd } => fastk + slowk + slowd - 3,
+            Spec::Stoch {
+                fastk,
+                slowk,
+                slowd,
+            } => fastk + slowk + slowd - 3,
             Spec::Obv => 0,
         }
     }
@@ -197,21 +260,47 @@ impl Spec {
             (Spec::Sma { period }, [o]) => moments::sma(split, x, period, o),
             (Spec::Ema { period }, [o]) => ema::ema(split, x, period, o),
             (Spec::Wma { period }, [o]) => wma::wma(split, x, period, o),
-            (Spec::RollingStd { period, ddof }, [o]) => moments::rolling_std(split, x, period, ddof, o),
+            (Spec::RollingStd { period, ddof }, [o]) => {
+                moments::rolling_std(split, x, period, ddof, o)
+            }
             (Spec::Zscore { period }, [o]) => moments::zscore(split, x, period, o),
             (Spec::Bollinger { period, std_dev }, [m, u, l]) => {
                 moments::bollinger(split, x, period, std_dev, m, u, l)
             }
             (Spec::Rsi { period }, [o]) => wilder::rsi(split, x, period, o),
             (Spec::Roc { period }, [o]) => flow::roc(split, x, period, o),
-            (Spec::Macd { fast, slow, signal }, [m, s, h]) => ema::macd(split, x, (fast, slow, signal), m, s, h),
-            (Spec::Atr { period }, [o]) => wilder::atr(split, inputs[0], inputs[1], inputs[2], period, o),
-            (Spec::Natr { period }, [o]) => wilder::natr(split, inputs[0], inputs[1], inputs[2], period, o),
-            (Spec::Stoch { fastk, slowk, slowd }, [k, d]) => {
-                extrema::stoch(split, inputs[0], inputs[1], inputs[2], (fastk, slowk, slowd), k, d)
+            (Spec::Macd { fast, slow, signal }, [m, s, h]) => {
+                ema::macd(split, x, (fast, slow, signal), m, s, h)
             }
+            (Spec::Atr { period }, [o]) => {
+                wilder::atr(split, inputs[0], inputs[1], inputs[2], period, o)
+            }
+            (Spec::Natr { period }, [o]) => {
+                wilder::natr(split, inputs[0], inputs[1], inputs[2], period, o)
+            }
+            (
+                Spec::Stoch {
+                    fastk,
+                    slowk,
+                    slowd,
+                },
+                [k, d],
+            ) => extrema::stoch(
+                split,
+                inputs[0],
+                inputs[1],
+                inputs[2],
+                (fastk, slowk, slowd),
+                k,
+                d,
+            ),
             (Spec::Obv, [o]) => flow::obv(split, inputs[0], inputs[1], o),
-            (spec, outs) => unreachable!("{} takes {} outputs, got {}", spec.name(), spec.outputs().len(), outs.len()),
+            (spec, outs) => unreachable!(
+                "{} takes {} outputs, got {}",
+                spec.name(),
+                spec.outputs().len(),
+                outs.len()
+            ),
         }
     }
 }
@@ -223,13 +312,19 @@ mod tests {
     #[test]
     fn errors_name_indicator_parameter_and_range() {
         let e = Spec::sma(1).unwrap_err();
-        assert_eq!(e.to_string(), "threadx.sma: period must be an integer in [2, 100000], got 1");
+        assert_eq!(
+            e.to_string(),
+            "threadx.sma: period must be an integer in [2, 100000], got 1"
+        );
         let e = Spec::rolling_std(5, 5).unwrap_err();
         assert!(e.to_string().contains("ddof"), "{e}");
         let e = Spec::macd(26, 12, 9).unwrap_err();
         assert!(e.to_string().contains("less than slow"), "{e}");
         assert!(Spec::bollinger(20, f64::NAN).is_err());
-        assert!(Spec::stoch(5, 0, 3).unwrap_err().to_string().contains("slowk_period"));
+        assert!(Spec::stoch(5, 0, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("slowk_period"));
     }
 
     #[test]

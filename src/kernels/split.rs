@@ -13,12 +13,12 @@ pub trait Splitter: Sync {
     /// are cut at the same places.
     fn for_each_piece<const K: usize, F>(&self, first_row: usize, outs: [&mut [f64]; K], fill: F)
     where
-        F: Fn(usize, [&mut [f64]; K]) + Sync;
+        F: Fn(usize, [&mut [f64]; K]) + Sync + Send;
 
     /// Evaluates `f(i)` for `i in 0..n` (any grouping, any order) and returns the results in index order.
     fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
     where
-        F: Fn(usize) -> T + Sync;
+        F: Fn(usize) -> T + Sync + Send;
 
     /// How many pieces this splitter will use at most: 1 lets kernels skip work that only matters
     /// for parallel runs (it never changes the bits, see `scan`).
@@ -31,14 +31,14 @@ pub struct Sequential;
 impl Splitter for Sequential {
     fn for_each_piece<const K: usize, F>(&self, first_row: usize, outs: [&mut [f64]; K], fill: F)
     where
-        F: Fn(usize, [&mut [f64]; K]) + Sync,
+        F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
     {
         fill(first_row, outs);
     }
 
     fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
     where
-        F: Fn(usize) -> T + Sync,
+        F: Fn(usize) -> T + Sync + Send,
     {
         (0..n).map(f).collect()
     }
@@ -55,7 +55,7 @@ pub struct CutAt(pub Vec<usize>);
 impl Splitter for CutAt {
     fn for_each_piece<const K: usize, F>(&self, first_row: usize, outs: [&mut [f64]; K], fill: F)
     where
-        F: Fn(usize, [&mut [f64]; K]) + Sync,
+        F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
     {
         let len = outs[0].len();
         let lens = piece_lengths(len, &self.0);
@@ -73,7 +73,7 @@ impl Splitter for CutAt {
 
     fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
     where
-        F: Fn(usize) -> T + Sync,
+        F: Fn(usize) -> T + Sync + Send,
     {
         let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
         for i in (0..n).rev() {

@@ -45,7 +45,9 @@ pub fn series_zoo(n: usize, seed: u64) -> Vec<Vec<f64>> {
         }
         flat.push(q);
     }
-    let wave: Vec<f64> = (0..n).map(|i| (i as f64 * 0.05).sin() * 3.0 + 0.1 * rng.normal()).collect();
+    let wave: Vec<f64> = (0..n)
+        .map(|i| (i as f64 * 0.05).sin() * 3.0 + 0.1 * rng.normal())
+        .collect();
     vec![walk, offset, tiny, flat, wave]
 }
 
@@ -58,14 +60,20 @@ pub fn random_cuts(rng: &mut Lcg, len: usize, max_pieces: usize) -> Vec<usize> {
 pub fn assert_bits_eq(got: &[f64], want: &[f64], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(g.to_bits() == w.to_bits(), "{what}: row {i}: {g:e} vs {w:e}");
+        assert!(
+            g.to_bits() == w.to_bits(),
+            "{what}: row {i}: {g:e} vs {w:e}"
+        );
     }
 }
 
 /// Relative closeness with an absolute floor of `tol * max(1, scale of the data)`; NaN must match NaN.
 pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = want
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if w.is_nan() {
             assert!(g.is_nan(), "{what}: row {i}: {g:e}, want NaN");
@@ -73,6 +81,9 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         }
         let err = (g - w).abs();
         let bound = tol * w.abs().max(scale * 1e-3).max(f64::MIN_POSITIVE);
-        assert!(err <= bound, "{what}: row {i}: {g:e} vs {w:e} (err {err:e})");
+        assert!(
+            err <= bound,
+            "{what}: row {i}: {g:e} vs {w:e} (err {err:e})"
+        );
     }
 }

@@ -44,21 +44,32 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         l = l + dl;
     }
     let (a, inv) = wilder(period);
-    let rec = Recurrence { decay: [a, a], seed_row: period, seed: [g / nf, l / nf] };
+    let rec = Recurrence {
+        decay: [a, a],
+        seed_row: period,
+        seed: [g / nf, l / nf],
+    };
     let drive = |t: usize| {
         let [dg, dl] = gain_loss(x, t);
         [dg * inv, dl * inv]
     };
     run_scan(split, x.len(), &rec, drive, [out], |o, i, _, [g, l]| {
         let total = g + l;
-        o[0][i] = if total != 0.0 { 100.0 * (g / total) } else { 0.0 };
+        o[0][i] = if total != 0.0 {
+            100.0 * (g / total)
+        } else {
+            0.0
+        };
     });
 }
 
 #[inline(always)]
 pub fn true_range(h: &[f64], l: &[f64], c: &[f64], t: usize) -> f64 {
     let prev = c[t - 1];
-    nan_max(nan_max(h[t] - l[t], (prev - h[t]).abs()), (prev - l[t]).abs())
+    nan_max(
+        nan_max(h[t] - l[t], (prev - h[t]).abs()),
+        (prev - l[t]).abs(),
+    )
 }
 
 fn atr_with<S: Splitter>(
@@ -73,19 +84,42 @@ fn atr_with<S: Splitter>(
     }
     let seed = (1..=period).fold(0.0, |s, t| s + true_range(h, l, c, t)) / period as f64;
     let (a, inv) = wilder(period);
-    let rec = Recurrence { decay: [a], seed_row: period, seed: [seed] };
-    run_scan(split, h.len(), &rec, |t| [true_range(h, l, c, t) * inv], [out], |o, i, t, y| {
-        o[0][i] = finish(t, y[0])
-    });
+    let rec = Recurrence {
+        decay: [a],
+        seed_row: period,
+        seed: [seed],
+    };
+    run_scan(
+        split,
+        h.len(),
+        &rec,
+        |t| [true_range(h, l, c, t) * inv],
+        [out],
+        |o, i, t, y| o[0][i] = finish(t, y[0]),
+    );
 }
 
 /// ATR(period); rows `< period` untouched.
-pub fn atr<S: Splitter>(split: &S, h: &[f64], l: &[f64], c: &[f64], period: usize, out: &mut [f64]) {
+pub fn atr<S: Splitter>(
+    split: &S,
+    h: &[f64],
+    l: &[f64],
+    c: &[f64],
+    period: usize,
+    out: &mut [f64],
+) {
     atr_with(split, (h, l, c), period, out, |_, atr| atr)
 }
 
 /// NATR(period) = ATR / close · 100; rows `< period` untouched.
-pub fn natr<S: Splitter>(split: &S, h: &[f64], l: &[f64], c: &[f64], period: usize, out: &mut [f64]) {
+pub fn natr<S: Splitter>(
+    split: &S,
+    h: &[f64],
+    l: &[f64],
+    c: &[f64],
+    period: usize,
+    out: &mut [f64],
+) {
     atr_with(split, (h, l, c), period, out, |t, atr| {
         if c[t] != 0.0 {
             (atr / c[t]) * 100.0
@@ -136,7 +170,14 @@ mod tests {
             }
             for _ in 0..4 {
                 let mut got = vec![0.0; c.len()];
-                atr(&CutAt(random_cuts(&mut rng, c.len(), 16)), &h, &l, &c, n, &mut got);
+                atr(
+                    &CutAt(random_cuts(&mut rng, c.len(), 16)),
+                    &h,
+                    &l,
+                    &c,
+                    n,
+                    &mut got,
+                );
                 assert_bits_eq(&got, &whole, "atr split");
             }
         }

@@ -1,0 +1,70 @@
+"""threadx: technical-analysis indicators as a Polars expression plugin.
+
+``import threadx`` registers the ``pl.Expr.threadx`` namespace::
+
+    df.with_columns(bb=pl.col("close").threadx.bollinger(period=20, std_dev=2.0))
+    df.with_columns(threadx.atr("high", "low", "close", period=14).over("symbol"))
+
+Values are TA-Lib 0.8.1's; warm-up rows are null; nulls are skipped; NaN propagates; the bits do
+not depend on thread count or chunking.
+"""
+
+from __future__ import annotations
+
+from threadx import _internal
+from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
+from threadx.indicators import (
+    atr,
+    bollinger,
+    ema,
+    macd,
+    natr,
+    obv,
+    roc,
+    rolling_std,
+    rsi,
+    sma,
+    stoch,
+    wma,
+    zscore,
+)
+
+__version__: str = _internal.version()
+
+
+def set_threads(n: int | None = None) -> None:
+    """Force ``n`` CPU workers for every later call (``None``: let the optimizer decide).
+
+    The environment variable ``THREADX_NUM_THREADS`` does the same for a whole process;
+    ``set_threads`` takes precedence. Results are bit-identical for every worker count.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise ValueError(
+            f"threadx.set_threads: n must be an integer in [1, 1024] or None, got {n!r}"
+        )
+    _internal.set_threads(n)
+
+
+def get_threads() -> int | None:
+    """The forced worker count, or ``None`` when the optimizer decides."""
+    return _internal.get_threads()
+
+
+__all__ = [
+    "__version__",
+    "atr",
+    "bollinger",
+    "ema",
+    "get_threads",
+    "macd",
+    "natr",
+    "obv",
+    "roc",
+    "rolling_std",
+    "rsi",
+    "set_threads",
+    "sma",
+    "stoch",
+    "wma",
+    "zscore",
+]

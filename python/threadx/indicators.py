@@ -1,0 +1,150 @@
+"""The functional API: ``threadx.<name>(column_or_expr, ...)``.
+
+Every function returns a ``pl.Expr`` producing Float64 (or a Struct of Float64 for multi-output
+indicators), as long as its input, with TA-Lib's warm-up rows as null. Nulls are skipped (the value
+at a non-null row is the indicator of the series with its nulls dropped); NaN is a value and
+propagates per IEEE. ``device`` is ``"auto"`` (default), ``"cpu"``, ``"gpu"`` or ``"gpu:<i>[,<j>]"``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from threadx import _validate as check
+from threadx._plugin import IntoExpr, call, to_expr
+
+
+def _single(name: str, expr: IntoExpr, kwargs: dict, device: str) -> pl.Expr:
+    kwargs["device"] = check.device(name, device)
+    return call(name, [to_expr(name, "expr", expr)], kwargs)
+
+
+def sma(expr: IntoExpr, period: int = 30, *, device: str = "auto") -> pl.Expr:
+    """Simple moving average (TA-Lib SMA). Warm-up: ``period - 1`` rows."""
+    return _single("sma", expr, {"period": check.period("sma", "period", period, 2)}, device)
+
+
+def ema(expr: IntoExpr, period: int = 30, *, device: str = "auto") -> pl.Expr:
+    """Exponential moving average, ``k = 2/(period+1)``, seeded with the SMA of the first
+    ``period`` values (TA-Lib EMA). Warm-up: ``period - 1`` rows."""
+    return _single("ema", expr, {"period": check.period("ema", "period", period, 2)}, device)
+
+
+def wma(expr: IntoExpr, period: int = 30, *, device: str = "auto") -> pl.Expr:
+    """Linearly weighted moving average, newest value weighted ``period`` (TA-Lib WMA)."""
+    return _single("wma", expr, {"period": check.period("wma", "period", period, 2)}, device)
+
+
+def rolling_std(expr: IntoExpr, period: int = 5, ddof: int = 0, *, device: str = "auto") -> pl.Expr:
+    """Rolling standard deviation; ``ddof=0`` is TA-Lib's STDDEV (population)."""
+    p = check.period("rolling_std", "period", period, 2)
+    d = check.ddof("rolling_std", ddof, p)
+    return _single("rolling_std", expr, {"period": p, "ddof": d}, device)
+
+
+def zscore(expr: IntoExpr, period: int = 20, *, device: str = "auto") -> pl.Expr:
+    """``(x - rolling mean) / rolling population std`` over ``period`` rows; a window of identical
+    values gives NaN (0/0)."""
+    return _single("zscore", expr, {"period": check.period("zscore", "period", period, 2)}, device)
+
+
+def bollinger(
+    expr: IntoExpr, period: int = 20, std_dev: float = 2.0, *, device: str = "auto"
+) -> pl.Expr:
+    """Bollinger bands (TA-Lib BBANDS with SMA): Struct{middle, upper, lower},
+    ``upper/lower = middle ± std_dev · population std``."""
+    kwargs = {
+        "period": check.period("bollinger", "period", period, 2),
+        "std_dev": check.non_negative("bollinger", "std_dev", std_dev),
+    }
+    return _single("bollinger", expr, kwargs, device)
+
+
+def rsi(expr: IntoExpr, period: int = 14, *, device: str = "auto") -> pl.Expr:
+    """Wilder's relative strength index (TA-Lib RSI). Warm-up: ``period`` rows."""
+    return _single("rsi", expr, {"period": check.period("rsi", "period", period, 2)}, device)
+
+
+def roc(expr: IntoExpr, period: int = 10, *, device: str = "auto") -> pl.Expr:
+    """Rate of change ``(x / x[t-period] - 1) · 100`` (TA-Lib ROC; 0 when the base is 0)."""
+    return _single("roc", expr, {"period": check.period("roc", "period", period, 1)}, device)
+
+
+def macd(
+    expr: IntoExpr, fast: int = 12, slow: int = 26, signal: int = 9, *, device: str = "auto"
+) -> pl.Expr:
+    """MACD (TA-Lib): Struct{macd, signal, hist}. Warm-up: ``slow + signal - 2`` rows."""
+    f = check.period("macd", "fast", fast, 2)
+    s = check.period("macd", "slow", slow, 2)
+    g = check.period("macd", "signal", signal, 1)
+    check.less_than("macd", "fast", f, "slow", s)
+    return _single("macd", expr, {"fast": f, "slow": s, "signal": g}, device)
+
+
+def _hlc(name: str, high: IntoExpr, low: IntoExpr, close: IntoExpr) -> list[pl.Expr]:
+    return [to_expr(name, "high", high), to_expr(name, "low", low), to_expr(name, "close", close)]
+
+
+def atr(
+    high: IntoExpr, low: IntoExpr, close: IntoExpr, period: int = 14, *, device: str = "auto"
+) -> pl.Expr:
+    """Average true range (TA-Lib ATR, Wilder smoothing). Warm-up: ``period`` rows."""
+    kwargs = {
+        "period": check.period("atr", "period", period, 1),
+        "device": check.device("atr", device),
+    }
+    return call("atr", _hlc("atr", high, low, close), kwargs)
+
+
+def natr(
+    high: IntoExpr, low: IntoExpr, close: IntoExpr, period: int = 14, *, device: str = "auto"
+) -> pl.Expr:
+    """Normalized ATR, ``ATR / close · 100`` (TA-Lib NATR)."""
+    kwargs = {
+        "period": check.period("natr", "period", period, 1),
+        "device": check.device("natr", device),
+    }
+    return call("natr", _hlc("natr", high, low, close), kwargs)
+
+
+def stoch(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    fastk_period: int = 5,
+    slowk_period: int = 3,
+    slowd_period: int = 3,
+    *,
+    device: str = "auto",
+) -> pl.Expr:
+    """Stochastic oscillator with SMA smoothing (TA-Lib STOCH): Struct{slowk, slowd}."""
+    kwargs = {
+        "fastk_period": check.period("stoch", "fastk_period", fastk_period, 1),
+        "slowk_period": check.period("stoch", "slowk_period", slowk_period, 1),
+        "slowd_period": check.period("stoch", "slowd_period", slowd_period, 1),
+        "device": check.device("stoch", device),
+    }
+    return call("stoch", _hlc("stoch", high, low, close), kwargs)
+
+
+def obv(close: IntoExpr, volume: IntoExpr, *, device: str = "auto") -> pl.Expr:
+    """On-balance volume (TA-Lib OBV). No warm-up."""
+    args = [to_expr("obv", "close", close), to_expr("obv", "volume", volume)]
+    return call("obv", args, {"device": check.device("obv", device)})
+
+
+__all__ = [
+    "atr",
+    "bollinger",
+    "ema",
+    "macd",
+    "natr",
+    "obv",
+    "roc",
+    "rolling_std",
+    "rsi",
+    "sma",
+    "stoch",
+    "wma",
+    "zscore",
+]

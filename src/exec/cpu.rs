@@ -1,0 +1,147 @@
+//! The rayon backend: cuts rows into one piece per worker, aligned to the scan block grid so that
+//! recursive kernels need not recompute a partial block; windowed kernels read their halo from the
+//! shared input. The cut points change nothing in the output (see `kernels::split`).
+
+use rayon::prelude::*;
+
+use crate::kernels::scan::SCAN_BLOCK;
+use crate::kernels::split::{cut_pieces, Splitter};
+
+pub struct RayonSplit {
+    pieces: usize,
+}
+
+impl RayonSplit {
+    pub fn new(pieces: usize) -> Self {
+        RayonSplit {
+            pieces: pieces.max(1),
+        }
+    }
+
+    /// Piece lengths for rows `first_row .. first_row + len`: about `len / pieces` each, every
+    /// interior cut on a multiple of [`SCAN_BLOCK`] in global row numbers.
+    fn lengths(&self, first_row: usize, len: usize) -> Vec<usize> {
+        let target = len.div_ceil(self.pieces).max(1);
+        let end = first_row + len;
+        let mut lens = Vec::with_capacity(self.pieces);
+        let mut at = first_row;
+        while at < end {
+            let mut cut = (at + target).div_ceil(SCAN_BLOCK) * SCAN_BLOCK;
+            if lens.len() + 1 == self.pieces || cut >= end {
+                cut = end;
+            }
+            lens.push(cut - at);
+            at = cut;
+        }
+        lens
+    }
+}
+
+impl Splitter for RayonSplit {
+    fn for_each_piece<const K: usize, F>(&self, first_row: usize, outs: [&mut [f64]; K], fill: F)
+    where
+        F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
+    {
+        let lens = self.lengths(first_row, outs[0].len());
+        let mut starts = Vec::with_capacity(lens.len());
+        let mut acc = first_row;
+        for l in &lens {
+            starts.push(acc);
+            acc += l;
+        }
+        let pieces: Vec<(usize, [&mut [f64]; K])> =
+            starts.into_iter().zip(cut_pieces(outs, &lens)).collect();
+        pieces
+            .into_par_iter()
+            .for_each(|(lo, piece)| fill(lo, piece));
+    }
+
+    fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
+    where
+        F: Fn(usize) -> T + Sync + Send,
+    {
+        let min_len = n.div_ceil(self.pieces).max(1);
+        (0..n)
+            .into_par_iter()
+            .with_min_len(min_len)
+            .map(f)
+            .collect()
+    }
+
+    fn max_pieces(&self) -> usize {
+        self.pieces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::split::Sequential;
+    use crate::kernels::testing::{assert_bits_eq, series_zoo, Lcg};
+    use crate::kernels::Spec;
+
+    #[test]
+    fn lengths_cover_rows_on_the_grid() {
+        for (first, len, k) in [(0, 10_000, 3), (19, 100_000, 16), (5, 10, 4), (0, 0, 2)] {
+            let lens = RayonSplit::new(k).lengths(first, len);
+            assert_eq!(lens.iter().sum::<usize>(), len);
+            assert!(lens.len() <= k);
+            let mut at = first;
+            for l in &lens[..lens.len().saturating_sub(1)] {
+                at += l;
+                assert_eq!(at % SCAN_BLOCK, 0);
+            }
+        }
+    }
+
+    /// Every indicator, 1..=16 rayon workers, identical bits to the single-piece run.
+    #[test]
+    fn every_indicator_is_identical_for_any_worker_count() {
+        let mut rng = Lcg(99);
+        let zoo = series_zoo(30_000, 17);
+        let c = &zoo[0];
+        let h: Vec<f64> = c.iter().map(|v| v + rng.uniform()).collect();
+        let l: Vec<f64> = c.iter().map(|v| v - rng.uniform()).collect();
+        let vol: Vec<f64> = (0..c.len()).map(|_| rng.below(10_000) as f64).collect();
+        let specs = [
+            Spec::sma(20).unwrap(),
+            Spec::ema(30).unwrap(),
+            Spec::wma(10).unwrap(),
+            Spec::rolling_std(5, 1).unwrap(),
+            Spec::zscore(20).unwrap(),
+            Spec::bollinger(20, 2.0).unwrap(),
+            Spec::rsi(14).unwrap(),
+            Spec::roc(10).unwrap(),
+            Spec::macd(12, 26, 9).unwrap(),
+            Spec::atr(14).unwrap(),
+            Spec::natr(14).unwrap(),
+            Spec::stoch(5, 3, 3).unwrap(),
+            Spec::Obv,
+        ];
+        for spec in specs {
+            let inputs: Vec<&[f64]> = match spec.inputs().len() {
+                3 => vec![&h, &l, c],
+                2 => vec![c, &vol],
+                _ => vec![c],
+            };
+            let run = |workers: usize| {
+                let k = spec.outputs().len();
+                let mut outs = vec![vec![0.0; c.len()]; k];
+                let mut views: Vec<&mut [f64]> =
+                    outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                if workers == 0 {
+                    spec.run(&Sequential, &inputs, &mut views);
+                } else {
+                    spec.run(&RayonSplit::new(workers), &inputs, &mut views);
+                }
+                outs
+            };
+            let whole = run(0);
+            for workers in 1..=16 {
+                for (j, out) in run(workers).iter().enumerate() {
+                    assert_bits_eq(out, &whole[j], spec.name());
+                }
+            }
+        }
+    }
+}

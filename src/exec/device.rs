@@ -1,0 +1,63 @@
+//! The user's placement request: `"auto"`, `"cpu"`, `"gpu"`, `"gpu:0"`, `"gpu:0,1"`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    /// All visible GPUs (`None`) or the listed ordinals.
+    Gpu(Option<Vec<usize>>),
+}
+
+impl Device {
+    pub fn parse(text: &str) -> Result<Device, String> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "auto" => return Ok(Device::Auto),
+            "cpu" => return Ok(Device::Cpu),
+            "gpu" => return Ok(Device::Gpu(None)),
+            _ => {}
+        }
+        let bad =
+            || format!("device must be 'auto', 'cpu', 'gpu' or 'gpu:<i>[,<j>...]', got '{text}'");
+        let list = t.strip_prefix("gpu:").ok_or_else(bad)?;
+        let ids: Result<Vec<usize>, _> =
+            list.split(',').map(|p| p.trim().parse::<usize>()).collect();
+        match ids {
+            Ok(ids) if !ids.is_empty() => Ok(Device::Gpu(Some(ids))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Auto => write!(f, "auto"),
+            Device::Cpu => write!(f, "cpu"),
+            Device::Gpu(None) => write!(f, "gpu"),
+            Device::Gpu(Some(ids)) => {
+                let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                write!(f, "gpu:{}", ids.join(","))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form_and_rejects_others() {
+        assert_eq!(Device::parse("auto"), Ok(Device::Auto));
+        assert_eq!(Device::parse("CPU"), Ok(Device::Cpu));
+        assert_eq!(Device::parse("gpu"), Ok(Device::Gpu(None)));
+        assert_eq!(Device::parse("gpu:0,1"), Ok(Device::Gpu(Some(vec![0, 1]))));
+        assert_eq!(Device::parse("gpu:1").unwrap().to_string(), "gpu:1");
+        for bad in ["", "tpu", "gpu:", "gpu:a", "gpu:0,"] {
+            assert!(Device::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
