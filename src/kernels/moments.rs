@@ -2,60 +2,36 @@
 //!
 //! # Spec (the answer is defined by this sequence of IEEE-754 double operations, no FMA)
 //!
-//! Window length `w`, rows `t >= w - 1`, window start `s = t - w + 1`. Rows are cut into blocks of
-//! `w` rows aligned to row 0; block `k` holds rows `k*w .. k*w + w`, its *reference* is
-//! `r_k = x[k*w]` when that value is finite, else `0.0`. Inside a block every value is shifted,
-//! `d = x - r_k` (exact when the two are within a factor of two), which keeps the offset of the
-//! data out of the variance.
+//! Window length `w`, rows `t >= w - 1`, window `s = t - w + 1 ..= t`. Rows are cut into blocks of
+//! `w` rows aligned to row 0. Let `b = t / w` be the block of `t` and `o = t - b*w` its offset.
+//! The window's *reference* is `r = x[b*w]` when finite, else `0.0`; `x[b*w]` always lies inside
+//! the window, so shifting by it keeps the offset of the data out of the variance and a window of
+//! identical values has every shifted value exactly `0.0`. Shifted values are `d = x - r`.
 //!
-//! Partial aggregates `(mean, m2)` of shifted values are built with Welford pushes from
-//! `(0.0, 0.0)`: the `j`-th push (`j = 1, 2, …`) of `d` does
-//! `delta = d - mean; mean = mean + delta * inv[j]; m2 = m2 + delta * (d - mean)`,
-//! where `inv[j] = 1.0 / j`. A *prefix* of block `b` pushes offsets `0, 1, …, o` left to right;
-//! a *suffix* of block `a` pushes offsets `w-1, w-2, …, o` right to left.
+//! * `o = w - 1` (the window is block `b`): `S1`, `S2` are the left-to-right sums (from `0.0`) of
+//!   `d` and `d*d` over the block.
+//! * otherwise the window is the suffix of block `b - 1` from offset `o + 1` and the prefix of block
+//!   `b` through `o`: `S1 = A1 + B1`, `S2 = A2 + B2`, where `A*` are right-to-left sums (from `0.0`,
+//!   `acc = v + acc`) over the suffix and `B*` left-to-right sums (`acc = acc + v`) over the prefix,
+//!   all with the same reference `r` (that of block `b`).
 //!
-//! Let `o = t - b*w` be the offset of `t` in its block `b`.
-//! * `o = w - 1` (the window is exactly block `b`): `mean = r_b + pmean`, `m2 = pm2` with
-//!   `(pmean, pm2)` the prefix of block `b` through offset `w - 1`.
-//! * otherwise the window is the suffix of block `a = b - 1` from offset `o + 1` (`n_a = w - n_b`
-//!   values) and the prefix of block `b` through `o` (`n_b = o + 1` values); they are merged
-//!   (Chan et al.) as
-//!   `delta = (r_b - r_a) + (pmean - smean)`,
-//!   `mean = r_a + (smean + delta * fb[n_b])`,
-//!   `m2 = (sm2 + pm2) + (delta * delta) * cab[n_b]`,
-//!   with `fb[j] = j / w` and `cab[j] = ((w - j) * j) / w` (integer products, then one division).
+//! Then, with `iw = 1.0 / w`: `md = S1 * iw`, `mean = r + md`, `m2 = S2 - S1 * md`, or `0.0` if that is
+//! negative (a rounding residue below the data's conditioning limit; NaN passes). Outputs: `sma = mean`;
+//! `rolling_std = sqrt(m2 * (1.0 / (w - ddof)))`; `zscore = ((x_t - r) - md) / sqrt(m2 * iw)`;
+//! `bollinger`: `dev = k * sqrt(m2 * iw)`, `middle = mean`, `upper = mean + dev`, `lower = mean - dev`.
+//! The mean is the same operations whether or not the variance is needed, so `bollinger.middle` is
+//! bit-identical to `sma`.
 //!
-//! Outputs: `sma = mean`; `rolling_std = sqrt(m2 / (w - ddof))`; `zscore = (x_t - mean) /
-//! sqrt(m2 / w)`; `bollinger`: `dev = k * sqrt(m2 / w)`, `middle = mean`, `upper = mean + dev`,
-//! `lower = mean - dev`. The mean is the same sequence of operations whether or not the variance is
-//! needed, so `bollinger.middle` is bit-identical to `sma`.
-//!
-//! Cost O(1) amortised per row with no subtraction of running sums. A piece of rows
+//! Accuracy: because `r` is a value of the window, `Σd² <= w·m2`, so the relative error of `m2` is
+//! at most about `w·ε` and in practice a few `ε` (≈1e-16 against exact rational arithmetic on prices
+//! near 1e6 with 0.01 noise, near 1e-7, and on random walks — see `tests/test_exact_reference.py`).
+//! Cost O(1) amortised per row, no running sum ever has a value subtracted, and a piece of rows
 //! `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1` (`Halo::Window`).
-//! `m2` is never negative (each Welford increment is a product of two same-signed factors), and a
-//! window of identical values has `m2 == 0.0` exactly.
 
 use super::split::Splitter;
 
-/// Tables shared by every piece of one call: `inv[j] = 1/j`, `fb[j] = j/w`, `cab[j] = (w-j)j/w`.
-struct GridTables {
-    inv: Vec<f64>,
-    fb: Vec<f64>,
-    cab: Vec<f64>,
-}
-
-impl GridTables {
-    fn new(w: usize) -> Self {
-        let wf = w as f64;
-        let inv = (0..=w).map(|j| 1.0 / j as f64).collect();
-        let fb = (0..=w).map(|j| j as f64 / wf).collect();
-        let cab = (0..=w).map(|j| ((w - j) as f64 * j as f64) / wf).collect();
-        GridTables { inv, fb, cab }
-    }
-}
-
 #[inline(always)]
-fn block_reference(x: &[f64], block_start: usize) -> f64 {
+fn reference(x: &[f64], block_start: usize) -> f64 {
     let r = x[block_start];
     if r.is_finite() {
         r
@@ -64,136 +40,221 @@ fn block_reference(x: &[f64], block_start: usize) -> f64 {
     }
 }
 
-/// Per-piece scratch: prefix of the current block and suffix of the previous one.
-struct Scratch {
-    pre_mean: Vec<f64>,
-    pre_m2: Vec<f64>,
-    suf_mean: Vec<f64>,
-    suf_m2: Vec<f64>,
+/// Rows handed to an output writer at once: big enough to amortise per-block work and let the
+/// writer's loop vectorise, small enough that the tile stays in L1/L2.
+const TILE_ROWS: usize = 2048;
+
+/// Prefix sums of one block (`acc = acc + d`, left to right) with reference `r`.
+#[inline(always)]
+fn prefix_sums<const VAR: bool>(block: &[f64], r: f64, pre1: &mut [f64], pre2: &mut [f64]) {
+    let (mut a1, mut a2) = (0.0f64, 0.0f64);
+    for (o, v) in block.iter().enumerate() {
+        let d = v - r;
+        a1 = a1 + d;
+        pre1[o] = a1;
+        if VAR {
+            a2 = a2 + d * d;
+            pre2[o] = a2;
+        }
+    }
 }
 
-/// Calls `emit(t, mean, m2)` for every row `t` in `[lo, hi)`; requires `lo >= w - 1`.
-/// With `VAR == false` the `m2` argument is meaningless (0.0) and not computed.
-fn moments_rows<const VAR: bool>(
+/// Suffix sums of one block (`acc = d + acc`, right to left) with reference `r`, offsets `from..`.
+#[inline(always)]
+fn suffix_sums<const VAR: bool>(
+    block: &[f64],
+    from: usize,
+    r: f64,
+    suf1: &mut [f64],
+    suf2: &mut [f64],
+) {
+    let (mut a1, mut a2) = (0.0f64, 0.0f64);
+    for o in (from..block.len()).rev() {
+        let d = block[o] - r;
+        a1 = d + a1;
+        suf1[o] = a1;
+        if VAR {
+            a2 = d * d + a2;
+            suf2[o] = a2;
+        }
+    }
+}
+
+/// Prefix sums of block `cur` (reference `r`) and suffix sums of the same block for the next
+/// window block (reference `r_next`) in one pass: independent chains, so they overlap in the CPU's
+/// pipelines. Same operations, in the same order, as [`prefix_sums`] and [`suffix_sums`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn prefix_and_suffix<const VAR: bool>(
+    block: &[f64],
+    r: f64,
+    r_next: f64,
+    pre1: &mut [f64],
+    pre2: &mut [f64],
+    suf1: &mut [f64],
+    suf2: &mut [f64],
+) {
+    let w = block.len();
+    let (mut p1, mut p2, mut q1, mut q2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for i in 0..w {
+        let d = block[i] - r;
+        p1 = p1 + d;
+        pre1[i] = p1;
+        let j = w - 1 - i;
+        let e = block[j] - r_next;
+        q1 = e + q1;
+        suf1[j] = q1;
+        if VAR {
+            p2 = p2 + d * d;
+            pre2[i] = p2;
+            q2 = e * e + q2;
+            suf2[j] = q2;
+        }
+    }
+}
+
+/// Shifted sums of every window ending in `[lo, hi)` (`lo >= w - 1`), handed over in tiles as
+/// `flush(first_row, r, s1, s2)` with one entry per row. With `VAR == false`, `s2` is empty.
+fn sums_tiles<const VAR: bool>(
     x: &[f64],
     w: usize,
     lo: usize,
     hi: usize,
-    tables: &GridTables,
-    mut emit: impl FnMut(usize, f64, f64),
+    mut flush: impl FnMut(usize, &[f64], &[f64], &[f64]),
 ) {
     debug_assert!(lo + 1 >= w && hi <= x.len());
     if lo >= hi {
         return;
     }
-    let mut s = Scratch {
-        pre_mean: vec![0.0; w],
-        pre_m2: vec![0.0; w],
-        suf_mean: vec![0.0; w],
-        suf_m2: vec![0.0; w],
-    };
-    let inv = &tables.inv;
-    for b in lo / w..=(hi - 1) / w {
+    let cap = TILE_ROWS + w;
+    let var_len = |n: usize| if VAR { n } else { 0 };
+    let (mut tr, mut t1, mut t2) = (vec![0.0; cap], vec![0.0; cap], vec![0.0; var_len(cap)]);
+    let (mut pre1, mut pre2) = (vec![0.0; w], vec![0.0; var_len(w)]);
+    // Suffix sums of the previous block (for this block's windows) and of this block (for the next).
+    let (mut suf1, mut suf2) = (vec![0.0; w], vec![0.0; var_len(w)]);
+    let (mut nsuf1, mut nsuf2) = (vec![0.0; w], vec![0.0; var_len(w)]);
+    let (mut t0, mut len) = (lo, 0usize);
+    let (first_block, last_block) = (lo / w, (hi - 1) / w);
+    for b in first_block..=last_block {
         let b_start = b * w;
         let o_lo = lo.max(b_start) - b_start;
         let o_hi = hi.min(b_start + w) - b_start; // exclusive
-        let r_b = block_reference(x, b_start);
-
-        // Prefix of block b, offsets 0 .. o_hi.
-        let (mut mean, mut m2) = (0.0f64, 0.0f64);
-        for o in 0..o_hi {
-            let d = x[b_start + o] - r_b;
-            let delta = d - mean;
-            mean = mean + delta * inv[o + 1];
-            s.pre_mean[o] = mean;
-            if VAR {
-                m2 = m2 + delta * (d - mean);
-                s.pre_m2[o] = m2;
-            }
+        let r = reference(x, b_start);
+        let mid = o_hi.min(w - 1).saturating_sub(o_lo); // rows that also need the previous block
+        if b == first_block && mid > 0 {
+            suffix_sums::<VAR>(&x[b_start - w..b_start], o_lo + 1, r, &mut suf1, &mut suf2);
         }
-
-        // Suffix of block a = b - 1 for offsets o_lo + 1 .. w (only rows not ending a block need it).
-        let need_suffix = o_lo < w - 1;
-        let r_a = if need_suffix {
-            let a_start = b_start - w;
-            let r_a = block_reference(x, a_start);
-            let (mut mean, mut m2) = (0.0f64, 0.0f64);
-            for o in (o_lo + 1..w).rev() {
-                let d = x[a_start + o] - r_a;
-                let delta = d - mean;
-                mean = mean + delta * inv[w - o];
-                s.suf_mean[o] = mean;
-                if VAR {
-                    m2 = m2 + delta * (d - mean);
-                    s.suf_m2[o] = m2;
+        let block = &x[b_start..b_start + o_hi];
+        if b < last_block {
+            let r_next = reference(x, b_start + w);
+            prefix_and_suffix::<VAR>(
+                block, r, r_next, &mut pre1, &mut pre2, &mut nsuf1, &mut nsuf2,
+            );
+        } else {
+            prefix_sums::<VAR>(block, r, &mut pre1, &mut pre2);
+        }
+        if mid > 0 {
+            let (s, p) = (&suf1[o_lo + 1..o_lo + 1 + mid], &pre1[o_lo..o_lo + mid]);
+            for ((dst, a), b) in t1[len..len + mid].iter_mut().zip(s).zip(p) {
+                *dst = a + b;
+            }
+            if VAR {
+                let (s, p) = (&suf2[o_lo + 1..o_lo + 1 + mid], &pre2[o_lo..o_lo + mid]);
+                for ((dst, a), b) in t2[len..len + mid].iter_mut().zip(s).zip(p) {
+                    *dst = a + b;
                 }
             }
-            r_a
-        } else {
-            0.0
-        };
-
-        let shift = r_b - r_a;
-        for o in o_lo..o_hi.min(w - 1) {
-            let n_b = o + 1;
-            let (smean, pmean) = (s.suf_mean[o + 1], s.pre_mean[o]);
-            let delta = shift + (pmean - smean);
-            let mean = r_a + (smean + delta * tables.fb[n_b]);
-            let m2 = if VAR {
-                (s.suf_m2[o + 1] + s.pre_m2[o]) + (delta * delta) * tables.cab[n_b]
-            } else {
-                0.0
-            };
-            emit(b_start + o, mean, m2);
         }
         if o_hi == w {
-            let o = w - 1;
-            let m2 = if VAR { s.pre_m2[o] } else { 0.0 };
-            emit(b_start + o, r_b + s.pre_mean[o], m2);
+            t1[len + mid] = pre1[w - 1];
+            if VAR {
+                t2[len + mid] = pre2[w - 1];
+            }
+        }
+        std::mem::swap(&mut suf1, &mut nsuf1);
+        if VAR {
+            std::mem::swap(&mut suf2, &mut nsuf2);
+        }
+        let rows = o_hi - o_lo;
+        tr[len..len + rows].fill(r);
+        len += rows;
+        if len >= TILE_ROWS || b == last_block {
+            flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
+            t0 += len;
+            len = 0;
         }
     }
 }
 
-/// Runs a moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`).
+/// `m2 = S2 - S1·md`, with a negative rounding residue clamped to 0 (NaN passes through).
+#[inline(always)]
+fn second_moment(s1: f64, s2: f64, md: f64) -> f64 {
+    let m2 = s2 - s1 * md;
+    if m2 < 0.0 {
+        0.0
+    } else {
+        m2
+    }
+}
+
+/// Runs a moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`):
+/// `write(outs_tile, first_row, r, s1, s2)` turns one tile of sums into outputs.
 fn run_moments<S: Splitter, const VAR: bool, const K: usize>(
     split: &S,
     x: &[f64],
     w: usize,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, f64, f64) + Sync,
+    write: impl Fn([&mut [f64]; K], usize, &[f64], &[f64], &[f64]) + Sync + Send,
 ) {
     let n = x.len();
     if w == 0 || n < w {
         return;
     }
-    let tables = GridTables::new(w);
     let tail = outs.map(|o| &mut o[w - 1..n]);
     split.for_each_piece(w - 1, tail, |lo, mut piece| {
         let hi = lo + piece[0].len();
-        moments_rows::<VAR>(x, w, lo, hi, &tables, |t, mean, m2| {
-            write(&mut piece, t - lo, t, mean, m2)
+        sums_tiles::<VAR>(x, w, lo, hi, |t0, r, s1, s2| {
+            let at = t0 - lo;
+            let len = r.len();
+            let tile = piece.each_mut().map(|p| &mut p[at..at + len]);
+            write(tile, t0, r, s1, s2)
         });
     });
 }
 
 /// Simple moving average; rows `< period - 1` are left untouched (warm-up).
 pub fn sma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    run_moments::<S, false, 1>(split, x, period, [out], |o, i, _, mean, _| o[0][i] = mean);
+    let inv_w = 1.0 / period as f64;
+    run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
+        for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
+            *dst = r + s1 * inv_w;
+        }
+    });
 }
 
 /// Rolling standard deviation with `ddof` degrees of freedom removed (`ddof < period`).
 pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize, out: &mut [f64]) {
-    let denom = (period - ddof) as f64;
-    run_moments::<S, true, 1>(split, x, period, [out], |o, i, _, _, m2| {
-        o[0][i] = (m2 / denom).sqrt()
+    let inv_w = 1.0 / period as f64;
+    let inv_denom = 1.0 / (period - ddof) as f64;
+    run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
+        for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
+            let m2 = second_moment(*s1, *s2, s1 * inv_w);
+            *dst = (m2 * inv_denom).sqrt();
+        }
     });
 }
 
-/// `(x - rolling mean) / rolling population std`; a window of identical values gives NaN (0/0).
+/// `(x - rolling mean) / rolling population std`, computed in shifted coordinates so it stays
+/// accurate on offset data; a window of identical values gives NaN (0/0).
 pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let wf = period as f64;
-    run_moments::<S, true, 1>(split, x, period, [out], |o, i, t, mean, m2| {
-        o[0][i] = (x[t] - mean) / (m2 / wf).sqrt()
+    let inv_w = 1.0 / period as f64;
+    run_moments::<S, true, 1>(split, x, period, [out], |[o], t0, r, s1, s2| {
+        let xs = &x[t0..t0 + o.len()];
+        for (i, dst) in o.iter_mut().enumerate() {
+            let md = s1[i] * inv_w;
+            let m2 = second_moment(s1[i], s2[i], md);
+            *dst = ((xs[i] - r[i]) - md) / (m2 * inv_w).sqrt();
+        }
     });
 }
 
@@ -207,17 +268,23 @@ pub fn bollinger<S: Splitter>(
     upper: &mut [f64],
     lower: &mut [f64],
 ) {
-    let wf = period as f64;
+    let inv_w = 1.0 / period as f64;
     run_moments::<S, true, 3>(
         split,
         x,
         period,
         [middle, upper, lower],
-        |o, i, _, mean, m2| {
-            let dev = std_dev * (m2 / wf).sqrt();
-            o[0][i] = mean;
-            o[1][i] = mean + dev;
-            o[2][i] = mean - dev;
+        |[m, u, l], _, r, s1, s2| {
+            let n = m.len();
+            let (u, l, r, s1, s2) = (&mut u[..n], &mut l[..n], &r[..n], &s1[..n], &s2[..n]);
+            for i in 0..n {
+                let md = s1[i] * inv_w;
+                let mean = r[i] + md;
+                let dev = std_dev * (second_moment(s1[i], s2[i], md) * inv_w).sqrt();
+                m[i] = mean;
+                u[i] = mean + dev;
+                l[i] = mean - dev;
+            }
         },
     );
 }

@@ -1,0 +1,64 @@
+//! Times the kernels alone (no Polars) on 10M rows: `cargo run --release --example kernel_timing`.
+use std::time::Instant;
+
+use threadx::exec::cpu::RayonSplit;
+use threadx::kernels::split::Sequential;
+use threadx::kernels::Spec;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    let mut seed = 1u64;
+    let mut p = 100.0;
+    let c: Vec<f64> = (0..n)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            p += ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+            p
+        })
+        .collect();
+    let h: Vec<f64> = c.iter().map(|v| v + 0.3).collect();
+    let l: Vec<f64> = c.iter().map(|v| v - 0.3).collect();
+    let specs = [
+        Spec::bollinger(20, 2.0).unwrap(),
+        Spec::sma(30).unwrap(),
+        Spec::ema(30).unwrap(),
+        Spec::wma(30).unwrap(),
+        Spec::rolling_std(5, 0).unwrap(),
+        Spec::rsi(14).unwrap(),
+        Spec::macd(12, 26, 9).unwrap(),
+        Spec::atr(14).unwrap(),
+        Spec::stoch(5, 3, 3).unwrap(),
+        Spec::Obv,
+    ];
+    let mut outs = vec![vec![0.0; n]; 3];
+    for spec in specs {
+        let inputs: Vec<&[f64]> = match spec.inputs().len() {
+            3 => vec![&h, &l, &c],
+            2 => vec![&c, &h],
+            _ => vec![&c],
+        };
+        for workers in [1usize, 2] {
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let mut views: Vec<&mut [f64]> = outs
+                    .iter_mut()
+                    .take(spec.outputs().len())
+                    .map(|o| o.as_mut_slice())
+                    .collect();
+                let t0 = Instant::now();
+                if workers == 1 {
+                    spec.run(&Sequential, &inputs, &mut views);
+                } else {
+                    spec.run(&RayonSplit::new(workers), &inputs, &mut views);
+                }
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("{:<12} workers={workers}  {best:8.2} ms", spec.name());
+        }
+    }
+}
