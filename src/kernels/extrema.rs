@@ -20,7 +20,8 @@ use super::split::Splitter;
 
 #[inline(always)]
 pub fn nan_max(a: f64, b: f64) -> f64 {
-    if a > b || a.is_nan() {
+    // `|` rather than `||`: one select, no branch to mispredict on noisy data.
+    if (a > b) | a.is_nan() {
         a
     } else {
         b
@@ -29,7 +30,7 @@ pub fn nan_max(a: f64, b: f64) -> f64 {
 
 #[inline(always)]
 pub fn nan_min(a: f64, b: f64) -> f64 {
-    if a < b || a.is_nan() {
+    if (a < b) | a.is_nan() {
         a
     } else {
         b

@@ -41,14 +41,10 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
         seed: [volume[0]],
     };
     let drive = |t: usize| {
-        let v = if close[t] > close[t - 1] {
-            volume[t]
-        } else if close[t] < close[t - 1] {
-            -volume[t]
-        } else {
-            0.0
-        };
-        [v]
+        let (up, down) = (close[t] > close[t - 1], close[t] < close[t - 1]);
+        // Selects, not branches: the direction of a price change is a coin flip.
+        let v = if up { volume[t] } else { 0.0 };
+        [if down { -volume[t] } else { v }]
     };
     run_scan(split, close.len(), &rec, drive, [out], |o, i, _, y| {
         o[0][i] = y[0]

@@ -24,11 +24,11 @@ fn wilder(period: usize) -> (f64, f64) {
 #[inline(always)]
 fn gain_loss(x: &[f64], t: usize) -> [f64; 2] {
     let diff = x[t] - x[t - 1];
-    if diff < 0.0 {
-        [0.0, -diff]
-    } else {
-        [diff, 0.0]
-    }
+    let falling = diff < 0.0;
+    // Two independent selects (no branch): prices move up and down at random.
+    let gain = if falling { 0.0 } else { diff };
+    let loss = if falling { -diff } else { 0.0 };
+    [gain, loss]
 }
 
 /// RSI(period); rows `< period` untouched.
