@@ -35,8 +35,12 @@ fn main() {
         Spec::stoch(5, 3, 3).unwrap(),
         Spec::Obv,
     ];
+    let only = std::env::args().nth(2);
     let mut outs = vec![vec![0.0; n]; 3];
     for spec in specs {
+        if only.as_deref().is_some_and(|o| o != spec.name()) {
+            continue;
+        }
         let inputs: Vec<&[f64]> = match spec.inputs().len() {
             3 => vec![&h, &l, &c],
             2 => vec![&c, &h],

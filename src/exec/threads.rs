@@ -6,6 +6,7 @@
 //! rows each. Forced counts are honoured exactly (tests use them to prove split-invariance).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Below this many rows per worker, thread hand-off costs more than it saves.
 pub const MIN_ROWS_PER_WORKER: usize = 5_000;
@@ -31,19 +32,32 @@ pub fn set_threads(n: Option<usize>) -> Result<(), String> {
     }
 }
 
+/// `THREADX_NUM_THREADS`, read once at the first call (like `RAYON_NUM_THREADS`); values outside
+/// `1..=MAX_THREADS` or not integers are ignored.
+fn env_threads() -> Option<usize> {
+    static ENV: OnceLock<Option<usize>> = OnceLock::new();
+    *ENV.get_or_init(|| {
+        std::env::var("THREADX_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|k| (1..=MAX_THREADS).contains(k))
+    })
+}
+
 /// The forced worker count, from `set_threads` or `THREADX_NUM_THREADS`, if any.
 pub fn forced_threads() -> Option<usize> {
     match FORCED.load(Ordering::Relaxed) {
-        0 => std::env::var("THREADX_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|k| (1..=MAX_THREADS).contains(k)),
+        0 => env_threads(),
         k => Some(k),
     }
 }
 
+/// Logical cores available to this process, read once: `available_parallelism` parses cgroup
+/// files on every call (tens of microseconds), which `.over()` with thousands of groups would pay
+/// per group.
 pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Workers for a call over `n_rows` rows.

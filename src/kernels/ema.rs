@@ -9,7 +9,7 @@
 //!   of the first `signal` MACD values; `hist = macd - signal`. Lookback `slow + signal - 2`.
 //!   Sums are left-to-right folds from `0.0`, means are one division.
 
-use super::scan::{run_scan, Recurrence};
+use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
 
 /// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
@@ -32,14 +32,10 @@ pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         seed_row: period - 1,
         seed: [seed_mean(&x[..period])],
     };
-    run_scan(
-        split,
-        x.len(),
-        &rec,
-        |t| [k * x[t]],
-        [out],
-        |o, i, _, y| o[0][i] = y[0],
-    );
+    let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [k * x[t]]);
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |_, y| y[0])
+    });
 }
 
 /// MACD(fast, slow, signal) with `fast < slow`; rows `< slow + signal - 2` untouched except that
@@ -62,14 +58,10 @@ pub fn macd<S: Splitter>(
         seed_row: slow - 1,
         seed: [seed_mean(&x[slow - fast..slow]), seed_mean(&x[..slow])],
     };
-    run_scan(
-        split,
-        n,
-        &rec,
-        |t| [kf * x[t], ks * x[t]],
-        [&mut *macd],
-        |o, i, _, y| o[0][i] = y[0] - y[1],
-    );
+    let drive = |start: usize, b: &mut [[f64; 2]]| fill_rows(start, b, |t| [kf * x[t], ks * x[t]]);
+    run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |_, y| y[0] - y[1])
+    });
 
     let start = slow + signal - 2;
     if n <= start {
@@ -82,17 +74,11 @@ pub fn macd<S: Splitter>(
         seed_row: start,
         seed: [seed_mean(&m[slow - 1..=start])],
     };
-    run_scan(
-        split,
-        n,
-        &rec,
-        |t| [kg * m[t]],
-        [sig, hist],
-        |o, i, t, y| {
-            o[0][i] = y[0];
-            o[1][i] = m[t] - y[0];
-        },
-    );
+    let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [kg * m[t]]);
+    run_scan(split, n, &rec, drive, [sig, hist], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |_, y| y[0]);
+        write_rows(o[1], i, t, ys, |t, y| m[t] - y[0]);
+    });
 }
 
 #[cfg(test)]

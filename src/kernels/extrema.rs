@@ -18,23 +18,22 @@
 use super::moments::sma;
 use super::split::Splitter;
 
+/// `if cond { a } else { b }` on the bit patterns: data-dependent choices on noisy prices must not
+/// become branches (a misprediction costs more than the arithmetic). Exact: no arithmetic at all.
+#[inline(always)]
+pub fn select(cond: bool, a: f64, b: f64) -> f64 {
+    let m = (cond as u64).wrapping_neg();
+    f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
+}
+
 #[inline(always)]
 pub fn nan_max(a: f64, b: f64) -> f64 {
-    // `|` rather than `||`: one select, no branch to mispredict on noisy data.
-    if (a > b) | a.is_nan() {
-        a
-    } else {
-        b
-    }
+    select((a > b) | a.is_nan(), a, b)
 }
 
 #[inline(always)]
 pub fn nan_min(a: f64, b: f64) -> f64 {
-    if (a < b) | a.is_nan() {
-        a
-    } else {
-        b
-    }
+    select((a < b) | a.is_nan(), a, b)
 }
 
 /// Writes the rolling fold of rows `[lo, hi)` into `out` (`out[i]` is row `lo + i`); `lo >= w - 1`.
@@ -43,7 +42,7 @@ fn extrema_rows(
     w: usize,
     lo: usize,
     hi: usize,
-    pick: fn(f64, f64) -> f64,
+    pick: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
     out: &mut [f64],
 ) {
     if lo >= hi {
@@ -84,7 +83,7 @@ fn run_extrema<S: Splitter>(
     split: &S,
     x: &[f64],
     w: usize,
-    pick: fn(f64, f64) -> f64,
+    pick: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
     out: &mut [f64],
 ) {
     let n = x.len();

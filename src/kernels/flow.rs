@@ -8,7 +8,8 @@
 //!   running total is the [`super::scan`] recurrence with `a = 1` (so its block partial sums, not a
 //!   single left-to-right sum, define the bits). Lookback 0.
 
-use super::scan::{run_scan, Recurrence};
+use super::extrema::select;
+use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
 
 /// ROC(period); rows `< period` untouched.
@@ -40,14 +41,14 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
         seed_row: 0,
         seed: [volume[0]],
     };
-    let drive = |t: usize| {
-        let (up, down) = (close[t] > close[t - 1], close[t] < close[t - 1]);
-        // Selects, not branches: the direction of a price change is a coin flip.
-        let v = if up { volume[t] } else { 0.0 };
-        [if down { -volume[t] } else { v }]
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        fill_rows(start, b, |t| {
+            let (up, down) = (close[t] > close[t - 1], close[t] < close[t - 1]);
+            [select(down, -volume[t], select(up, volume[t], 0.0))]
+        })
     };
-    run_scan(split, close.len(), &rec, drive, [out], |o, i, _, y| {
-        o[0][i] = y[0]
+    run_scan(split, close.len(), &rec, drive, [out], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |_, y| y[0])
     });
 }
 

@@ -126,7 +126,8 @@ fn sums_tiles<const VAR: bool>(
     if lo >= hi {
         return;
     }
-    let cap = TILE_ROWS + w;
+    // Small pieces (one `.over()` group) must not pay for a full tile of scratch.
+    let cap = TILE_ROWS.min(hi - lo) + w;
     let var_len = |n: usize| if VAR { n } else { 0 };
     let (mut tr, mut t1, mut t2) = (vec![0.0; cap], vec![0.0; cap], vec![0.0; var_len(cap)]);
     let (mut pre1, mut pre2) = (vec![0.0; w], vec![0.0; var_len(w)]);
@@ -186,6 +187,71 @@ fn sums_tiles<const VAR: bool>(
     }
 }
 
+/// Windows this short are summed directly per row (the same operations in the same order as the
+/// block passes of [`sums_tiles`]): for them the per-block bookkeeping costs more than the sums.
+const DIRECT_MAX_W: usize = 8;
+
+/// [`sums_tiles`] computed row by row: for row `t` at offset `o` of block `b`, the suffix of block
+/// `b - 1` from the right (`acc = d + acc`), the prefix of block `b` from the left (`acc = acc + d`),
+/// then `suffix + prefix`; a block-ending row is the prefix of its whole block.
+fn sums_direct<const VAR: bool>(
+    x: &[f64],
+    w: usize,
+    lo: usize,
+    hi: usize,
+    mut flush: impl FnMut(usize, &[f64], &[f64], &[f64]),
+) {
+    if lo >= hi {
+        return;
+    }
+    let cap = TILE_ROWS.min(hi - lo);
+    let var_len = |n: usize| if VAR { n } else { 0 };
+    let (mut tr, mut t1, mut t2) = (vec![0.0; cap], vec![0.0; cap], vec![0.0; var_len(cap)]);
+    let mut b_start = (lo / w) * w;
+    let mut r = reference(x, b_start);
+    let mut t0 = lo;
+    let mut len = 0;
+    for t in lo..hi {
+        if t >= b_start + w {
+            b_start += w;
+            r = reference(x, b_start);
+        }
+        let o = t - b_start;
+        let (mut p1, mut p2) = (0.0f64, 0.0f64);
+        for v in &x[b_start..=t] {
+            let d = v - r;
+            p1 = p1 + d;
+            if VAR {
+                p2 = p2 + d * d;
+            }
+        }
+        let (mut s1, mut s2) = (p1, p2);
+        if o < w - 1 {
+            let (mut a1, mut a2) = (0.0f64, 0.0f64);
+            for v in x[b_start - w + o + 1..b_start].iter().rev() {
+                let d = v - r;
+                a1 = d + a1;
+                if VAR {
+                    a2 = d * d + a2;
+                }
+            }
+            s1 = a1 + p1;
+            s2 = a2 + p2;
+        }
+        tr[len] = r;
+        t1[len] = s1;
+        if VAR {
+            t2[len] = s2;
+        }
+        len += 1;
+        if len == cap || t + 1 == hi {
+            flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
+            t0 += len;
+            len = 0;
+        }
+    }
+}
+
 /// `m2 = S2 - S1·md`, with a negative rounding residue clamped to 0 (NaN passes through).
 #[inline(always)]
 fn second_moment(s1: f64, s2: f64, md: f64) -> f64 {
@@ -213,12 +279,16 @@ fn run_moments<S: Splitter, const VAR: bool, const K: usize>(
     let tail = outs.map(|o| &mut o[w - 1..n]);
     split.for_each_piece(w - 1, tail, |lo, mut piece| {
         let hi = lo + piece[0].len();
-        sums_tiles::<VAR>(x, w, lo, hi, |t0, r, s1, s2| {
+        let flush = |t0: usize, r: &[f64], s1: &[f64], s2: &[f64]| {
             let at = t0 - lo;
-            let len = r.len();
-            let tile = piece.each_mut().map(|p| &mut p[at..at + len]);
+            let tile = piece.each_mut().map(|p| &mut p[at..at + r.len()]);
             write(tile, t0, r, s1, s2)
-        });
+        };
+        if w <= DIRECT_MAX_W {
+            sums_direct::<VAR>(x, w, lo, hi, flush);
+        } else {
+            sums_tiles::<VAR>(x, w, lo, hi, flush);
+        }
     });
 }
 
@@ -354,6 +424,33 @@ mod tests {
         for (t, v) in out.iter().enumerate().skip(w - 1) {
             let holds = t >= 40 && t < 40 + w;
             assert_eq!(v.is_nan(), holds, "row {t}");
+        }
+    }
+
+    /// The direct path for short windows is the block passes' arithmetic, row by row.
+    #[test]
+    fn direct_sums_equal_block_sums() {
+        for x in series_zoo(700, 13) {
+            for w in 1..=DIRECT_MAX_W + 3 {
+                let collect = |direct: bool| {
+                    let (mut r, mut a, mut b) = (vec![], vec![], vec![]);
+                    let f = |_: usize, rr: &[f64], s1: &[f64], s2: &[f64]| {
+                        r.extend_from_slice(rr);
+                        a.extend_from_slice(s1);
+                        b.extend_from_slice(s2);
+                    };
+                    if direct {
+                        sums_direct::<true>(&x, w, w - 1, x.len(), f);
+                    } else {
+                        sums_tiles::<true>(&x, w, w - 1, x.len(), f);
+                    }
+                    [r, a, b]
+                };
+                let (d, t) = (collect(true), collect(false));
+                for j in 0..3 {
+                    assert_bits_eq(&d[j], &t[j], "direct vs tiles");
+                }
+            }
         }
     }
 

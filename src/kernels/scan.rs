@@ -28,6 +28,19 @@ pub struct Recurrence<const C: usize> {
     pub seed: [f64; C],
 }
 
+/// Fills `b[i]` with the drive of row `start + i` (called once per block, so the per-row work
+/// inlines and vectorises inside the indicator's closure).
+pub trait Drive<const C: usize>: Fn(usize, &mut [[f64; C]]) + Sync + Send {}
+impl<const C: usize, F: Fn(usize, &mut [[f64; C]]) + Sync + Send> Drive<C> for F {}
+
+/// Helper for drives: `b[i] = f(start + i)`.
+#[inline(always)]
+pub fn fill_rows<const C: usize>(start: usize, b: &mut [[f64; C]], f: impl Fn(usize) -> [f64; C]) {
+    for (i, v) in b.iter_mut().enumerate() {
+        *v = f(start + i);
+    }
+}
+
 struct Powers<const C: usize>(Vec<[f64; C]>);
 
 impl<const C: usize> Powers<C> {
@@ -53,60 +66,33 @@ impl<const C: usize> Recurrence<C> {
         )
     }
 
-    /// Local scan of rows `start..end` into `buf` (`buf[i]` = `L_{start+i}`), or only its last value.
+    /// Local scan in place: `buf` holds the drives of one block and ends up holding `L`.
     #[inline(always)]
-    fn local<const STORE: bool>(
-        &self,
-        start: usize,
-        end: usize,
-        drive: &impl Fn(usize) -> [f64; C],
-        buf: &mut [[f64; C]],
-    ) -> [f64; C] {
+    fn local_in_place(&self, buf: &mut [[f64; C]]) {
         let a = self.decay;
-        let mut l = drive(start);
-        if STORE {
-            buf[0] = l;
-        }
-        for u in start + 1..end {
-            let b = drive(u);
+        for i in 1..buf.len() {
+            let prev = buf[i - 1];
             for c in 0..C {
-                l[c] = a[c] * l[c] + b[c];
-            }
-            if STORE {
-                buf[u - start] = l;
+                buf[i][c] = a[c] * prev[c] + buf[i][c];
             }
         }
-        l
     }
 
-    /// Local scans of `LANES` full, consecutive blocks at once (independent chains run in parallel
-    /// in the CPU's pipelines; the arithmetic per row is the same as [`Self::local`]).
+    /// [`Self::local_in_place`] on `LANES` full blocks stored back to back: their chains are
+    /// independent, so interleaving them keeps the CPU's pipelines full. Same arithmetic per row.
     #[inline(always)]
-    fn local_lanes<const STORE: bool>(
-        &self,
-        first_start: usize,
-        drive: &impl Fn(usize) -> [f64; C],
-        buf: &mut [[f64; C]],
-    ) -> [[f64; C]; LANES] {
+    fn local_lanes_in_place(&self, buf: &mut [[f64; C]]) {
         let a = self.decay;
-        let mut l: [[f64; C]; LANES] = std::array::from_fn(|j| drive(first_start + j * SCAN_BLOCK));
-        if STORE {
-            for j in 0..LANES {
-                buf[j * SCAN_BLOCK] = l[j];
-            }
-        }
+        let mut l: [[f64; C]; LANES] = std::array::from_fn(|j| buf[j * SCAN_BLOCK]);
         for i in 1..SCAN_BLOCK {
-            for j in 0..LANES {
-                let b = drive(first_start + j * SCAN_BLOCK + i);
+            for (j, lj) in l.iter_mut().enumerate() {
+                let b = buf[j * SCAN_BLOCK + i];
                 for c in 0..C {
-                    l[j][c] = a[c] * l[j][c] + b[c];
+                    lj[c] = a[c] * lj[c] + b[c];
                 }
-                if STORE {
-                    buf[j * SCAN_BLOCK + i] = l[j];
-                }
+                buf[j * SCAN_BLOCK + i] = *lj;
             }
         }
-        l
     }
 
     fn is_full(&self, k: usize, n: usize) -> bool {
@@ -115,15 +101,28 @@ impl<const C: usize> Recurrence<C> {
     }
 }
 
-/// Runs the recurrence and calls `write(outs, i, t, y_t)` for every row `t` in `[seed_row, n)`,
-/// where `i` indexes the piece of `outs` (full-length slices, cut by the splitter) holding row `t`.
+/// `y = L + P[i+1]·c` in place for one block's local values; returns the carry out (the last y).
+#[inline(always)]
+fn fix_up<const C: usize>(buf: &mut [[f64; C]], powers: &Powers<C>, c: [f64; C]) -> [f64; C] {
+    let p = &powers.0[1..=buf.len()];
+    for (l, pw) in buf.iter_mut().zip(p) {
+        for ch in 0..C {
+            l[ch] = l[ch] + pw[ch] * c[ch];
+        }
+    }
+    buf.last().copied().unwrap_or(c)
+}
+
+/// Runs the recurrence: `drive` supplies `b_t` block by block, and `write(outs, i, t, ys)` receives
+/// `y` for rows `t ..= t + ys.len() - 1`, stored at `i..` of the piece `outs` (full-length slices
+/// cut by the splitter). Every row `t` in `[seed_row, n)` is written exactly once.
 pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     split: &S,
     n: usize,
     rec: &Recurrence<C>,
-    drive: impl Fn(usize) -> [f64; C] + Sync,
+    drive: impl Drive<C>,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, [f64; C]) + Sync,
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]]) + Sync + Send,
 ) {
     let p = rec.seed_row;
     if n <= p {
@@ -143,14 +142,22 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
         let ends: Vec<[[f64; C]; LANES]> = split.map_indexed(groups, |g| {
             let mut out = [[0.0; C]; LANES];
             let k0 = first_block + g * LANES;
+            let mut buf = vec![[0.0; C]; SCAN_BLOCK * LANES];
             if k0 + LANES <= first_block + n_blocks && (k0..k0 + LANES).all(|k| rec.is_full(k, n)) {
-                out = rec.local_lanes::<false>(k0 * SCAN_BLOCK, &drive, &mut []);
+                drive(k0 * SCAN_BLOCK, &mut buf);
+                rec.local_lanes_in_place(&mut buf);
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = buf[(j + 1) * SCAN_BLOCK - 1];
+                }
             } else {
                 for (j, slot) in out.iter_mut().enumerate() {
                     let k = k0 + j;
                     if k < first_block + n_blocks {
                         let (s, e) = rec.span(k, n);
-                        *slot = rec.local::<false>(s, e, &drive, &mut []);
+                        let b = &mut buf[..e - s];
+                        drive(s, b);
+                        rec.local_in_place(b);
+                        *slot = b[e - s - 1];
                     }
                 }
             }
@@ -176,7 +183,7 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
         let hi = lo + piece[0].len();
         let mut t = lo;
         if t == p {
-            write(&mut piece, 0, p, rec.seed);
+            write(&mut piece, 0, p, &[rec.seed]);
             t += 1;
         }
         if t >= hi {
@@ -184,49 +191,63 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
         }
         let mut k = t / SCAN_BLOCK;
         let mut c = carries[k - first_block];
-        let mut buf = vec![[0.0; C]; SCAN_BLOCK * LANES];
+        // Sized for the lane path only when the piece can take it (small `.over()` groups cannot).
+        let lanes = if hi - t >= LANES * SCAN_BLOCK {
+            LANES
+        } else {
+            1
+        };
+        let longest_block = SCAN_BLOCK.min(hi - k * SCAN_BLOCK);
+        let mut buf = vec![
+            [0.0; C];
+            if lanes == LANES {
+                SCAN_BLOCK * LANES
+            } else {
+                longest_block
+            }
+        ];
         while t < hi {
             // Fast path: LANES full blocks that start exactly at t and end inside the piece.
             if t == k * SCAN_BLOCK
                 && t + LANES * SCAN_BLOCK <= hi
                 && (k..k + LANES).all(|kk| rec.is_full(kk, n))
             {
-                rec.local_lanes::<true>(t, &drive, &mut buf);
-                for j in 0..LANES {
-                    let base = t + j * SCAN_BLOCK;
-                    let mut y = c;
-                    for i in 0..SCAN_BLOCK {
-                        let l = buf[j * SCAN_BLOCK + i];
-                        let pw = powers.0[i + 1];
-                        for ch in 0..C {
-                            y[ch] = l[ch] + pw[ch] * c[ch];
-                        }
-                        write(&mut piece, base + i - lo, base + i, y);
-                    }
-                    c = y;
+                drive(t, &mut buf);
+                rec.local_lanes_in_place(&mut buf);
+                for block in buf.chunks_exact_mut(SCAN_BLOCK) {
+                    c = fix_up(block, &powers, c);
                 }
+                write(&mut piece, t - lo, t, &buf);
                 t += LANES * SCAN_BLOCK;
                 k += LANES;
                 continue;
             }
+            // One block (or its part inside the piece), recomputed from the block's start.
             let (s, e) = rec.span(k, n);
-            rec.local::<true>(s, e.min(hi), &drive, &mut buf);
-            let mut y = c;
-            for u in s..e.min(hi) {
-                let l = buf[u - s];
-                let pw = powers.0[u - s + 1];
-                for ch in 0..C {
-                    y[ch] = l[ch] + pw[ch] * c[ch];
-                }
-                if u >= t {
-                    write(&mut piece, u - lo, u, y);
-                }
-            }
-            c = y;
-            t = e.min(hi);
+            let end = e.min(hi);
+            let b = &mut buf[..end - s];
+            drive(s, b);
+            rec.local_in_place(b);
+            c = fix_up(b, &powers, c);
+            write(&mut piece, t - lo, t, &b[t - s..]);
+            t = end;
             k += 1;
         }
     });
+}
+
+/// Helper for writers of one output per channel-0 value: `out[i + j] = f(t + j, ys[j])`.
+#[inline(always)]
+pub fn write_rows<const C: usize>(
+    out: &mut [f64],
+    i: usize,
+    t: usize,
+    ys: &[[f64; C]],
+    f: impl Fn(usize, &[f64; C]) -> f64,
+) {
+    for (j, (dst, y)) in out[i..i + ys.len()].iter_mut().zip(ys).enumerate() {
+        *dst = f(t + j, y);
+    }
 }
 
 #[cfg(test)]
@@ -242,14 +263,10 @@ mod tests {
             seed: [x[p]],
         };
         let mut out = vec![0.0; x.len()];
-        run_scan(
-            s,
-            x.len(),
-            &rec,
-            |t| [x[t]],
-            [&mut out],
-            |o, i, _, y| o[0][i] = y[0],
-        );
+        let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [x[t]]);
+        run_scan(s, x.len(), &rec, drive, [&mut out], |o, i, t, ys| {
+            write_rows(o[0], i, t, ys, |_, y| y[0])
+        });
         out
     }
 

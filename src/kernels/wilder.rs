@@ -12,8 +12,8 @@
 //!
 //! A NaN in the input reaches every later row of these filters: their memory is infinite.
 
-use super::extrema::nan_max;
-use super::scan::{run_scan, Recurrence};
+use super::extrema::{nan_max, select};
+use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
 
 fn wilder(period: usize) -> (f64, f64) {
@@ -25,10 +25,7 @@ fn wilder(period: usize) -> (f64, f64) {
 fn gain_loss(x: &[f64], t: usize) -> [f64; 2] {
     let diff = x[t] - x[t - 1];
     let falling = diff < 0.0;
-    // Two independent selects (no branch): prices move up and down at random.
-    let gain = if falling { 0.0 } else { diff };
-    let loss = if falling { -diff } else { 0.0 };
-    [gain, loss]
+    [select(falling, 0.0, diff), select(falling, -diff, 0.0)]
 }
 
 /// RSI(period); rows `< period` untouched.
@@ -49,17 +46,21 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         seed_row: period,
         seed: [g / nf, l / nf],
     };
-    let drive = |t: usize| {
-        let [dg, dl] = gain_loss(x, t);
-        [dg * inv, dl * inv]
+    let drive = |start: usize, b: &mut [[f64; 2]]| {
+        fill_rows(start, b, |t| {
+            let [dg, dl] = gain_loss(x, t);
+            [dg * inv, dl * inv]
+        })
     };
-    run_scan(split, x.len(), &rec, drive, [out], |o, i, _, [g, l]| {
-        let total = g + l;
-        o[0][i] = if total != 0.0 {
-            100.0 * (g / total)
-        } else {
-            0.0
-        };
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |_, &[g, l]| {
+            let total = g + l;
+            if total != 0.0 {
+                100.0 * (g / total)
+            } else {
+                0.0
+            }
+        })
     });
 }
 
@@ -89,14 +90,11 @@ fn atr_with<S: Splitter>(
         seed_row: period,
         seed: [seed],
     };
-    run_scan(
-        split,
-        h.len(),
-        &rec,
-        |t| [true_range(h, l, c, t) * inv],
-        [out],
-        |o, i, t, y| o[0][i] = finish(t, y[0]),
-    );
+    let drive =
+        |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [true_range(h, l, c, t) * inv]);
+    run_scan(split, h.len(), &rec, drive, [out], |o, i, t, ys| {
+        write_rows(o[0], i, t, ys, |t, y| finish(t, y[0]))
+    });
 }
 
 /// ATR(period); rows `< period` untouched.
