@@ -42,7 +42,7 @@ fn main() {
             continue;
         }
         let inputs: Vec<&[f64]> = match spec.inputs().len() {
-            3 => vec![&h, &l, &c],
+            3 => vec![&c, &h, &l],
             2 => vec![&c, &h],
             _ => vec![&c],
         };

@@ -82,7 +82,8 @@ def macd(
 
 
 def _hlc(name: str, high: IntoExpr, low: IntoExpr, close: IntoExpr) -> list[pl.Expr]:
-    return [to_expr(name, "high", high), to_expr(name, "low", low), to_expr(name, "close", close)]
+    # The plugin takes the close first so Polars names the output after it (not after `high`).
+    return [to_expr(name, "close", close), to_expr(name, "high", high), to_expr(name, "low", low)]
 
 
 def atr(

@@ -120,7 +120,7 @@ mod tests {
         ];
         for spec in specs {
             let inputs: Vec<&[f64]> = match spec.inputs().len() {
-                3 => vec![&h, &l, c],
+                3 => vec![c, &h, &l],
                 2 => vec![c, &vol],
                 _ => vec![c],
             };

@@ -4,7 +4,8 @@
 //! * ROC(n) (TA-Lib): `((x_t / x_{t-n}) - 1)·100`, or `0.0` when `x_{t-n} == 0`; lookback `n`.
 //!   Row-local, so trivially split-invariant.
 //! * OBV (TA-Lib): `obv_0 = volume_0`; then `+volume_t` when `close_t > close_{t-1}`, `-volume_t`
-//!   when `close_t < close_{t-1}`, else unchanged (a NaN close compares false: unchanged). The
+//!   when `close_t < close_{t-1}`, else unchanged; NaN when either close is NaN (TA-Lib's comparisons
+//!   would silently read "unchanged"), so a NaN close, like a NaN volume, reaches every later row. The
 //!   running total is the [`super::scan`] recurrence with `a = 1` (so its block partial sums, not a
 //!   single left-to-right sum, define the bits). Lookback 0.
 
@@ -43,8 +44,14 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
     };
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         fill_rows(start, b, |t| {
-            let (up, down) = (close[t] > close[t - 1], close[t] < close[t - 1]);
-            [select(down, -volume[t], select(up, volume[t], 0.0))]
+            let (now, before) = (close[t], close[t - 1]);
+            let step = select(
+                now < before,
+                -volume[t],
+                select(now > before, volume[t], 0.0),
+            );
+            // A NaN close has no direction: NaN, not TA-Lib's silent "unchanged".
+            [select(now.is_nan() | before.is_nan(), f64::NAN, step)]
         })
     };
     run_scan(split, close.len(), &rec, drive, [out], |o, i, t, ys| {

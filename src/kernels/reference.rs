@@ -208,7 +208,9 @@ pub fn obv(c: &[f64], v: &[f64]) -> Vec<f64> {
     let mut prev = v[0];
     out[0] = prev;
     for t in 1..c.len() {
-        if c[t] > c[t - 1] {
+        if c[t].is_nan() || c[t - 1].is_nan() {
+            prev = f64::NAN;
+        } else if c[t] > c[t - 1] {
             prev += v[t];
         } else if c[t] < c[t - 1] {
             prev -= v[t];

@@ -233,10 +233,11 @@ impl Spec {
         }
     }
 
-    /// Names of the input columns, in the order the kernel takes them.
+    /// Names of the input columns, in the order the kernel takes them. The close comes first, so
+    /// Polars names the output after it (the namespace's receiver), never after `high`.
     pub fn inputs(&self) -> &'static [&'static str] {
         match self {
-            Spec::Atr { .. } | Spec::Natr { .. } | Spec::Stoch { .. } => &["high", "low", "close"],
+            Spec::Atr { .. } | Spec::Natr { .. } | Spec::Stoch { .. } => &["close", "high", "low"],
             Spec::Obv => &["close", "volume"],
             _ => &["value"],
         }
@@ -273,10 +274,10 @@ impl Spec {
                 ema::macd(split, x, (fast, slow, signal), m, s, h)
             }
             (Spec::Atr { period }, [o]) => {
-                wilder::atr(split, inputs[0], inputs[1], inputs[2], period, o)
+                wilder::atr(split, inputs[1], inputs[2], inputs[0], period, o)
             }
             (Spec::Natr { period }, [o]) => {
-                wilder::natr(split, inputs[0], inputs[1], inputs[2], period, o)
+                wilder::natr(split, inputs[1], inputs[2], inputs[0], period, o)
             }
             (
                 Spec::Stoch {
@@ -287,9 +288,9 @@ impl Spec {
                 [k, d],
             ) => extrema::stoch(
                 split,
-                inputs[0],
                 inputs[1],
                 inputs[2],
+                inputs[0],
                 (fastk, slowk, slowd),
                 k,
                 d,

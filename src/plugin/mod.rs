@@ -51,7 +51,7 @@ fn float_inputs(spec: &Spec, inputs: &[Series]) -> PolarsResult<Vec<Float64Chunk
         .zip(names)
         .map(|(s, arg)| {
             polars_ensure!(
-                s.dtype().is_primitive_numeric(),
+                s.dtype().is_primitive_numeric() || s.dtype().is_decimal(),
                 ComputeError: "threadx.{}: expected a numeric column for `{}`, got {} (column '{}')",
                 spec.name(), arg, s.dtype(), s.name()
             );
