@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import polars as pl
-
 import threadx
 from threadx.demo import indicators_frame, ohlcv
 
@@ -33,7 +32,11 @@ def test_demo_indicators_have_warmup_per_symbol():
 
 def test_python_m_threadx_demo_runs():
     proc = subprocess.run(
-        [sys.executable, "-m", "threadx", "demo"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "threadx", "demo"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "ACME" in proc.stdout and "rsi14" in proc.stdout
@@ -41,7 +44,11 @@ def test_python_m_threadx_demo_runs():
 
 
 def test_version_subcommand_and_bad_subcommand():
-    ok = subprocess.run([sys.executable, "-m", "threadx", "version"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "threadx", "version"], check=False, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout.strip() == threadx.__version__
-    bad = subprocess.run([sys.executable, "-m", "threadx", "nope"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "threadx", "nope"], check=False, capture_output=True, text=True
+    )
     assert bad.returncode != 0

@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
+from helpers import assert_bits_equal
 
 N_ROWS = 5_000
 WINDOWS = [20, 7]
@@ -230,12 +231,7 @@ def test_exact_rolling_std_and_bollinger(name: str, w: int) -> None:
 @pytest.mark.parametrize("name", DATASETS)
 def test_bollinger_middle_is_sma_bit_for_bit(name: str, w: int) -> None:
     out = _threadx(_dataset(name), w)
-    middle = out.get_column("middle")
-    sma = out.get_column("sma")
-    assert middle.is_null().to_list() == sma.is_null().to_list()
-    a = middle.to_numpy()[w - 1 :]
-    b = sma.to_numpy()[w - 1 :]
-    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    assert_bits_equal(out.get_column("middle"), out.get_column("sma"), f"{name} w={w}")
 
 
 def _flat_series() -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -32,6 +32,7 @@ import polars as pl
 import pytest
 import talib
 import threadx
+from helpers import assert_bits_equal
 
 N_ROWS = 100_000
 SEED = 20240611
@@ -487,8 +488,4 @@ def test_namespace_matches_functions() -> None:
     }
     for name, (f, ns) in pairs.items():
         out = m.frame.select(f.alias("f"), ns.alias("ns"))
-        a = out["f"].to_numpy()
-        b = out["ns"].to_numpy()
-        assert np.array_equal(a.view(np.int64), b.view(np.int64)) or np.array_equal(
-            a, b, equal_nan=True
-        ), name
+        assert_bits_equal(out["ns"], out["f"], name)

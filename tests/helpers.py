@@ -1,0 +1,175 @@
+"""Shared test helpers: the indicator registry, OHLCV data, running an expression, bit-exact
+comparison of results.
+
+A plain module (no fixtures): the test files import it as ``from helpers import ...`` (pytest puts
+``tests/`` on ``sys.path`` for them; a child process is given that folder explicitly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+import threadx
+
+# --------------------------------------------------------------------------------------------
+# indicator registry
+# --------------------------------------------------------------------------------------------
+
+HLC = ("high", "low", "close")
+
+# name -> positional input columns of the function form, `threadx.<name>(*INPUTS[name], ...)`
+INPUTS: dict[str, tuple[str, ...]] = {
+    "sma": ("close",),
+    "ema": ("close",),
+    "wma": ("close",),
+    "rolling_std": ("close",),
+    "zscore": ("close",),
+    "bollinger": ("close",),
+    "rsi": ("close",),
+    "roc": ("close",),
+    "macd": ("close",),
+    "atr": HLC,
+    "natr": HLC,
+    "stoch": HLC,
+    "obv": ("close", "volume"),
+}
+NAMES = list(INPUTS)
+
+# name -> keyword inputs of the namespace form, `pl.col("close").threadx.<name>(**NS_INPUTS[name])`
+NS_INPUTS: dict[str, dict[str, str]] = {
+    **{name: {} for name in NAMES},
+    "atr": {"high": "high", "low": "low"},
+    "natr": {"high": "high", "low": "low"},
+    "stoch": {"high": "high", "low": "low"},
+    "obv": {"volume": "volume"},
+}
+
+# name -> the fields of its struct output; None: a plain Float64 output
+STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
+    **{name: None for name in NAMES},
+    "bollinger": ("middle", "upper", "lower"),
+    "macd": ("macd", "signal", "hist"),
+    "stoch": ("slowk", "slowd"),
+}
+
+# name -> a small parameter set (short warm-ups): test_api and test_contexts use it as is,
+# test_null_policy with its own rolling_std / bollinger entries, test_determinism has its own.
+PARAMS: dict[str, dict] = {
+    "sma": {"period": 10},
+    "ema": {"period": 10},
+    "wma": {"period": 10},
+    "rolling_std": {"period": 7, "ddof": 1},
+    "zscore": {"period": 12},
+    "bollinger": {"period": 9, "std_dev": 1.5},
+    "rsi": {"period": 14},
+    "roc": {"period": 6},
+    "macd": {"fast": 5, "slow": 13, "signal": 4},
+    "atr": {"period": 8},
+    "natr": {"period": 8},
+    "stoch": {"fastk_period": 6, "slowk_period": 3, "slowd_period": 4},
+    "obv": {},
+}
+
+
+def lookback(name: str, params: dict) -> int:
+    """The documented warm-up (number of leading null rows) of `name` with `params`."""
+    if name in ("sma", "ema", "wma", "rolling_std", "zscore", "bollinger"):
+        return params["period"] - 1
+    if name in ("rsi", "roc", "atr", "natr"):
+        return params["period"]
+    if name == "macd":
+        return params["slow"] + params["signal"] - 2
+    if name == "stoch":
+        return params["fastk_period"] + params["slowk_period"] + params["slowd_period"] - 3
+    return 0
+
+
+def indicator_expr(name: str, params: dict, **override) -> pl.Expr:
+    """The function form on the registry's input columns: `threadx.<name>(*inputs, **params)`."""
+    return getattr(threadx, name)(*INPUTS[name], **{**params, **override})
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def ohlcv_arrays(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A geometric random walk (1 % per row) with consistent open/high/low and integer-valued
+    float volumes, drawn from `rng`."""
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.concatenate([[100.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.002, n))
+    high = np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.004, n)))
+    low = np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.004, n)))
+    volume = rng.integers(1, 1_000_000, n).astype(np.float64)
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+
+
+def ohlcv(n: int, seed: int) -> pl.DataFrame:
+    """`ohlcv_arrays` from a fresh generator seeded with `seed`, as a frame."""
+    return pl.DataFrame(ohlcv_arrays(n, np.random.default_rng(seed)))
+
+
+def null_where(df: pl.DataFrame, col: str, mask: np.ndarray) -> pl.DataFrame:
+    """`col` set to null on the rows where the boolean `mask` is True."""
+    return df.with_columns(pl.when(pl.Series(mask)).then(None).otherwise(pl.col(col)).alias(col))
+
+
+def nan_at(df: pl.DataFrame, col: str, row: int) -> pl.DataFrame:
+    """`col` set to NaN at `row`; every other row (nulls included) unchanged."""
+    return df.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(float("nan")).otherwise(pl.col(col)).alias(col)
+    )
+
+
+def present_mask(df: pl.DataFrame, cols) -> np.ndarray:
+    """True on the rows where none of `cols` is null."""
+    return (
+        df.select(pl.all_horizontal(pl.col(c).is_not_null() for c in cols)).to_series().to_numpy()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+
+
+def run(df: pl.DataFrame, expr: pl.Expr) -> pl.Series:
+    return df.select(expr.alias("out")).to_series()
+
+
+def fields(s: pl.Series) -> dict[str, pl.Series]:
+    """A struct's fields by name; a plain series as the one field "value"."""
+    if s.dtype == pl.Struct:
+        return {f: s.struct.field(f) for f in s.struct.fields}
+    return {"value": s}
+
+
+def assert_bits_equal(got: pl.Series, want: pl.Series, what: str = "") -> None:
+    """Same dtype and fields, every field Float64 of the same length, the same null mask and the
+    same bits in every non-null value (NaN payloads and the sign of zero included)."""
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
+    gf, wf = fields(got), fields(want)
+    assert list(gf) == list(wf), what
+    for k in gf:
+        g, w = gf[k], wf[k]
+        assert g.dtype == w.dtype == pl.Float64, (what, k, g.dtype, w.dtype)
+        assert len(g) == len(w), (what, k, len(g), len(w))
+        gn, wn = g.is_null().to_numpy(), w.is_null().to_numpy()
+        np.testing.assert_array_equal(gn, wn, err_msg=f"{what} {k}: null masks differ")
+        gb, wb = g.to_numpy()[~gn].view(np.uint64), w.to_numpy()[~wn].view(np.uint64)
+        bad = np.flatnonzero(gb != wb)
+        assert bad.size == 0, f"{what} {k}: {bad.size} values differ in bits, first at {bad[:5]}"
+
+
+def digest(s: pl.Series) -> str:
+    """sha256 over every field's null mask and the bits of its non-null values."""
+    h = hashlib.sha256()
+    for k, f in fields(s).items():
+        nulls = f.is_null().to_numpy()
+        h.update(k.encode())
+        h.update(np.packbits(nulls).tobytes())
+        h.update(np.ascontiguousarray(f.to_numpy()[~nulls]).view(np.uint64).tobytes())
+    return h.hexdigest()
