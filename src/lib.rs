@@ -8,5 +8,11 @@ pub mod kernels;
 
 #[cfg(feature = "python")]
 mod plugin;
+
+/// Allocate through Polars' own allocator: our outputs are freed by Polars, and its allocator keeps
+/// the pages of earlier results for reuse instead of faulting fresh ones in on every call.
+#[cfg(feature = "python")]
+#[global_allocator]
+static ALLOC: pyo3_polars::PolarsAllocator = pyo3_polars::PolarsAllocator::new();
 #[cfg(feature = "python")]
 mod py;

@@ -71,6 +71,11 @@ impl Splitter for RayonSplit {
     fn max_pieces(&self) -> usize {
         self.pieces
     }
+
+    fn last_piece_start(&self, first_row: usize, len: usize) -> usize {
+        let lens = self.lengths(first_row, len);
+        first_row + len - lens.last().copied().unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -94,16 +99,44 @@ mod tests {
         }
     }
 
-    /// Every indicator, 1..=16 rayon workers, identical bits to the single-piece run.
+    /// Every row from the lookback on is written by the kernel (the plugin hands kernels output
+    /// buffers whose rows are only initialised up to the lookback).
     #[test]
-    fn every_indicator_is_identical_for_any_worker_count() {
-        let mut rng = Lcg(99);
-        let zoo = series_zoo(30_000, 17);
+    fn kernels_write_every_row() {
+        const SENTINEL: u64 = 0x7ff8_dead_beef_0001;
+        let zoo = series_zoo(5_000, 3);
         let c = &zoo[0];
-        let h: Vec<f64> = c.iter().map(|v| v + rng.uniform()).collect();
-        let l: Vec<f64> = c.iter().map(|v| v - rng.uniform()).collect();
-        let vol: Vec<f64> = (0..c.len()).map(|_| rng.below(10_000) as f64).collect();
-        let specs = [
+        let h: Vec<f64> = c.iter().map(|v| v + 0.5).collect();
+        let l: Vec<f64> = c.iter().map(|v| v - 0.5).collect();
+        for spec in all_specs() {
+            for n in [0, 1, 2, spec.lookback(), spec.lookback() + 1, 1500, 5_000] {
+                let inputs: Vec<&[f64]> = match spec.inputs().len() {
+                    3 => vec![&c[..n], &h[..n], &l[..n]],
+                    2 => vec![&c[..n], &h[..n]],
+                    _ => vec![&c[..n]],
+                };
+                for workers in [1, 3] {
+                    let mut outs = vec![vec![f64::from_bits(SENTINEL); n]; spec.outputs().len()];
+                    let mut views: Vec<&mut [f64]> =
+                        outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    spec.run(&RayonSplit::new(workers), &inputs, &mut views);
+                    for out in &outs {
+                        for (t, v) in out.iter().enumerate().skip(spec.lookback()) {
+                            assert_ne!(
+                                v.to_bits(),
+                                SENTINEL,
+                                "{} n={n} row {t} not written",
+                                spec.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn all_specs() -> Vec<Spec> {
+        vec![
             Spec::sma(20).unwrap(),
             Spec::ema(30).unwrap(),
             Spec::wma(10).unwrap(),
@@ -117,8 +150,19 @@ mod tests {
             Spec::natr(14).unwrap(),
             Spec::stoch(5, 3, 3).unwrap(),
             Spec::Obv,
-        ];
-        for spec in specs {
+        ]
+    }
+
+    /// Every indicator, 1..=16 rayon workers, identical bits to the single-piece run.
+    #[test]
+    fn every_indicator_is_identical_for_any_worker_count() {
+        let mut rng = Lcg(99);
+        let zoo = series_zoo(30_000, 17);
+        let c = &zoo[0];
+        let h: Vec<f64> = c.iter().map(|v| v + rng.uniform()).collect();
+        let l: Vec<f64> = c.iter().map(|v| v - rng.uniform()).collect();
+        let vol: Vec<f64> = (0..c.len()).map(|_| rng.below(10_000) as f64).collect();
+        for spec in all_specs() {
             let inputs: Vec<&[f64]> = match spec.inputs().len() {
                 3 => vec![c, &h, &l],
                 2 => vec![c, &vol],

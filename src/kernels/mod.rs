@@ -13,6 +13,7 @@ pub mod extrema;
 pub mod flow;
 pub mod moments;
 pub mod scan;
+pub mod scratch;
 pub mod spec;
 pub mod split;
 pub mod wilder;

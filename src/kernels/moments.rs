@@ -28,6 +28,7 @@
 //! Cost O(1) amortised per row, no running sum ever has a value subtracted, and a piece of rows
 //! `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1` (`Halo::Window`).
 
+use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
 
 #[inline(always)]
@@ -129,62 +130,62 @@ fn sums_tiles<const VAR: bool>(
     // Small pieces (one `.over()` group) must not pay for a full tile of scratch.
     let cap = TILE_ROWS.min(hi - lo) + w;
     let var_len = |n: usize| if VAR { n } else { 0 };
-    let (mut tr, mut t1, mut t2) = (vec![0.0; cap], vec![0.0; cap], vec![0.0; var_len(cap)]);
-    let (mut pre1, mut pre2) = (vec![0.0; w], vec![0.0; var_len(w)]);
-    // Suffix sums of the previous block (for this block's windows) and of this block (for the next).
-    let (mut suf1, mut suf2) = (vec![0.0; w], vec![0.0; var_len(w)]);
-    let (mut nsuf1, mut nsuf2) = (vec![0.0; w], vec![0.0; var_len(w)]);
-    let (mut t0, mut len) = (lo, 0usize);
-    let (first_block, last_block) = (lo / w, (hi - 1) / w);
-    for b in first_block..=last_block {
-        let b_start = b * w;
-        let o_lo = lo.max(b_start) - b_start;
-        let o_hi = hi.min(b_start + w) - b_start; // exclusive
-        let r = reference(x, b_start);
-        let mid = o_hi.min(w - 1).saturating_sub(o_lo); // rows that also need the previous block
-        if b == first_block && mid > 0 {
-            suffix_sums::<VAR>(&x[b_start - w..b_start], o_lo + 1, r, &mut suf1, &mut suf2);
-        }
-        let block = &x[b_start..b_start + o_hi];
-        if b < last_block {
-            let r_next = reference(x, b_start + w);
-            prefix_and_suffix::<VAR>(
-                block, r, r_next, &mut pre1, &mut pre2, &mut nsuf1, &mut nsuf2,
-            );
-        } else {
-            prefix_sums::<VAR>(block, r, &mut pre1, &mut pre2);
-        }
-        if mid > 0 {
-            let (s, p) = (&suf1[o_lo + 1..o_lo + 1 + mid], &pre1[o_lo..o_lo + mid]);
-            for ((dst, a), b) in t1[len..len + mid].iter_mut().zip(s).zip(p) {
-                *dst = a + b;
+    with_scratch(3 * cap + 6 * w, |scratch| {
+        let [tr, t1, t2, pre1, pre2, suf1, suf2, nsuf1, nsuf2] =
+            carve(scratch, [cap, cap, cap, w, w, w, w, w, w]);
+        // suf*: suffix sums of the previous block (for this block's windows); nsuf*: of this block
+        // (for the next block's windows).
+        let (mut suf1, mut suf2, mut nsuf1, mut nsuf2) = (suf1, suf2, nsuf1, nsuf2);
+        let (mut t0, mut len) = (lo, 0usize);
+        let (first_block, last_block) = (lo / w, (hi - 1) / w);
+        for b in first_block..=last_block {
+            let b_start = b * w;
+            let o_lo = lo.max(b_start) - b_start;
+            let o_hi = hi.min(b_start + w) - b_start; // exclusive
+            let r = reference(x, b_start);
+            let mid = o_hi.min(w - 1).saturating_sub(o_lo); // rows that also need the previous block
+            if b == first_block && mid > 0 {
+                suffix_sums::<VAR>(&x[b_start - w..b_start], o_lo + 1, r, suf1, suf2);
             }
-            if VAR {
-                let (s, p) = (&suf2[o_lo + 1..o_lo + 1 + mid], &pre2[o_lo..o_lo + mid]);
-                for ((dst, a), b) in t2[len..len + mid].iter_mut().zip(s).zip(p) {
+            let block = &x[b_start..b_start + o_hi];
+            if b < last_block {
+                let r_next = reference(x, b_start + w);
+                prefix_and_suffix::<VAR>(block, r, r_next, pre1, pre2, nsuf1, nsuf2);
+            } else {
+                prefix_sums::<VAR>(block, r, pre1, pre2);
+            }
+            if mid > 0 {
+                let (s, p) = (&suf1[o_lo + 1..o_lo + 1 + mid], &pre1[o_lo..o_lo + mid]);
+                for ((dst, a), b) in t1[len..len + mid].iter_mut().zip(s).zip(p) {
                     *dst = a + b;
                 }
+                if VAR {
+                    let (s, p) = (&suf2[o_lo + 1..o_lo + 1 + mid], &pre2[o_lo..o_lo + mid]);
+                    for ((dst, a), b) in t2[len..len + mid].iter_mut().zip(s).zip(p) {
+                        *dst = a + b;
+                    }
+                }
             }
-        }
-        if o_hi == w {
-            t1[len + mid] = pre1[w - 1];
+            if o_hi == w {
+                t1[len + mid] = pre1[w - 1];
+                if VAR {
+                    t2[len + mid] = pre2[w - 1];
+                }
+            }
+            std::mem::swap(&mut suf1, &mut nsuf1);
             if VAR {
-                t2[len + mid] = pre2[w - 1];
+                std::mem::swap(&mut suf2, &mut nsuf2);
+            }
+            let rows = o_hi - o_lo;
+            tr[len..len + rows].fill(r);
+            len += rows;
+            if len >= TILE_ROWS || b == last_block {
+                flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
+                t0 += len;
+                len = 0;
             }
         }
-        std::mem::swap(&mut suf1, &mut nsuf1);
-        if VAR {
-            std::mem::swap(&mut suf2, &mut nsuf2);
-        }
-        let rows = o_hi - o_lo;
-        tr[len..len + rows].fill(r);
-        len += rows;
-        if len >= TILE_ROWS || b == last_block {
-            flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
-            t0 += len;
-            len = 0;
-        }
-    }
+    });
 }
 
 /// Windows this short are summed directly per row (the same operations in the same order as the
@@ -206,50 +207,52 @@ fn sums_direct<const VAR: bool>(
     }
     let cap = TILE_ROWS.min(hi - lo);
     let var_len = |n: usize| if VAR { n } else { 0 };
-    let (mut tr, mut t1, mut t2) = (vec![0.0; cap], vec![0.0; cap], vec![0.0; var_len(cap)]);
-    let mut b_start = (lo / w) * w;
-    let mut r = reference(x, b_start);
-    let mut t0 = lo;
-    let mut len = 0;
-    for t in lo..hi {
-        if t >= b_start + w {
-            b_start += w;
-            r = reference(x, b_start);
-        }
-        let o = t - b_start;
-        let (mut p1, mut p2) = (0.0f64, 0.0f64);
-        for v in &x[b_start..=t] {
-            let d = v - r;
-            p1 = p1 + d;
-            if VAR {
-                p2 = p2 + d * d;
+    with_scratch(3 * cap, |scratch| {
+        let [tr, t1, t2] = carve(scratch, [cap, cap, cap]);
+        let mut b_start = (lo / w) * w;
+        let mut r = reference(x, b_start);
+        let mut t0 = lo;
+        let mut len = 0;
+        for t in lo..hi {
+            if t >= b_start + w {
+                b_start += w;
+                r = reference(x, b_start);
             }
-        }
-        let (mut s1, mut s2) = (p1, p2);
-        if o < w - 1 {
-            let (mut a1, mut a2) = (0.0f64, 0.0f64);
-            for v in x[b_start - w + o + 1..b_start].iter().rev() {
+            let o = t - b_start;
+            let (mut p1, mut p2) = (0.0f64, 0.0f64);
+            for v in &x[b_start..=t] {
                 let d = v - r;
-                a1 = d + a1;
+                p1 = p1 + d;
                 if VAR {
-                    a2 = d * d + a2;
+                    p2 = p2 + d * d;
                 }
             }
-            s1 = a1 + p1;
-            s2 = a2 + p2;
+            let (mut s1, mut s2) = (p1, p2);
+            if o < w - 1 {
+                let (mut a1, mut a2) = (0.0f64, 0.0f64);
+                for v in x[b_start - w + o + 1..b_start].iter().rev() {
+                    let d = v - r;
+                    a1 = d + a1;
+                    if VAR {
+                        a2 = d * d + a2;
+                    }
+                }
+                s1 = a1 + p1;
+                s2 = a2 + p2;
+            }
+            tr[len] = r;
+            t1[len] = s1;
+            if VAR {
+                t2[len] = s2;
+            }
+            len += 1;
+            if len == cap || t + 1 == hi {
+                flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
+                t0 += len;
+                len = 0;
+            }
         }
-        tr[len] = r;
-        t1[len] = s1;
-        if VAR {
-            t2[len] = s2;
-        }
-        len += 1;
-        if len == cap || t + 1 == hi {
-            flush(t0, &tr[..len], &t1[..len], &t2[..var_len(len)]);
-            t0 += len;
-            len = 0;
-        }
-    }
+    });
 }
 
 /// `m2 = S2 - S1·md`, with a negative rounding residue clamped to 0 (NaN passes through).

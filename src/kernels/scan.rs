@@ -15,6 +15,9 @@
 //! piece and a run that precomputes all carries in parallel give the same bits. The result differs
 //! from the naive sequential loop in the last bits (≈1e-15 relative); this spec defines the answer.
 
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::scratch::with_scratch;
 use super::split::Splitter;
 
 /// Scan block length `B`, a constant of the spec (changing it changes results in the last bits).
@@ -41,20 +44,50 @@ pub fn fill_rows<const C: usize>(start: usize, b: &mut [[f64; C]], f: impl Fn(us
     }
 }
 
-struct Powers<const C: usize>(Vec<[f64; C]>);
+/// `P[j] = a^j` for `j = 0 ..= SCAN_BLOCK`, flattened channel-minor, shared between calls with the
+/// same decays: `.over()` runs thousands of short series with one period, and rebuilding the
+/// table (a chain of 1,024 dependent multiplications per channel) would cost more than the scan.
+struct Powers<const C: usize>(Arc<Vec<f64>>);
+
+fn power_table(a: &[f64]) -> Vec<f64> {
+    let c = a.len();
+    let mut p = Vec::with_capacity((SCAN_BLOCK + 1) * c);
+    let mut cur = vec![1.0f64; c];
+    p.extend_from_slice(&cur);
+    for _ in 0..SCAN_BLOCK {
+        for (v, a) in cur.iter_mut().zip(a) {
+            *v = *v * a;
+        }
+        p.extend_from_slice(&cur);
+    }
+    p
+}
 
 impl<const C: usize> Powers<C> {
     fn new(a: [f64; C]) -> Self {
-        let mut p = Vec::with_capacity(SCAN_BLOCK + 1);
-        let mut cur = [1.0; C];
-        p.push(cur);
-        for _ in 0..SCAN_BLOCK {
-            for c in 0..C {
-                cur[c] = cur[c] * a[c];
+        type Cache = Mutex<Vec<(Vec<u64>, Arc<Vec<f64>>)>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        const CAPACITY: usize = 16;
+        let key: Vec<u64> = a.iter().map(|v| v.to_bits()).collect();
+        let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+        if let Ok(mut entries) = cache.lock() {
+            if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
+                let hit = entries.remove(i);
+                let table = Arc::clone(&hit.1);
+                entries.insert(0, hit);
+                return Powers(table);
             }
-            p.push(cur);
+            let table = Arc::new(power_table(&a));
+            entries.insert(0, (key, Arc::clone(&table)));
+            entries.truncate(CAPACITY);
+            return Powers(table);
         }
-        Powers(p)
+        Powers(Arc::new(power_table(&a)))
+    }
+
+    #[inline(always)]
+    fn get(&self) -> &[[f64; C]] {
+        self.0.as_chunks::<C>().0
     }
 }
 
@@ -104,7 +137,7 @@ impl<const C: usize> Recurrence<C> {
 /// `y = L + P[i+1]·c` in place for one block's local values; returns the carry out (the last y).
 #[inline(always)]
 fn fix_up<const C: usize>(buf: &mut [[f64; C]], powers: &Powers<C>, c: [f64; C]) -> [f64; C] {
-    let p = &powers.0[1..=buf.len()];
+    let p = &powers.get()[1..=buf.len()];
     for (l, pw) in buf.iter_mut().zip(p) {
         for ch in 0..C {
             l[ch] = l[ch] + pw[ch] * c[ch];
@@ -135,44 +168,55 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     } else {
         0
     };
+    // Carries are needed up to the block where the last piece starts: the local ends of the blocks
+    // before it (the last piece's own blocks need no pre-pass).
+    let last_start = split.last_piece_start(p, n - p).max(p + 1);
+    let needed = (last_start / SCAN_BLOCK)
+        .saturating_sub(first_block)
+        .min(n_blocks);
 
-    // Carries into every block, needed only when pieces start inside the series.
-    let carries: Vec<[f64; C]> = if split.max_pieces() > 1 && n_blocks > 1 {
-        let groups = n_blocks.div_ceil(LANES);
-        let ends: Vec<[[f64; C]; LANES]> = split.map_indexed(groups, |g| {
-            let mut out = [[0.0; C]; LANES];
-            let k0 = first_block + g * LANES;
-            let mut buf = vec![[0.0; C]; SCAN_BLOCK * LANES];
-            if k0 + LANES <= first_block + n_blocks && (k0..k0 + LANES).all(|k| rec.is_full(k, n)) {
-                drive(k0 * SCAN_BLOCK, &mut buf);
-                rec.local_lanes_in_place(&mut buf);
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = buf[(j + 1) * SCAN_BLOCK - 1];
-                }
-            } else {
-                for (j, slot) in out.iter_mut().enumerate() {
-                    let k = k0 + j;
-                    if k < first_block + n_blocks {
-                        let (s, e) = rec.span(k, n);
-                        let b = &mut buf[..e - s];
-                        drive(s, b);
-                        rec.local_in_place(b);
-                        *slot = b[e - s - 1];
+    let carries: Vec<[f64; C]> = if split.max_pieces() > 1 && needed > 0 {
+        // Local ends of the blocks before the last piece, LANES blocks at a time, in batches so
+        // one scratch buffer serves many blocks.
+        const GROUPS_PER_TASK: usize = 8;
+        let groups = needed.div_ceil(LANES);
+        let tasks = groups.div_ceil(GROUPS_PER_TASK);
+        let per_task: Vec<Vec<[f64; C]>> = split.map_indexed(tasks, |task| {
+            with_scratch(SCAN_BLOCK * LANES * C, |raw| {
+                let buf = raw.as_chunks_mut::<C>().0;
+                let mut ends = Vec::with_capacity(GROUPS_PER_TASK * LANES);
+                let g_end = ((task + 1) * GROUPS_PER_TASK).min(groups);
+                for g in task * GROUPS_PER_TASK..g_end {
+                    let k0 = first_block + g * LANES;
+                    let k_end = (k0 + LANES).min(first_block + needed);
+                    if k_end - k0 == LANES && (k0..k_end).all(|k| rec.is_full(k, n)) {
+                        drive(k0 * SCAN_BLOCK, buf);
+                        rec.local_lanes_in_place(buf);
+                        ends.extend((1..=LANES).map(|j| buf[j * SCAN_BLOCK - 1]));
+                    } else {
+                        for k in k0..k_end {
+                            let (s, e) = rec.span(k, n);
+                            let b = &mut buf[..e - s];
+                            drive(s, b);
+                            rec.local_in_place(b);
+                            ends.push(b[e - s - 1]);
+                        }
                     }
                 }
-            }
-            out
+                ends
+            })
         });
-        let mut carries = Vec::with_capacity(n_blocks);
+        let ends: Vec<[f64; C]> = per_task.into_iter().flatten().collect();
+        let mut carries = Vec::with_capacity(needed + 1);
         let mut c = rec.seed;
-        for i in 0..n_blocks {
+        for (i, l_end) in ends.iter().enumerate() {
             carries.push(c);
             let (s, e) = rec.span(first_block + i, n);
-            let l_end = ends[i / LANES][i % LANES];
             for ch in 0..C {
-                c[ch] = l_end[ch] + powers.0[e - s][ch] * c[ch];
+                c[ch] = l_end[ch] + powers.get()[e - s][ch] * c[ch];
             }
         }
+        carries.push(c);
         carries
     } else {
         vec![rec.seed]
@@ -198,41 +242,41 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
             1
         };
         let longest_block = SCAN_BLOCK.min(hi - k * SCAN_BLOCK);
-        let mut buf = vec![
-            [0.0; C];
-            if lanes == LANES {
-                SCAN_BLOCK * LANES
-            } else {
-                longest_block
-            }
-        ];
-        while t < hi {
-            // Fast path: LANES full blocks that start exactly at t and end inside the piece.
-            if t == k * SCAN_BLOCK
-                && t + LANES * SCAN_BLOCK <= hi
-                && (k..k + LANES).all(|kk| rec.is_full(kk, n))
-            {
-                drive(t, &mut buf);
-                rec.local_lanes_in_place(&mut buf);
-                for block in buf.chunks_exact_mut(SCAN_BLOCK) {
-                    c = fix_up(block, &powers, c);
+        let buf_len = if lanes == LANES {
+            SCAN_BLOCK * LANES
+        } else {
+            longest_block
+        };
+        with_scratch(buf_len * C, |raw| {
+            let buf = raw.as_chunks_mut::<C>().0;
+            while t < hi {
+                // Fast path: LANES full blocks that start exactly at t and end inside the piece.
+                if t == k * SCAN_BLOCK
+                    && t + LANES * SCAN_BLOCK <= hi
+                    && (k..k + LANES).all(|kk| rec.is_full(kk, n))
+                {
+                    drive(t, buf);
+                    rec.local_lanes_in_place(buf);
+                    for block in buf.chunks_exact_mut(SCAN_BLOCK) {
+                        c = fix_up(block, &powers, c);
+                    }
+                    write(&mut piece, t - lo, t, buf);
+                    t += LANES * SCAN_BLOCK;
+                    k += LANES;
+                    continue;
                 }
-                write(&mut piece, t - lo, t, &buf);
-                t += LANES * SCAN_BLOCK;
-                k += LANES;
-                continue;
+                // One block (or its part inside the piece), recomputed from the block's start.
+                let (s, e) = rec.span(k, n);
+                let end = e.min(hi);
+                let b = &mut buf[..end - s];
+                drive(s, b);
+                rec.local_in_place(b);
+                c = fix_up(b, &powers, c);
+                write(&mut piece, t - lo, t, &b[t - s..]);
+                t = end;
+                k += 1;
             }
-            // One block (or its part inside the piece), recomputed from the block's start.
-            let (s, e) = rec.span(k, n);
-            let end = e.min(hi);
-            let b = &mut buf[..end - s];
-            drive(s, b);
-            rec.local_in_place(b);
-            c = fix_up(b, &powers, c);
-            write(&mut piece, t - lo, t, &b[t - s..]);
-            t = end;
-            k += 1;
-        }
+        });
     });
 }
 

@@ -23,6 +23,10 @@ pub trait Splitter: Sync {
     /// How many pieces this splitter will use at most: 1 lets kernels skip work that only matters
     /// for parallel runs (it never changes the bits, see `scan`).
     fn max_pieces(&self) -> usize;
+
+    /// The first row of the last piece [`Self::for_each_piece`] would make of these rows: scans
+    /// need carries only for blocks up to there.
+    fn last_piece_start(&self, first_row: usize, len: usize) -> usize;
 }
 
 /// Runs everything as one piece on the calling thread.
@@ -45,6 +49,10 @@ impl Splitter for Sequential {
 
     fn max_pieces(&self) -> usize {
         1
+    }
+
+    fn last_piece_start(&self, first_row: usize, _len: usize) -> usize {
+        first_row
     }
 }
 
@@ -84,6 +92,11 @@ impl Splitter for CutAt {
 
     fn max_pieces(&self) -> usize {
         self.0.len() + 1
+    }
+
+    fn last_piece_start(&self, first_row: usize, len: usize) -> usize {
+        let lens = piece_lengths(len, &self.0);
+        first_row + len - lens.last().copied().unwrap_or(0)
     }
 }
 

@@ -136,7 +136,12 @@ fn compute(
     };
     let m = values[0].len();
     let slices: Vec<&[f64]> = values.iter().map(|v| v.as_ref()).collect();
-    let mut outs: Vec<Vec<f64>> = spec.outputs().iter().map(|_| vec![0.0; m]).collect();
+    let lookback = spec.lookback();
+    let mut outs: Vec<Vec<f64>> = spec
+        .outputs()
+        .iter()
+        .map(|_| output_buffer(m, lookback))
+        .collect();
     let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
     let ctx = CallContext {
         caller_parallel: context.parallel(),
@@ -144,7 +149,6 @@ fn compute(
     exec::execute(&spec, &device, &slices, &mut views, ctx)
         .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
 
-    let lookback = spec.lookback();
     let series: Vec<Series> = outs
         .into_iter()
         .zip(spec.outputs())
@@ -171,6 +175,20 @@ fn compute(
     } else {
         Ok(StructChunked::from_series(name, n, series.iter())?.into_series())
     }
+}
+
+/// An output column of `len` rows whose warm-up rows are zero and whose other rows are left for
+/// the kernel, which writes every row from the lookback on (`tests::kernels_write_every_row`).
+///
+/// Zero-filling 8 bytes per row per output would cost as much as the page faults it tries to
+/// avoid; with Polars' allocator (see `lib.rs`) the pages of earlier results are reused instead.
+fn output_buffer(len: usize, lookback: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = Vec::with_capacity(len);
+    v.resize(lookback.min(len), 0.0);
+    // SAFETY: capacity is `len`; f64 has no invalid bit patterns, and every row at or after the
+    // lookback is written by the kernel before the buffer is read (checked by the coverage test).
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Puts compacted outputs back on the rows they came from; missing rows and warm-up rows are null.
