@@ -1,9 +1,14 @@
-//! Layer 4: the few pyo3 functions the Python package needs (`threadx._internal`).
+//! Layer 4: the few pyo3 functions the Python package needs (`threadx._internal`). Structured
+//! results cross as JSON text; the Python side wraps them in small classes.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::exec::threads;
+use crate::exec::{self, cpuinfo, profile, threads, CallContext, Device};
+
+fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
 
 /// The crate version the extension was built from.
 #[pyfunction]
@@ -24,10 +29,87 @@ fn get_threads() -> Option<usize> {
     threads::forced_threads()
 }
 
-/// Workers a call over `n_rows` rows would get outside a Polars parallel context.
+/// Workers the planner would use for `n_rows` rows of `indicator` outside a parallel context.
 #[pyfunction]
-fn workers_for(n_rows: usize) -> usize {
-    threads::workers_for(n_rows, false)
+#[pyo3(signature = (n_rows=None, indicator=None))]
+fn optimal_workers(n_rows: Option<usize>, indicator: Option<&str>) -> usize {
+    threads::optimal_workers(n_rows, indicator)
+}
+
+/// CPU model and core counts (JSON).
+#[pyfunction]
+fn cpu_info() -> PyResult<String> {
+    to_json(cpuinfo::cpu_info())
+}
+
+/// The plan for a call (JSON), without running it and without exploration.
+#[pyfunction]
+fn explain(indicator: &str, rows: usize, device: &str) -> PyResult<String> {
+    let device = Device::parse(device)
+        .map_err(|m| PyValueError::new_err(format!("threadx.explain: {m}")))?;
+    let plan = exec::plan_named(indicator, &device, rows, CallContext::default(), false)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    to_json(&plan)
+}
+
+/// Where the profile is stored (`None` when profiling in memory only).
+#[pyfunction]
+fn profile_path() -> Option<String> {
+    profile::state()
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+}
+
+/// Why the profile is in memory only, if it is.
+#[pyfunction]
+fn profile_memory_only() -> Option<String> {
+    profile::state().memory_only.clone()
+}
+
+/// This machine's fingerprint (JSON) and its id.
+#[pyfunction]
+fn fingerprint() -> PyResult<(String, String)> {
+    let fp = profile::state().fingerprint.clone();
+    Ok((fp.id(), to_json(&fp)?))
+}
+
+/// Writes pending samples now; returns the error text if the write failed (profiling then goes
+/// on in memory).
+#[pyfunction]
+fn profile_flush(py: Python<'_>) -> Option<String> {
+    py.detach(profile::flush).err()
+}
+
+/// The whole profile as this process sees it (JSON), after a flush.
+#[pyfunction]
+fn profile_show(py: Python<'_>) -> PyResult<String> {
+    let _ = py.detach(profile::flush);
+    to_json(&profile::state().file)
+}
+
+/// Forgets this machine's entry (others stay).
+#[pyfunction]
+fn profile_reset(py: Python<'_>) -> Option<String> {
+    py.detach(profile::reset).err()
+}
+
+/// Re-reads `THREADX_PROFILE` / the cache location and reloads the profile.
+#[pyfunction]
+fn profile_reload(py: Python<'_>) {
+    py.detach(profile::reload)
+}
+
+/// Adds one measurement (used by `autotune`, and by tests to build profiles).
+#[pyfunction]
+fn profile_record(indicator: &str, rows: usize, backend: &str, seconds: f64) {
+    profile::record(profile::Sample {
+        indicator: indicator.to_string(),
+        rows,
+        backend: backend.to_string(),
+        seconds,
+        unix: profile::store::unix_now(),
+    });
 }
 
 #[pymodule]
@@ -35,6 +117,16 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(workers_for, m)?)?;
+    m.add_function(wrap_pyfunction!(optimal_workers, m)?)?;
+    m.add_function(wrap_pyfunction!(cpu_info, m)?)?;
+    m.add_function(wrap_pyfunction!(explain, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_path, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_memory_only, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_flush, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_show, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_reset, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_reload, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_record, m)?)?;
     Ok(())
 }

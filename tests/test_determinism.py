@@ -84,7 +84,7 @@ def test_set_threads_validation(reset_threads) -> None:
         threadx.set_threads(n)
         assert threadx.get_threads() == n
         # a forced count is used as is, even for a tiny input
-        assert threadx._internal.workers_for(10) == n
+        assert threadx.optimal_workers(10) == n
     threadx.set_threads(None)
     if "THREADX_NUM_THREADS" not in os.environ:
         assert threadx.get_threads() is None

@@ -11,7 +11,9 @@ not depend on thread count or chunking.
 
 from __future__ import annotations
 
-from threadx import _internal
+import atexit
+
+from threadx import _internal, profile
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
 from threadx.indicators import (
     atr,
@@ -28,8 +30,13 @@ from threadx.indicators import (
     wma,
     zscore,
 )
+from threadx.planning import CpuInfo, Explanation, cpu_info, explain, optimal_workers
+from threadx.tuning import TuneSummary, autotune
 
 __version__: str = _internal.version()
+
+# Samples are flushed in batches while running; write the rest when the interpreter exits.
+atexit.register(_internal.profile_flush)
 
 
 def set_threads(n: int | None = None) -> None:
@@ -51,14 +58,22 @@ def get_threads() -> int | None:
 
 
 __all__ = [
+    "CpuInfo",
+    "Explanation",
+    "TuneSummary",
     "__version__",
     "atr",
+    "autotune",
     "bollinger",
+    "cpu_info",
     "ema",
+    "explain",
     "get_threads",
     "macd",
     "natr",
     "obv",
+    "optimal_workers",
+    "profile",
     "roc",
     "rolling_std",
     "rsi",

@@ -1,15 +1,14 @@
 //! How many CPU workers a call gets.
 //!
 //! Order of precedence: `threadx.set_threads(n)` (process-wide), then the environment variable
-//! `THREADX_NUM_THREADS`, then the optimizer: one worker for small inputs or when Polars already
-//! runs the call in parallel, otherwise up to one per core with at least [`MIN_ROWS_PER_WORKER`]
-//! rows each. Forced counts are honoured exactly (tests use them to prove split-invariance).
+//! `THREADX_NUM_THREADS`, then the planner (`planner.rs`): one worker for small inputs or when
+//! Polars already runs the call in parallel, otherwise what the profile shows to be fastest, up to
+//! the physical-core cap. Forced counts are honoured exactly (tests use them to prove
+//! split-invariance).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// Below this many rows per worker, thread hand-off costs more than it saves.
-pub const MIN_ROWS_PER_WORKER: usize = 5_000;
 /// The largest worker count accepted from users.
 pub const MAX_THREADS: usize = 1024;
 
@@ -52,42 +51,32 @@ pub fn forced_threads() -> Option<usize> {
     }
 }
 
-/// Logical cores available to this process, read once: `available_parallelism` parses cgroup
-/// files on every call (tens of microseconds), which `.over()` with thousands of groups would pay
-/// per group.
-pub fn available_cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Workers for a call over `n_rows` rows.
-pub fn workers_for(n_rows: usize, caller_parallel: bool) -> usize {
+/// The worker count the planner would use for `n_rows` rows of `indicator` outside a parallel
+/// context (`threadx.optimal_workers`); `None` rows means "a large input": the worker cap.
+pub fn optimal_workers(n_rows: Option<usize>, indicator: Option<&str>) -> usize {
     if let Some(k) = forced_threads() {
         return k;
     }
-    optimal_workers(n_rows, caller_parallel, available_cores())
-}
-
-/// The optimizer's choice, as a pure function (unit-tested).
-pub fn optimal_workers(n_rows: usize, caller_parallel: bool, cores: usize) -> usize {
-    if caller_parallel {
-        return 1;
-    }
-    (n_rows / MIN_ROWS_PER_WORKER).clamp(1, cores.max(1))
+    let cpu = super::cpuinfo::cpu_info();
+    let Some(rows) = n_rows else {
+        return super::planner::worker_cap(cpu);
+    };
+    let ctx = super::CallContext {
+        caller_parallel: false,
+    };
+    super::plan_named(
+        indicator.unwrap_or("sma"),
+        &super::Device::Auto,
+        rows,
+        ctx,
+        false,
+    )
+    .map_or(1, |p| p.workers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn small_inputs_and_parallel_callers_get_one_worker() {
-        assert_eq!(optimal_workers(1_000, false, 16), 1);
-        assert_eq!(optimal_workers(9_999, false, 16), 1);
-        assert_eq!(optimal_workers(10_000_000, true, 16), 1);
-        assert_eq!(optimal_workers(10_000_000, false, 16), 16);
-        assert_eq!(optimal_workers(12_000, false, 16), 2);
-    }
 
     #[test]
     fn forced_counts_are_validated() {

@@ -8,6 +8,23 @@ use std::fmt;
 use super::split::Splitter;
 use super::{ema, extrema, flow, moments, wilder, wma};
 
+/// Every indicator's name, as [`Spec::name`] returns it.
+pub const INDICATORS: &[&str] = &[
+    "sma",
+    "ema",
+    "wma",
+    "rolling_std",
+    "zscore",
+    "bollinger",
+    "rsi",
+    "roc",
+    "macd",
+    "atr",
+    "natr",
+    "stoch",
+    "obv",
+];
+
 /// TA-Lib's upper bound for every period parameter.
 pub const MAX_PERIOD: i64 = 100_000;
 

@@ -1,0 +1,123 @@
+"""The planner's view from Python: ``explain``, ``cpu_info`` and ``optimal_workers``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadx import _internal
+from threadx import _validate as check
+
+INDICATORS = (
+    "sma", "ema", "wma", "rolling_std", "zscore", "bollinger", "rsi", "roc", "macd", "atr",
+    "natr", "stoch", "obv",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    physical_cores: int
+    logical_cores: int
+    hyperthreading: bool
+
+
+def cpu_info() -> CpuInfo:
+    """The CPU model, physical and logical cores, and whether hyperthreading is on."""
+    return CpuInfo(**json.loads(_internal.cpu_info()))
+
+
+def optimal_workers(n_rows: int | None = None, indicator: str | None = None) -> int:
+    """The worker count the planner would use for ``n_rows`` rows of ``indicator`` (outside a
+    Polars parallel context; inside one it is always 1). ``None`` rows: a large input."""
+    if n_rows is not None and (
+        isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 0
+    ):
+        raise ValueError(f"threadx.optimal_workers: n_rows must be an integer >= 0, got {n_rows!r}")
+    if indicator is not None and indicator not in INDICATORS:
+        raise ValueError(
+            f"threadx.optimal_workers: indicator must be one of {', '.join(INDICATORS)}, "
+            f"got {indicator!r}"
+        )
+    return _internal.optimal_workers(n_rows, indicator)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend: str
+    workers: int
+    predicted_ms: float | None
+    samples: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The plan for one call: the pick, why, every candidate with its prediction, and the profile
+    entries the predictions came from."""
+
+    indicator: str
+    rows: int
+    size_bucket: str
+    backend: str
+    workers: int
+    reason: str
+    candidates: list[Candidate] = field(default_factory=list)
+    profile_entries: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        lines = [
+            f"threadx plan for {self.indicator} on {self.rows:,} rows (size bucket {self.size_bucket})",
+            f"  pick:   {self.backend}  ({self.workers} worker{'s' if self.workers != 1 else ''})",
+            f"  reason: {self.reason}",
+            "  candidates:",
+            f"    {'backend':<10} {'predicted':>12} {'samples':>8}",
+        ]
+        for c in self.candidates:
+            pred = "-" if c.predicted_ms is None else f"{c.predicted_ms:.3f} ms"
+            mark = "  <- pick" if c.backend == self.backend else ""
+            lines.append(f"    {c.backend:<10} {pred:>12} {c.samples:>8}{mark}")
+        if self.profile_entries:
+            lines.append("  profile entries used:")
+            lines += [f"    {e}" for e in self.profile_entries]
+        else:
+            lines.append(
+                "  profile entries used: none (no samples for this indicator and size yet)"
+            )
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(
+            f"| {c.backend} | {'-' if c.predicted_ms is None else f'{c.predicted_ms:.3f} ms'} "
+            f"| {c.samples} | {'**pick**' if c.backend == self.backend else ''} |"
+            for c in self.candidates
+        )
+        return (
+            f"**{self.indicator}** on {self.rows:,} rows → **{self.backend}**: {self.reason}\n\n"
+            f"| backend | predicted | samples | |\n|---|---|---|---|\n{rows}\n"
+        )
+
+
+def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Explanation:
+    """How threadx would run ``indicator`` on ``n`` rows right now, without running it.
+
+    ``params`` are the indicator's parameters (validated like a real call). The plan never
+    explores here; a real call may, now and then, while the profile is incomplete.
+    """
+    if indicator not in INDICATORS:
+        raise ValueError(
+            f"threadx.explain: indicator must be one of {', '.join(INDICATORS)}, got {indicator!r}"
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"threadx.explain: n must be an integer >= 0, got {n!r}")
+    check.device(indicator, device)
+    if params:
+        import threadx
+
+        fn = getattr(threadx, indicator)
+        inputs = {"atr": 3, "natr": 3, "stoch": 3, "obv": 2}.get(indicator, 1)
+        fn(*(["x"] * inputs), **params)  # validates the parameters, builds nothing we keep
+    data = json.loads(_internal.explain(indicator, n, device))
+    data["candidates"] = [Candidate(**c) for c in data["candidates"]]
+    data.pop("explored", None)
+    return Explanation(**data)

@@ -1,0 +1,68 @@
+"""The persisted performance profile (see docs/gpu_auto_profiling.md).
+
+``threadx`` records how long each call took, per indicator, size bucket (powers of two) and
+backend (``cpu:<workers>``), as an exponentially weighted moving average, and plans later calls
+from it. The file is JSON at ``$THREADX_PROFILE`` or ``~/.cache/threadx/profile.json``, keyed by a
+fingerprint of the machine and build; it is written atomically under a lock, in batches and at
+exit. These functions inspect and manage it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from threadx import _internal
+
+
+def path() -> str | None:
+    """Where the profile is stored, or ``None`` when profiling in memory only."""
+    return _internal.profile_path()
+
+
+def memory_only_reason() -> str | None:
+    """Why the profile is kept in memory only (unwritable location, …), if it is."""
+    return _internal.profile_memory_only()
+
+
+def fingerprint() -> dict[str, Any]:
+    """This machine's fingerprint (what must match for timings to be reused) and its ``id``."""
+    fid, text = _internal.fingerprint()
+    return {"id": fid, **json.loads(text)}
+
+
+def flush() -> None:
+    """Write pending samples now (they are otherwise written every few seconds and at exit)."""
+    error = _internal.profile_flush()
+    if error:
+        import warnings
+
+        warnings.warn(f"threadx: {error}; profiling continues in memory", stacklevel=2)
+
+
+def show() -> dict[str, Any]:
+    """The whole profile as this process sees it (every machine's entry)."""
+    return json.loads(_internal.profile_show())
+
+
+def machine() -> dict[str, Any]:
+    """This machine's entry: timings per indicator / size bucket / backend, links, balance."""
+    entry = show()["machines"].get(fingerprint()["id"])
+    return entry or {"timings": {}, "links": {}, "balance": {}}
+
+
+def reset() -> None:
+    """Forget this machine's measurements (entries of other machines in the file stay)."""
+    error = _internal.profile_reset()
+    if error:
+        raise OSError(f"threadx.profile.reset: {error}")
+
+
+def reload() -> None:
+    """Re-read ``THREADX_PROFILE`` / the cache location and load that profile."""
+    _internal.profile_reload()
+
+
+def record(indicator: str, rows: int, backend: str, seconds: float) -> None:
+    """Add one measurement by hand (``autotune`` and tests use this)."""
+    _internal.profile_record(indicator, rows, backend, seconds)

@@ -1,0 +1,250 @@
+//! The persisted performance profile (DESIGN.md section 6).
+//!
+//! One process-wide in-memory copy, loaded on first use; the hot path only reads it and appends
+//! samples. Samples are merged into the file in batches — by a background thread at most every
+//! [`FLUSH_EVERY`], and at interpreter exit (the Python package calls [`flush`] from `atexit`).
+//! Nothing here can fail a query: a corrupt file is moved aside with one warning and rebuilt, an
+//! unwritable location degrades to in-memory profiling with one warning.
+
+pub mod fingerprint;
+pub mod schema;
+pub mod store;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use fingerprint::Fingerprint;
+pub use schema::{size_bucket, MachineProfile, ProfileFile, Sample, Stat};
+use store::ReadError;
+
+/// Pending samples are written at most this often (plus at exit).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(3);
+/// A process never holds more unflushed samples than this (older ones are flushed first).
+const MAX_PENDING: usize = 10_000;
+
+pub struct ProfileState {
+    /// Where the profile lives; `None` once we fell back to in-memory profiling.
+    pub path: Option<PathBuf>,
+    pub fingerprint: Fingerprint,
+    /// `fingerprint.id()`, computed once (it hashes the fingerprint's JSON).
+    pub machine_id: String,
+    /// Last known file content merged with this process's samples.
+    pub file: ProfileFile,
+    pending: VecDeque<Sample>,
+    last_flush: Instant,
+    /// Why the profile is in memory only, if it is.
+    pub memory_only: Option<String>,
+}
+
+impl ProfileState {
+    /// This machine's entry (created empty when missing).
+    pub fn machine(&mut self) -> &mut MachineProfile {
+        if !self.file.machines.contains_key(&self.machine_id) {
+            let entry = MachineProfile::new(self.fingerprint.clone());
+            self.file.machines.insert(self.machine_id.clone(), entry);
+        }
+        self.file
+            .machines
+            .get_mut(&self.machine_id)
+            .expect("inserted above")
+    }
+}
+
+/// `$THREADX_PROFILE`, else the user cache directory's `threadx/profile.json`.
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("THREADX_PROFILE").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    cache_dir().map(|d| d.join("threadx").join("profile.json"))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if cfg!(target_os = "windows") {
+        return env("LOCALAPPDATA");
+    }
+    if cfg!(target_os = "macos") {
+        return env("HOME").map(|h| h.join("Library").join("Caches"));
+    }
+    env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
+}
+
+/// Prints a warning to stderr once per kind per process.
+pub fn warn_once(flag: &AtomicBool, message: &str) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        eprintln!("threadx: warning: {message}");
+    }
+}
+
+static CORRUPT_WARNED: AtomicBool = AtomicBool::new(false);
+static MEMORY_WARNED: AtomicBool = AtomicBool::new(false);
+static FLUSHING: AtomicBool = AtomicBool::new(false);
+
+fn load(path: Option<PathBuf>) -> ProfileState {
+    let fingerprint = Fingerprint::current();
+    let mut state = ProfileState {
+        path: path.clone(),
+        machine_id: fingerprint.id(),
+        fingerprint,
+        file: ProfileFile::default(),
+        pending: VecDeque::new(),
+        last_flush: Instant::now(),
+        memory_only: None,
+    };
+    let Some(path) = path else {
+        state.memory_only = Some("no profile location (set THREADX_PROFILE or HOME)".into());
+        return state;
+    };
+    match store::read_profile(&path) {
+        Ok(Some(file)) => state.file = file,
+        Ok(None) => {}
+        Err(ReadError::Corrupt(why)) => match store::move_aside(&path) {
+            Ok(aside) => warn_once(
+                &CORRUPT_WARNED,
+                &format!(
+                    "the profile {} was unusable ({why}); moved it to {} and started a new one",
+                    path.display(),
+                    aside.display()
+                ),
+            ),
+            Err(e) => degrade(
+                &mut state,
+                format!(
+                    "the profile {} is unusable ({why}) and could not be moved aside ({e})",
+                    path.display()
+                ),
+            ),
+        },
+        Err(ReadError::Io(e)) => degrade(
+            &mut state,
+            format!("cannot read the profile {} ({e})", path.display()),
+        ),
+    }
+    state
+}
+
+fn degrade(state: &mut ProfileState, why: String) {
+    warn_once(
+        &MEMORY_WARNED,
+        &format!("{why}; profiling in memory only for this process"),
+    );
+    state.path = None;
+    state.memory_only = Some(why);
+}
+
+static STATE: OnceLock<Mutex<ProfileState>> = OnceLock::new();
+
+fn cell() -> &'static Mutex<ProfileState> {
+    STATE.get_or_init(|| Mutex::new(load(default_path())))
+}
+
+/// The process-wide profile, loaded on first use. A poisoned lock (a panic elsewhere while it
+/// was held) is recovered: the data is plain statistics.
+pub fn state() -> MutexGuard<'static, ProfileState> {
+    cell().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Re-resolves the location (e.g. after `THREADX_PROFILE` changed) and reloads, after flushing.
+pub fn reload() {
+    let _ = flush();
+    *state() = load(default_path());
+}
+
+/// Adds a measured call; schedules a background flush when one is due.
+pub fn record(sample: Sample) {
+    let due = {
+        let mut st = state();
+        st.machine().push(&sample);
+        if st.path.is_some() {
+            if st.pending.len() >= MAX_PENDING {
+                st.pending.pop_front();
+            }
+            st.pending.push_back(sample);
+        }
+        st.path.is_some() && st.last_flush.elapsed() >= FLUSH_EVERY
+    };
+    if due && !FLUSHING.swap(true, Ordering::AcqRel) {
+        let spawned = std::thread::Builder::new()
+            .name("threadx-profile".into())
+            .spawn(|| {
+                let _ = flush();
+                FLUSHING.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            FLUSHING.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Merges pending samples into the file now. Errors degrade to in-memory profiling (one warning)
+/// and are returned for callers that want to report them; queries never see them.
+pub fn flush() -> Result<(), String> {
+    // Nothing measured yet (or already written): touch neither the file nor the profile.
+    if STATE.get().is_none() || state().pending.is_empty() {
+        return Ok(());
+    }
+    apply(|_| {})
+}
+
+/// Merges pending samples and applies `edit` to the file under the file lock (or in memory).
+/// The in-memory lock is not held during the file I/O, so calls keep planning meanwhile; samples
+/// they record are replayed onto the merged file afterwards.
+pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
+    let (path, fingerprint, pending) = {
+        let mut st = state();
+        st.last_flush = Instant::now();
+        let Some(path) = st.path.clone() else {
+            edit(&mut st.file);
+            return Ok(());
+        };
+        let pending: Vec<Sample> = std::mem::take(&mut st.pending).into();
+        (path, st.fingerprint.clone(), pending)
+    };
+    let result = store::merge_and_write(&path, &fingerprint, &pending, edit);
+    let mut st = state();
+    match result {
+        Ok((file, report)) => {
+            if let Some((aside, why)) = report.moved_aside {
+                warn_once(
+                    &CORRUPT_WARNED,
+                    &format!(
+                        "the profile {} was unusable ({why}); moved it to {} and started a new one",
+                        path.display(),
+                        aside.display()
+                    ),
+                );
+            }
+            st.file = file;
+            let newer: Vec<Sample> = st.pending.iter().cloned().collect();
+            for s in &newer {
+                st.machine().push(s);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let why = format!("cannot write the profile {} ({e})", path.display());
+            degrade(&mut st, why.clone());
+            Err(why)
+        }
+    }
+}
+
+/// Forgets this machine's entry (other machines' entries stay), on disk and in memory.
+pub fn reset() -> Result<(), String> {
+    let id = state().machine_id.clone();
+    {
+        let mut st = state();
+        st.pending.clear();
+        st.file.machines.remove(&id);
+    }
+    apply(|f| {
+        f.machines.remove(&id);
+    })
+}
