@@ -85,7 +85,7 @@ fn profile_flush(py: Python<'_>) -> Option<String> {
 #[pyfunction]
 fn profile_show(py: Python<'_>) -> PyResult<String> {
     let _ = py.detach(profile::flush);
-    to_json(&profile::state().file)
+    to_json(&profile::state().snapshot())
 }
 
 /// Forgets this machine's entry (others stay).

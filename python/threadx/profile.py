@@ -31,13 +31,12 @@ def fingerprint() -> dict[str, Any]:
     return {"id": fid, **json.loads(text)}
 
 
-def flush() -> None:
-    """Write pending samples now (they are otherwise written every few seconds and at exit)."""
-    error = _internal.profile_flush()
-    if error:
-        import warnings
+def flush() -> bool:
+    """Write pending samples now (they are otherwise written every few seconds and at exit).
 
-        warnings.warn(f"threadx: {error}; profiling continues in memory", stacklevel=2)
+    Returns False when the write failed; threadx has then printed its one warning and goes on
+    profiling in memory (``memory_only_reason()`` says why)."""
+    return _internal.profile_flush() is None
 
 
 def show() -> dict[str, Any]:

@@ -144,7 +144,7 @@ fn compute(
         .collect();
     let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
     let ctx = CallContext {
-        caller_parallel: context.parallel(),
+        caller_parallel: context.parallel() || exec::on_polars_pool_thread(),
     };
     exec::execute(&spec, &device, &slices, &mut views, ctx)
         .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;

@@ -31,8 +31,10 @@ pub struct ProfileState {
     pub fingerprint: Fingerprint,
     /// `fingerprint.id()`, computed once (it hashes the fingerprint's JSON).
     pub machine_id: String,
-    /// Last known file content merged with this process's samples.
+    /// Last known file content (this machine's entry may be stale: see `me`).
     pub file: ProfileFile,
+    /// This machine's entry, with this process's samples.
+    pub me: MachineProfile,
     pending: VecDeque<Sample>,
     last_flush: Instant,
     /// Why the profile is in memory only, if it is.
@@ -40,16 +42,25 @@ pub struct ProfileState {
 }
 
 impl ProfileState {
-    /// This machine's entry (created empty when missing).
+    /// This machine's entry.
     pub fn machine(&mut self) -> &mut MachineProfile {
-        if !self.file.machines.contains_key(&self.machine_id) {
-            let entry = MachineProfile::new(self.fingerprint.clone());
-            self.file.machines.insert(self.machine_id.clone(), entry);
+        &mut self.me
+    }
+
+    /// The whole profile as this process sees it: the file with this machine's current entry.
+    pub fn snapshot(&self) -> ProfileFile {
+        let mut file = self.file.clone();
+        if !self.me.timings.is_empty() || file.machines.contains_key(&self.machine_id) {
+            file.set_machine(&self.machine_id, &self.me);
         }
-        self.file
-            .machines
-            .get_mut(&self.machine_id)
-            .expect("inserted above")
+        file
+    }
+
+    fn adopt(&mut self, file: ProfileFile) {
+        self.me = file
+            .machine(&self.machine_id)
+            .unwrap_or_else(|| MachineProfile::new(self.fingerprint.clone()));
+        self.file = file;
     }
 }
 
@@ -92,6 +103,7 @@ fn load(path: Option<PathBuf>) -> ProfileState {
     let mut state = ProfileState {
         path: path.clone(),
         machine_id: fingerprint.id(),
+        me: MachineProfile::new(fingerprint.clone()),
         fingerprint,
         file: ProfileFile::default(),
         pending: VecDeque::new(),
@@ -103,7 +115,7 @@ fn load(path: Option<PathBuf>) -> ProfileState {
         return state;
     };
     match store::read_profile(&path) {
-        Ok(Some(file)) => state.file = file,
+        Ok(Some(file)) => state.adopt(file),
         Ok(None) => {}
         Err(ReadError::Corrupt(why)) => match store::move_aside(&path) {
             Ok(aside) => warn_once(
@@ -201,7 +213,9 @@ pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
         let mut st = state();
         st.last_flush = Instant::now();
         let Some(path) = st.path.clone() else {
-            edit(&mut st.file);
+            let mut file = st.snapshot();
+            edit(&mut file);
+            st.adopt(file);
             return Ok(());
         };
         let pending: Vec<Sample> = std::mem::take(&mut st.pending).into();
@@ -221,10 +235,10 @@ pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
                     ),
                 );
             }
-            st.file = file;
+            st.adopt(file);
             let newer: Vec<Sample> = st.pending.iter().cloned().collect();
             for s in &newer {
-                st.machine().push(s);
+                st.me.push(s);
             }
             Ok(())
         }
@@ -243,6 +257,7 @@ pub fn reset() -> Result<(), String> {
         let mut st = state();
         st.pending.clear();
         st.file.machines.remove(&id);
+        st.me = MachineProfile::new(st.fingerprint.clone());
     }
     apply(|f| {
         f.machines.remove(&id);

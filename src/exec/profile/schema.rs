@@ -23,11 +23,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Weight of a new sample in the exponentially weighted moving average.
 pub const EWMA_ALPHA: f64 = 0.25;
 
+/// The whole file. Entries are kept as raw JSON and only this machine's is parsed: entries of
+/// other machines or builds (possibly written by a newer threadx with fields we do not know) go
+/// back to disk exactly as they came (numbers round-trip exactly: serde_json `float_roundtrip`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileFile {
     pub schema_version: u32,
     #[serde(default)]
-    pub machines: BTreeMap<String, MachineProfile>,
+    pub machines: BTreeMap<String, serde_json::Value>,
+    /// Top-level fields of a newer writer, preserved.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for ProfileFile {
@@ -35,6 +41,22 @@ impl Default for ProfileFile {
         ProfileFile {
             schema_version: SCHEMA_VERSION,
             machines: BTreeMap::new(),
+            extra: Default::default(),
+        }
+    }
+}
+
+impl ProfileFile {
+    /// The entry under `id`, parsed (`None` if absent or not of our layout).
+    pub fn machine(&self, id: &str) -> Option<MachineProfile> {
+        self.machines
+            .get(id)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    pub fn set_machine(&mut self, id: &str, entry: &MachineProfile) {
+        if let Ok(v) = serde_json::to_value(entry) {
+            self.machines.insert(id.to_string(), v);
         }
     }
 }

@@ -105,13 +105,14 @@ pub fn merge_and_write(
         }
         Err(ReadError::Io(e)) => return Err(e),
     };
-    let entry = file
-        .machines
-        .entry(fingerprint.id())
-        .or_insert_with(|| MachineProfile::new(fingerprint.clone()));
+    let id = fingerprint.id();
+    let mut entry = file
+        .machine(&id)
+        .unwrap_or_else(|| MachineProfile::new(fingerprint.clone()));
     for s in pending {
         entry.push(s);
     }
+    file.set_machine(&id, &entry);
     edit(&mut file);
     write_atomically(path, &file)?;
     Ok((file, report))
@@ -179,7 +180,7 @@ mod tests {
         let (merged, _) = merge_and_write(&path, &fp, &b, |_| {}).unwrap();
         let on_disk = read_profile(&path).unwrap().unwrap();
         assert_eq!(merged, on_disk);
-        let me = &on_disk.machines[&fp.id()];
+        let me = on_disk.machine(&fp.id()).unwrap();
         assert_eq!(me.stat("sma", "2^9", "cpu:1").unwrap().samples, 3);
         assert_eq!(me.stat("ema", "2^12", "cpu:2").unwrap().samples, 1);
     }
@@ -196,13 +197,16 @@ mod tests {
             merge_and_write(&path, &fp, &[sample("rsi", 64, "cpu:1", 1e-6)], |_| {}).unwrap();
         assert_eq!(file.machines.len(), 2);
         assert_eq!(
-            file.machines[&other.id()]
+            file.machine(&other.id())
+                .unwrap()
                 .stat("rsi", "2^6", "cpu:8")
                 .unwrap()
                 .samples,
             1
         );
-        assert!(file.machines[&fp.id()]
+        assert!(file
+            .machine(&fp.id())
+            .unwrap()
             .stat("rsi", "2^6", "cpu:8")
             .is_none());
     }
