@@ -27,6 +27,7 @@ import threadx
 from threadx.planning import INDICATORS
 
 EWMA_ALPHA = 0.25
+OUTLIER_CLIP = 3.0
 DEFAULT_SMALL_ROWS = 5_000
 WARNING = "threadx: warning"
 
@@ -53,8 +54,8 @@ def expected_stat(rows: int, seconds: list[float]) -> dict:
         if ewma is None:
             ewma = best = x
         else:
-            ewma += EWMA_ALPHA * (x - ewma)
             best = min(best, x)
+            ewma += EWMA_ALPHA * (min(x, OUTLIER_CLIP * ewma) - ewma)
     return {"samples": len(seconds), "ewma_ns_per_row": ewma, "best_ns_per_row": best}
 
 
@@ -233,8 +234,9 @@ def test_ewma_arithmetic_is_exact(fresh: Path):
     best = ewma
     for s in secs[1:]:
         x = s * 1e9 / rows
-        ewma = ewma + 0.25 * (x - ewma)
         best = min(best, x)
+        x = min(x, OUTLIER_CLIP * ewma)  # one cold call counts at most 3x the average
+        ewma = ewma + 0.25 * (x - ewma)
     assert stat["samples"] == len(secs)
     assert stat["ewma_ns_per_row"] == ewma  # bit-exact: the same IEEE operations
     assert stat["best_ns_per_row"] == best

@@ -236,6 +236,15 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
     };
     if trusted.len() == candidates.len() {
         if let Some((w, ms)) = fastest(&trusted) {
+            // Keep measuring the others now and then, so a candidate judged on unlucky samples
+            // (or a machine whose load changed) is re-measured instead of abandoned for good.
+            if req.draw < EXPLORE_RATE / 2.0 && req.rows >= MIN_EXPLORE_ROWS {
+                let others = candidates.iter().filter(|c| c.workers != w);
+                if let Some(c) = others.min_by_key(|c| (c.samples, c.workers)) {
+                    let why = format!("re-measuring {} ({} samples)", c.backend, c.samples);
+                    return Ok(finish(c.workers, why, true));
+                }
+            }
             return Ok(finish(
                 w,
                 format!("fastest predicted ({ms:.3} ms) among all measured candidates"),
@@ -399,6 +408,16 @@ mod tests {
         let b = plan(&r).unwrap();
         assert!(a.explored && a == b);
         assert_eq!(a.workers, 2, "fewest samples first, then fewest workers");
+        let full = profile_with(&[(rows, 1, 4.0, 6), (rows, 2, 1.0, 9), (rows, 4, 3.0, 5)]);
+        let mut r = req(rows, &c, Some(&full));
+        r.draw = 0.01;
+        let again = plan(&r).unwrap();
+        assert!(
+            again.explored && again.workers == 4,
+            "re-measures the least-sampled other: {again:?}"
+        );
+        r.draw = 0.04;
+        assert_eq!(plan(&r).unwrap().workers, 2);
     }
 
     #[test]

@@ -22,6 +22,8 @@ use super::fingerprint::Fingerprint;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Weight of a new sample in the exponentially weighted moving average.
 pub const EWMA_ALPHA: f64 = 0.25;
+/// A sample counts at most this many times the current average.
+pub const OUTLIER_CLIP: f64 = 3.0;
 
 /// The whole file. Entries are kept as raw JSON and only this machine's is parsed: entries of
 /// other machines or builds (possibly written by a newer threadx with fields we do not know) go
@@ -119,7 +121,8 @@ pub struct Stat {
 }
 
 impl Stat {
-    /// `ewma += α·(x − ewma)`; the first sample seeds the average.
+    /// `ewma += α·(min(x, OUTLIER_CLIP·ewma) − ewma)`; the first sample seeds the average. The
+    /// clip keeps one cold call (page faults on fresh memory, a busy machine) from dominating.
     pub fn push(&mut self, ns_per_row: f64, unix: u64) {
         if !ns_per_row.is_finite() || ns_per_row < 0.0 {
             return;
@@ -128,7 +131,8 @@ impl Stat {
             self.ewma_ns_per_row = ns_per_row;
             self.best_ns_per_row = ns_per_row;
         } else {
-            self.ewma_ns_per_row += EWMA_ALPHA * (ns_per_row - self.ewma_ns_per_row);
+            let x = ns_per_row.min(OUTLIER_CLIP * self.ewma_ns_per_row);
+            self.ewma_ns_per_row += EWMA_ALPHA * (x - self.ewma_ns_per_row);
             self.best_ns_per_row = self.best_ns_per_row.min(ns_per_row);
         }
         self.samples += 1;
@@ -188,8 +192,13 @@ mod tests {
         let want = (10.0 + EWMA_ALPHA * 10.0) + EWMA_ALPHA * (2.0 - (10.0 + EWMA_ALPHA * 10.0));
         assert_eq!(s.ewma_ns_per_row, want);
         assert_eq!((s.samples, s.best_ns_per_row, s.last_unix), (3, 2.0, 3));
-        s.push(f64::NAN, 4);
-        assert_eq!(s.samples, 3);
+        s.push(1000.0, 4); // an outlier counts as OUTLIER_CLIP x the average
+        assert_eq!(
+            s.ewma_ns_per_row,
+            want + EWMA_ALPHA * (OUTLIER_CLIP * want - want)
+        );
+        s.push(f64::NAN, 5);
+        assert_eq!(s.samples, 4);
     }
 
     #[test]
