@@ -12,23 +12,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 os.environ.setdefault("THREADX_PROFILE", os.path.join(tempfile.mkdtemp(), "profile.json"))
 
 import numpy as np
 import polars as pl
-import threadx  # noqa: F401  (registers the namespace)
-
-
-def best_of(fn, runs: int = 7) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from bench import best_of  # best-of-N wall time in ms, shared with bench.py
 
 
 def main() -> None:
@@ -43,8 +32,8 @@ def main() -> None:
     def many_native():
         return [small.select(col.rolling_mean(20)) for _ in range(calls)]
 
-    tx = best_of(many(col.threadx.sma(20)), 3) / calls * 1e6
-    native = best_of(many_native, 3) / calls * 1e6
+    tx = best_of(many(col.threadx.sma(20)), 3) / calls * 1e3
+    native = best_of(many_native, 3) / calls * 1e3
     print(f"1,000-row select, threadx.sma(20):         {tx:8.1f} us per call (planned + recorded)")
     print(f"1,000-row select, polars rolling_mean(20): {native:8.1f} us per call")
 
@@ -60,7 +49,7 @@ def main() -> None:
         ("polars rolling_mean(20).over", col.rolling_mean(20).over("symbol")),
         ("threadx bollinger(20).over", col.threadx.bollinger(20).over("symbol")),
     ]:
-        print(f"{name:<30} {best_of(lambda e=expr: df.select(e)) * 1e3:8.2f} ms")
+        print(f"{name:<30} {best_of(lambda e=expr: df.select(e), 7):8.2f} ms")
 
 
 if __name__ == "__main__":
