@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod cpuinfo;
+pub mod cuda;
 pub mod device;
 pub mod planner;
 pub mod profile;

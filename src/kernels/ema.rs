@@ -21,17 +21,47 @@ pub fn smoothing(period: usize) -> f64 {
     2.0 / (period as f64 + 1.0)
 }
 
-/// EMA(period); rows `< period - 1` untouched.
-pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    if period == 0 || x.len() < period {
-        return;
-    }
+/// EMA's recurrence and drive coefficient `k` (`1 <= period <= x.len()`).
+pub fn ema_recurrence(x: &[f64], period: usize) -> (Recurrence<1>, f64) {
     let k = smoothing(period);
     let rec = Recurrence {
         decay: [1.0 - k],
         seed_row: period - 1,
         seed: [seed_mean(&x[..period])],
     };
+    (rec, k)
+}
+
+/// MACD's two-channel (fast, slow) recurrence and drive coefficients (`0 < fast <= slow <= len`).
+pub fn macd_recurrence(x: &[f64], fast: usize, slow: usize) -> (Recurrence<2>, [f64; 2]) {
+    let (kf, ks) = (smoothing(fast), smoothing(slow));
+    let rec = Recurrence {
+        decay: [1.0 - kf, 1.0 - ks],
+        seed_row: slow - 1,
+        seed: [seed_mean(&x[slow - fast..slow]), seed_mean(&x[..slow])],
+    };
+    (rec, [kf, ks])
+}
+
+/// The signal line's recurrence over the MACD line `m` (valid from row `slow - 1` through at
+/// least `slow + signal - 2`) and its drive coefficient.
+pub fn signal_recurrence(m: &[f64], slow: usize, signal: usize) -> (Recurrence<1>, f64) {
+    let start = slow + signal - 2;
+    let kg = smoothing(signal);
+    let rec = Recurrence {
+        decay: [1.0 - kg],
+        seed_row: start,
+        seed: [seed_mean(&m[slow - 1..=start])],
+    };
+    (rec, kg)
+}
+
+/// EMA(period); rows `< period - 1` untouched.
+pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period == 0 || x.len() < period {
+        return;
+    }
+    let (rec, k) = ema_recurrence(x, period);
     let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [k * x[t]]);
     run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0])
@@ -52,12 +82,7 @@ pub fn macd<S: Splitter>(
     if n < slow || fast == 0 || signal == 0 || fast > slow {
         return;
     }
-    let (kf, ks) = (smoothing(fast), smoothing(slow));
-    let rec = Recurrence {
-        decay: [1.0 - kf, 1.0 - ks],
-        seed_row: slow - 1,
-        seed: [seed_mean(&x[slow - fast..slow]), seed_mean(&x[..slow])],
-    };
+    let (rec, [kf, ks]) = macd_recurrence(x, fast, slow);
     let drive = |start: usize, b: &mut [[f64; 2]]| fill_rows(start, b, |t| [kf * x[t], ks * x[t]]);
     run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0] - y[1])
@@ -68,12 +93,7 @@ pub fn macd<S: Splitter>(
         return;
     }
     let m: &[f64] = macd;
-    let kg = smoothing(signal);
-    let rec = Recurrence {
-        decay: [1.0 - kg],
-        seed_row: start,
-        seed: [seed_mean(&m[slow - 1..=start])],
-    };
+    let (rec, kg) = signal_recurrence(m, slow, signal);
     let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [kg * m[t]]);
     run_scan(split, n, &rec, drive, [sig, hist], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0]);

@@ -49,7 +49,8 @@ pub fn fill_rows<const C: usize>(start: usize, b: &mut [[f64; C]], f: impl Fn(us
 /// table (a chain of 1,024 dependent multiplications per channel) would cost more than the scan.
 struct Powers<const C: usize>(Arc<Vec<f64>>);
 
-fn power_table(a: &[f64]) -> Vec<f64> {
+/// `P[j] = a^j` per channel (see [`Powers`]); the GPU backend uploads the same table.
+pub fn power_table(a: &[f64]) -> Vec<f64> {
     let c = a.len();
     let mut p = Vec::with_capacity((SCAN_BLOCK + 1) * c);
     let mut cur = vec![1.0f64; c];

@@ -28,11 +28,9 @@ fn gain_loss(x: &[f64], t: usize) -> [f64; 2] {
     [select(falling, 0.0, diff), select(falling, -diff, 0.0)]
 }
 
-/// RSI(period); rows `< period` untouched.
-pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    if period == 0 || x.len() <= period {
-        return;
-    }
+/// RSI's two-channel (gain, loss) recurrence and the drive coefficient `1/n`
+/// (`1 <= period < x.len()`).
+pub fn rsi_recurrence(x: &[f64], period: usize) -> (Recurrence<2>, f64) {
     let nf = period as f64;
     let (mut g, mut l) = (0.0f64, 0.0f64);
     for t in 1..=period {
@@ -46,6 +44,27 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         seed_row: period,
         seed: [g / nf, l / nf],
     };
+    (rec, inv)
+}
+
+/// ATR's recurrence and the drive coefficient `1/n` (`1 <= period < h.len()`).
+pub fn atr_recurrence((h, l, c): (&[f64], &[f64], &[f64]), period: usize) -> (Recurrence<1>, f64) {
+    let seed = (1..=period).fold(0.0, |s, t| s + true_range(h, l, c, t)) / period as f64;
+    let (a, inv) = wilder(period);
+    let rec = Recurrence {
+        decay: [a],
+        seed_row: period,
+        seed: [seed],
+    };
+    (rec, inv)
+}
+
+/// RSI(period); rows `< period` untouched.
+pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period == 0 || x.len() <= period {
+        return;
+    }
+    let (rec, inv) = rsi_recurrence(x, period);
     let drive = |start: usize, b: &mut [[f64; 2]]| {
         fill_rows(start, b, |t| {
             let [dg, dl] = gain_loss(x, t);
@@ -83,13 +102,7 @@ fn atr_with<S: Splitter>(
     if period == 0 || h.len() <= period {
         return;
     }
-    let seed = (1..=period).fold(0.0, |s, t| s + true_range(h, l, c, t)) / period as f64;
-    let (a, inv) = wilder(period);
-    let rec = Recurrence {
-        decay: [a],
-        seed_row: period,
-        seed: [seed],
-    };
+    let (rec, inv) = atr_recurrence((h, l, c), period);
     let drive =
         |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [true_range(h, l, c, t) * inv]);
     run_scan(split, h.len(), &rec, drive, [out], |o, i, t, ys| {

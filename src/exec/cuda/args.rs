@@ -1,0 +1,111 @@
+//! `#[repr(C)]` mirrors of the argument blocks in `common.cuh`, one per kernel, with the kernel's
+//! name. Every field is 8 bytes wide (device addresses as `u64`), so the layout has no padding and
+//! matches the C side field for field; the host build of the kernels checks it in the test suite.
+
+/// An argument block: passed by value as a kernel's only parameter.
+pub trait KernelArgs: Copy + Send + Sync + cudarc::driver::DeviceRepr + 'static {}
+
+/// Every kernel of `window.cu` and `scan.cu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Moments,
+    Extrema,
+    Wma,
+    Fastk,
+    Roc,
+    ScanDrive,
+    ScanLocal,
+    ScanFinish,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 8] = [
+        Kernel::Moments,
+        Kernel::Extrema,
+        Kernel::Wma,
+        Kernel::Fastk,
+        Kernel::Roc,
+        Kernel::ScanDrive,
+        Kernel::ScanLocal,
+        Kernel::ScanFinish,
+    ];
+
+    /// The exported (`extern "C"`) symbol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Moments => "tx_moments",
+            Kernel::Extrema => "tx_extrema",
+            Kernel::Wma => "tx_wma",
+            Kernel::Fastk => "tx_fastk",
+            Kernel::Roc => "tx_roc",
+            Kernel::ScanDrive => "tx_scan_drive",
+            Kernel::ScanLocal => "tx_scan_local",
+            Kernel::ScanFinish => "tx_scan_finish",
+        }
+    }
+}
+
+macro_rules! kernel_args {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name { $(pub $field: $ty),* }
+        impl KernelArgs for $name {}
+        // SAFETY: plain old data of 8-byte fields, mirrored exactly by the C struct.
+        unsafe impl cudarc::driver::DeviceRepr for $name {}
+    };
+}
+
+pub const MOMENTS_SMA: i64 = 0;
+pub const MOMENTS_STD: i64 = 1;
+pub const MOMENTS_ZSCORE: i64 = 2;
+pub const MOMENTS_BOLLINGER: i64 = 3;
+
+pub const SCAN_EMA: i64 = 0;
+pub const SCAN_MACD: i64 = 1;
+pub const SCAN_SIGNAL: i64 = 2;
+pub const SCAN_RSI: i64 = 3;
+pub const SCAN_ATR: i64 = 4;
+pub const SCAN_NATR: i64 = 5;
+pub const SCAN_OBV: i64 = 6;
+
+kernel_args!(
+    /// `MomentsArgs`: `tx_moments`, one thread per block of the grid.
+    MomentsArgs {
+        x: u64, out0: u64, out1: u64, out2: u64, sa1: u64, sa2: u64,
+        base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64,
+        inv_w: f64, inv_denom: f64, k: f64,
+    }
+);
+
+kernel_args!(
+    /// `ExtremaArgs`: `tx_extrema`, one thread per block of the grid.
+    ExtremaArgs {
+        x: u64, out: u64, suf: u64, base: i64, lo: i64, hi: i64, w: i64, is_max: i64,
+    }
+);
+
+kernel_args!(
+    /// `WmaArgs`: `tx_wma`, one thread per block of the grid.
+    WmaArgs {
+        x: u64, out: u64, aw: u64, base: i64, lo: i64, hi: i64, w: i64, denom: f64,
+    }
+);
+
+kernel_args!(
+    /// `RowArgs`: `tx_fastk` and `tx_roc`, one thread per row.
+    RowArgs {
+        a: u64, b: u64, c: u64, out: u64, base: i64, lo: i64, hi: i64, period: i64,
+    }
+);
+
+kernel_args!(
+    /// `ScanArgs`: the three launches of the block scan (see `scan.cu`).
+    ScanArgs {
+        in0: u64, in1: u64, in2: u64, l: u64, ends: u64, carries: u64, powers: u64,
+        out0: u64, out1: u64,
+        base: i64, stride: i64, lo: i64, hi: i64, seed_row: i64, channels: i64, mode: i64,
+        coef0: f64, coef1: f64, decay0: f64, decay1: f64, seed0: f64, seed1: f64,
+    }
+);

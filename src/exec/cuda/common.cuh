@@ -1,0 +1,131 @@
+// threadx CUDA kernels: shared definitions.
+//
+// Every .cu file in this folder is compiled twice: by NVRTC for the GPU (the sources are joined in
+// the order common.cuh, window.cu, scan.cu; see `kernel_source()` in nvrtc.rs), and as plain C++ on
+// the host through host_shim.h, where the test suite compares each kernel bit-for-bit with the Rust
+// kernels of src/kernels/. So: no #include, no shared memory, no __syncthreads, no intrinsics other
+// than those host_shim.h provides, and no floating-point operation whose rounding could differ
+// between the two compilers (NVRTC runs with --fmad=false --prec-div=true --prec-sqrt=true
+// --ftz=false; the host build with -ffp-contract=off). Each thread writes only rows it owns, so the
+// result does not depend on the launch shape or on the order threads run in.
+//
+// Argument blocks are passed by value. Every field is 8 bytes wide (pointers, long long, double), so
+// the #[repr(C)] mirrors in args.rs have the same layout with no padding rules to get wrong.
+//
+// Row indices are global: `base` is the global row of element 0 of every array of one launch, so a
+// launch can work on any piece of a long series.
+
+typedef long long tx_i64;
+
+#define TX_SCAN_BLOCK 1024
+
+// Output modes of tx_moments.
+#define TX_MOMENTS_SMA 0
+#define TX_MOMENTS_STD 1
+#define TX_MOMENTS_ZSCORE 2
+#define TX_MOMENTS_BOLLINGER 3
+
+// Drive / finish modes of the scan kernels.
+#define TX_SCAN_EMA 0
+#define TX_SCAN_MACD 1
+#define TX_SCAN_SIGNAL 2
+#define TX_SCAN_RSI 3
+#define TX_SCAN_ATR 4
+#define TX_SCAN_NATR 5
+#define TX_SCAN_OBV 6
+
+struct MomentsArgs {
+    const double* x;
+    double* out0;
+    double* out1;
+    double* out2;
+    double* sa1;  // scratch: suffix sums of the previous block, may alias an output
+    double* sa2;
+    tx_i64 base;
+    tx_i64 lo;      // first output row (>= origin + w - 1)
+    tx_i64 hi;      // one past the last output row
+    tx_i64 origin;  // row where the series (and its block grid) starts
+    tx_i64 w;
+    tx_i64 mode;
+    double inv_w;      // 1.0 / w, computed on the host
+    double inv_denom;  // 1.0 / (w - ddof) for rolling_std
+    double k;          // bollinger's band width
+};
+
+struct ExtremaArgs {
+    const double* x;
+    double* out;
+    double* suf;  // scratch: suffix folds of the previous block, may alias `out`
+    tx_i64 base;
+    tx_i64 lo;
+    tx_i64 hi;
+    tx_i64 w;
+    tx_i64 is_max;
+};
+
+struct WmaArgs {
+    const double* x;
+    double* out;
+    double* aw;  // scratch: weighted suffix sums of the previous block, may alias `out`
+    tx_i64 base;
+    tx_i64 lo;
+    tx_i64 hi;
+    tx_i64 w;
+    double denom;  // (w (w + 1) / 2) as a double
+};
+
+struct RowArgs {  // tx_fastk and tx_roc: one thread per row
+    const double* a;
+    const double* b;
+    const double* c;
+    double* out;
+    tx_i64 base;
+    tx_i64 lo;
+    tx_i64 hi;
+    tx_i64 period;
+};
+
+struct ScanArgs {
+    const double* in0;  // the indicator's inputs (close / value, high, low, volume or macd)
+    const double* in1;
+    const double* in2;
+    double* l;               // drives, then local scans; channel-major: l[c * stride + (t - base)]
+    double* ends;            // local scan value at each block's last row, [(k - k0) * channels + c]
+    const double* carries;   // carry into each block, same layout as ends
+    const double* powers;    // a^j for j = 0..=TX_SCAN_BLOCK, channel-minor: powers[j * channels + c]
+    double* out0;
+    double* out1;
+    tx_i64 base;
+    tx_i64 stride;
+    tx_i64 lo;        // first row of this piece (the seed row or a multiple of TX_SCAN_BLOCK)
+    tx_i64 hi;
+    tx_i64 seed_row;
+    tx_i64 channels;
+    tx_i64 mode;
+    double coef0;     // drive coefficients (k, or 1/n for Wilder smoothing)
+    double coef1;
+    double decay0;
+    double decay1;
+    double seed0;
+    double seed1;
+};
+
+__device__ __forceinline__ tx_i64 tx_thread_index() {
+    return (tx_i64)blockIdx.x * (tx_i64)blockDim.x + (tx_i64)threadIdx.x;
+}
+
+__device__ __forceinline__ tx_i64 tx_max(tx_i64 a, tx_i64 b) { return a > b ? a : b; }
+__device__ __forceinline__ tx_i64 tx_min(tx_i64 a, tx_i64 b) { return a < b ? a : b; }
+
+__device__ __forceinline__ bool tx_is_nan(double v) { return v != v; }
+__device__ __forceinline__ bool tx_is_finite(double v) { return v - v == 0.0; }
+
+// NaN-propagating max/min that return the second operand on ties (src/kernels/extrema.rs).
+__device__ __forceinline__ double tx_nan_max(double a, double b) {
+    return (a > b || tx_is_nan(a)) ? a : b;
+}
+__device__ __forceinline__ double tx_nan_min(double a, double b) {
+    return (a < b || tx_is_nan(a)) ? a : b;
+}
+
+__device__ __forceinline__ double tx_nan() { return __longlong_as_double(0x7ff8000000000000LL); }

@@ -1,0 +1,143 @@
+//! Test stand-in for a GPU: the same `.cu` sources compiled as C++ for the host (through
+//! `host_shim.h`, with `-ffp-contract=off`, the counterpart of NVRTC's `--fmad=false`) and driven
+//! by the same [`pipeline`](super::pipeline) code as the CUDA backend. Tests compare its output
+//! bit-for-bit with the Rust kernels, so the kernels' arithmetic, the argument layouts, the halos,
+//! the carries and the piece logic are all checked on machines without a GPU.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::args::{Kernel, KernelArgs};
+use super::pipeline::{Backend, DeviceBuffer, GpuError};
+
+type LaunchFn = unsafe extern "C" fn(*const c_char, c_uint, c_uint, *const c_void) -> c_int;
+
+/// The host build of the kernels, compiled once per test process with `$CXX` (default `c++`).
+pub struct HostKernels {
+    _lib: libloading::Library,
+    launch: LaunchFn,
+}
+
+fn build() -> Result<HostKernels, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/exec/cuda");
+    let out = std::env::temp_dir().join(format!("threadx-host-kernels-{}.so", std::process::id()));
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let status = Command::new(&cxx)
+        .args([
+            "-std=c++17",
+            "-O2",
+            "-ffp-contract=off",
+            "-fno-fast-math",
+            "-fPIC",
+            "-shared",
+        ])
+        .args(["-Wall", "-Wextra", "-Werror"])
+        .arg(dir.join("host_launch.cpp"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .map_err(|e| format!("cannot run the C++ compiler '{cxx}': {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "'{cxx}' failed to compile the kernels for the host: {status}"
+        ));
+    }
+    // SAFETY: a library we just built from our own sources; its only symbol has the declared type.
+    unsafe {
+        let lib = libloading::Library::new(&out).map_err(|e| e.to_string())?;
+        let launch = *lib
+            .get::<LaunchFn>(b"tx_host_launch\0")
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&out);
+        Ok(HostKernels { _lib: lib, launch })
+    }
+}
+
+pub fn kernels() -> &'static HostKernels {
+    static LIB: OnceLock<Result<HostKernels, String>> = OnceLock::new();
+    match LIB.get_or_init(build) {
+        Ok(k) => k,
+        Err(e) => panic!("host build of the CUDA kernels: {e}"),
+    }
+}
+
+/// A host array standing in for device memory; the kernels write it through its address.
+pub struct HostBuf(Box<[UnsafeCell<f64>]>);
+
+impl DeviceBuffer for HostBuf {
+    fn addr(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
+}
+
+/// Runs launches on the calling thread, 128 threads per block.
+pub struct HostBackend {
+    pub launches: std::cell::Cell<usize>,
+}
+
+impl HostBackend {
+    pub fn new() -> HostBackend {
+        HostBackend {
+            launches: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl Backend for HostBackend {
+    type Buf = HostBuf;
+
+    fn alloc(&self, len: usize) -> Result<HostBuf, GpuError> {
+        // Poisoned with NaN so a row the kernels forget to write cannot pass for a result.
+        Ok(HostBuf(
+            (0..len).map(|_| UnsafeCell::new(f64::NAN)).collect(),
+        ))
+    }
+
+    fn upload(&self, dst: &mut HostBuf, src: &[f64]) -> Result<(), GpuError> {
+        for (d, s) in dst.0.iter_mut().zip(src) {
+            *d.get_mut() = *s;
+        }
+        Ok(())
+    }
+
+    fn download(&self, src: &HostBuf, at: usize, dst: &mut [f64]) -> Result<(), GpuError> {
+        let cells = src
+            .0
+            .get(at..at + dst.len())
+            .ok_or_else(|| GpuError("download out of range".into()))?;
+        for (d, s) in dst.iter_mut().zip(cells) {
+            // SAFETY: no launch is running (launches are synchronous here).
+            *d = unsafe { *s.get() };
+        }
+        Ok(())
+    }
+
+    fn launch<A: KernelArgs>(
+        &self,
+        kernel: Kernel,
+        threads: usize,
+        args: &A,
+    ) -> Result<(), GpuError> {
+        const BLOCK: usize = 128;
+        let name = CString::new(kernel.name()).map_err(|e| GpuError(e.to_string()))?;
+        let grid = threads.div_ceil(BLOCK) as c_uint;
+        self.launches.set(self.launches.get() + 1);
+        // SAFETY: `args` is the #[repr(C)] mirror of the kernel's argument struct and every
+        // address in it points into a live HostBuf of this backend.
+        let rc = unsafe {
+            (kernels().launch)(
+                name.as_ptr(),
+                grid,
+                BLOCK as c_uint,
+                args as *const A as *const c_void,
+            )
+        };
+        if rc != 0 {
+            return Err(GpuError(format!("unknown kernel {}", kernel.name())));
+        }
+        Ok(())
+    }
+}

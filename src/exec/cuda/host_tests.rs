@@ -1,0 +1,136 @@
+//! The `.cu` kernels compiled for the host, run through the GPU pipelines, against the Rust
+//! kernels: identical bits on every row from the lookback on, for every indicator, on awkward
+//! series (offsets, tiny prices, flat runs, NaN, ±inf) of lengths around block boundaries, whole
+//! and cut into small pieces. NaN counts as equal to NaN whatever its payload.
+
+use super::host::HostBackend;
+use super::pipeline::run;
+use crate::kernels::split::Sequential;
+use crate::kernels::testing::{series_zoo, Lcg};
+use crate::kernels::Spec;
+
+fn specs() -> Vec<Spec> {
+    let mut v = Vec::new();
+    for p in [1, 2, 3, 7, 9, 20, 100] {
+        v.extend(Spec::sma(p).ok());
+        v.extend(Spec::wma(p).ok());
+        v.extend(Spec::roc(p).ok());
+        v.extend(Spec::ema(p).ok());
+        v.extend(Spec::rsi(p).ok());
+        v.extend(Spec::atr(p).ok());
+        v.extend(Spec::natr(p).ok());
+        v.extend(Spec::zscore(p).ok());
+        v.extend(Spec::bollinger(p, 2.0).ok());
+        v.extend(Spec::rolling_std(p, 0).ok());
+    }
+    v.extend(Spec::rolling_std(20, 1).ok());
+    v.extend(Spec::bollinger(5, 1.5).ok());
+    for (f, s, g) in [(12, 26, 9), (2, 3, 2), (5, 5, 1), (3, 10, 16), (1, 2, 1)] {
+        v.extend(Spec::macd(f, s, g).ok());
+    }
+    for (f, s, d) in [(5, 3, 3), (14, 3, 3), (1, 1, 1), (7, 4, 2)] {
+        v.extend(Spec::stoch(f, s, d).ok());
+    }
+    v.push(Spec::Obv);
+    v.extend(Spec::ema(1025).ok());
+    v.extend(Spec::sma(1500).ok());
+    v
+}
+
+/// The zoo plus NaN and infinities sprinkled in, and a volume-like positive series.
+fn series(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = Lcg(seed);
+    let mut all = series_zoo(n, seed);
+    let mut holes = all[0].clone();
+    for _ in 0..(n / 200).max(1) {
+        if n > 0 {
+            let i = rng.below(n);
+            holes[i] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][rng.below(4)];
+        }
+    }
+    all.push(holes);
+    all.push((0..n).map(|_| 1000.0 * rng.uniform()).collect());
+    all
+}
+
+/// Inputs for `spec` from one series: (close, high, low) and (close, volume) shapes as needed.
+fn inputs_for(spec: &Spec, x: &[f64], other: &[f64]) -> Vec<Vec<f64>> {
+    match spec.inputs().len() {
+        1 => vec![x.to_vec()],
+        2 => vec![x.to_vec(), other.to_vec()],
+        _ => {
+            let spread: Vec<f64> = other.iter().map(|v| v.abs() * 1e-3).collect();
+            let high = x.iter().zip(&spread).map(|(c, s)| c + s).collect();
+            let low = x.iter().zip(&spread).map(|(c, s)| c - s * 0.5).collect();
+            vec![x.to_vec(), high, low]
+        }
+    }
+}
+
+fn compare(spec: &Spec, inputs: &[Vec<f64>], piece_rows: usize, what: &str) {
+    let n = inputs[0].len();
+    let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let k = spec.outputs().len();
+    let mut want = vec![vec![0.0; n]; k];
+    let mut got = vec![vec![0.0; n]; k];
+    {
+        let mut o: Vec<&mut [f64]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
+        spec.run(&Sequential, &ins, &mut o);
+    }
+    {
+        let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+        run(&HostBackend::new(), spec, &ins, &mut o, piece_rows).unwrap();
+    }
+    let lb = spec.lookback();
+    for j in 0..k {
+        for t in lb..n {
+            let (g, w) = (got[j][t], want[j][t]);
+            // NaN payloads are not part of the contract: compilers may swap the operands of a
+            // commutative operation, and which NaN propagates is unspecified by IEEE 754.
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{spec:?} {what} n={n} pieces of {piece_rows}: output {j} row {t}: host-built \
+                 kernel {g:e} vs Rust {w:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kernel_matches_the_rust_kernels_bit_for_bit() {
+    for n in [1, 2, 5, 27, 1023, 1024, 1025, 2049, 3100] {
+        for spec in specs() {
+            for (si, x) in series(n, n as u64).iter().enumerate() {
+                let other = &series(n, 99)[6];
+                let inputs = inputs_for(&spec, x, other);
+                compare(&spec, &inputs, usize::MAX, &format!("series {si}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn pieces_give_the_same_bits_as_one_piece() {
+    let mut rng = Lcg(7);
+    for spec in specs() {
+        let n = 5000 + rng.below(3000);
+        let all = series(n, 5);
+        for piece_rows in [1, 333, 1024, 1500, 2048 + 17] {
+            let x = &all[rng.below(all.len())];
+            let inputs = inputs_for(&spec, x, &all[6]);
+            compare(&spec, &inputs, piece_rows, "pieces");
+        }
+    }
+}
+
+#[test]
+fn every_launched_kernel_exists_in_the_host_build() {
+    use super::args::{Kernel, RowArgs};
+    use super::pipeline::Backend;
+    let be = HostBackend::new();
+    for k in Kernel::ALL {
+        // Zero threads: each kernel returns at once, but an unknown name is an error.
+        let args = RowArgs::default();
+        be.launch(k, 0, &args).unwrap();
+    }
+}

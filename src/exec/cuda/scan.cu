@@ -1,0 +1,119 @@
+// The fixed-block linear scan of src/kernels/scan.rs, in three launches per piece of rows
+// [lo, hi) (lo is the seed row or a multiple of TX_SCAN_BLOCK):
+//   tx_scan_drive   one thread per row t in (seed_row, hi) ∩ [lo, hi): the indicator's drive b_t
+//                   per channel (ema.rs, wilder.rs, flow.rs), written to l.
+//   tx_scan_local   one thread per (block, channel): the local scan from a zero carry,
+//                   L_start = b_start, L_t = a*L_{t-1} + b_t (mul, then add), in place; the value at
+//                   the block's last row goes to `ends`. The host then chains the carries in block
+//                   order, C_{k+1} = end_k + P[len_k]*C_k, exactly as scan.rs does.
+//   tx_scan_finish  one thread per row: y = seed at the seed row, else y_c = L_c + P[t-start+1]*C_k;
+//                   then the mode's output (ema, macd line, signal + hist, rsi, atr, natr, obv).
+// Block k covers rows max(k*B, seed_row + 1, lo) .. min((k+1)*B, hi).
+
+__device__ __forceinline__ tx_i64 tx_scan_first(const ScanArgs& a) {
+    return tx_max(a.lo, a.seed_row + 1);
+}
+
+extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
+    const tx_i64 t = tx_scan_first(a) + tx_thread_index();
+    if (t >= a.hi) return;
+    const tx_i64 i = t - a.base;
+    double* l0 = a.l;
+    double* l1 = a.l + a.stride;
+    switch (a.mode) {
+        case TX_SCAN_EMA:
+        case TX_SCAN_SIGNAL:
+            l0[i] = a.coef0 * a.in0[i];
+            break;
+        case TX_SCAN_MACD:
+            l0[i] = a.coef0 * a.in0[i];
+            l1[i] = a.coef1 * a.in0[i];
+            break;
+        case TX_SCAN_RSI: {
+            const double diff = a.in0[i] - a.in0[i - 1];
+            const bool falling = diff < 0.0;
+            l0[i] = (falling ? 0.0 : diff) * a.coef0;
+            l1[i] = (falling ? -diff : 0.0) * a.coef0;
+            break;
+        }
+        case TX_SCAN_ATR:
+        case TX_SCAN_NATR: {
+            // in0 = close, in1 = high, in2 = low
+            const double prev = a.in0[i - 1];
+            const double h = a.in1[i], lo = a.in2[i];
+            const double tr = tx_nan_max(tx_nan_max(h - lo, fabs(prev - h)), fabs(prev - lo));
+            l0[i] = tr * a.coef0;
+            break;
+        }
+        case TX_SCAN_OBV: {
+            // in0 = close, in1 = volume
+            const double now = a.in0[i], before = a.in0[i - 1], v = a.in1[i];
+            const double step = now < before ? -v : (now > before ? v : 0.0);
+            l0[i] = (tx_is_nan(now) || tx_is_nan(before)) ? tx_nan() : step;
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+extern "C" __global__ void tx_scan_local(const ScanArgs a) {
+    const tx_i64 first = tx_scan_first(a);
+    if (first >= a.hi) return;
+    const tx_i64 k0 = first / TX_SCAN_BLOCK;
+    const tx_i64 blocks = (a.hi - 1) / TX_SCAN_BLOCK - k0 + 1;
+    const tx_i64 id = tx_thread_index();
+    if (id >= blocks * a.channels) return;
+    const tx_i64 kk = id / a.channels, c = id % a.channels;
+    const tx_i64 k = k0 + kk;
+    const tx_i64 s = tx_max(k * TX_SCAN_BLOCK, first);
+    const tx_i64 e = tx_min((k + 1) * TX_SCAN_BLOCK, a.hi);
+    const double decay = c == 0 ? a.decay0 : a.decay1;
+    double* l = a.l + c * a.stride;
+    double acc = l[s - a.base];
+    for (tx_i64 t = s + 1; t < e; ++t) {
+        acc = decay * acc + l[t - a.base];
+        l[t - a.base] = acc;
+    }
+    a.ends[kk * a.channels + c] = acc;
+}
+
+extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
+    const tx_i64 t = a.lo + tx_thread_index();
+    if (t >= a.hi || t < a.seed_row) return;
+    const tx_i64 i = t - a.base;
+    double y0 = a.seed0, y1 = a.seed1;
+    if (t > a.seed_row) {
+        const tx_i64 first = tx_scan_first(a);
+        const tx_i64 k = t / TX_SCAN_BLOCK;
+        const tx_i64 kk = k - first / TX_SCAN_BLOCK;
+        const tx_i64 s = tx_max(k * TX_SCAN_BLOCK, first);
+        const tx_i64 j = t - s + 1;
+        y0 = a.l[i] + a.powers[j * a.channels] * a.carries[kk * a.channels];
+        if (a.channels > 1) {
+            y1 = a.l[a.stride + i] + a.powers[j * a.channels + 1] * a.carries[kk * a.channels + 1];
+        }
+    }
+    switch (a.mode) {
+        case TX_SCAN_MACD:
+            a.out0[i] = y0 - y1;
+            break;
+        case TX_SCAN_SIGNAL:  // in0 = the macd line
+            a.out0[i] = y0;
+            a.out1[i] = a.in0[i] - y0;
+            break;
+        case TX_SCAN_RSI: {
+            const double total = y0 + y1;
+            a.out0[i] = (total != 0.0) ? 100.0 * (y0 / total) : 0.0;
+            break;
+        }
+        case TX_SCAN_NATR: {
+            const double c = a.in0[i];
+            a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
+            break;
+        }
+        default:  // ema, atr, obv
+            a.out0[i] = y0;
+            break;
+    }
+}
