@@ -112,6 +112,73 @@ fn profile_record(indicator: &str, rows: usize, backend: &str, seconds: f64) {
     });
 }
 
+/// What GPU discovery found (runs discovery, which starts CUDA, on first use), as JSON.
+#[pyfunction]
+fn gpu_status(py: Python<'_>) -> PyResult<String> {
+    let status = py.detach(crate::exec::cuda::status);
+    let devices: Vec<serde_json::Value> = status
+        .devices
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "index": d.index,
+                "name": d.name,
+                "uuid": d.uuid,
+                "compute_capability": [d.compute_capability.0, d.compute_capability.1],
+                "arch": d.arch(),
+                "memory_bytes": d.memory_bytes,
+            })
+        })
+        .collect();
+    to_json(&serde_json::json!({
+        "available": !status.devices.is_empty(),
+        "reason": status.reason,
+        "devices": devices,
+        "driver_version": status.driver_version,
+        "nvrtc_version": status.nvrtc_version,
+        "nvrtc_library": status.nvrtc_library,
+    }))
+}
+
+/// Compiles every kernel for `arch` with NVRTC (no GPU needed): (cubin bytes, NVRTC version).
+#[pyfunction]
+fn gpu_compile(py: Python<'_>, arch: &str) -> PyResult<(usize, String)> {
+    py.detach(|| crate::exec::cuda::compile_check(arch))
+        .map(|(bytes, (major, minor))| (bytes, format!("{major}.{minor}")))
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("threadx.gpu: {e}")))
+}
+
+/// Names of the kernels NVRTC compiles.
+#[pyfunction]
+fn gpu_kernel_names() -> Vec<&'static str> {
+    crate::exec::cuda::args::Kernel::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect()
+}
+
+/// Directories to search for NVRTC (the Python package registers the NVIDIA wheels' folders).
+#[pyfunction]
+fn gpu_add_nvrtc_dirs(dirs: Vec<String>) {
+    crate::exec::cuda::discovery::add_nvrtc_search_dirs(dirs.into_iter().map(Into::into));
+}
+
+/// Measures GPU `index`'s link, stores it in the profile and returns it as JSON.
+#[pyfunction]
+fn gpu_measure_link(py: Python<'_>, index: usize) -> PyResult<String> {
+    let link = py
+        .detach(|| crate::exec::cuda::measure_link(index))
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("threadx.gpu: {e}")))?;
+    let key = crate::exec::cuda::status()
+        .devices
+        .iter()
+        .find(|d| d.index == index)
+        .map(crate::exec::gpu_profile_key)
+        .unwrap_or_else(|| format!("gpu:{index}"));
+    let _ = py.detach(|| crate::exec::profile::set_link(&key, link.clone()));
+    to_json(&link)
+}
+
 #[pymodule]
 fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
@@ -128,5 +195,10 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(profile_reset, m)?)?;
     m.add_function(wrap_pyfunction!(profile_reload, m)?)?;
     m.add_function(wrap_pyfunction!(profile_record, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_status, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_compile, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_kernel_names, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_add_nvrtc_dirs, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_measure_link, m)?)?;
     Ok(())
 }

@@ -801,8 +801,9 @@ def test_explain_rejects_bad_arguments(fresh: Path):
     for args, kwargs in bad:
         with pytest.raises(ValueError):
             threadx.explain(*args, **kwargs)
-    for device in ("gpu", "gpu:0", "GPU:1,2"):
-        with pytest.raises(ValueError, match="no GPU backend"):
+    no_gpu = not threadx.gpu.is_available()
+    for device in ("gpu", "gpu:0", "GPU:1,2") if no_gpu else ("gpu:99",):
+        with pytest.raises(ValueError, match="no usable GPU"):
             threadx.explain("sma", 10_000, device=device)
     for ind in INDICATORS:
         assert threadx.explain(ind, 10_000, device="cpu").indicator == ind
@@ -928,13 +929,17 @@ def test_autotune_rejects_bad_arguments(fresh: Path):
         {"indicators": ["nope"]},
         {"indicators": []},
         {"indicators": ["sma", "SMA"]},
-        {"devices": ["gpu"]},
-        {"devices": ["gpu:0"]},
+        {"devices": ["gpu:99"]},
+        {"devices": ["tpu"]},
+        {"devices": "cpu"},
+        {"devices": []},
     ]
+    if not threadx.gpu.is_available():
+        bad += [{"devices": ["gpu"]}, {"devices": ["gpu:0"]}]
     for kwargs in bad:
         with pytest.raises(ValueError):
             threadx.autotune(**{"sizes": [300], "runs": 1, "progress": False, **kwargs})
     with pytest.raises(ValueError, match="GPU"):
-        threadx.autotune(sizes=[300], runs=1, devices=["gpu"], progress=False)
+        threadx.autotune(sizes=[300], runs=1, devices=["gpu:99"], progress=False)
     assert threadx.profile.machine()["timings"] == {}  # nothing ran
     assert threadx.get_threads() is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import atexit
 
-from threadx import _internal, profile
+from threadx import _internal, gpu, profile
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
 from threadx.indicators import (
     atr,
@@ -69,6 +69,7 @@ __all__ = [
     "ema",
     "explain",
     "get_threads",
+    "gpu",
     "macd",
     "natr",
     "obv",

@@ -28,7 +28,15 @@ def _info() -> None:
         f"CPU: {cpu.model}; {cpu.physical_cores} physical / {cpu.logical_cores} logical cores, "
         f"hyperthreading {'on' if cpu.hyperthreading else 'off'}"
     )
-    print("GPUs: none used (this build has no GPU backend)")
+    st = threadx.gpu.status()
+    if st["available"]:
+        for d in st["devices"]:
+            print(
+                f"GPU {d['index']}: {d['name']} ({d['arch']}, {d['memory_bytes'] / 2**30:.0f} GiB), "
+                f"driver {st['driver_version']}, NVRTC {st['nvrtc_version']}"
+            )
+    else:
+        print(f"GPUs: none usable ({st['reason']})")
     forced = threadx.get_threads()
     print(
         f"Worker count: {'forced to ' + str(forced) if forced else 'planned per call'} "

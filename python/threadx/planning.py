@@ -64,6 +64,11 @@ class Explanation:
     reason: str
     candidates: list[Candidate] = field(default_factory=list)
     profile_entries: list[str] = field(default_factory=list)
+    #: The GPU ordinal when the pick is a GPU.
+    gpu: int | None = None
+    #: Why no GPU is a candidate (``None`` when GPUs were considered or discovery has not run).
+    gpu_note: str | None = None
+    explored: bool = False
 
     def __repr__(self) -> str:
         lines = [
@@ -77,6 +82,8 @@ class Explanation:
             pred = "-" if c.predicted_ms is None else f"{c.predicted_ms:.3f} ms"
             mark = "  <- pick" if c.backend == self.backend else ""
             lines.append(f"    {c.backend:<10} {pred:>12} {c.samples:>8}{mark}")
+        if self.gpu_note:
+            lines.append(f"  gpu:    {self.gpu_note}")
         if self.profile_entries:
             lines.append("  profile entries used:")
             lines += [f"    {e}" for e in self.profile_entries]
@@ -96,6 +103,27 @@ class Explanation:
             f"**{self.indicator}** on {self.rows:,} rows → **{self.backend}**: {self.reason}\n\n"
             f"| backend | predicted | samples | |\n|---|---|---|---|\n{rows}\n"
         )
+
+
+def _gpu_note(device: str, n: int) -> str | None:
+    """Why the candidates hold no GPU, when discovery already ran (explain never starts CUDA
+    itself unless the call it describes would)."""
+    d = device.strip().lower()
+    if d == "cpu":
+        return "not considered (device='cpu')"
+    if d == "auto" and n < GPU_AUTO_MIN_ROWS:
+        return f"not considered below {GPU_AUTO_MIN_ROWS:,} rows with device='auto'"
+    from threadx import gpu
+
+    st = gpu.status()
+    if not st["available"]:
+        return f"no usable GPU: {st['reason']}"
+    names = ", ".join(f"gpu:{g['index']} {g['name']}" for g in st["devices"])
+    return f"usable: {names}"
+
+
+#: device="auto" considers a GPU (and starts CUDA to find one) from this many rows on.
+GPU_AUTO_MIN_ROWS = 1 << 20
 
 
 def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Explanation:
@@ -119,5 +147,6 @@ def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Expl
         fn(*(["x"] * inputs), **params)  # validates the parameters, builds nothing we keep
     data = json.loads(_internal.explain(indicator, n, device))
     data["candidates"] = [Candidate(**c) for c in data["candidates"]]
+    data["gpu_note"] = _gpu_note(device, n)
     data.pop("explored", None)
     return Explanation(**data)

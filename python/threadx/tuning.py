@@ -33,15 +33,45 @@ def _frame(rows: int) -> pl.DataFrame:
     )
 
 
-def _expr(indicator: str) -> pl.Expr:
+def _expr(indicator: str, device: str = "auto") -> pl.Expr:
     import threadx
 
     fn = getattr(threadx, indicator)
     if indicator in ("atr", "natr", "stoch"):
-        return fn("high", "low", "close")
+        return fn("high", "low", "close", device=device)
     if indicator == "obv":
-        return fn("close", "volume")
-    return fn("close")
+        return fn("close", "volume", device=device)
+    return fn("close", device=device)
+
+
+def _gpu_targets(devices: Sequence[str] | None) -> list[int]:
+    """GPU ordinals to profile: every usable GPU by default, the listed ones when asked."""
+    from threadx import gpu
+
+    st = gpu.status()
+    usable = [d["index"] for d in st["devices"]]
+    if devices is None:
+        return usable
+    wanted: list[int] = []
+    for d in devices:
+        if d in ("cpu", "auto"):
+            continue
+        if d == "gpu":
+            ids = usable
+        elif d.startswith("gpu:") and all(p.strip().isdigit() for p in d[4:].split(",")):
+            ids = [int(p) for p in d[4:].split(",")]
+        else:
+            raise ValueError(
+                f"threadx.autotune: devices must be 'cpu', 'gpu' or 'gpu:<i>', got {d!r}"
+            )
+        missing = [i for i in ids if i not in usable]
+        if not usable or missing:
+            raise ValueError(
+                f"threadx.autotune: device {d!r} cannot be profiled: no usable GPU "
+                f"{missing or ''} ({st['reason'] or 'usable GPUs: ' + str(usable)})"
+            )
+        wanted += [i for i in ids if i not in wanted]
+    return wanted
 
 
 @dataclass
@@ -54,6 +84,8 @@ class TuneSummary:
     timings_ms: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
     crossovers: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
     profile_path: str | None = None
+    #: Per GPU (``"gpu:<i>"``): the measured link (GB/s each way, latency in µs).
+    links: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def best(self, indicator: str, size: int) -> str:
         t = self.timings_ms[indicator][size]
@@ -92,7 +124,9 @@ def autotune(
 
     Each (indicator, size, backend) runs once to warm up and ``runs`` more times; every run is a
     sample in the profile. ``devices`` are the placements to measure: ``"cpu"`` (all worker counts
-    the planner considers); GPU placements need the GPU backend. Returns a :class:`TuneSummary`.
+    the planner considers), ``"gpu"`` (every usable GPU) or ``"gpu:<i>"``; by default the CPU and
+    every usable GPU. For each GPU the host<->device link is measured first and stored too (the
+    planner predicts unmeasured sizes from it). Returns a :class:`TuneSummary`.
     """
     sizes = _check_sizes(sizes)
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
@@ -103,14 +137,17 @@ def autotune(
         raise ValueError(
             f"threadx.autotune: indicators must be among {', '.join(INDICATORS)}, got {indicators!r}"
         )
-    for d in devices or ["cpu"]:
-        if d not in ("cpu", "auto"):
-            raise ValueError(
-                f"threadx.autotune: device {d!r} cannot be profiled: no GPU backend is available "
-                "in this build (devices: 'cpu')"
-            )
+    if devices is not None and (isinstance(devices, str) or not devices):
+        raise ValueError(f"threadx.autotune: devices must be a non-empty list, got {devices!r}")
+    with_cpu = devices is None or any(d in ("cpu", "auto") for d in devices)
+    gpus = _gpu_targets(devices)
 
-    plans = {(ind, n): explain(ind, n).candidates for ind in chosen for n in sizes}
+    # (backend label, worker count or None, device string) per indicator and size.
+    def targets(ind: str, n: int) -> list[tuple[str, int | None, str]]:
+        cpu = [(c.backend, c.workers, "auto") for c in explain(ind, n, device="cpu").candidates]
+        return (cpu if with_cpu else []) + [(f"gpu:{i}", None, f"gpu:{i}") for i in gpus]
+
+    plans = {(ind, n): targets(ind, n) for ind in chosen for n in sizes}
     total = sum(len(c) for c in plans.values()) * (runs + 1)
     try:
         from tqdm.auto import tqdm
@@ -123,13 +160,18 @@ def autotune(
     previous = _internal.get_threads()
     summary = TuneSummary(sizes=sizes, runs=runs)
     try:
+        if gpus:
+            from threadx import gpu
+
+            for i in gpus:
+                summary.links[f"gpu:{i}"] = gpu.measure_link(i)
         for n in sizes:
             df = _frame(n)
             for ind in chosen:
-                expr = _expr(ind)
                 per_backend: dict[str, float] = {}
-                for cand in plans[(ind, n)]:
-                    _internal.set_threads(cand.workers)
+                for backend, workers, device in plans[(ind, n)]:
+                    expr = _expr(ind, device)
+                    _internal.set_threads(workers)
                     times = []
                     for r in range(runs + 1):
                         t0 = time.perf_counter()
@@ -137,9 +179,9 @@ def autotune(
                         if r:
                             times.append(time.perf_counter() - t0)
                         if bar is not None:
-                            bar.set_postfix_str(f"{ind} {n:,} {cand.backend}", refresh=False)
+                            bar.set_postfix_str(f"{ind} {n:,} {backend}", refresh=False)
                             bar.update(1)
-                    per_backend[cand.backend] = statistics.median(times) * 1e3
+                    per_backend[backend] = statistics.median(times) * 1e3
                 summary.timings_ms.setdefault(ind, {})[n] = per_backend
     finally:
         restore = None if (previous is not None and str(previous) == env_threads) else previous

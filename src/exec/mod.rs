@@ -34,16 +34,36 @@ pub enum ExecError {
     NoGpu {
         indicator: &'static str,
         device: String,
+        reason: String,
+    },
+    /// A GPU ordinal that is not among the usable GPUs.
+    NoSuchGpu {
+        indicator: &'static str,
+        ordinal: usize,
+        available: Vec<usize>,
     },
 }
 
 impl fmt::Display for ExecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExecError::NoGpu { indicator, device } => write!(
+            ExecError::NoGpu {
+                indicator,
+                device,
+                reason,
+            } => write!(
                 f,
-                "threadx.{indicator}: device='{device}' was requested but no GPU backend is available \
-                 (this build runs on the CPU only); use device='auto' or device='cpu'"
+                "threadx.{indicator}: device='{device}' was requested but there is no usable GPU \
+                 ({reason}); use device='auto' or device='cpu'"
+            ),
+            ExecError::NoSuchGpu {
+                indicator,
+                ordinal,
+                available,
+            } => write!(
+                f,
+                "threadx.{indicator}: device='gpu:{ordinal}': there is no usable GPU {ordinal} \
+                 (usable GPUs: {available:?})"
             ),
         }
     }
@@ -120,7 +140,7 @@ pub fn plan_named(
     let cpu = cpuinfo::cpu_info();
     // Inside Polars' parallel sections (thousands of `.over()` groups) the plan is fixed: skip the
     // profile lock entirely.
-    if ctx.caller_parallel && forced.is_none() {
+    if ctx.caller_parallel && forced.is_none() && !matches!(device, Device::Gpu(_)) {
         let req = planner::PlanRequest {
             indicator,
             rows,
@@ -130,10 +150,36 @@ pub fn plan_named(
             cpu,
             profile: None,
             draw,
+            gpus: &[],
+            gpu_reason: None,
         };
         return planner::plan(&req);
     }
+    // CUDA starts only for calls that may use it: a forced GPU, or a large `auto` call.
+    let gpu_status = match device {
+        Device::Gpu(_) => Some(cuda::status()),
+        Device::Auto if !ctx.caller_parallel && rows >= planner::GPU_AUTO_MIN_ROWS => {
+            Some(cuda::status())
+        }
+        _ => None,
+    };
     let mut st = profile::state();
+    let machine = st.machine();
+    let gpus: Vec<planner::GpuCandidate> = gpu_status
+        .map(|s| {
+            s.devices
+                .iter()
+                .map(|d| {
+                    let profile_key = gpu_profile_key(d);
+                    planner::GpuCandidate {
+                        index: d.index,
+                        link: machine.links.get(&profile_key).cloned(),
+                        profile_key,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let req = planner::PlanRequest {
         indicator,
         rows,
@@ -141,10 +187,44 @@ pub fn plan_named(
         caller_parallel: ctx.caller_parallel,
         forced_threads: forced,
         cpu,
-        profile: Some(st.machine()),
+        profile: Some(machine),
         draw,
+        gpus: &gpus,
+        gpu_reason: gpu_status.and_then(|s| s.reason.as_deref()),
     };
     planner::plan(&req)
+}
+
+/// A GPU's backend name in the profile: its UUID, so entries survive device renumbering.
+pub fn gpu_profile_key(d: &cuda::GpuInfo) -> String {
+    format!("gpu:{}", d.uuid)
+}
+
+/// One warning per kind of GPU failure per process.
+fn warn_gpu_fallback(indicator: &str, index: usize, err: &cuda::GpuError) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let kind = err.0.split(':').next().unwrap_or("").to_string();
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&kind) {
+        seen.push(kind);
+        eprintln!(
+            "threadx: warning: {indicator} on GPU {index} failed ({err}); falling back to the CPU \
+             (the result is computed there; the profile now avoids this GPU for such calls)"
+        );
+    }
+}
+
+/// What a failed GPU call costs in the profile: three times its current average (the most one
+/// sample may move it), or 1 µs per row when it has none, so `auto` stops choosing it.
+fn gpu_penalty_seconds(key: &str, indicator: &str, rows: usize) -> f64 {
+    let mut st = profile::state();
+    let bucket = profile::schema::size_bucket(rows);
+    let ns = st
+        .machine()
+        .stat(indicator, &bucket, key)
+        .filter(|s| s.samples > 0)
+        .map_or(1000.0, |s| s.ewma_ns_per_row * 3.0);
+    ns * rows as f64 / 1e9
 }
 
 /// Runs `spec` on `inputs` into `outs` (all the same length) under the planned split, and records
@@ -157,15 +237,53 @@ pub fn execute(
     ctx: CallContext,
 ) -> Result<Plan, ExecError> {
     let rows = inputs.first().map_or(0, |x| x.len());
-    let plan = plan(spec, device, rows, ctx, true)?;
+    let mut plan = plan(spec, device, rows, ctx, true)?;
     let started = Instant::now();
-    run_with_workers(spec, plan.workers, inputs, outs);
+    let mut backend_key = plan.backend.clone();
+    if let Some(index) = plan.gpu {
+        let info = cuda::status()
+            .devices
+            .iter()
+            .find(|d| d.index == index)
+            .cloned();
+        let key = info
+            .as_ref()
+            .map(gpu_profile_key)
+            .unwrap_or_else(|| plan.backend.clone());
+        match cuda::run(spec, index, inputs, outs) {
+            Ok(_) => backend_key = key,
+            Err(e) => {
+                warn_gpu_fallback(spec.name(), index, &e);
+                let penalty = gpu_penalty_seconds(&key, spec.name(), rows);
+                profile::record(profile::Sample {
+                    indicator: spec.name().to_string(),
+                    rows: rows.max(MIN_RECORDED_ROWS),
+                    backend: key,
+                    seconds: penalty,
+                    unix: profile::store::unix_now(),
+                });
+                let workers = planner::heuristic_workers(
+                    rows,
+                    planner::DEFAULT_SMALL_ROWS,
+                    planner::worker_cap(cpuinfo::cpu_info()),
+                );
+                plan.reason = format!("{}; GPU failed ({e}), computed on the CPU", plan.reason);
+                plan.backend = format!("cpu:{workers}");
+                plan.workers = workers;
+                plan.gpu = None;
+                backend_key = plan.backend.clone();
+                run_with_workers(spec, workers, inputs, outs);
+            }
+        }
+    } else {
+        run_with_workers(spec, plan.workers, inputs, outs);
+    }
     let seconds = started.elapsed().as_secs_f64();
-    if !ctx.caller_parallel && rows >= MIN_RECORDED_ROWS {
+    if !ctx.caller_parallel && rows >= MIN_RECORDED_ROWS && !plan.reason.contains("GPU failed") {
         profile::record(profile::Sample {
             indicator: spec.name().to_string(),
             rows,
-            backend: plan.backend.clone(),
+            backend: backend_key,
             seconds,
             unix: profile::store::unix_now(),
         });

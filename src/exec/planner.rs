@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::cpuinfo::CpuInfo;
 use super::device::Device;
-use super::profile::schema::{bucket_exponent, size_bucket, MachineProfile, Stat};
+use super::profile::schema::{bucket_exponent, size_bucket, LinkModel, MachineProfile, Stat};
 use super::ExecError;
 
 /// Samples a candidate needs before its prediction is trusted.
@@ -39,6 +39,42 @@ pub struct PlanRequest<'a> {
     pub profile: Option<&'a MachineProfile>,
     /// Uniform in [0, 1); values >= EXPLORE_RATE never explore.
     pub draw: f64,
+    /// Usable GPUs (empty when there are none, or when discovery has not run and this call is
+    /// too small to start it), and why there are none.
+    pub gpus: &'a [GpuCandidate],
+    pub gpu_reason: Option<&'a str>,
+}
+
+/// A usable GPU as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuCandidate {
+    pub index: usize,
+    /// Its backend name in the profile, `gpu:<uuid>` (stable across device renumbering).
+    pub profile_key: String,
+    /// Host<->device link (from autotune), used to predict calls not measured yet.
+    pub link: Option<LinkModel>,
+}
+
+/// Calls below this many rows in `device="auto"` never consider a GPU (nor start CUDA to find
+/// one): one O(1)-per-row indicator on host-resident data cannot pay for the transfers there.
+pub const GPU_AUTO_MIN_ROWS: usize = 1 << 20;
+
+/// Predicted wall time of a GPU call from the link model alone: every input and output row
+/// crosses the link once, plus one latency per direction (kernel time is far below link time).
+pub fn link_prediction_ms(
+    link: &LinkModel,
+    rows: usize,
+    arrays_in: usize,
+    arrays_out: usize,
+) -> Option<f64> {
+    if link.h2d_gb_per_s <= 0.0 || link.d2h_gb_per_s <= 0.0 {
+        return None;
+    }
+    let bytes = |arrays: usize| (rows * arrays * 8) as f64;
+    let secs = bytes(arrays_in) / (link.h2d_gb_per_s * 1e9)
+        + bytes(arrays_out) / (link.d2h_gb_per_s * 1e9)
+        + 2.0 * link.latency_us * 1e-6;
+    Some(secs * 1e3)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,6 +95,8 @@ pub struct Plan {
     pub workers: usize,
     pub reason: String,
     pub explored: bool,
+    /// The GPU ordinal when the plan runs on a GPU (`backend` is then `gpu:<index>`).
+    pub gpu: Option<usize>,
     pub candidates: Vec<Candidate>,
     /// The profile entries the prediction used (`indicator/bucket/backend: samples, ewma`).
     pub profile_entries: Vec<String>,
@@ -155,16 +193,13 @@ fn candidate_workers(cap: usize) -> Vec<usize> {
 }
 
 pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
-    if let Device::Gpu(_) = req.device {
-        return Err(ExecError::NoGpu {
-            indicator: static_name(req.indicator),
-            device: req.device.to_string(),
-        });
+    if let Device::Gpu(ids) = req.device {
+        return forced_gpu(req, ids.as_deref());
     }
     let bucket = size_bucket(req.rows);
     let cap = worker_cap(req.cpu);
     let mut entries = Vec::new();
-    let candidates: Vec<Candidate> = candidate_workers(cap)
+    let mut candidates: Vec<Candidate> = candidate_workers(cap)
         .into_iter()
         .map(|w| {
             let backend = format!("cpu:{w}");
@@ -186,7 +221,56 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
             }
         })
         .collect();
+    let cpu_count = candidates.len();
+    let gpu_eligible =
+        !req.caller_parallel && req.forced_threads.is_none() && req.rows >= GPU_AUTO_MIN_ROWS;
+    if gpu_eligible {
+        for g in req.gpus {
+            let found = req
+                .profile
+                .and_then(|p| lookup(p, req.indicator, req.rows, &g.profile_key));
+            if let Some((used, s)) = &found {
+                entries.push(format!(
+                    "{}/{}/{}: {} samples, {:.3} ns/row",
+                    req.indicator, used, g.profile_key, s.samples, s.ewma_ns_per_row
+                ));
+            }
+            let (ins, outs) = arrays_of(req.indicator);
+            let predicted = found
+                .as_ref()
+                .map(|(_, s)| s.ewma_ns_per_row * req.rows as f64 / 1e6)
+                .or_else(|| {
+                    g.link
+                        .as_ref()
+                        .and_then(|l| link_prediction_ms(l, req.rows, ins, outs))
+                });
+            candidates.push(Candidate {
+                backend: format!("gpu:{}", g.index),
+                workers: 1,
+                predicted_ms: predicted,
+                samples: found.map_or(0, |(_, s)| s.samples),
+            });
+        }
+    }
     let small = small_input_threshold(req.indicator, req.profile);
+    let finish_on = |backend: &Candidate, reason: String, explored: bool| {
+        let gpu = backend
+            .backend
+            .strip_prefix("gpu:")
+            .and_then(|i| i.parse().ok());
+        Plan {
+            indicator: req.indicator.to_string(),
+            rows: req.rows,
+            size_bucket: bucket.clone(),
+            backend: backend.backend.clone(),
+            workers: backend.workers,
+            reason,
+            explored,
+            gpu,
+            candidates: candidates.clone(),
+            profile_entries: entries.clone(),
+        }
+    };
     let finish = |workers: usize, reason: String, explored: bool| Plan {
         indicator: req.indicator.to_string(),
         rows: req.rows,
@@ -195,6 +279,7 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
         workers,
         reason,
         explored,
+        gpu: None,
         candidates: candidates.clone(),
         profile_entries: entries.clone(),
     };
@@ -225,35 +310,57 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
         .iter()
         .filter(|c| c.samples >= MIN_SAMPLES)
         .collect();
-    let fastest = |cs: &[&Candidate]| {
+    let fastest = |cs: &[&Candidate]| -> Option<Candidate> {
         cs.iter()
             .min_by(|a, b| {
                 a.predicted_ms
                     .partial_cmp(&b.predicted_ms)
                     .unwrap_or(std::cmp::Ordering::Equal)
             })
-            .map(|c| (c.workers, c.predicted_ms.unwrap_or(0.0)))
+            .map(|c| (*c).clone())
     };
-    if trusted.len() == candidates.len() {
-        if let Some((w, ms)) = fastest(&trusted) {
+    let cpu_trusted = candidates[..cpu_count]
+        .iter()
+        .all(|c| c.samples >= MIN_SAMPLES);
+    let untrusted_gpu = candidates[cpu_count..]
+        .iter()
+        .find(|c| c.samples < MIN_SAMPLES);
+    // An unmeasured GPU is tried now and then (it may well win on large inputs).
+    if let Some(g) = untrusted_gpu {
+        if req.draw < EXPLORE_RATE {
+            let why = format!(
+                "exploring {} ({} of {MIN_SAMPLES} samples in bucket {bucket})",
+                g.backend, g.samples
+            );
+            return Ok(finish_on(g, why, true));
+        }
+    }
+    if cpu_trusted {
+        if let Some(best) = fastest(&trusted) {
+            let ms = best.predicted_ms.unwrap_or(0.0);
             // Keep measuring the others now and then, so a candidate judged on unlucky samples
             // (or a machine whose load changed) is re-measured instead of abandoned for good.
             if req.draw < EXPLORE_RATE / 2.0 && req.rows >= MIN_EXPLORE_ROWS {
-                let others = candidates.iter().filter(|c| c.workers != w);
+                let others = candidates.iter().filter(|c| c.backend != best.backend);
                 if let Some(c) = others.min_by_key(|c| (c.samples, c.workers)) {
                     let why = format!("re-measuring {} ({} samples)", c.backend, c.samples);
-                    return Ok(finish(c.workers, why, true));
+                    return Ok(finish_on(c, why, true));
                 }
             }
-            return Ok(finish(
-                w,
-                format!("fastest predicted ({ms:.3} ms) among all measured candidates"),
+            let what = if candidates.len() > cpu_count {
+                "measured CPU and GPU"
+            } else {
+                "all measured"
+            };
+            return Ok(finish_on(
+                &best,
+                format!("fastest predicted ({ms:.3} ms) among {what} candidates"),
                 false,
             ));
         }
     }
     if req.draw < EXPLORE_RATE && req.rows >= MIN_EXPLORE_ROWS {
-        if let Some(c) = candidates
+        if let Some(c) = candidates[..cpu_count]
             .iter()
             .filter(|c| c.samples < MIN_SAMPLES)
             .min_by_key(|c| (c.samples, c.workers))
@@ -278,6 +385,71 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
         ),
         false,
     ))
+}
+
+/// `device="gpu"` / `"gpu:<i>"`: the first listed (or first usable) GPU, or an error that says why
+/// there is none.
+fn forced_gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecError> {
+    let indicator = static_name(req.indicator);
+    if req.gpus.is_empty() {
+        return Err(ExecError::NoGpu {
+            indicator,
+            device: req.device.to_string(),
+            reason: req.gpu_reason.unwrap_or("no GPU backend").to_string(),
+        });
+    }
+    let index = match ids {
+        None => req.gpus[0].index,
+        Some(ids) => {
+            if let Some(missing) = ids
+                .iter()
+                .find(|i| !req.gpus.iter().any(|g| g.index == **i))
+            {
+                return Err(ExecError::NoSuchGpu {
+                    indicator,
+                    ordinal: *missing,
+                    available: req.gpus.iter().map(|g| g.index).collect(),
+                });
+            }
+            ids[0]
+        }
+    };
+    let bucket = size_bucket(req.rows);
+    let gpu = &req.gpus[req.gpus.iter().position(|g| g.index == index).unwrap_or(0)];
+    let stat = req
+        .profile
+        .and_then(|p| lookup(p, req.indicator, req.rows, &gpu.profile_key));
+    let backend = format!("gpu:{index}");
+    Ok(Plan {
+        indicator: req.indicator.to_string(),
+        rows: req.rows,
+        size_bucket: bucket,
+        backend: backend.clone(),
+        workers: 1,
+        reason: format!("forced by device='{}'", req.device),
+        explored: false,
+        gpu: Some(index),
+        candidates: vec![Candidate {
+            backend,
+            workers: 1,
+            predicted_ms: stat
+                .as_ref()
+                .map(|(_, s)| s.ewma_ns_per_row * req.rows as f64 / 1e6),
+            samples: stat.map_or(0, |(_, s)| s.samples),
+        }],
+        profile_entries: Vec::new(),
+    })
+}
+
+/// Arrays an indicator moves each way (inputs up, outputs down), for link predictions.
+fn arrays_of(indicator: &str) -> (usize, usize) {
+    match indicator {
+        "bollinger" | "macd" => (1, 3),
+        "stoch" => (3, 2),
+        "atr" | "natr" => (3, 1),
+        "obv" => (2, 1),
+        _ => (1, 1),
+    }
 }
 
 /// Indicator names come from `Spec::name` (static); others map to a generic label.
@@ -322,7 +494,117 @@ mod tests {
             cpu,
             profile,
             draw: 0.99,
+            gpus: &[],
+            gpu_reason: Some("test: no GPU"),
         }
+    }
+
+    fn gpu(index: usize, link: Option<LinkModel>) -> GpuCandidate {
+        GpuCandidate {
+            index,
+            profile_key: format!("gpu:uuid-{index}"),
+            link,
+        }
+    }
+
+    /// A profile where every CPU candidate of a 4-core machine and `gpu:uuid-0` are measured.
+    fn cpu_and_gpu_profile(rows: usize, cpu_ns: f64, gpu_ns: f64) -> MachineProfile {
+        let mut p = profile_with(&[
+            (rows, 1, cpu_ns * 2.0, 3),
+            (rows, 2, cpu_ns * 1.5, 3),
+            (rows, 4, cpu_ns, 3),
+        ]);
+        for _ in 0..3 {
+            p.push(&Sample {
+                indicator: "sma".into(),
+                rows,
+                backend: "gpu:uuid-0".into(),
+                seconds: gpu_ns * rows as f64 / 1e9,
+                unix: 1,
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn forced_gpu_picks_the_listed_device_or_explains_why_not() {
+        let c = cpu(4);
+        let gpus = [gpu(0, None), gpu(1, None)];
+        let mut r = req(10, &c, None);
+        r.device = &Device::Gpu(None);
+        assert!(
+            matches!(plan(&r), Err(ExecError::NoGpu { reason, .. }) if reason == "test: no GPU")
+        );
+        r.gpus = &gpus;
+        assert_eq!(plan(&r).unwrap().gpu, Some(0));
+        let one = Device::Gpu(Some(vec![1]));
+        r.device = &one;
+        let p = plan(&r).unwrap();
+        assert_eq!((p.gpu, p.backend.as_str()), (Some(1), "gpu:1"));
+        let missing = Device::Gpu(Some(vec![7]));
+        r.device = &missing;
+        assert!(matches!(
+            plan(&r),
+            Err(ExecError::NoSuchGpu { ordinal: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn auto_picks_the_gpu_only_when_its_measured_time_wins() {
+        let c = cpu(4);
+        let gpus = [gpu(0, None)];
+        let rows = GPU_AUTO_MIN_ROWS * 4;
+        let fast_gpu = cpu_and_gpu_profile(rows, 2.0, 0.5);
+        let mut r = req(rows, &c, Some(&fast_gpu));
+        r.gpus = &gpus;
+        let p = plan(&r).unwrap();
+        assert_eq!(
+            (p.gpu, p.backend.as_str()),
+            (Some(0), "gpu:0"),
+            "{}",
+            p.reason
+        );
+        let slow_gpu = cpu_and_gpu_profile(rows, 2.0, 5.0);
+        r.profile = Some(&slow_gpu);
+        let p = plan(&r).unwrap();
+        assert_eq!((p.gpu, p.backend.as_str()), (None, "cpu:4"), "{}", p.reason);
+        // Small calls and calls inside Polars' parallel sections never consider the GPU.
+        let mut small = req(GPU_AUTO_MIN_ROWS / 2, &c, Some(&fast_gpu));
+        small.gpus = &gpus;
+        assert!(plan(&small)
+            .unwrap()
+            .candidates
+            .iter()
+            .all(|c| !c.backend.starts_with("gpu")));
+        r.profile = Some(&fast_gpu);
+        r.caller_parallel = true;
+        assert_eq!(plan(&r).unwrap().gpu, None);
+    }
+
+    #[test]
+    fn an_unmeasured_gpu_is_explored_and_predicted_from_its_link() {
+        let c = cpu(4);
+        let link = LinkModel {
+            h2d_gb_per_s: 25.0,
+            d2h_gb_per_s: 20.0,
+            latency_us: 10.0,
+            samples: 1,
+        };
+        let gpus = [gpu(0, Some(link.clone()))];
+        let rows = GPU_AUTO_MIN_ROWS * 2;
+        let mut r = req(rows, &c, None);
+        r.gpus = &gpus;
+        let p = plan(&r).unwrap();
+        assert_eq!(p.gpu, None, "no samples: the CPU default runs");
+        let g = p.candidates.iter().find(|c| c.backend == "gpu:0").unwrap();
+        let want = (rows as f64 * 8.0 / 25e9 + rows as f64 * 8.0 / 20e9 + 20e-6) * 1e3;
+        assert!(
+            (g.predicted_ms.unwrap() - want).abs() < 1e-9,
+            "{g:?} vs {want}"
+        );
+        r.draw = EXPLORE_RATE / 4.0;
+        let p = plan(&r).unwrap();
+        assert!(p.explored && p.gpu == Some(0), "{}", p.reason);
     }
 
     fn profile_with(entries: &[(usize, usize, f64, u64)]) -> MachineProfile {

@@ -1,10 +1,166 @@
-//! The CUDA backend: the `.cu` kernels of this folder, compiled at run time by NVRTC, driven by
-//! [`pipeline`] through cudarc's driver API. See DESIGN.md section 7.
+//! The CUDA backend: the `.cu` kernels of this folder (their specs are in each file's header),
+//! compiled at run time by NVRTC ([`nvrtc`]), found and initialised lazily and without panics
+//! ([`discovery`]), driven by the device-independent [`pipeline`] through cudarc's driver API
+//! ([`driver`]). See DESIGN.md section 7.
+//!
+//! cudarc panics where it cannot load a library or symbol; every entry point here runs inside
+//! [`catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU instead.
 
 pub mod args;
+pub mod discovery;
+pub mod driver;
+pub mod nvrtc;
 pub mod pipeline;
 
 #[cfg(test)]
 mod host;
 #[cfg(test)]
 mod host_tests;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::kernels::Spec;
+pub use discovery::{GpuInfo, GpuStatus};
+pub use pipeline::GpuError;
+
+/// Runs `f`, turning a panic inside cudarc into an error that names `what`.
+pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T, GpuError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(GpuError(format!("{what}: {msg}")))
+        }
+    }
+}
+
+/// Discovery's result (runs discovery, and so initialises CUDA, on first use).
+pub fn status() -> &'static GpuStatus {
+    discovery::status()
+}
+
+/// What one GPU call did, for the profile's kernel and link statistics.
+#[derive(Debug, Clone)]
+pub struct GpuRun {
+    pub seconds: f64,
+    pub h2d_bytes: usize,
+    pub d2h_bytes: usize,
+    pub pieces_rows: usize,
+}
+
+/// Output rows per piece: `THREADX_GPU_PIECE_ROWS`, else what half the free memory holds.
+fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
+    if let Some(r) = std::env::var("THREADX_GPU_PIECE_ROWS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|r| *r > 0)
+    {
+        return r;
+    }
+    let arrays = spec.inputs().len() + spec.outputs().len() + 6;
+    (free_rows / 2 / arrays).max(1 << 16)
+}
+
+/// Computes `spec` on GPU `index` (every row from the lookback on, like [`Spec::run`]).
+pub fn run(
+    spec: &Spec,
+    index: usize,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+) -> Result<GpuRun, GpuError> {
+    let st = status();
+    let info = st
+        .devices
+        .iter()
+        .find(|d| d.index == index)
+        .ok_or_else(|| GpuError(format!("no usable GPU {index}")))?;
+    let count = st.devices.len().max(index + 1);
+    catch("CUDA", || {
+        driver::with_device(info, count, |dev| {
+            let started = Instant::now();
+            let rows = piece_rows(spec, dev.free_rows()?);
+            let (h2d, d2h) = {
+                let be = driver::CudaBackend::new(dev)?;
+                pipeline::run(&be, spec, inputs, outs, rows)?;
+                (be.h2d_bytes.get(), be.d2h_bytes.get())
+            };
+            dev.synchronize()?;
+            Ok(GpuRun {
+                seconds: started.elapsed().as_secs_f64(),
+                h2d_bytes: h2d,
+                d2h_bytes: d2h,
+                pieces_rows: rows,
+            })
+        })
+    })
+}
+
+/// Compiles every kernel for `arch` (no GPU needed) and returns the CUBIN size and NVRTC version.
+pub fn compile_check(arch: &str) -> Result<(usize, (i32, i32)), GpuError> {
+    nvrtc::validate_arch(arch)?;
+    let (_, version) = discovery::nvrtc()?;
+    let cubin = nvrtc::compile(arch)?;
+    Ok((cubin.len(), version))
+}
+
+/// Measures GPU `index`'s host<->device link: best of 3 copies of 64 MiB each way through the
+/// pinned staging path the calls use, and the best of 10 one-value round trips for latency.
+pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkModel, GpuError> {
+    use pipeline::Backend;
+    let st = status();
+    let info = st
+        .devices
+        .iter()
+        .find(|d| d.index == index)
+        .ok_or_else(|| GpuError(format!("no usable GPU {index}")))?;
+    let count = st.devices.len().max(index + 1);
+    catch("CUDA link measurement", || {
+        driver::with_device(info, count, |dev| {
+            let be = driver::CudaBackend::new(dev)?;
+            let sync = |be: &driver::CudaBackend| be.dev.borrow().synchronize();
+            let big = vec![1.0f64; 8 << 20];
+            let mut back = vec![0.0f64; big.len()];
+            let mut buf = be.alloc(big.len())?;
+            let best = |f: &mut dyn FnMut() -> Result<(), GpuError>, runs: usize| {
+                let mut best = f64::INFINITY;
+                for _ in 0..runs {
+                    let t = Instant::now();
+                    f()?;
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                Ok::<f64, GpuError>(best)
+            };
+            be.upload(&mut buf, &big)?;
+            sync(&be)?;
+            let bytes = (big.len() * 8) as f64;
+            let h2d = best(
+                &mut || {
+                    be.upload(&mut buf, &big)?;
+                    sync(&be)
+                },
+                3,
+            )?;
+            let d2h = best(&mut || be.download(&buf, 0, &mut back), 3)?;
+            let mut one = [0.0f64];
+            let latency = best(
+                &mut || {
+                    be.upload(&mut buf, &one)?;
+                    sync(&be)?;
+                    be.download(&buf, 0, &mut one)
+                },
+                10,
+            )?;
+            Ok(crate::exec::profile::schema::LinkModel {
+                h2d_gb_per_s: bytes / h2d / 1e9,
+                d2h_gb_per_s: bytes / d2h / 1e9,
+                latency_us: latency * 1e6 / 2.0,
+                samples: 1,
+            })
+        })
+    })
+}

@@ -250,6 +250,21 @@ pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
     }
 }
 
+/// Stores a GPU's measured link model (replacing the previous one) in this machine's entry.
+pub fn set_link(backend: &str, link: schema::LinkModel) -> Result<(), String> {
+    let (id, fingerprint) = {
+        let st = state();
+        (st.machine_id.clone(), st.fingerprint.clone())
+    };
+    apply(|file| {
+        let mut m = file
+            .machine(&id)
+            .unwrap_or_else(|| schema::MachineProfile::new(fingerprint));
+        m.links.insert(backend.to_string(), link);
+        file.set_machine(&id, &m);
+    })
+}
+
 /// Forgets this machine's entry (other machines' entries stay), on disk and in memory.
 pub fn reset() -> Result<(), String> {
     let id = state().machine_id.clone();
