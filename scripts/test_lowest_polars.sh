@@ -13,4 +13,6 @@ if [ ! -f "$stamp" ] || ! cmp -s requirements-lowest.txt "$stamp"; then
 fi
 PYTHONPATH="$ROOT/python" .venv-lowest/bin/python -c \
     "import polars, threadx; print('threadx', threadx.__version__, 'on polars', polars.__version__)"
-PYTHONPATH="$ROOT/python" .venv-lowest/bin/python -m pytest -q -p no:cacheprovider tests
+# NVRTC for the kernel compile test: the wheel the main environment installed.
+nvrtc_dir=$("$VENV_PY" -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
+THREADX_NVRTC="$nvrtc_dir" PYTHONPATH="$ROOT/python" .venv-lowest/bin/python -m pytest -q -p no:cacheprovider -m "not gpu" tests
