@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::scan::SCAN_BLOCK;
-use crate::kernels::split::{cut_pieces, Splitter};
+use crate::kernels::split::{cut_pieces, piece_starts, Splitter};
 
 pub struct RayonSplit {
     pieces: usize,
@@ -20,7 +20,7 @@ impl RayonSplit {
 
     /// Piece lengths for rows `first_row .. first_row + len`: about `len / pieces` each, every
     /// interior cut on a multiple of [`SCAN_BLOCK`] in global row numbers.
-    fn lengths(&self, first_row: usize, len: usize) -> Vec<usize> {
+    pub fn lengths(&self, first_row: usize, len: usize) -> Vec<usize> {
         let target = len.div_ceil(self.pieces).max(1);
         let end = first_row + len;
         let mut lens = Vec::with_capacity(self.pieces);
@@ -43,12 +43,7 @@ impl Splitter for RayonSplit {
         F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
     {
         let lens = self.lengths(first_row, outs[0].len());
-        let mut starts = Vec::with_capacity(lens.len());
-        let mut acc = first_row;
-        for l in &lens {
-            starts.push(acc);
-            acc += l;
-        }
+        let starts = piece_starts(first_row, &lens);
         let pieces: Vec<(usize, [&mut [f64]; K])> =
             starts.into_iter().zip(cut_pieces(outs, &lens)).collect();
         pieces

@@ -1,4 +1,4 @@
-//! The user's placement request: `"auto"`, `"cpu"`, `"gpu"`, `"gpu:0"`, `"gpu:0,1"`.
+//! The user's placement request: `"auto"`, `"cpu"`, `"gpu"`, `"gpu:0"`, `"gpu:0,1"`, `"gpus"`, `"all"`.
 
 use std::fmt;
 
@@ -6,8 +6,12 @@ use std::fmt;
 pub enum Device {
     Auto,
     Cpu,
-    /// All visible GPUs (`None`) or the listed ordinals.
+    /// The first usable GPU (`None`) or the listed ordinals (several: a device set).
     Gpu(Option<Vec<usize>>),
+    /// Every usable GPU as one device set.
+    Gpus,
+    /// Every usable GPU and the CPU as one device set.
+    All,
 }
 
 impl Device {
@@ -17,15 +21,23 @@ impl Device {
             "auto" => return Ok(Device::Auto),
             "cpu" => return Ok(Device::Cpu),
             "gpu" => return Ok(Device::Gpu(None)),
+            "gpus" => return Ok(Device::Gpus),
+            "all" => return Ok(Device::All),
             _ => {}
         }
-        let bad =
-            || format!("device must be 'auto', 'cpu', 'gpu' or 'gpu:<i>[,<j>...]', got '{text}'");
+        let bad = || {
+            format!("device must be 'auto', 'cpu', 'gpu', 'gpu:<i>[,<j>...]', 'gpus' or 'all', got '{text}'")
+        };
         let list = t.strip_prefix("gpu:").ok_or_else(bad)?;
         let ids: Result<Vec<usize>, _> =
             list.split(',').map(|p| p.trim().parse::<usize>()).collect();
         match ids {
-            Ok(ids) if !ids.is_empty() => Ok(Device::Gpu(Some(ids))),
+            Ok(ids) if !ids.is_empty() => {
+                if let Some(dup) = ids.iter().enumerate().find(|(i, v)| ids[..*i].contains(v)) {
+                    return Err(format!("device lists gpu {} twice in '{text}'", dup.1));
+                }
+                Ok(Device::Gpu(Some(ids)))
+            }
             _ => Err(bad()),
         }
     }
@@ -37,6 +49,8 @@ impl fmt::Display for Device {
             Device::Auto => write!(f, "auto"),
             Device::Cpu => write!(f, "cpu"),
             Device::Gpu(None) => write!(f, "gpu"),
+            Device::Gpus => write!(f, "gpus"),
+            Device::All => write!(f, "all"),
             Device::Gpu(Some(ids)) => {
                 let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
                 write!(f, "gpu:{}", ids.join(","))
@@ -56,7 +70,9 @@ mod tests {
         assert_eq!(Device::parse("gpu"), Ok(Device::Gpu(None)));
         assert_eq!(Device::parse("gpu:0,1"), Ok(Device::Gpu(Some(vec![0, 1]))));
         assert_eq!(Device::parse("gpu:1").unwrap().to_string(), "gpu:1");
-        for bad in ["", "tpu", "gpu:", "gpu:a", "gpu:0,"] {
+        assert_eq!(Device::parse(" GPUS "), Ok(Device::Gpus));
+        assert_eq!(Device::parse("all").unwrap().to_string(), "all");
+        for bad in ["", "tpu", "gpu:", "gpu:a", "gpu:0,", "gpu:1,0,1"] {
             assert!(Device::parse(bad).is_err(), "{bad}");
         }
     }

@@ -6,6 +6,8 @@ pub mod cpu;
 pub mod cpuinfo;
 pub mod cuda;
 pub mod device;
+pub mod devset;
+pub mod mixed;
 pub mod planner;
 pub mod profile;
 pub mod threads;
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::kernels::scan::SCAN_BLOCK;
 use crate::kernels::split::{Sequential, Splitter};
 use crate::kernels::Spec;
 pub use device::Device;
@@ -131,6 +134,24 @@ pub fn plan_named(
     ctx: CallContext,
     explore: bool,
 ) -> Result<Plan, ExecError> {
+    plan_tagged(indicator, device, rows, ctx, explore, None)
+}
+
+/// The workload tag a call's balance ratios are stored under: `workload_tag=`, else the indicator.
+pub fn workload_tag<'a>(indicator: &'a str, tag: Option<&'a str>) -> &'a str {
+    tag.filter(|t| !t.is_empty()).unwrap_or(indicator)
+}
+
+/// Like [`plan_named`], with the call's workload tag (its stored split ratios; falls back to the
+/// `default` tag's).
+pub fn plan_tagged(
+    indicator: &str,
+    device: &Device,
+    rows: usize,
+    ctx: CallContext,
+    explore: bool,
+    tag: Option<&str>,
+) -> Result<Plan, ExecError> {
     let draw = if explore && !ctx.caller_parallel {
         next_draw()
     } else {
@@ -140,7 +161,7 @@ pub fn plan_named(
     let cpu = cpuinfo::cpu_info();
     // Inside Polars' parallel sections (thousands of `.over()` groups) the plan is fixed: skip the
     // profile lock entirely.
-    if ctx.caller_parallel && forced.is_none() && !matches!(device, Device::Gpu(_)) {
+    if ctx.caller_parallel && forced.is_none() && matches!(device, Device::Auto | Device::Cpu) {
         let req = planner::PlanRequest {
             indicator,
             rows,
@@ -152,12 +173,13 @@ pub fn plan_named(
             draw,
             gpus: &[],
             gpu_reason: None,
+            balance: None,
         };
         return planner::plan(&req);
     }
     // CUDA starts only for calls that may use it: a forced GPU, or a large `auto` call.
     let gpu_status = match device {
-        Device::Gpu(_) => Some(cuda::status()),
+        Device::Gpu(_) | Device::Gpus | Device::All => Some(cuda::status()),
         Device::Auto if !ctx.caller_parallel && rows >= planner::GPU_AUTO_MIN_ROWS => {
             Some(cuda::status())
         }
@@ -166,6 +188,7 @@ pub fn plan_named(
     let mut st = profile::state();
     let machine = st.machine();
     let gpus: Vec<planner::GpuCandidate> = gpu_status
+        .as_ref()
         .map(|s| {
             s.devices
                 .iter()
@@ -180,6 +203,11 @@ pub fn plan_named(
                 .collect()
         })
         .unwrap_or_default();
+    let tag = workload_tag(indicator, tag);
+    let balance = machine
+        .balance
+        .get(tag)
+        .or_else(|| machine.balance.get("default"));
     let req = planner::PlanRequest {
         indicator,
         rows,
@@ -187,12 +215,115 @@ pub fn plan_named(
         caller_parallel: ctx.caller_parallel,
         forced_threads: forced,
         cpu,
-        profile: Some(machine),
+        profile: Some(&*machine),
         draw,
         gpus: &gpus,
-        gpu_reason: gpu_status.and_then(|s| s.reason.as_deref()),
+        gpu_reason: gpu_status.as_ref().and_then(|s| s.reason.as_deref()),
+        balance,
     };
     planner::plan(&req)
+}
+
+/// Runs a multi-device plan and refines the workload's ratios from the members' measured
+/// throughputs; returns the backend name its time is recorded under.
+///
+/// Members that run the Rust kernels (the CPU, simulated GPUs) split their rows through
+/// [`devset::DeviceSetSplit`]. With real GPUs in the set, those host members take a prefix of the
+/// rows and the GPUs the rest ([`mixed::run`], [`cuda::run_multi`]); a GPU failure computes the
+/// call on the CPU.
+fn run_split(
+    spec: &Spec,
+    plan: &Plan,
+    tag: &str,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+) -> String {
+    let status = cuda::status();
+    let n = inputs.first().map_or(0, |x| x.len());
+    let (mut gpu_idx, mut gpu_shares, mut gpu_keys) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut host, mut host_shares, mut host_keys) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &plan.split {
+        let gpu = m
+            .device
+            .strip_prefix("gpu:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| status.devices.iter().find(|d| d.index == i));
+        let member = match gpu.map(|d| (d.index, d.simulated)) {
+            Some((i, None)) => {
+                gpu_idx.push(i);
+                gpu_shares.push(m.share);
+                gpu_keys.push(m.key.clone());
+                continue;
+            }
+            Some((_, Some(slot))) => devset::Member::Simulated {
+                speed: cuda::discovery::simulated_speed(slot),
+            },
+            None => devset::Member::Cpu {
+                workers: plan.workers.max(1),
+            },
+        };
+        host.push(member);
+        host_shares.push(m.share);
+        host_keys.push(m.key.clone());
+    }
+    let host_split = devset::DeviceSetSplit::new(host, &host_shares);
+    let mut measured: Vec<(String, f64)> = Vec::new();
+    if gpu_idx.is_empty() {
+        spec.run(&host_split, inputs, outs);
+    } else {
+        // The host prefix: its share of the rows, on the scan-block grid, holding every seed row.
+        let host_share: f64 = host_shares.iter().sum();
+        let total = host_share + gpu_shares.iter().sum::<f64>();
+        let split_at = if host_keys.is_empty() || total <= 0.0 {
+            0
+        } else {
+            let ideal = host_share / total * n as f64;
+            let min_prefix = (spec.lookback() + 1).div_ceil(SCAN_BLOCK) * SCAN_BLOCK;
+            (((ideal / SCAN_BLOCK as f64).round() as usize) * SCAN_BLOCK)
+                .max(min_prefix)
+                .min(n)
+        };
+        let result = mixed::run(
+            spec,
+            &host_split,
+            split_at,
+            inputs,
+            outs,
+            |tails, prefix| cuda::run_multi(spec, &gpu_idx, &gpu_shares, inputs, tails, prefix),
+        );
+        match result {
+            Ok(seconds) => {
+                let gpu_total: f64 = gpu_shares.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+                let gpu_rows = (n - split_at) as f64;
+                measured.extend(
+                    gpu_keys
+                        .iter()
+                        .zip(gpu_shares.iter().zip(&seconds))
+                        .filter(|(_, (s, t))| **s > 0.0 && **t > 0.0)
+                        .map(|(k, (s, t))| (k.clone(), s / gpu_total * gpu_rows / t)),
+                );
+            }
+            Err(e) => {
+                warn_gpu_fallback(spec.name(), gpu_idx.first().copied().unwrap_or(0), &e);
+                let workers = planner::heuristic_workers(
+                    n,
+                    planner::DEFAULT_SMALL_ROWS,
+                    planner::worker_cap(cpuinfo::cpu_info()),
+                );
+                run_with_workers(spec, workers, inputs, outs);
+                return format!("cpu:{workers}");
+            }
+        }
+    }
+    for (k, t) in host_keys.iter().zip(host_split.times()) {
+        if t.rows > 0 && !t.busy.is_zero() {
+            measured.push((k.clone(), t.rows as f64 / t.busy.as_secs_f64()));
+        }
+    }
+    if measured.len() > 1 && n >= profile::MIN_REFINE_ROWS {
+        profile::refine_balance(tag, &measured);
+    }
+    plan.backend.clone()
 }
 
 /// A GPU's backend name in the profile: its UUID, so entries survive device renumbering.
@@ -236,11 +367,38 @@ pub fn execute(
     outs: &mut [&mut [f64]],
     ctx: CallContext,
 ) -> Result<Plan, ExecError> {
+    execute_tagged(spec, device, None, inputs, outs, ctx)
+}
+
+/// [`execute`] for a call with a workload tag (`workload_tag=`; the indicator name by default).
+pub fn execute_tagged(
+    spec: &Spec,
+    device: &Device,
+    tag: Option<&str>,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    ctx: CallContext,
+) -> Result<Plan, ExecError> {
     let rows = inputs.first().map_or(0, |x| x.len());
-    let mut plan = plan(spec, device, rows, ctx, true)?;
+    let mut plan = plan_tagged(spec.name(), device, rows, ctx, true, tag)?;
     let started = Instant::now();
     let mut backend_key = plan.backend.clone();
-    if let Some(index) = plan.gpu {
+    let simulated = plan.gpu.and_then(|i| {
+        cuda::status()
+            .devices
+            .iter()
+            .find(|d| d.index == i)
+            .and_then(|d| d.simulated)
+    });
+    if !plan.split.is_empty() {
+        let tag = profile::balance_tag_in_use(workload_tag(spec.name(), tag));
+        backend_key = run_split(spec, &plan, &tag, inputs, outs);
+    } else if let Some(slot) = simulated {
+        let speed = cuda::discovery::simulated_speed(slot);
+        let split = devset::DeviceSetSplit::new(vec![devset::Member::Simulated { speed }], &[1.0]);
+        spec.run(&split, inputs, outs);
+        backend_key = format!("gpu:sim-{slot}");
+    } else if let Some(index) = plan.gpu {
         let info = cuda::status()
             .devices
             .iter()

@@ -10,6 +10,8 @@
 //! the conservative default (the thread heuristic below) runs, and now and then an unmeasured
 //! candidate is tried instead so the profile fills in.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::cpuinfo::CpuInfo;
@@ -43,6 +45,18 @@ pub struct PlanRequest<'a> {
     /// too small to start it), and why there are none.
     pub gpus: &'a [GpuCandidate],
     pub gpu_reason: Option<&'a str>,
+    /// The split ratios stored for the call's workload tag (member name → share), if any.
+    pub balance: Option<&'a BTreeMap<String, f64>>,
+}
+
+/// One member of a multi-device plan and its share of the rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitShare {
+    /// `cpu` or `gpu:<i>`.
+    pub device: String,
+    /// Its name in the profile (`cpu`, `gpu:<uuid>`) and in the balance ratios.
+    pub key: String,
+    pub share: f64,
 }
 
 /// A usable GPU as the planner sees it.
@@ -54,6 +68,10 @@ pub struct GpuCandidate {
     /// Host<->device link (from autotune), used to predict calls not measured yet.
     pub link: Option<LinkModel>,
 }
+
+/// What splitting a call across devices costs beyond the members' own times (threads, one
+/// synchronisation per member), added to a set's modelled makespan.
+pub const SET_OVERHEAD_MS: f64 = 0.2;
 
 /// Calls below this many rows in `device="auto"` never consider a GPU (nor start CUDA to find
 /// one): one O(1)-per-row indicator on host-resident data cannot pay for the transfers there.
@@ -97,6 +115,8 @@ pub struct Plan {
     pub explored: bool,
     /// The GPU ordinal when the plan runs on a GPU (`backend` is then `gpu:<index>`).
     pub gpu: Option<usize>,
+    /// The members and their shares when the plan splits the rows across devices.
+    pub split: Vec<SplitShare>,
     pub candidates: Vec<Candidate>,
     /// The profile entries the prediction used (`indicator/bucket/backend: samples, ewma`).
     pub profile_entries: Vec<String>,
@@ -193,8 +213,11 @@ fn candidate_workers(cap: usize) -> Vec<usize> {
 }
 
 pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
-    if let Device::Gpu(ids) = req.device {
-        return forced_gpu(req, ids.as_deref());
+    match req.device {
+        Device::Gpu(Some(ids)) if ids.len() > 1 => return forced_set(req, &req.device.to_string()),
+        Device::Gpus | Device::All => return forced_set(req, &req.device.to_string()),
+        Device::Gpu(ids) => return forced_gpu(req, ids.as_deref()),
+        _ => {}
     }
     let bucket = size_bucket(req.rows);
     let cap = worker_cap(req.cpu);
@@ -252,6 +275,56 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
             });
         }
     }
+    // Device sets: every GPU with the CPU, and every GPU alone when there are several. Predicted
+    // by makespan (each member's share of the rows at its measured time per row, transfers
+    // included), so they win only when splitting beats the best single device.
+    if gpu_eligible && !req.gpus.is_empty() {
+        let mut sets = vec!["all".to_string()];
+        if req.gpus.len() > 1 {
+            sets.push("gpus".to_string());
+        }
+        for name in sets {
+            let members = set_members_of(req, &name);
+            let (shares, _) = shares_for(req, &members);
+            let per_member: Vec<Option<(f64, u64)>> = shares
+                .iter()
+                .map(|m| member_stat(req, &m.key).map(|s| (s.ewma_ns_per_row, s.samples)))
+                .collect();
+            let model = per_member
+                .iter()
+                .zip(&shares)
+                .map(|(st, m)| st.map(|(ns, _)| m.share * req.rows as f64 * ns / 1e6))
+                .collect::<Option<Vec<f64>>>()
+                .map(|t| t.into_iter().fold(0.0, f64::max) + SET_OVERHEAD_MS);
+            // Once the set itself has been measured, its own times replace the model (which
+            // cannot see contention between the members, e.g. for memory bandwidth).
+            let own = req
+                .profile
+                .and_then(|p| lookup(p, req.indicator, req.rows, &name))
+                .filter(|(_, s)| s.samples >= MIN_SAMPLES);
+            if let Some((used, s)) = &own {
+                entries.push(format!(
+                    "{}/{}/{}: {} samples, {:.3} ns/row",
+                    req.indicator, used, name, s.samples, s.ewma_ns_per_row
+                ));
+            }
+            let predicted = own
+                .as_ref()
+                .map(|(_, s)| s.ewma_ns_per_row * req.rows as f64 / 1e6)
+                .or(model);
+            let samples = per_member
+                .iter()
+                .map(|s| s.map_or(0, |(_, n)| n))
+                .min()
+                .unwrap_or(0);
+            candidates.push(Candidate {
+                backend: name,
+                workers: cap,
+                predicted_ms: predicted,
+                samples,
+            });
+        }
+    }
     let small = small_input_threshold(req.indicator, req.profile);
     let finish_on = |backend: &Candidate, reason: String, explored: bool| {
         let gpu = backend
@@ -267,6 +340,9 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
             reason,
             explored,
             gpu,
+            split: set_members(&backend.backend)
+                .map(|name| shares_for(req, &set_members_of(req, &name)).0)
+                .unwrap_or_default(),
             candidates: candidates.clone(),
             profile_entries: entries.clone(),
         }
@@ -280,6 +356,7 @@ pub fn plan(req: &PlanRequest) -> Result<Plan, ExecError> {
         reason,
         explored,
         gpu: None,
+        split: Vec::new(),
         candidates: candidates.clone(),
         profile_entries: entries.clone(),
     };
@@ -429,6 +506,7 @@ fn forced_gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecErro
         reason: format!("forced by device='{}'", req.device),
         explored: false,
         gpu: Some(index),
+        split: Vec::new(),
         candidates: vec![Candidate {
             backend,
             workers: 1,
@@ -437,6 +515,127 @@ fn forced_gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecErro
                 .map(|(_, s)| s.ewma_ns_per_row * req.rows as f64 / 1e6),
             samples: stat.map_or(0, |(_, s)| s.samples),
         }],
+        profile_entries: Vec::new(),
+    })
+}
+
+/// The members of a named set: `all` (GPUs + CPU), `gpus`, or `gpu:<i>,<j>`; `None` for a
+/// single-device backend name.
+fn set_members(name: &str) -> Option<String> {
+    (name == "all" || name == "gpus" || (name.starts_with("gpu:") && name.contains(',')))
+        .then(|| name.to_string())
+}
+
+/// (device label, profile key) of every member of set `name`.
+fn set_members_of(req: &PlanRequest, name: &str) -> Vec<(String, String)> {
+    let gpu = |g: &GpuCandidate| (format!("gpu:{}", g.index), g.profile_key.clone());
+    let mut out: Vec<(String, String)> = match name.strip_prefix("gpu:") {
+        Some(list) => list
+            .split(',')
+            .filter_map(|i| i.trim().parse::<usize>().ok())
+            .filter_map(|i| req.gpus.iter().find(|g| g.index == i))
+            .map(gpu)
+            .collect(),
+        None => req.gpus.iter().map(gpu).collect(),
+    };
+    if name == "all" {
+        out.push(("cpu".into(), "cpu".into()));
+    }
+    out
+}
+
+/// A member's trusted single-device statistics in the call's bucket (the CPU as a member uses
+/// every worker the cap allows).
+fn member_stat<'p>(req: &PlanRequest<'p>, key: &str) -> Option<&'p Stat> {
+    let backend = if key == "cpu" {
+        format!("cpu:{}", worker_cap(req.cpu))
+    } else {
+        key.to_string()
+    };
+    req.profile
+        .and_then(|p| lookup(p, req.indicator, req.rows, &backend))
+        .map(|(_, s)| s)
+        .filter(|s| s.samples >= MIN_SAMPLES)
+}
+
+/// Shares for `members`: the workload's stored ratios when they cover every member, else
+/// throughputs from the members' measured times, else equal shares; and where they came from.
+fn shares_for(req: &PlanRequest, members: &[(String, String)]) -> (Vec<SplitShare>, &'static str) {
+    let keys: Vec<String> = members.iter().map(|(_, k)| k.clone()).collect();
+    let stored: Option<Vec<f64>> = req.balance.and_then(|b| {
+        keys.iter()
+            .map(|k| b.get(k).copied().filter(|v| *v >= 0.0))
+            .collect()
+    });
+    let measured: Option<Vec<f64>> = keys
+        .iter()
+        .map(|k| member_stat(req, k).map(|s| 1.0 / s.ewma_ns_per_row.max(1e-12)))
+        .collect();
+    let (raw, source) = match (stored, measured) {
+        (Some(r), _) if r.iter().sum::<f64>() > 0.0 => (r, "stored balance ratios"),
+        (_, Some(m)) => (m, "measured throughputs"),
+        _ => (
+            vec![1.0; keys.len()],
+            "equal shares (no ratios or measurements yet)",
+        ),
+    };
+    let total: f64 = raw.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let shares = members
+        .iter()
+        .zip(raw)
+        .map(|((device, key), r)| SplitShare {
+            device: device.clone(),
+            key: key.clone(),
+            share: r / total,
+        })
+        .collect();
+    (shares, source)
+}
+
+/// `device="gpus"`, `"all"` or `"gpu:<i>,<j>"`: a split across those devices.
+fn forced_set(req: &PlanRequest, name: &str) -> Result<Plan, ExecError> {
+    let indicator = static_name(req.indicator);
+    if req.gpus.is_empty() {
+        return Err(ExecError::NoGpu {
+            indicator,
+            device: req.device.to_string(),
+            reason: req.gpu_reason.unwrap_or("no GPU backend").to_string(),
+        });
+    }
+    if let Device::Gpu(Some(ids)) = req.device {
+        if let Some(missing) = ids
+            .iter()
+            .find(|i| !req.gpus.iter().any(|g| g.index == **i))
+        {
+            return Err(ExecError::NoSuchGpu {
+                indicator,
+                ordinal: *missing,
+                available: req.gpus.iter().map(|g| g.index).collect(),
+            });
+        }
+    }
+    let members = set_members_of(req, name);
+    let (split, source) = shares_for(req, &members);
+    let cap = worker_cap(req.cpu);
+    let labels: Vec<String> = split
+        .iter()
+        .map(|m| format!("{} {:.1}%", m.device, m.share * 100.0))
+        .collect();
+    Ok(Plan {
+        indicator: req.indicator.to_string(),
+        rows: req.rows,
+        size_bucket: size_bucket(req.rows),
+        backend: name.to_string(),
+        workers: cap,
+        reason: format!(
+            "forced by device='{}': split {} ({source})",
+            req.device,
+            labels.join(", ")
+        ),
+        explored: false,
+        gpu: None,
+        split,
+        candidates: Vec::new(),
         profile_entries: Vec::new(),
     })
 }
@@ -496,6 +695,7 @@ mod tests {
             draw: 0.99,
             gpus: &[],
             gpu_reason: Some("test: no GPU"),
+            balance: None,
         }
     }
 
@@ -507,6 +707,19 @@ mod tests {
         }
     }
 
+    /// Adds three `sma` samples of `rows` rows at `ns` per row for `backend`.
+    fn measure(p: &mut MachineProfile, backend: &str, rows: usize, ns: f64) {
+        for _ in 0..3 {
+            p.push(&Sample {
+                indicator: "sma".into(),
+                rows,
+                backend: backend.into(),
+                seconds: ns * rows as f64 / 1e9,
+                unix: 1,
+            });
+        }
+    }
+
     /// A profile where every CPU candidate of a 4-core machine and `gpu:uuid-0` are measured.
     fn cpu_and_gpu_profile(rows: usize, cpu_ns: f64, gpu_ns: f64) -> MachineProfile {
         let mut p = profile_with(&[
@@ -514,15 +727,7 @@ mod tests {
             (rows, 2, cpu_ns * 1.5, 3),
             (rows, 4, cpu_ns, 3),
         ]);
-        for _ in 0..3 {
-            p.push(&Sample {
-                indicator: "sma".into(),
-                rows,
-                backend: "gpu:uuid-0".into(),
-                seconds: gpu_ns * rows as f64 / 1e9,
-                unix: 1,
-            });
-        }
+        measure(&mut p, "gpu:uuid-0", rows, gpu_ns);
         p
     }
 
@@ -558,13 +763,25 @@ mod tests {
         let mut r = req(rows, &c, Some(&fast_gpu));
         r.gpus = &gpus;
         let p = plan(&r).unwrap();
+        // GPU 0.5 ns/row beats the CPU's 2.0; splitting 80/20 by throughput beats both.
+        let gpu_alone = p.candidates.iter().find(|c| c.backend == "gpu:0").unwrap();
+        let cpu_best = p.candidates.iter().find(|c| c.backend == "cpu:4").unwrap();
+        assert!(gpu_alone.predicted_ms < cpu_best.predicted_ms);
+        assert_eq!(p.backend, "all", "{}", p.reason);
+        assert!((p.split[0].share - 0.8).abs() < 1e-12, "{:?}", p.split);
+        // Once the split has been measured slower than the GPU alone, the GPU alone wins.
+        let mut measured = fast_gpu.clone();
+        measure(&mut measured, "all", rows, 0.7);
+        r.profile = Some(&measured);
+        let p = plan(&r).unwrap();
         assert_eq!(
             (p.gpu, p.backend.as_str()),
             (Some(0), "gpu:0"),
             "{}",
             p.reason
         );
-        let slow_gpu = cpu_and_gpu_profile(rows, 2.0, 5.0);
+        let mut slow_gpu = cpu_and_gpu_profile(rows, 2.0, 5.0);
+        measure(&mut slow_gpu, "all", rows, 2.5);
         r.profile = Some(&slow_gpu);
         let p = plan(&r).unwrap();
         assert_eq!((p.gpu, p.backend.as_str()), (None, "cpu:4"), "{}", p.reason);
@@ -579,6 +796,76 @@ mod tests {
         r.profile = Some(&fast_gpu);
         r.caller_parallel = true;
         assert_eq!(plan(&r).unwrap().gpu, None);
+    }
+
+    #[test]
+    fn forced_sets_use_stored_ratios_then_throughputs_then_equal_shares() {
+        let c = cpu(4);
+        let gpus = [gpu(0, None), gpu(1, None)];
+        let mut r = req(1000, &c, None);
+        r.gpus = &gpus;
+        r.device = &Device::Gpus;
+        let p = plan(&r).unwrap();
+        assert_eq!(p.backend, "gpus");
+        assert_eq!(
+            p.split
+                .iter()
+                .map(|m| (m.device.as_str(), m.share))
+                .collect::<Vec<_>>(),
+            vec![("gpu:0", 0.5), ("gpu:1", 0.5)]
+        );
+        let stored: BTreeMap<String, f64> =
+            [("gpu:uuid-0", 3.0), ("gpu:uuid-1", 1.0), ("cpu", 4.0)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        r.balance = Some(&stored);
+        r.device = &Device::All;
+        let p = plan(&r).unwrap();
+        let shares: Vec<f64> = p.split.iter().map(|m| m.share).collect();
+        assert_eq!(shares, vec![0.375, 0.125, 0.5]);
+        assert!(p.reason.contains("stored balance ratios"), "{}", p.reason);
+        // A set with a member the ratios do not cover falls back to measured throughputs.
+        let rows = 1 << 21;
+        let prof = cpu_and_gpu_profile(rows, 2.0, 1.0);
+        let one = BTreeMap::from([("gpu:uuid-0".to_string(), 1.0)]);
+        let mut r = req(rows, &c, Some(&prof));
+        r.gpus = &gpus[..1];
+        r.balance = Some(&one);
+        r.device = &Device::All;
+        let p = plan(&r).unwrap();
+        assert!(p.reason.contains("measured throughputs"), "{}", p.reason);
+        let shares: Vec<f64> = p.split.iter().map(|m| m.share).collect();
+        assert!((shares[0] - 2.0 / 3.0).abs() < 1e-12, "{shares:?}");
+        let two = Device::Gpu(Some(vec![0, 5]));
+        r.device = &two;
+        assert!(matches!(
+            plan(&r),
+            Err(ExecError::NoSuchGpu { ordinal: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn auto_splits_only_when_the_predicted_makespan_wins() {
+        let c = cpu(4);
+        let gpus = [gpu(0, None)];
+        let rows = GPU_AUTO_MIN_ROWS * 4;
+        // GPU 1.0 ns/row, CPU (4 workers) 1.0 ns/row: split halves the time -> "all".
+        let even = cpu_and_gpu_profile(rows, 1.0, 1.0);
+        let mut r = req(rows, &c, Some(&even));
+        r.gpus = &gpus;
+        let p = plan(&r).unwrap();
+        assert_eq!(p.backend, "all", "{}", p.reason);
+        let all = p.candidates.iter().find(|c| c.backend == "all").unwrap();
+        let single = rows as f64 * 1.0 / 1e6;
+        let want = single / 2.0 + SET_OVERHEAD_MS;
+        assert!((all.predicted_ms.unwrap() - want).abs() < 1e-9, "{all:?}");
+        assert_eq!(p.split.len(), 2);
+        // Without measurements for every member a set is never picked.
+        let cpu_only = profile_with(&[(rows, 1, 4.0, 3), (rows, 2, 3.0, 3), (rows, 4, 2.0, 3)]);
+        r.profile = Some(&cpu_only);
+        let p = plan(&r).unwrap();
+        assert!(p.split.is_empty(), "{}", p.backend);
     }
 
     #[test]

@@ -232,6 +232,9 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
             t += 1;
         }
         if t >= hi {
+            if hi == n {
+                split.scan_carry_out(&rec.seed);
+            }
             return;
         }
         let mut k = t / SCAN_BLOCK;
@@ -278,6 +281,9 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
                 k += 1;
             }
         });
+        if hi == n {
+            split.scan_carry_out(&c);
+        }
     });
 }
 

@@ -27,6 +27,11 @@ pub trait Splitter: Sync {
     /// The first row of the last piece [`Self::for_each_piece`] would make of these rows: scans
     /// need carries only for blocks up to there.
     fn last_piece_start(&self, first_row: usize, len: usize) -> usize;
+
+    /// Called once by every scan (`kernels::scan::run_scan`) with its state at the last row, the
+    /// carry into a block that would follow. A device set uses it to hand the CPU's prefix of the
+    /// rows on to the GPUs; the default ignores it.
+    fn scan_carry_out(&self, _carry: &[f64]) {}
 }
 
 /// Runs everything as one piece on the calling thread.
@@ -67,12 +72,7 @@ impl Splitter for CutAt {
     {
         let len = outs[0].len();
         let lens = piece_lengths(len, &self.0);
-        let mut starts = Vec::with_capacity(lens.len());
-        let mut acc = first_row;
-        for l in &lens {
-            starts.push(acc);
-            acc += l;
-        }
+        let starts = piece_starts(first_row, &lens);
         let pieces = cut_pieces(outs, &lens);
         for (start, piece) in starts.into_iter().zip(pieces).rev() {
             fill(start, piece);
@@ -113,6 +113,17 @@ pub fn piece_lengths(len: usize, cuts: &[usize]) -> Vec<usize> {
 
 /// Cuts `K` equally long slices into consecutive pieces of the given lengths (which must add up to
 /// the slices' length).
+/// The first row of each piece of lengths `lens` starting at `first_row`.
+pub fn piece_starts(first_row: usize, lens: &[usize]) -> Vec<usize> {
+    lens.iter()
+        .scan(first_row, |at, l| {
+            let start = *at;
+            *at += l;
+            Some(start)
+        })
+        .collect()
+}
+
 pub fn cut_pieces<'a, const K: usize>(
     outs: [&'a mut [f64]; K],
     lens: &[usize],

@@ -19,6 +19,9 @@ pub struct GpuInfo {
     pub uuid: String,
     pub compute_capability: (i32, i32),
     pub memory_bytes: usize,
+    /// `Some(slot)` for a simulated GPU (`THREADX_SIMULATED_GPUS`): it runs the CPU kernels at a
+    /// relative speed, for tests and demos of multi-device balancing on any machine.
+    pub simulated: Option<usize>,
 }
 
 impl GpuInfo {
@@ -29,6 +32,48 @@ impl GpuInfo {
             self.compute_capability.0, self.compute_capability.1
         )
     }
+}
+
+/// `THREADX_SIMULATED_GPUS="1.0,0.5"`: one simulated GPU per listed speed (relative to one CPU
+/// thread), after the real GPUs. Read on every call, so a test can add devices or slow one down
+/// mid-process.
+pub fn simulated_speeds() -> Vec<f64> {
+    std::env::var("THREADX_SIMULATED_GPUS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| {
+                    p.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s > 0.0)
+                        .unwrap_or(1.0)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The current speed of simulated GPU `slot` (1.0 if the variable no longer lists it).
+pub fn simulated_speed(slot: usize) -> f64 {
+    simulated_speeds().get(slot).copied().unwrap_or(1.0)
+}
+
+fn with_simulated(mut status: GpuStatus) -> GpuStatus {
+    let speeds = simulated_speeds();
+    let first = status.devices.len();
+    for (slot, speed) in speeds.iter().enumerate() {
+        status.devices.push(GpuInfo {
+            index: first + slot,
+            name: format!("simulated GPU (speed {speed})"),
+            uuid: format!("sim-{slot}"),
+            compute_capability: (0, 0),
+            memory_bytes: 0,
+            simulated: Some(slot),
+        });
+    }
+    status
 }
 
 /// What discovery found: the GPUs, or why there are none.
@@ -219,6 +264,7 @@ fn discover() -> GpuStatus {
                 // SAFETY: as above.
                 memory_bytes: unsafe { cudarc::driver::result::device::total_mem(dev) }
                     .unwrap_or(0),
+                simulated: None,
             });
         }
         Ok((v, devices))
@@ -270,12 +316,12 @@ fn format_uuid(b: &[std::ffi::c_char; 16]) -> String {
 
 static STATUS: OnceLock<GpuStatus> = OnceLock::new();
 
-/// Discovers (once per process) and returns what was found.
-pub fn status() -> &'static GpuStatus {
-    STATUS.get_or_init(discover)
-}
-
-/// Discovery's result if it already ran: planning must not initialise CUDA for small calls.
-pub fn status_if_known() -> Option<&'static GpuStatus> {
-    STATUS.get()
+/// Discovers the real GPUs (once per process) and adds the simulated ones listed in
+/// `THREADX_SIMULATED_GPUS` now (re-read on every call, so tests can change them).
+pub fn status() -> GpuStatus {
+    let real = STATUS.get_or_init(discover);
+    if std::env::var_os("THREADX_SIMULATED_GPUS").is_none() {
+        return real.clone();
+    }
+    with_simulated(real.clone())
 }

@@ -175,26 +175,36 @@ fn injected(step: &str) -> Result<(), GpuError> {
     }
 }
 
-/// A call's view of one GPU (its state is locked for the duration).
-pub struct CudaBackend<'a> {
-    pub dev: std::cell::RefCell<&'a mut DeviceState>,
+/// A call's view of one GPU, whose state stays locked (by [`with_device`]) while it lives.
+pub struct CudaBackend {
+    dev: std::cell::RefCell<&'static mut DeviceState>,
     /// Bytes moved each way, for the link model.
     pub h2d_bytes: std::cell::Cell<usize>,
     pub d2h_bytes: std::cell::Cell<usize>,
 }
 
-impl<'a> CudaBackend<'a> {
-    pub fn new(dev: &'a mut DeviceState) -> Result<CudaBackend<'a>, GpuError> {
+impl CudaBackend {
+    /// # Safety
+    /// The backend must be dropped before `dev`'s borrow ends: create it inside the closure given
+    /// to [`with_device`] and do not move it out (it is neither `Send` nor `Clone`).
+    pub unsafe fn new(dev: &mut DeviceState) -> Result<CudaBackend, GpuError> {
         dev.ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
+        // SAFETY: the caller keeps the backend inside the borrow's scope (see above); the
+        // 'static only lets the backend be one type whatever the borrow's lifetime.
+        let dev: &'static mut DeviceState = unsafe { &mut *(dev as *mut DeviceState) };
         Ok(CudaBackend {
             dev: std::cell::RefCell::new(dev),
             h2d_bytes: std::cell::Cell::new(0),
             d2h_bytes: std::cell::Cell::new(0),
         })
     }
+
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        self.dev.borrow().synchronize()
+    }
 }
 
-impl Backend for CudaBackend<'_> {
+impl Backend for CudaBackend {
     type Buf = CudaBuf;
 
     fn alloc(&self, len: usize) -> Result<CudaBuf, GpuError> {

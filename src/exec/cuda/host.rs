@@ -76,12 +76,15 @@ impl DeviceBuffer for HostBuf {
 /// Runs launches on the calling thread, 128 threads per block.
 pub struct HostBackend {
     pub launches: std::cell::Cell<usize>,
+    /// Fail every launch from this one on (tests of error handling).
+    pub fail_from_launch: Option<usize>,
 }
 
 impl HostBackend {
     pub fn new() -> HostBackend {
         HostBackend {
             launches: std::cell::Cell::new(0),
+            fail_from_launch: None,
         }
     }
 }
@@ -125,6 +128,12 @@ impl Backend for HostBackend {
         let name = CString::new(kernel.name()).map_err(|e| GpuError(e.to_string()))?;
         let grid = threads.div_ceil(BLOCK) as c_uint;
         self.launches.set(self.launches.get() + 1);
+        if self
+            .fail_from_launch
+            .is_some_and(|n| self.launches.get() > n)
+        {
+            return Err(GpuError(format!("injected failure of {}", kernel.name())));
+        }
         // SAFETY: `args` is the #[repr(C)] mirror of the kernel's argument struct and every
         // address in it points into a live HostBuf of this backend.
         let rc = unsafe {

@@ -4,7 +4,7 @@
 //! and cut into small pieces. NaN counts as equal to NaN whatever its payload.
 
 use super::host::HostBackend;
-use super::pipeline::run;
+use super::pipeline::{run, run_multi, share_ranges, GpuError};
 use crate::kernels::split::Sequential;
 use crate::kernels::testing::{series_zoo, Lcg};
 use crate::kernels::Spec;
@@ -132,5 +132,156 @@ fn every_launched_kernel_exists_in_the_host_build() {
         // Zero threads: each kernel returns at once, but an unknown name is an error.
         let args = RowArgs::default();
         be.launch(k, 0, &args).unwrap();
+    }
+}
+
+fn run_on_devices(
+    spec: &Spec,
+    ins: &[&[f64]],
+    shares: &[f64],
+    fail: Option<(usize, Option<usize>)>,
+) -> Result<Vec<Vec<f64>>, GpuError> {
+    let n = ins[0].len();
+    let mut got = vec![vec![f64::from_bits(0x7ff8_dead_0000_0001); n]; spec.outputs().len()];
+    let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+    let with_backend = |d: usize,
+                        body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
+     -> Result<(), GpuError> {
+        let mut be = HostBackend::new();
+        match fail {
+            Some((dev, None)) if dev == d => return Err(GpuError("device did not open".into())),
+            Some((dev, Some(after))) if dev == d => be.fail_from_launch = Some(after),
+            _ => {}
+        }
+        body(&be)
+    };
+    run_multi(&with_backend, spec, ins, &mut o, shares, usize::MAX, None)?;
+    Ok(got)
+}
+
+/// Several host-built "devices" (each on its own thread, as GPUs are) with random shares, zero
+/// shares included: the single-device bits, for every indicator.
+#[test]
+fn multi_device_runs_fuse_to_the_single_device_bits() {
+    let mut rng = Lcg(21);
+    for spec in specs() {
+        let n = [3_000, 7_000, 12_345][rng.below(3)];
+        let all = series(n, 9);
+        let inputs = inputs_for(&spec, &all[rng.below(all.len())], &all[6]);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let mut want = vec![vec![0.0; n]; spec.outputs().len()];
+        {
+            let mut o: Vec<&mut [f64]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
+            run(&HostBackend::new(), &spec, &ins, &mut o, usize::MAX).unwrap();
+        }
+        for _ in 0..3 {
+            let k = 1 + rng.below(4);
+            let shares: Vec<f64> = (0..k)
+                .map(|_| rng.below(3) as f64 * rng.uniform())
+                .collect();
+            let got = run_on_devices(&spec, &ins, &shares, None).unwrap();
+            for j in 0..want.len() {
+                for t in spec.lookback()..n {
+                    let (g, w) = (got[j][t], want[j][t]);
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{spec:?} shares {shares:?}: output {j} row {t}: {g:e} vs {w:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A device that fails (at open, or at any launch) makes the whole run an error, and no other
+/// device is left waiting at the carry exchange.
+#[test]
+fn a_failing_device_fails_the_run_without_deadlock() {
+    let x = &series(9_000, 3)[0];
+    // Launches per device: sma 1; ema drive, local, finish; macd twice that.
+    for (spec, launches) in [
+        (Spec::sma(5).unwrap(), 1),
+        (Spec::ema(10).unwrap(), 3),
+        (Spec::macd(12, 26, 9).unwrap(), 6),
+    ] {
+        for fail in [
+            (0, None),
+            (2, None),
+            (1, Some(0)),
+            (2, Some(launches - 1)),
+            (0, Some(1)),
+        ] {
+            if fail.1.is_some_and(|a| a >= launches) {
+                continue;
+            }
+            let r = run_on_devices(&spec, &[x], &[1.0, 1.0, 1.0], Some(fail));
+            assert!(r.is_err(), "{spec:?} {fail:?}");
+        }
+    }
+}
+
+#[test]
+fn share_ranges_cover_the_rows_on_the_grid() {
+    let r = share_ranges(5, 10_005, &[1.0, 0.0, 3.0], 1024);
+    assert_eq!(r.first().unwrap().0, 5);
+    assert_eq!(r.last().unwrap().1, 10_005);
+    assert!(r.windows(2).all(|w| w[0].1 == w[1].0));
+    assert_eq!(r[1].0, r[1].1, "a zero share gets no rows");
+    assert_eq!(r[0].1 % 1024, 0);
+}
+
+/// CPU and simulated members on a prefix of the rows and host-built "GPUs" on the rest, through
+/// the production orchestration (`exec::mixed`): the single-device bits for every indicator.
+#[test]
+fn host_members_and_gpus_fuse_to_the_single_device_bits() {
+    use crate::exec::devset::{DeviceSetSplit, Member};
+    use crate::kernels::scan::SCAN_BLOCK;
+    let mut rng = Lcg(31);
+    for spec in specs() {
+        let n = [4_000, 9_000][rng.below(2)];
+        let all = series(n, 13);
+        let inputs = inputs_for(&spec, &all[rng.below(all.len())], &all[6]);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let mut want = vec![vec![0.0; n]; spec.outputs().len()];
+        {
+            let mut o: Vec<&mut [f64]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
+            spec.run(&Sequential, &ins, &mut o);
+        }
+        let min_prefix = (spec.lookback() + 1).div_ceil(SCAN_BLOCK) * SCAN_BLOCK;
+        for _ in 0..2 {
+            let split_at = (min_prefix + rng.below(4) * SCAN_BLOCK).min(n);
+            let host = DeviceSetSplit::new(
+                vec![Member::Cpu { workers: 2 }, Member::Simulated { speed: 1.0 }],
+                &[1.0, rng.uniform()],
+            );
+            let shares: Vec<f64> = (0..1 + rng.below(3)).map(|_| 0.1 + rng.uniform()).collect();
+            let mut got = vec![vec![0.0; n]; spec.outputs().len()];
+            let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let with_backend = |_d: usize,
+                                body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
+             -> Result<(), GpuError> { body(&HostBackend::new()) };
+            crate::exec::mixed::run(&spec, &host, split_at, &ins, &mut o, |tails, prefix| {
+                run_multi(
+                    &with_backend,
+                    &spec,
+                    &ins,
+                    tails,
+                    &shares,
+                    usize::MAX,
+                    prefix,
+                )
+            })
+            .unwrap();
+            for j in 0..want.len() {
+                for t in spec.lookback()..n {
+                    let (g, w) = (got[j][t], want[j][t]);
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{spec:?} prefix {split_at} shares {shares:?}: output {j} row {t}: \
+                         {g:e} vs {w:e}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -40,7 +40,7 @@ pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T
 }
 
 /// Discovery's result (runs discovery, and so initialises CUDA, on first use).
-pub fn status() -> &'static GpuStatus {
+pub fn status() -> GpuStatus {
     discovery::status()
 }
 
@@ -85,7 +85,8 @@ pub fn run(
             let started = Instant::now();
             let rows = piece_rows(spec, dev.free_rows()?);
             let (h2d, d2h) = {
-                let be = driver::CudaBackend::new(dev)?;
+                // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+                let be = unsafe { driver::CudaBackend::new(dev)? };
                 pipeline::run(&be, spec, inputs, outs, rows)?;
                 (be.h2d_bytes.get(), be.d2h_bytes.get())
             };
@@ -98,6 +99,47 @@ pub fn run(
             })
         })
     })
+}
+
+/// Computes `spec` across the real GPUs `indices` with `shares` of the rows (see
+/// [`pipeline::run_multi`]); returns each GPU's busy seconds.
+pub fn run_multi(
+    spec: &Spec,
+    indices: &[usize],
+    shares: &[f64],
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    prefix: Option<pipeline::Prefix<'_>>,
+) -> Result<Vec<f64>, GpuError> {
+    let st = status();
+    let infos: Vec<GpuInfo> = indices
+        .iter()
+        .map(|i| {
+            st.devices
+                .iter()
+                .find(|d| d.index == *i && d.simulated.is_none())
+                .cloned()
+                .ok_or_else(|| GpuError(format!("no usable GPU {i}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let count = st.devices.len();
+    let with_backend = |d: usize,
+                        body: &mut dyn FnMut(&driver::CudaBackend) -> Result<(), GpuError>|
+     -> Result<(), GpuError> {
+        catch("CUDA", || {
+            driver::with_device(&infos[d], count, |dev| {
+                // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+                let be = unsafe { driver::CudaBackend::new(dev)? };
+                body(&be)
+            })
+        })
+    };
+    let rows = std::env::var("THREADX_GPU_PIECE_ROWS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(usize::MAX);
+    pipeline::run_multi(&with_backend, spec, inputs, outs, shares, rows, prefix)
 }
 
 /// Compiles every kernel for `arch` (no GPU needed) and returns the CUBIN size and NVRTC version.
@@ -121,8 +163,9 @@ pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkMo
     let count = st.devices.len().max(index + 1);
     catch("CUDA link measurement", || {
         driver::with_device(info, count, |dev| {
-            let be = driver::CudaBackend::new(dev)?;
-            let sync = |be: &driver::CudaBackend| be.dev.borrow().synchronize();
+            // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+            let be = unsafe { driver::CudaBackend::new(dev)? };
+            let sync = |be: &driver::CudaBackend| be.synchronize();
             let big = vec![1.0f64; 8 << 20];
             let mut back = vec![0.0f64; big.len()];
             let mut buf = be.alloc(big.len())?;

@@ -53,93 +53,59 @@ pub trait Backend {
     ) -> Result<(), GpuError>;
 }
 
-/// Computes `spec` on the device: every row from the lookback on, as [`Spec::run`] would.
-pub fn run<B: Backend>(
-    be: &B,
-    spec: &Spec,
-    inputs: &[&[f64]],
-    outs: &mut [&mut [f64]],
-    piece_rows: usize,
-) -> Result<(), GpuError> {
-    let n = inputs.first().map_or(0, |x| x.len());
-    let lookback = spec.lookback();
-    if n <= lookback {
-        return Ok(());
-    }
-    let piece_rows = piece_rows.max(1);
+/// How an indicator runs on a GPU.
+enum Family {
+    Window(Window),
+    Stoch(usize, usize, usize),
+    Scans(Vec<Stage>),
+}
+
+/// Output rows `[from, to)` of a call, written to output slices whose element 0 is row `out_base`.
+#[derive(Clone, Copy)]
+struct Rows {
+    from: usize,
+    to: usize,
+    out_base: usize,
+}
+
+fn family(spec: &Spec, inputs: &[&[f64]]) -> Family {
     let x = inputs[0];
-    let moments = |mode, w: usize, inv_denom, k| Window::Moments {
-        mode,
-        w,
-        inv_denom,
-        k,
+    let lookback = spec.lookback();
+    let moments = |mode, w: usize, inv_denom, k| {
+        Family::Window(Window::Moments {
+            mode,
+            w,
+            inv_denom,
+            k,
+        })
     };
+    let one = |mode, rec: &Recurrence<1>, coef: f64, ins: [In; 3]| {
+        Family::Scans(vec![Stage::new(
+            mode,
+            rec,
+            [coef, 0.0],
+            ins,
+            [Out::User(0), Out::None],
+        )])
+    };
+    let x_only = [In::Input(0), In::None, In::None];
     match *spec {
-        Spec::Sma { period } => windowed(
-            be,
-            moments(MOMENTS_SMA, period, 0.0, 0.0),
-            x,
-            outs,
-            lookback,
-            piece_rows,
-        ),
+        Spec::Sma { period } => moments(MOMENTS_SMA, period, 0.0, 0.0),
         Spec::RollingStd { period, ddof } => {
-            let inv_denom = 1.0 / (period - ddof) as f64;
-            windowed(
-                be,
-                moments(MOMENTS_STD, period, inv_denom, 0.0),
-                x,
-                outs,
-                lookback,
-                piece_rows,
-            )
+            moments(MOMENTS_STD, period, 1.0 / (period - ddof) as f64, 0.0)
         }
-        Spec::Zscore { period } => windowed(
-            be,
-            moments(MOMENTS_ZSCORE, period, 0.0, 0.0),
-            x,
-            outs,
-            lookback,
-            piece_rows,
-        ),
-        Spec::Bollinger { period, std_dev } => windowed(
-            be,
-            moments(MOMENTS_BOLLINGER, period, 0.0, std_dev),
-            x,
-            outs,
-            lookback,
-            piece_rows,
-        ),
-        Spec::Wma { period } => {
-            windowed(be, Window::Wma { w: period }, x, outs, lookback, piece_rows)
-        }
-        Spec::Roc { period } => windowed(be, Window::Roc { period }, x, outs, lookback, piece_rows),
+        Spec::Zscore { period } => moments(MOMENTS_ZSCORE, period, 0.0, 0.0),
+        Spec::Bollinger { period, std_dev } => moments(MOMENTS_BOLLINGER, period, 0.0, std_dev),
+        Spec::Wma { period } => Family::Window(Window::Wma { w: period }),
+        Spec::Roc { period } => Family::Window(Window::Roc { period }),
         Spec::Stoch {
             fastk,
             slowk,
             slowd,
-        } => stoch(be, inputs, (fastk, slowk, slowd), outs, piece_rows),
+        } => Family::Stoch(fastk, slowk, slowd),
         Spec::Ema { period } => {
             let (rec, k) = ema::ema_recurrence(x, period);
-            let stage = Stage::new(
-                SCAN_EMA,
-                &rec,
-                [k, 0.0],
-                [In::Input(0), In::None, In::None],
-                [Out::User(0), Out::None],
-            );
-            scans(be, inputs, &[stage], outs, lookback, piece_rows)
-        }
-        Spec::Rsi { period } => {
-            let (rec, inv) = wilder::rsi_recurrence(x, period);
-            let stage = Stage::new(
-                SCAN_RSI,
-                &rec,
-                [inv, 0.0],
-                [In::Input(0), In::None, In::None],
-                [Out::User(0), Out::None],
-            );
-            scans(be, inputs, &[stage], outs, lookback, piece_rows)
+            one(SCAN_EMA, &rec, k, x_only)
         }
         Spec::Atr { period } | Spec::Natr { period } => {
             let mode = if matches!(spec, Spec::Atr { .. }) {
@@ -148,9 +114,7 @@ pub fn run<B: Backend>(
                 SCAN_NATR
             };
             let (rec, inv) = wilder::atr_recurrence((inputs[1], inputs[2], inputs[0]), period);
-            let ins = [In::Input(0), In::Input(1), In::Input(2)];
-            let stage = Stage::new(mode, &rec, [inv, 0.0], ins, [Out::User(0), Out::None]);
-            scans(be, inputs, &[stage], outs, lookback, piece_rows)
+            one(mode, &rec, inv, [In::Input(0), In::Input(1), In::Input(2)])
         }
         Spec::Obv => {
             let rec = Recurrence {
@@ -158,9 +122,17 @@ pub fn run<B: Backend>(
                 seed_row: 0,
                 seed: [inputs[1][0]],
             };
-            let ins = [In::Input(0), In::Input(1), In::None];
-            let stage = Stage::new(SCAN_OBV, &rec, [0.0, 0.0], ins, [Out::User(0), Out::None]);
-            scans(be, inputs, &[stage], outs, lookback, piece_rows)
+            one(SCAN_OBV, &rec, 0.0, [In::Input(0), In::Input(1), In::None])
+        }
+        Spec::Rsi { period } => {
+            let (rec, inv) = wilder::rsi_recurrence(x, period);
+            Family::Scans(vec![Stage::new(
+                SCAN_RSI,
+                &rec,
+                [inv, 0.0],
+                x_only,
+                [Out::User(0), Out::None],
+            )])
         }
         Spec::Macd { fast, slow, signal } => {
             let (line, coef) = ema::macd_recurrence(x, fast, slow);
@@ -178,14 +150,8 @@ pub fn run<B: Backend>(
                 &mut h,
             );
             let (sig, kg) = ema::signal_recurrence(&m, slow, signal);
-            let stages = [
-                Stage::new(
-                    SCAN_MACD,
-                    &line,
-                    coef,
-                    [In::Input(0), In::None, In::None],
-                    [Out::User(0), Out::None],
-                ),
+            Family::Scans(vec![
+                Stage::new(SCAN_MACD, &line, coef, x_only, [Out::User(0), Out::None]),
                 Stage::new(
                     SCAN_SIGNAL,
                     &sig,
@@ -193,9 +159,34 @@ pub fn run<B: Backend>(
                     [In::User(0), In::None, In::None],
                     [Out::User(1), Out::User(2)],
                 ),
-            ];
-            scans(be, inputs, &stages, outs, lookback, piece_rows)
+            ])
         }
+    }
+}
+
+/// Computes `spec` on the device: every row from the lookback on, as [`Spec::run`] would.
+pub fn run<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let n = inputs.first().map_or(0, |x| x.len());
+    let lookback = spec.lookback();
+    if n <= lookback {
+        return Ok(());
+    }
+    let piece_rows = piece_rows.max(1);
+    let rows = Rows {
+        from: lookback,
+        to: n,
+        out_base: 0,
+    };
+    match family(spec, inputs) {
+        Family::Window(op) => windowed(be, op, inputs[0], outs, rows, piece_rows),
+        Family::Stoch(fk, sk, sd) => stoch(be, inputs, (fk, sk, sd), outs, rows, piece_rows),
+        Family::Scans(stages) => scans(be, inputs, &stages, outs, lookback, piece_rows),
     }
 }
 
@@ -278,11 +269,10 @@ fn windowed<B: Backend>(
     op: Window,
     x: &[f64],
     outs: &mut [&mut [f64]],
-    lookback: usize,
+    rows: Rows,
     piece_rows: usize,
 ) -> Result<(), GpuError> {
-    let n = x.len();
-    let plan = pieces(lookback, n, piece_rows, 1, 0);
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
     let cap = plan
         .iter()
         .map(|&(lo, hi)| hi - op.halo_start(lo))
@@ -362,8 +352,9 @@ fn windowed<B: Backend>(
                 be.launch(Kernel::Roc, hi - lo, &args)?;
             }
         }
+        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
         for (out, buf) in outs.iter_mut().zip(&bufs) {
-            be.download(buf, lo - base, &mut out[lo..hi])?;
+            be.download(buf, lo - base, &mut out[a..b])?;
         }
     }
     Ok(())
@@ -376,12 +367,11 @@ fn stoch<B: Backend>(
     inputs: &[&[f64]],
     (fk, sk, sd): (usize, usize, usize),
     outs: &mut [&mut [f64]],
+    rows: Rows,
     piece_rows: usize,
 ) -> Result<(), GpuError> {
     let (close, high, low) = (inputs[0], inputs[1], inputs[2]);
-    let n = close.len();
     let (ok, od) = (fk - 1, fk + sk - 2);
-    let lookback = od + sd - 1;
     // Rows each level needs for output rows from `lo`: slow %K from hd, fast %K from hk, prices from hx.
     let halos = |lo: usize| {
         let hd = grid_start(lo + 1 - sd, od, sd);
@@ -389,7 +379,7 @@ fn stoch<B: Backend>(
         let hx = grid_start(hk + 1 - fk, 0, fk);
         (hd, hk, hx)
     };
-    let plan = pieces(lookback, n, piece_rows, 1, 0);
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
     let cap = plan
         .iter()
         .map(|&(lo, hi)| hi - halos(lo).2)
@@ -444,8 +434,9 @@ fn stoch<B: Backend>(
             };
             be.launch(Kernel::Moments, grid_threads(from, hi, origin, w), &args)?;
         }
-        be.download(&kb, lo - base, &mut outs[0][lo..hi])?;
-        be.download(&db, lo - base, &mut outs[1][lo..hi])?;
+        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
+        be.download(&kb, lo - base, &mut outs[0][a..b])?;
+        be.download(&db, lo - base, &mut outs[1][a..b])?;
     }
     Ok(())
 }
@@ -526,77 +517,35 @@ fn scans<B: Backend>(
         .map(|&(lo, hi)| (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1)
         .max()
         .unwrap_or(0);
-    let mut in_bufs = alloc_n(be, inputs.len(), cap)?;
-    let out_bufs = alloc_n(be, outs.len(), cap)?;
-    let l = be.alloc(2 * cap)?;
-    let ends = be.alloc(2 * max_blocks)?;
-    let mut carries = be.alloc(2 * max_blocks)?;
-    let mut powers = Vec::with_capacity(stages.len());
-    for st in stages {
-        let mut p = be.alloc(st.powers.len())?;
-        be.upload(&mut p, &st.powers)?;
-        powers.push(p);
-    }
+    let mut b = MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, max_blocks)?;
     let mut carry: Vec<[f64; 2]> = stages.iter().map(|s| s.seed).collect();
     let (mut ends_host, mut carries_host) = (vec![0.0; 2 * max_blocks], vec![0.0; 2 * max_blocks]);
     for (lo, hi) in plan {
         let base = lo.saturating_sub(1);
-        for (buf, src) in in_bufs.iter_mut().zip(inputs) {
+        for (buf, src) in b.ins.iter_mut().zip(inputs) {
             be.upload(buf, &src[base..hi])?;
         }
         for (si, st) in stages.iter().enumerate() {
-            let source = |i: In| match i {
-                In::None => 0,
-                In::Input(j) => addr_at(&in_bufs, j),
-                In::User(j) => addr_at(&out_bufs, j),
-            };
-            let target = |o: Out| match o {
-                Out::None => 0,
-                Out::User(j) => addr_at(&out_bufs, j),
-            };
-            let args = ScanArgs {
-                in0: source(st.ins[0]),
-                in1: source(st.ins[1]),
-                in2: source(st.ins[2]),
-                l: l.addr(),
-                ends: ends.addr(),
-                carries: carries.addr(),
-                powers: powers[si].addr(),
-                out0: target(st.outs[0]),
-                out1: target(st.outs[1]),
-                base: base as i64,
-                stride: cap as i64,
-                lo: lo as i64,
-                hi: hi as i64,
-                seed_row: st.seed_row as i64,
-                channels: st.channels as i64,
-                mode: st.mode,
-                coef0: st.coef[0],
-                coef1: st.coef[1],
-                decay0: st.decay[0],
-                decay1: st.decay[1],
-                seed0: st.seed[0],
-                seed1: st.seed[1],
-            };
+            let args = b.args(st, si, base, cap, lo, hi);
             let from = lo.max(st.seed_row + 1);
             if from < hi {
                 be.launch(Kernel::ScanDrive, hi - from, &args)?;
-                let k0 = from / SCAN_BLOCK;
-                let blocks = (hi - 1) / SCAN_BLOCK - k0 + 1;
+                let (k0, blocks) = (
+                    from / SCAN_BLOCK,
+                    (hi - 1) / SCAN_BLOCK - from / SCAN_BLOCK + 1,
+                );
                 let c = st.channels;
                 be.launch(Kernel::ScanLocal, blocks * c, &args)?;
-                be.download(&ends, 0, &mut ends_host[..blocks * c])?;
-                // Carries in block order, exactly as scan.rs chains them.
-                let cur = &mut carry[si];
-                for kk in 0..blocks {
-                    let k = k0 + kk;
-                    let len = ((k + 1) * SCAN_BLOCK).min(hi) - (k * SCAN_BLOCK).max(from);
-                    for ch in 0..c {
-                        carries_host[kk * c + ch] = cur[ch];
-                        cur[ch] = ends_host[kk * c + ch] + st.powers[len * c + ch] * cur[ch];
-                    }
-                }
-                be.upload(&mut carries, &carries_host[..blocks * c])?;
+                be.download(&b.ends, 0, &mut ends_host[..blocks * c])?;
+                st.chain(
+                    &mut carry[si],
+                    k0,
+                    from,
+                    hi,
+                    &ends_host[..blocks * c],
+                    &mut carries_host,
+                );
+                be.upload(&mut b.carries, &carries_host[..blocks * c])?;
             }
             if lo.max(st.seed_row) < hi {
                 be.launch(Kernel::ScanFinish, hi - lo, &args)?;
@@ -604,10 +553,456 @@ fn scans<B: Backend>(
         }
         let from = lo.max(lookback);
         if from < hi {
-            for (out, buf) in outs.iter_mut().zip(&out_bufs) {
+            for (out, buf) in outs.iter_mut().zip(&b.outs) {
                 be.download(buf, from - base, &mut out[from..hi])?;
             }
         }
     }
     Ok(())
+}
+
+impl Stage {
+    /// Chains the carries of blocks `k0..` (rows `from..hi`) from `cur`, exactly as scan.rs does:
+    /// `carries[kk] = C(k)`, `C(k+1) = end(k) + a^len(k) · C(k)`; leaves the state after the last
+    /// block in `cur`.
+    fn chain(
+        &self,
+        cur: &mut [f64; 2],
+        k0: usize,
+        from: usize,
+        hi: usize,
+        ends: &[f64],
+        carries: &mut [f64],
+    ) {
+        let c = self.channels;
+        for kk in 0..ends.len() / c {
+            let k = k0 + kk;
+            let len = ((k + 1) * SCAN_BLOCK).min(hi) - (k * SCAN_BLOCK).max(from);
+            for ch in 0..c {
+                carries[kk * c + ch] = cur[ch];
+                cur[ch] = ends[kk * c + ch] + self.powers[len * c + ch] * cur[ch];
+            }
+        }
+    }
+}
+
+/// One device of a multi-device run: opens its backend on the calling thread and runs `body`.
+pub type WithBackend<'a, B> =
+    dyn Fn(usize, &mut dyn FnMut(&B) -> Result<(), GpuError>) -> Result<(), GpuError> + Sync + 'a;
+
+/// What the members of a multi-device scan exchange between the local-scan and fix-up phases.
+struct ScanExchange<'a> {
+    barrier: std::sync::Barrier,
+    failed: std::sync::atomic::AtomicBool,
+    /// Per member: its first block and the local value at the end of each of its blocks.
+    ends: std::sync::Mutex<Vec<(usize, Vec<f64>)>>,
+    /// Per member: the carry into each of its blocks.
+    carries: std::sync::Mutex<Vec<Vec<f64>>>,
+    /// Each stage's state at the end of a prefix of the rows computed elsewhere (the CPU), in
+    /// stage order; `None`: the members start from the seeds.
+    carry_in: Option<&'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>>,
+    /// Seconds each member spent at the barriers.
+    waited: std::sync::Mutex<Vec<f64>>,
+}
+
+/// Rows `0..rows` computed elsewhere (the CPU's share of a device set), and where that
+/// computation sends each scan stage's final state.
+pub struct Prefix<'a> {
+    pub rows: usize,
+    pub carries: &'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>,
+}
+
+impl ScanExchange<'_> {
+    /// Waits for every member; a member that failed still waits, so nobody deadlocks. The time
+    /// spent waiting is not the member's work: it is subtracted from its busy time.
+    fn wait(&self, me: usize) {
+        let t = std::time::Instant::now();
+        self.barrier.wait();
+        if let Ok(mut w) = self.waited.lock() {
+            if let Some(w) = w.get_mut(me) {
+                *w += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Cuts `[from, to)` into one range per share (cuts on multiples of `align`, a zero share gets
+/// no rows).
+pub fn share_ranges(from: usize, to: usize, shares: &[f64], align: usize) -> Vec<(usize, usize)> {
+    let total: f64 = shares.iter().filter(|s| s.is_finite() && **s > 0.0).sum();
+    let last = shares
+        .iter()
+        .rposition(|s| *s > 0.0)
+        .unwrap_or(shares.len().saturating_sub(1));
+    let mut out = Vec::with_capacity(shares.len());
+    let (mut at, mut acc) = (from, 0.0);
+    for (i, s) in shares.iter().enumerate() {
+        if s.is_finite() && *s > 0.0 {
+            acc += s;
+        }
+        let cut = if i >= last || total <= 0.0 {
+            to
+        } else {
+            let ideal = from as f64 + acc / total * (to - from) as f64;
+            (((ideal / align as f64).round() as usize) * align).clamp(at, to)
+        };
+        out.push((at, cut));
+        at = cut;
+    }
+    out
+}
+
+/// Computes `spec` across `shares.len()` devices at once, each on its own thread: rows are cut in
+/// proportion to the shares; windowed indicators give each device its range and halo, recursive
+/// ones run the local scans everywhere, chain the carries on the host in block order and then
+/// fix up everywhere (per stage, so MACD's signal sees the finished MACD line). The output is
+/// the single-device output, bit for bit. Returns each device's busy seconds.
+#[allow(clippy::too_many_arguments)]
+pub fn run_multi<B: Backend>(
+    with_backend: &WithBackend<'_, B>,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    shares: &[f64],
+    piece_rows: usize,
+    prefix: Option<Prefix<'_>>,
+) -> Result<Vec<f64>, GpuError> {
+    let n = inputs.first().map_or(0, |x| x.len());
+    let lookback = spec.lookback();
+    let devices = shares.len();
+    if n <= lookback || devices == 0 {
+        return Ok(vec![0.0; devices]);
+    }
+    let fam = family(spec, inputs);
+    let (from, align) = match &fam {
+        Family::Scans(stages) => (stages[0].seed_row, SCAN_BLOCK),
+        _ => (lookback, 1),
+    };
+    let start = prefix.as_ref().map_or(0, |p| p.rows);
+    let out_base = start;
+    let mut ranges = share_ranges(from.max(start), n, shares, align);
+    // The first scan range must hold every seed row (MACD's signal seeds at the lookback).
+    if let (Family::Scans(_), None) = (&fam, &prefix) {
+        let need = (lookback + 1).div_ceil(SCAN_BLOCK) * SCAN_BLOCK;
+        let first = ranges.iter().position(|r| r.1 > r.0).unwrap_or(0);
+        if ranges[first].1 < need.min(n) {
+            let moved = need.min(n);
+            ranges[first].1 = moved;
+            for r in ranges.iter_mut().skip(first + 1) {
+                r.0 = r.0.max(moved);
+                r.1 = r.1.max(moved);
+            }
+        }
+    }
+    // Disjoint output slices per device, from the first row each writes.
+    let mut per_device: Vec<Vec<&mut [f64]>> = (0..devices).map(|_| Vec::new()).collect();
+    for out in outs.iter_mut() {
+        let mut rest: &mut [f64] = out;
+        let mut at = out_base;
+        for (d, &(lo, hi)) in ranges.iter().enumerate() {
+            let lo_w = lo.max(lookback).min(hi);
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(lo_w - at);
+            let (mine, tail) = tail.split_at_mut(hi - lo_w);
+            per_device[d].push(mine);
+            rest = tail;
+            at = hi;
+        }
+    }
+    let exchange = ScanExchange {
+        barrier: std::sync::Barrier::new(devices),
+        failed: std::sync::atomic::AtomicBool::new(false),
+        ends: std::sync::Mutex::new(vec![(0, Vec::new()); devices]),
+        carries: std::sync::Mutex::new(vec![Vec::new(); devices]),
+        carry_in: prefix.map(|p| p.carries),
+        waited: std::sync::Mutex::new(vec![0.0; devices]),
+    };
+    let results: Vec<Result<f64, GpuError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_device
+            .into_iter()
+            .enumerate()
+            .map(|(d, mut mine)| {
+                let (fam, exchange, ranges) = (&fam, &exchange, &ranges);
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let (lo, hi) = ranges[d];
+                    let rows = Rows {
+                        from: lo.max(lookback),
+                        to: hi,
+                        out_base: lo.max(lookback).min(hi),
+                    };
+                    let mut body = |be: &B| match fam {
+                        Family::Window(op) if rows.from < rows.to => {
+                            windowed(be, *op, inputs[0], &mut mine, rows, piece_rows)
+                        }
+                        Family::Stoch(fk, sk, sd) if rows.from < rows.to => {
+                            stoch(be, inputs, (*fk, *sk, *sd), &mut mine, rows, piece_rows)
+                        }
+                        Family::Scans(stages) => scan_member(
+                            be, inputs, stages, &mut mine, d, ranges, lookback, exchange,
+                        ),
+                        _ => Ok(()),
+                    };
+                    let mut entered = false;
+                    let mut guarded = |be: &B| {
+                        entered = true;
+                        body(be)
+                    };
+                    let r = with_backend(d, &mut guarded);
+                    if let (false, Family::Scans(stages)) = (entered, fam) {
+                        // The device never opened: stand in at every barrier so the other
+                        // members do not wait forever, and make them all give up.
+                        exchange.fail();
+                        for _ in 0..stages.len() * 2 {
+                            exchange.wait(d);
+                        }
+                    }
+                    r.map(|()| started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(GpuError("a device thread panicked".into())))
+            })
+            .collect()
+    });
+    let waited = exchange
+        .waited
+        .lock()
+        .map(|w| w.clone())
+        .unwrap_or_default();
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(d, r)| r.map(|busy| (busy - waited.get(d).copied().unwrap_or(0.0)).max(0.0)))
+        .collect()
+}
+
+/// A scan's device buffers: inputs, outputs, drives/local scans (`l`, two channels), block ends,
+/// carries and one power table per stage.
+struct MemberBufs<Buf> {
+    ins: Vec<Buf>,
+    outs: Vec<Buf>,
+    l: Buf,
+    ends: Buf,
+    carries: Buf,
+    powers: Vec<Buf>,
+}
+
+impl<Buf: DeviceBuffer> MemberBufs<Buf> {
+    fn alloc<B: Backend<Buf = Buf>>(
+        be: &B,
+        inputs: usize,
+        outputs: usize,
+        stages: &[Stage],
+        cap: usize,
+        max_blocks: usize,
+    ) -> Result<Self, GpuError> {
+        let mut powers = Vec::with_capacity(stages.len());
+        for st in stages {
+            let mut p = be.alloc(st.powers.len())?;
+            be.upload(&mut p, &st.powers)?;
+            powers.push(p);
+        }
+        Ok(MemberBufs {
+            ins: alloc_n(be, inputs, cap)?,
+            outs: alloc_n(be, outputs, cap)?,
+            l: be.alloc(2 * cap)?,
+            ends: be.alloc(2 * max_blocks.max(1))?,
+            carries: be.alloc(2 * max_blocks.max(1))?,
+            powers,
+        })
+    }
+
+    /// The argument block of stage `si` for a piece `[lo, hi)` whose arrays start at row `base`.
+    fn args(
+        &self,
+        st: &Stage,
+        si: usize,
+        base: usize,
+        cap: usize,
+        lo: usize,
+        hi: usize,
+    ) -> ScanArgs {
+        let source = |i: In| match i {
+            In::None => 0,
+            In::Input(j) => addr_at(&self.ins, j),
+            In::User(j) => addr_at(&self.outs, j),
+        };
+        let target = |o: Out| match o {
+            Out::None => 0,
+            Out::User(j) => addr_at(&self.outs, j),
+        };
+        ScanArgs {
+            in0: source(st.ins[0]),
+            in1: source(st.ins[1]),
+            in2: source(st.ins[2]),
+            l: self.l.addr(),
+            ends: self.ends.addr(),
+            carries: self.carries.addr(),
+            powers: self.powers[si].addr(),
+            out0: target(st.outs[0]),
+            out1: target(st.outs[1]),
+            base: base as i64,
+            stride: cap as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            seed_row: st.seed_row as i64,
+            channels: st.channels as i64,
+            mode: st.mode,
+            coef0: st.coef[0],
+            coef1: st.coef[1],
+            decay0: st.decay[0],
+            decay1: st.decay[1],
+            seed0: st.seed[0],
+            seed1: st.seed[1],
+        }
+    }
+}
+
+/// One member's part of a multi-device scan: its range `ranges[me]` in one piece, every stage's
+/// local scan, the exchange of block ends and carries, the fix-up, then its output rows. Every
+/// member passes every barrier exactly twice per stage, failed or not, so none waits forever.
+#[allow(clippy::too_many_arguments)]
+fn scan_member<B: Backend>(
+    be: &B,
+    inputs: &[&[f64]],
+    stages: &[Stage],
+    outs: &mut [&mut [f64]],
+    me: usize,
+    ranges: &[(usize, usize)],
+    lookback: usize,
+    ex: &ScanExchange<'_>,
+) -> Result<(), GpuError> {
+    let (lo, hi) = ranges[me];
+    let empty = lo >= hi;
+    let base = lo.saturating_sub(1);
+    let cap = hi.saturating_sub(base).max(1);
+    let blocks_max = if empty {
+        1
+    } else {
+        (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1
+    };
+    let mut error: Option<GpuError> = None;
+    let mut bufs = match MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, blocks_max)
+        .and_then(|mut b| {
+            if !empty {
+                for (buf, src) in b.ins.iter_mut().zip(inputs) {
+                    be.upload(buf, &src[base..hi])?;
+                }
+            }
+            Ok(b)
+        }) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            ex.fail();
+            error = Some(e);
+            None
+        }
+    };
+    for (si, st) in stages.iter().enumerate() {
+        let c = st.channels;
+        let from = lo.max(st.seed_row + 1);
+        let active = !empty && from < hi;
+        let k0 = from / SCAN_BLOCK;
+        let blocks = if active {
+            (hi - 1) / SCAN_BLOCK - k0 + 1
+        } else {
+            0
+        };
+        let args = bufs.as_ref().map(|b| b.args(st, si, base, cap, lo, hi));
+        // Phase 1: local scans; block ends to the exchange.
+        let mut ends_host = vec![0.0; blocks * c];
+        if let (Some(args), Some(b)) = (&args, &bufs) {
+            if active && !ex.failed() {
+                let r = be
+                    .launch(Kernel::ScanDrive, hi - from, args)
+                    .and_then(|()| be.launch(Kernel::ScanLocal, blocks * c, args))
+                    .and_then(|()| be.download(&b.ends, 0, &mut ends_host));
+                if let Err(e) = r {
+                    ex.fail();
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Ok(mut e) = ex.ends.lock() {
+            e[me] = (k0, ends_host);
+        }
+        ex.wait(me);
+        // The first member chains every member's blocks in block order, from the seed, exactly
+        // as scan.rs chains them.
+        if me == 0 && !ex.failed() {
+            let all = ex.ends.lock().map(|e| e.clone()).unwrap_or_default();
+            let mut cur = st.seed;
+            if let Some(rx) = ex.carry_in {
+                // The prefix's state after its last row (it holds every seed row).
+                match rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                    Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
+                    _ => ex.fail(),
+                }
+            }
+            let mut carries = vec![Vec::new(); all.len()];
+            for (m, (k0m, ends_m)) in all.iter().enumerate() {
+                let (lo_m, hi_m) = ranges[m];
+                let mut mine = vec![0.0; ends_m.len()];
+                st.chain(
+                    &mut cur,
+                    *k0m,
+                    lo_m.max(st.seed_row + 1),
+                    hi_m,
+                    ends_m,
+                    &mut mine,
+                );
+                carries[m] = mine;
+            }
+            if let Ok(mut slot) = ex.carries.lock() {
+                *slot = carries;
+            }
+        }
+        ex.wait(me);
+        // Phase 2: carries in, fix-up and outputs (kept on the device for the next stage).
+        if let (Some(args), Some(b)) = (&args, bufs.as_mut()) {
+            if !empty && !ex.failed() {
+                let mine = ex
+                    .carries
+                    .lock()
+                    .map(|c| c.get(me).cloned().unwrap_or_default())
+                    .unwrap_or_default();
+                let mut r = Ok(());
+                if active {
+                    r = be.upload(&mut b.carries, &mine);
+                }
+                if r.is_ok() && lo.max(st.seed_row) < hi {
+                    r = be.launch(Kernel::ScanFinish, hi - lo, args);
+                }
+                if let Err(e) = r {
+                    ex.fail();
+                    error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    let from = lo.max(lookback);
+    if let Some(b) = &bufs {
+        if !empty && from < hi && error.is_none() && !ex.failed() {
+            for (out, buf) in outs.iter_mut().zip(&b.outs) {
+                be.download(buf, from - base, &mut out[..hi - from])?;
+            }
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None if ex.failed() => Err(GpuError("another device of the set failed".into())),
+        None => Ok(()),
+    }
 }

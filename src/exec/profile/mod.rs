@@ -36,6 +36,8 @@ pub struct ProfileState {
     /// This machine's entry, with this process's samples.
     pub me: MachineProfile,
     pending: VecDeque<Sample>,
+    /// Workload tags whose balance ratios changed in memory since the last write.
+    balance_dirty: std::collections::BTreeSet<String>,
     last_flush: Instant,
     /// Why the profile is in memory only, if it is.
     pub memory_only: Option<String>,
@@ -107,6 +109,7 @@ fn load(path: Option<PathBuf>) -> ProfileState {
         fingerprint,
         file: ProfileFile::default(),
         pending: VecDeque::new(),
+        balance_dirty: Default::default(),
         last_flush: Instant::now(),
         memory_only: None,
     };
@@ -199,10 +202,102 @@ pub fn record(sample: Sample) {
 /// and are returned for callers that want to report them; queries never see them.
 pub fn flush() -> Result<(), String> {
     // Nothing measured yet (or already written): touch neither the file nor the profile.
-    if STATE.get().is_none() || state().pending.is_empty() {
+    if STATE.get().is_none() {
         return Ok(());
     }
-    apply(|_| {})
+    let (id, fingerprint, balance) = {
+        let mut st = state();
+        if st.pending.is_empty() && st.balance_dirty.is_empty() {
+            return Ok(());
+        }
+        let tags = std::mem::take(&mut st.balance_dirty);
+        let balance: Vec<(String, std::collections::BTreeMap<String, f64>)> = tags
+            .into_iter()
+            .filter_map(|t| st.me.balance.get(&t).map(|r| (t, r.clone())))
+            .collect();
+        (st.machine_id.clone(), st.fingerprint.clone(), balance)
+    };
+    if balance.is_empty() {
+        return apply(|_| {});
+    }
+    apply(|file| {
+        let mut m = file
+            .machine(&id)
+            .unwrap_or_else(|| schema::MachineProfile::new(fingerprint));
+        m.balance.extend(balance);
+        file.set_machine(&id, &m);
+    })
+}
+
+/// The split ratios stored for `tag` (member backend name → share), if any.
+pub fn balance(tag: &str) -> Option<std::collections::BTreeMap<String, f64>> {
+    state().me.balance.get(tag).cloned()
+}
+
+/// Every workload tag's ratios.
+pub fn balances() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> {
+    state().me.balance.clone()
+}
+
+/// Replaces `tag`'s ratios and writes them now.
+pub fn set_balance(
+    tag: &str,
+    ratios: std::collections::BTreeMap<String, f64>,
+) -> Result<(), String> {
+    {
+        let mut st = state();
+        st.me.balance.insert(tag.to_string(), ratios);
+        st.balance_dirty.insert(tag.to_string());
+    }
+    flush()
+}
+
+/// The tag whose ratios a call with workload tag `tag` uses (and so refines): `tag` itself when
+/// it has ratios or none exist for `default`, else `default`.
+pub fn balance_tag_in_use(tag: &str) -> String {
+    let st = state();
+    if st.me.balance.contains_key(tag) || !st.me.balance.contains_key("default") {
+        tag.to_string()
+    } else {
+        "default".to_string()
+    }
+}
+
+/// Calls smaller than this do not refine balance ratios: their per-member times are too short to
+/// tell the members apart from noise.
+pub const MIN_REFINE_ROWS: usize = 1 << 16;
+
+/// Moves `tag`'s ratios toward the shares `measured` (member → throughput) of one multi-device
+/// call: `r += α·(measured share − r)` per member. The members of the call keep the total share
+/// they had, so ratios of devices outside the call are untouched and the whole still sums to 1.
+/// Members new to the tag start at their measured share. Written with the next batch.
+pub fn refine_balance(tag: &str, measured: &[(String, f64)]) {
+    let total: f64 = measured.iter().map(|(_, v)| v).sum();
+    if !(total.is_finite() && total > 0.0) {
+        return;
+    }
+    let mut st = state();
+    let ratios = st.me.balance.entry(tag.to_string()).or_default();
+    let others: f64 = ratios
+        .iter()
+        .filter(|(k, _)| !measured.iter().any(|(m, _)| m == *k))
+        .map(|(_, v)| v)
+        .sum();
+    let budget = if others < 1.0 { 1.0 - others } else { 1.0 };
+    for (member, v) in measured {
+        let m = v / total * budget;
+        let r = ratios.entry(member.clone()).or_insert(m);
+        *r += schema::EWMA_ALPHA * (m - *r);
+    }
+    let sum: f64 = measured.iter().filter_map(|(k, _)| ratios.get(k)).sum();
+    if sum > 0.0 {
+        for (k, _) in measured {
+            if let Some(r) = ratios.get_mut(k) {
+                *r *= budget / sum;
+            }
+        }
+    }
+    st.balance_dirty.insert(tag.to_string());
 }
 
 /// Merges pending samples and applies `edit` to the file under the file lock (or in memory).
