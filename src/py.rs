@@ -44,11 +44,24 @@ fn cpu_info() -> PyResult<String> {
 
 /// The plan for a call (JSON), without running it and without exploration.
 #[pyfunction]
-fn explain(indicator: &str, rows: usize, device: &str) -> PyResult<String> {
+#[pyo3(signature = (indicator, rows, device, workload_tag=None))]
+fn explain(
+    indicator: &str,
+    rows: usize,
+    device: &str,
+    workload_tag: Option<&str>,
+) -> PyResult<String> {
     let device = Device::parse(device)
         .map_err(|m| PyValueError::new_err(format!("threadx.explain: {m}")))?;
-    let plan = exec::plan_named(indicator, &device, rows, CallContext::default(), false)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let plan = exec::plan_tagged(
+        indicator,
+        &device,
+        rows,
+        CallContext::default(),
+        false,
+        workload_tag,
+    )
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
     to_json(&plan)
 }
 
@@ -127,6 +140,7 @@ fn gpu_status(py: Python<'_>) -> PyResult<String> {
                 "compute_capability": [d.compute_capability.0, d.compute_capability.1],
                 "arch": d.arch(),
                 "memory_bytes": d.memory_bytes,
+                "simulated": d.simulated.is_some(),
             })
         })
         .collect();
@@ -179,6 +193,22 @@ fn gpu_measure_link(py: Python<'_>, index: usize) -> PyResult<String> {
     to_json(&link)
 }
 
+/// Every workload tag's split ratios (member profile name → share), as JSON.
+#[pyfunction]
+fn balance_get() -> PyResult<String> {
+    to_json(&crate::exec::profile::balances())
+}
+
+/// Stores `tag`'s split ratios (JSON object of member profile name → share) and writes them.
+#[pyfunction]
+fn balance_set(py: Python<'_>, tag: &str, ratios: &str) -> PyResult<()> {
+    let ratios: std::collections::BTreeMap<String, f64> = serde_json::from_str(ratios)
+        .map_err(|e| PyValueError::new_err(format!("threadx.gpu: bad ratios: {e}")))?;
+    let tag = tag.to_string();
+    let _ = py.detach(move || crate::exec::profile::set_balance(&tag, ratios));
+    Ok(())
+}
+
 #[pymodule]
 fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
@@ -196,6 +226,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(profile_reload, m)?)?;
     m.add_function(wrap_pyfunction!(profile_record, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_status, m)?)?;
+    m.add_function(wrap_pyfunction!(balance_get, m)?)?;
+    m.add_function(wrap_pyfunction!(balance_set, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_compile, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_kernel_names, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_add_nvrtc_dirs, m)?)?;

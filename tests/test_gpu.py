@@ -46,7 +46,8 @@ def _needs_a_gpu() -> None:
     # A fixture, not an import-time skip: `pytest -m "not gpu"` then deselects this module
     # without reporting a skip, and `pytest -m gpu` on a machine without a GPU skips every test
     # with the reason.
-    if not threadx.gpu.is_available():
+    # Simulated GPUs (THREADX_SIMULATED_GPUS) run the CPU kernels: this suite needs a real one.
+    if not any(not d["simulated"] for d in threadx.gpu.devices()):
         pytest.skip(f"no usable GPU: {threadx.gpu.status()['reason']}")
 
 
@@ -560,3 +561,26 @@ def test_injected_failure_warns_once_per_process_and_kind(kinds) -> None:
     lines = _fallback_lines(proc.stderr)
     assert len(lines) == len(kinds.split(",")), proc.stderr[-3000:]
     assert all("threadx" in line for line in lines), lines
+
+
+def test_a_multi_device_split_over_real_gpus_and_the_cpu_has_the_single_device_bits():
+    """One GPU plus the CPU (and every GPU, when there are several): the rows split in the
+    stored ratios, the bits of the single-device run, for windowed and recursive indicators."""
+    real = [d for d in threadx.gpu.devices() if not d["simulated"]]
+    df = ohlcv(3_000_000, seed=17)
+    placements = ["all"] + (["gpus"] if len(real) > 1 else [])
+    threadx.gpu.profile_auto_balance(sample_size=200_000, runs=1, workload_tag="bits")
+    for name, params, cols in [
+        ("bollinger", {"period": 20, "std_dev": 2.0}, ("close",)),
+        ("ema", {"period": 30}, ("close",)),
+        ("macd", {}, ("close",)),
+        ("atr", {"period": 14}, ("high", "low", "close")),
+        ("stoch", {}, ("high", "low", "close")),
+    ]:
+        fn = getattr(threadx, name)
+        want = df.select(fn(*cols, **params, device="gpu:0")).to_series()
+        for where in placements:
+            plan = threadx.explain(name, df.height, device=where, workload_tag="bits")
+            assert len(plan.split) >= 2, plan
+            got = df.select(fn(*cols, **params, device=where, workload_tag="bits")).to_series()
+            assert_same_values(got, want, f"{name} on {where}")

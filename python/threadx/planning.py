@@ -69,6 +69,9 @@ class Explanation:
     #: Why no GPU is a candidate (``None`` when GPUs were considered or discovery has not run).
     gpu_note: str | None = None
     explored: bool = False
+    #: For a multi-device plan: each member (``device``: ``cpu`` / ``gpu:<i>``, ``key``: its name
+    #: in the profile) and its ``share`` of the rows.
+    split: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         lines = [
@@ -82,6 +85,9 @@ class Explanation:
             pred = "-" if c.predicted_ms is None else f"{c.predicted_ms:.3f} ms"
             mark = "  <- pick" if c.backend == self.backend else ""
             lines.append(f"    {c.backend:<10} {pred:>12} {c.samples:>8}{mark}")
+        if self.split:
+            parts = ", ".join(f"{m['device']} {m['share']:.1%}" for m in self.split)
+            lines.append(f"  split:  {parts}")
         if self.gpu_note:
             lines.append(f"  gpu:    {self.gpu_note}")
         if self.profile_entries:
@@ -99,8 +105,14 @@ class Explanation:
             f"| {c.samples} | {'**pick**' if c.backend == self.backend else ''} |"
             for c in self.candidates
         )
+        split = (
+            " (split: " + ", ".join(f"{m['device']} {m['share']:.1%}" for m in self.split) + ")"
+            if self.split
+            else ""
+        )
         return (
-            f"**{self.indicator}** on {self.rows:,} rows → **{self.backend}**: {self.reason}\n\n"
+            f"**{self.indicator}** on {self.rows:,} rows → **{self.backend}**{split}: "
+            f"{self.reason}\n\n"
             f"| backend | predicted | samples | |\n|---|---|---|---|\n{rows}\n"
         )
 
@@ -129,7 +141,8 @@ GPU_AUTO_MIN_ROWS = 1 << 20
 def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Explanation:
     """How threadx would run ``indicator`` on ``n`` rows right now, without running it.
 
-    ``params`` are the indicator's parameters (validated like a real call). The plan never
+    ``params`` are the indicator's parameters (validated like a real call), ``workload_tag``
+    included (it selects the stored split ratios of a multi-device plan). The plan never
     explores here; a real call may, now and then, while the profile is incomplete.
     """
     if indicator not in INDICATORS:
@@ -145,7 +158,8 @@ def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Expl
         fn = getattr(threadx, indicator)
         inputs = {"atr": 3, "natr": 3, "stoch": 3, "obv": 2}.get(indicator, 1)
         fn(*(["x"] * inputs), **params)  # validates the parameters, builds nothing we keep
-    data = json.loads(_internal.explain(indicator, n, device))
+    tag = params.get("workload_tag")
+    data = json.loads(_internal.explain(indicator, n, device, tag.strip() if tag else None))
     data["candidates"] = [Candidate(**c) for c in data["candidates"]]
     data["gpu_note"] = _gpu_note(device, n)
     data.pop("explored", None)

@@ -113,6 +113,7 @@ fn compute(
     context: CallerContext,
     spec: Result<Spec, ParamError>,
     device: &str,
+    workload_tag: Option<&str>,
 ) -> PolarsResult<Series> {
     let spec = spec.map_err(param_error)?;
     let device = Device::parse(device)
@@ -146,7 +147,7 @@ fn compute(
     let ctx = CallContext {
         caller_parallel: context.parallel() || exec::on_polars_pool_thread(),
     };
-    exec::execute(&spec, &device, &slices, &mut views, ctx)
+    exec::execute_tagged(&spec, &device, workload_tag, &slices, &mut views, ctx)
         .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
 
     let series: Vec<Series> = outs

@@ -14,6 +14,8 @@ struct MacdKwargs {
     slow: i64,
     signal: i64,
     device: String,
+    #[serde(default)]
+    workload_tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -22,16 +24,30 @@ struct StochKwargs {
     slowk_period: i64,
     slowd_period: i64,
     device: String,
+    #[serde(default)]
+    workload_tag: Option<String>,
 }
 
 #[polars_expr(output_type=Float64)]
 fn rsi(inputs: &[Series], context: CallerContext, kwargs: PeriodKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Spec::rsi(kwargs.period), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Spec::rsi(kwargs.period),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 #[polars_expr(output_type=Float64)]
 fn roc(inputs: &[Series], context: CallerContext, kwargs: PeriodKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Spec::roc(kwargs.period), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Spec::roc(kwargs.period),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 fn macd_fields(input_fields: &[Field]) -> PolarsResult<Field> {
@@ -45,6 +61,7 @@ fn macd(inputs: &[Series], context: CallerContext, kwargs: MacdKwargs) -> Polars
         context,
         Spec::macd(kwargs.fast, kwargs.slow, kwargs.signal),
         &kwargs.device,
+        kwargs.workload_tag.as_deref(),
     )
 }
 
@@ -60,5 +77,11 @@ fn stoch(inputs: &[Series], context: CallerContext, kwargs: StochKwargs) -> Pola
         kwargs.slowk_period,
         kwargs.slowd_period,
     );
-    compute(inputs, context, spec, &kwargs.device)
+    compute(
+        inputs,
+        context,
+        spec,
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }

@@ -11,6 +11,8 @@ use crate::kernels::Spec;
 pub struct PeriodKwargs {
     pub period: i64,
     pub device: String,
+    #[serde(default)]
+    pub workload_tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -18,21 +20,41 @@ struct BollingerKwargs {
     period: i64,
     std_dev: f64,
     device: String,
+    #[serde(default)]
+    workload_tag: Option<String>,
 }
 
 #[polars_expr(output_type=Float64)]
 fn sma(inputs: &[Series], context: CallerContext, kwargs: PeriodKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Spec::sma(kwargs.period), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Spec::sma(kwargs.period),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 #[polars_expr(output_type=Float64)]
 fn ema(inputs: &[Series], context: CallerContext, kwargs: PeriodKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Spec::ema(kwargs.period), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Spec::ema(kwargs.period),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 #[polars_expr(output_type=Float64)]
 fn wma(inputs: &[Series], context: CallerContext, kwargs: PeriodKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Spec::wma(kwargs.period), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Spec::wma(kwargs.period),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 fn bollinger_fields(input_fields: &[Field]) -> PolarsResult<Field> {
@@ -50,5 +72,6 @@ fn bollinger(
         context,
         Spec::bollinger(kwargs.period, kwargs.std_dev),
         &kwargs.device,
+        kwargs.workload_tag.as_deref(),
     )
 }

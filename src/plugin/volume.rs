@@ -10,10 +10,18 @@ use crate::kernels::Spec;
 #[derive(Deserialize)]
 struct ObvKwargs {
     device: String,
+    #[serde(default)]
+    workload_tag: Option<String>,
 }
 
 /// Inputs: close, volume.
 #[polars_expr(output_type=Float64)]
 fn obv(inputs: &[Series], context: CallerContext, kwargs: ObvKwargs) -> PolarsResult<Series> {
-    compute(inputs, context, Ok(Spec::Obv), &kwargs.device)
+    compute(
+        inputs,
+        context,
+        Ok(Spec::Obv),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
