@@ -56,6 +56,8 @@ fn build() -> Result<HostKernels, String> {
     }
 }
 
+/// The compiled library; a test cannot go on without it, so a failed build fails the test (this
+/// module only exists under `cfg(test)`).
 pub fn kernels() -> &'static HostKernels {
     static LIB: OnceLock<Result<HostKernels, String>> = OnceLock::new();
     match LIB.get_or_init(build) {

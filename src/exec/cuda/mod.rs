@@ -134,11 +134,10 @@ pub fn run_multi(
             })
         })
     };
-    let rows = std::env::var("THREADX_GPU_PIECE_ROWS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|r| *r > 0)
-        .unwrap_or(usize::MAX);
+    // Windowed pieces sized for the smallest member (half its memory; scans hold each member's
+    // share in one piece, see pipeline::run_multi).
+    let smallest = infos.iter().map(|d| d.memory_bytes / 8).min().unwrap_or(0);
+    let rows = piece_rows(spec, smallest);
     pipeline::run_multi(&with_backend, spec, inputs, outs, shares, rows, prefix)
 }
 

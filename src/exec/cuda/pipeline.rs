@@ -664,7 +664,9 @@ pub fn share_ranges(from: usize, to: usize, shares: &[f64], align: usize) -> Vec
 /// proportion to the shares; windowed indicators give each device its range and halo, recursive
 /// ones run the local scans everywhere, chain the carries on the host in block order and then
 /// fix up everywhere (per stage, so MACD's signal sees the finished MACD line). The output is
-/// the single-device output, bit for bit. Returns each device's busy seconds.
+/// the single-device output, bit for bit. Returns each device's busy seconds (barrier waits
+/// excluded). Windowed members work in pieces of `piece_rows`; a scan member holds its whole
+/// share on the device at once (its carries must stay resident between the phases).
 #[allow(clippy::too_many_arguments)]
 pub fn run_multi<B: Backend>(
     with_backend: &WithBackend<'_, B>,
