@@ -558,3 +558,14 @@ def test_profile_auto_balance_needs_two_devices(monkeypatch, speeds, devices):
     with pytest.raises(ValueError, match="at least two devices"):
         gpu.profile_auto_balance(sample_size=1_000, runs=1, devices=devices)
     assert gpu.balance() == {}
+
+
+def test_autotune_profiles_simulated_gpus_which_have_no_link(monkeypatch):
+    """autotune times every (simulated) GPU like the CPU but measures no link for them, and
+    measure_link refuses a simulated device instead of starting CUDA on it."""
+    simulate(monkeypatch, [1.0, 0.5])
+    summary = threadx.autotune(sizes=[3_000], runs=1, indicators=["sma"], progress=False)
+    assert {"gpu:0", "gpu:1"} <= set(summary.timings_ms["sma"][3_000])
+    assert summary.links == {}
+    with pytest.raises(RuntimeError, match="real"):
+        gpu.measure_link(0)

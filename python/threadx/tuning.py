@@ -163,8 +163,10 @@ def autotune(
         if gpus:
             from threadx import gpu
 
+            simulated = {d["index"] for d in gpu.devices() if d["simulated"]}
             for i in gpus:
-                summary.links[f"gpu:{i}"] = gpu.measure_link(i)
+                if i not in simulated:  # a simulated GPU has no host<->device link
+                    summary.links[f"gpu:{i}"] = gpu.measure_link(i)
         for n in sizes:
             df = _frame(n)
             for ind in chosen:

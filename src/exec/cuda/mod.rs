@@ -66,6 +66,23 @@ fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
     (free_rows / 2 / arrays).max(1 << 16)
 }
 
+/// Real (not simulated) GPU `index` and the number of real GPUs, which sizes the per-device
+/// state slots of [`driver::with_device`].
+fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
+    let st = status();
+    let real: Vec<&GpuInfo> = st
+        .devices
+        .iter()
+        .filter(|d| d.simulated.is_none())
+        .collect();
+    let info = real
+        .iter()
+        .find(|d| d.index == index)
+        .map(|d| (*d).clone())
+        .ok_or_else(|| GpuError(format!("no usable (real) GPU {index}")))?;
+    Ok((info, real.len()))
+}
+
 /// Computes `spec` on GPU `index` (every row from the lookback on, like [`Spec::run`]).
 pub fn run(
     spec: &Spec,
@@ -73,15 +90,9 @@ pub fn run(
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
 ) -> Result<GpuRun, GpuError> {
-    let st = status();
-    let info = st
-        .devices
-        .iter()
-        .find(|d| d.index == index)
-        .ok_or_else(|| GpuError(format!("no usable GPU {index}")))?;
-    let count = st.devices.len().max(index + 1);
+    let (info, count) = real_gpu(index)?;
     catch("CUDA", || {
-        driver::with_device(info, count, |dev| {
+        driver::with_device(&info, count, |dev| {
             let started = Instant::now();
             let rows = piece_rows(spec, dev.free_rows()?);
             let (h2d, d2h) = {
@@ -111,18 +122,12 @@ pub fn run_multi(
     outs: &mut [&mut [f64]],
     prefix: Option<pipeline::Prefix<'_>>,
 ) -> Result<Vec<f64>, GpuError> {
-    let st = status();
-    let infos: Vec<GpuInfo> = indices
+    let found: Vec<(GpuInfo, usize)> = indices
         .iter()
-        .map(|i| {
-            st.devices
-                .iter()
-                .find(|d| d.index == *i && d.simulated.is_none())
-                .cloned()
-                .ok_or_else(|| GpuError(format!("no usable GPU {i}")))
-        })
+        .map(|i| real_gpu(*i))
         .collect::<Result<_, _>>()?;
-    let count = st.devices.len();
+    let count = found.first().map_or(0, |f| f.1);
+    let infos: Vec<GpuInfo> = found.into_iter().map(|f| f.0).collect();
     let with_backend = |d: usize,
                         body: &mut dyn FnMut(&driver::CudaBackend) -> Result<(), GpuError>|
      -> Result<(), GpuError> {
@@ -153,15 +158,9 @@ pub fn compile_check(arch: &str) -> Result<(usize, (i32, i32)), GpuError> {
 /// pinned staging path the calls use, and the best of 10 one-value round trips for latency.
 pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkModel, GpuError> {
     use pipeline::Backend;
-    let st = status();
-    let info = st
-        .devices
-        .iter()
-        .find(|d| d.index == index)
-        .ok_or_else(|| GpuError(format!("no usable GPU {index}")))?;
-    let count = st.devices.len().max(index + 1);
+    let (info, count) = real_gpu(index)?;
     catch("CUDA link measurement", || {
-        driver::with_device(info, count, |dev| {
+        driver::with_device(&info, count, |dev| {
             // SAFETY: the backend lives only inside this closure's borrow of `dev`.
             let be = unsafe { driver::CudaBackend::new(dev)? };
             let sync = |be: &driver::CudaBackend| be.synchronize();
