@@ -12,6 +12,9 @@ pub mod planner;
 pub mod profile;
 pub mod threads;
 
+#[cfg(test)]
+mod golden_tests;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
