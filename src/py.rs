@@ -4,7 +4,10 @@
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+use std::collections::BTreeMap;
+
 use crate::exec::{self, cpuinfo, profile, threads, CallContext, Device};
+use crate::kernels::registry;
 
 fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
@@ -14,6 +17,40 @@ fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
 #[pyfunction]
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
+}
+
+/// The registry as JSON: one object per indicator with its declaration (see
+/// `kernels::registry::Indicator`), plus its TA-Lib alias.
+#[pyfunction]
+fn catalog_json() -> PyResult<String> {
+    let rows: Vec<serde_json::Value> = registry::INDICATORS
+        .iter()
+        .map(|ind| {
+            let mut v = serde_json::to_value(ind).unwrap_or_default();
+            v["alias"] = serde_json::json!(ind.alias());
+            v["call_inputs"] = serde_json::json!(ind.call_inputs().collect::<Vec<_>>());
+            v
+        })
+        .collect();
+    to_json(&rows)
+}
+
+fn spec_of(name: &str, params: BTreeMap<String, f64>) -> PyResult<crate::kernels::Spec> {
+    registry::build_named(name, params.iter().map(|(k, v)| (k.as_str(), *v)))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Validates `params` of `name` (ValueError naming the function, the parameter and the expected
+/// range) and returns the canonical indicator name.
+#[pyfunction]
+fn check_params(name: &str, params: BTreeMap<String, f64>) -> PyResult<&'static str> {
+    Ok(spec_of(name, params)?.name())
+}
+
+/// Warm-up rows of `name` with `params` (defaults for the missing ones).
+#[pyfunction]
+fn lookback(name: &str, params: BTreeMap<String, f64>) -> PyResult<usize> {
+    Ok(spec_of(name, params)?.lookback())
 }
 
 /// Forces the worker count of every later call (`None` returns control to the optimizer).
@@ -212,6 +249,9 @@ fn balance_set(py: Python<'_>, tag: &str, ratios: &str) -> PyResult<()> {
 #[pymodule]
 fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog_json, m)?)?;
+    m.add_function(wrap_pyfunction!(check_params, m)?)?;
+    m.add_function(wrap_pyfunction!(lookback, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_threads, m)?)?;
     m.add_function(wrap_pyfunction!(optimal_workers, m)?)?;

@@ -640,24 +640,15 @@ fn forced_set(req: &PlanRequest, name: &str) -> Result<Plan, ExecError> {
     })
 }
 
-/// Arrays an indicator moves each way (inputs up, outputs down), for link predictions.
+/// Arrays an indicator moves each way (inputs up, outputs down), for link predictions: read from
+/// its declaration in the registry.
 fn arrays_of(indicator: &str) -> (usize, usize) {
-    match indicator {
-        "bollinger" | "macd" => (1, 3),
-        "stoch" => (3, 2),
-        "atr" | "natr" => (3, 1),
-        "obv" => (2, 1),
-        _ => (1, 1),
-    }
+    crate::kernels::registry::find(indicator).map_or((1, 1), |d| (d.inputs.len(), d.outputs.len()))
 }
 
-/// Indicator names come from `Spec::name` (static); others map to a generic label.
+/// Indicator names come from the registry (static); others map to a generic label.
 fn static_name(name: &str) -> &'static str {
-    crate::kernels::spec::INDICATORS
-        .iter()
-        .copied()
-        .find(|n| *n == name)
-        .unwrap_or("indicator")
+    crate::kernels::registry::find(name).map_or("indicator", |d| d.name)
 }
 
 /// Buckets' exponent, re-exported for callers that compare sizes.

@@ -1,7 +1,7 @@
 //! Layer 1: pure indicator math on slices (`&[f64]` in, `&mut [f64]` out).
 //!
 //! No Polars, pyo3, rayon or CUDA here. Each family's module doc states the exact sequence of
-//! floating-point operations that defines its answer (DESIGN.md section 3); every executor —
+//! floating-point operations that defines its answer (docs/architecture.md, "Determinism"); every executor —
 //! one thread, many threads, later GPUs — must reproduce those bits. Work is divided only through
 //! the [`split::Splitter`] seam, so the split never reaches the arithmetic.
 
@@ -12,6 +12,7 @@ pub mod ema;
 pub mod extrema;
 pub mod flow;
 pub mod moments;
+pub mod registry;
 pub mod scan;
 pub mod scratch;
 pub mod spec;

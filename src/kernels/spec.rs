@@ -1,29 +1,14 @@
-//! What to compute: every indicator with its validated parameters, its TA-Lib lookback, its inputs
-//! and outputs, and the kernel that computes it. Front ends (the Polars plugin, tests, future
-//! bindings) build a [`Spec`] through [`Spec::new`]-style constructors that validate, so no kernel
-//! ever sees an out-of-range parameter.
+//! One indicator call with validated parameters, its TA-Lib lookback, and its composition from the
+//! kernel families ([`Spec::run`]). Everything else about an indicator (names, inputs, outputs,
+//! parameter declarations, devices) is in its declaration in [`super::registry`]; a [`Spec`] is
+//! only ever built through that declaration's validation, so no kernel sees an out-of-range
+//! parameter.
 
 use std::fmt;
 
+use super::registry::{self, Indicator};
 use super::split::Splitter;
 use super::{ema, extrema, flow, moments, wilder, wma};
-
-/// Every indicator's name, as [`Spec::name`] returns it.
-pub const INDICATORS: &[&str] = &[
-    "sma",
-    "ema",
-    "wma",
-    "rolling_std",
-    "zscore",
-    "bollinger",
-    "rsi",
-    "roc",
-    "macd",
-    "atr",
-    "natr",
-    "stoch",
-    "obv",
-];
 
 /// TA-Lib's upper bound for every period parameter.
 pub const MAX_PERIOD: i64 = 100_000;
@@ -48,24 +33,6 @@ impl fmt::Display for ParamError {
 }
 
 impl std::error::Error for ParamError {}
-
-fn period(
-    indicator: &'static str,
-    param: &'static str,
-    v: i64,
-    min: i64,
-) -> Result<usize, ParamError> {
-    if (min..=MAX_PERIOD).contains(&v) {
-        Ok(v as usize)
-    } else {
-        Err(ParamError {
-            indicator,
-            param,
-            expected: format!("an integer in [{min}, {MAX_PERIOD}]"),
-            got: v.to_string(),
-        })
-    }
-}
 
 /// One indicator call's parameters, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,96 +84,46 @@ pub enum Spec {
 
 impl Spec {
     pub fn sma(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Sma {
-            period: period("sma", "period", p, 2)?,
-        })
+        registry::build_ints("sma", &[p])
     }
     pub fn ema(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Ema {
-            period: period("ema", "period", p, 2)?,
-        })
+        registry::build_ints("ema", &[p])
     }
     pub fn wma(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Wma {
-            period: period("wma", "period", p, 2)?,
-        })
+        registry::build_ints("wma", &[p])
     }
     pub fn rolling_std(p: i64, ddof: i64) -> Result<Self, ParamError> {
-        let p = period("rolling_std", "period", p, 2)?;
-        if ddof < 0 || ddof as usize >= p {
-            return Err(ParamError {
-                indicator: "rolling_std",
-                param: "ddof",
-                expected: format!("an integer in [0, {}] (below period)", p - 1),
-                got: ddof.to_string(),
-            });
-        }
-        Ok(Spec::RollingStd {
-            period: p,
-            ddof: ddof as usize,
-        })
+        registry::build_ints("rolling_std", &[p, ddof])
     }
     pub fn zscore(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Zscore {
-            period: period("zscore", "period", p, 2)?,
-        })
+        registry::build_ints("zscore", &[p])
     }
     pub fn bollinger(p: i64, std_dev: f64) -> Result<Self, ParamError> {
-        let p = period("bollinger", "period", p, 2)?;
-        if !(std_dev.is_finite() && std_dev >= 0.0) {
-            return Err(ParamError {
-                indicator: "bollinger",
-                param: "std_dev",
-                expected: "a finite number >= 0".into(),
-                got: std_dev.to_string(),
-            });
-        }
-        Ok(Spec::Bollinger { period: p, std_dev })
+        let ind = registry::find("bollinger").expect("registered");
+        registry::build(ind, &[Some(p as f64), Some(std_dev)])
     }
     pub fn rsi(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Rsi {
-            period: period("rsi", "period", p, 2)?,
-        })
+        registry::build_ints("rsi", &[p])
     }
     pub fn roc(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Roc {
-            period: period("roc", "period", p, 1)?,
-        })
+        registry::build_ints("roc", &[p])
     }
     pub fn macd(fast: i64, slow: i64, signal: i64) -> Result<Self, ParamError> {
-        let f = period("macd", "fast", fast, 2)?;
-        let s = period("macd", "slow", slow, 2)?;
-        let g = period("macd", "signal", signal, 1)?;
-        if f >= s {
-            return Err(ParamError {
-                indicator: "macd",
-                param: "fast",
-                expected: format!("less than slow ({s})"),
-                got: f.to_string(),
-            });
-        }
-        Ok(Spec::Macd {
-            fast: f,
-            slow: s,
-            signal: g,
-        })
+        registry::build_ints("macd", &[fast, slow, signal])
     }
     pub fn atr(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Atr {
-            period: period("atr", "period", p, 1)?,
-        })
+        registry::build_ints("atr", &[p])
     }
     pub fn natr(p: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Natr {
-            period: period("natr", "period", p, 1)?,
-        })
+        registry::build_ints("natr", &[p])
     }
     pub fn stoch(fastk: i64, slowk: i64, slowd: i64) -> Result<Self, ParamError> {
-        Ok(Spec::Stoch {
-            fastk: period("stoch", "fastk_period", fastk, 1)?,
-            slowk: period("stoch", "slowk_period", slowk, 1)?,
-            slowd: period("stoch", "slowd_period", slowd, 1)?,
-        })
+        registry::build_ints("stoch", &[fastk, slowk, slowd])
+    }
+
+    /// This call's declaration in the registry.
+    pub fn def(&self) -> &'static Indicator {
+        registry::find(self.name()).expect("every Spec variant has a declaration")
     }
 
     pub fn name(&self) -> &'static str {
@@ -250,24 +167,15 @@ impl Spec {
         }
     }
 
-    /// Names of the input columns, in the order the kernel takes them. The close comes first, so
-    /// Polars names the output after it (the namespace's receiver), never after `high`.
-    pub fn inputs(&self) -> &'static [&'static str] {
-        match self {
-            Spec::Atr { .. } | Spec::Natr { .. } | Spec::Stoch { .. } => &["close", "high", "low"],
-            Spec::Obv => &["close", "volume"],
-            _ => &["value"],
-        }
+    /// Names of the input columns in the order the kernel takes them: the receiver first (Polars
+    /// names the output after it, never after `high`), then the others in TA-Lib order.
+    pub fn inputs(&self) -> Vec<&'static str> {
+        self.def().call_inputs().collect()
     }
 
     /// Names of the outputs (struct fields when there are several).
-    pub fn outputs(&self) -> &'static [&'static str] {
-        match self {
-            Spec::Bollinger { .. } => &["middle", "upper", "lower"],
-            Spec::Macd { .. } => &["macd", "signal", "hist"],
-            Spec::Stoch { .. } => &["slowk", "slowd"],
-            _ => &["value"],
-        }
+    pub fn outputs(&self) -> Vec<&'static str> {
+        self.def().outputs.iter().map(|o| o.name).collect()
     }
 
     /// Computes every row from the lookback on. `inputs` and `outs` match [`Self::inputs`] and

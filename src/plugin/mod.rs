@@ -1,40 +1,84 @@
-//! Layer 3: thin `#[polars_expr]` entry points. Converts Series to contiguous `f64` slices
-//! (zero-copy for a single null-free Float64 chunk), applies the null contract, calls `exec`, and
-//! builds the output Series or Struct. No math here.
+//! Layer 3: the Polars glue. One generic `#[polars_expr]` entry point, [`indicator`], serves every
+//! indicator: it finds the declaration named in its kwargs in the registry, builds the validated
+//! call, converts the Series to contiguous `f64` slices (zero-copy for a single null-free Float64
+//! chunk), applies the null contract, calls `exec`, and builds the output Series or Struct. No
+//! math here, and nothing per indicator: adding one to the registry adds it here.
 //!
-//! Null contract (DESIGN.md section 2): a row is missing when any input is null; missing rows are
-//! dropped before the kernel runs and come back as null; the first `lookback` non-missing rows are
-//! null (warm-up). NaN is a value and goes to the kernel untouched.
-
-mod momentum;
-mod overlap;
-mod volatility;
-mod volume;
+//! Null contract (docs/architecture.md): a row is missing when any input is null; missing rows
+//! are dropped before the kernel runs and come back as null; the first `lookback` non-missing rows
+//! are null (warm-up). NaN is a value and goes to the kernel untouched.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use polars::prelude::*;
-use pyo3_polars::derive::CallerContext;
+use pyo3_polars::derive::{polars_expr, CallerContext};
 use pyo3_polars::export::polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use serde::Deserialize;
 
 use crate::exec::{self, CallContext, Device};
+use crate::kernels::registry;
 use crate::kernels::{ParamError, Spec};
 
 fn param_error(e: ParamError) -> PolarsError {
     PolarsError::ComputeError(e.to_string().into())
 }
 
-/// Output field for multi-output indicators: a Struct of Float64 fields.
-fn struct_field(input_fields: &[Field], names: &[&str]) -> PolarsResult<Field> {
+/// What Python passes to every call: the indicator's name (or TA-Lib alias), its parameters by
+/// name (validated again here, for front ends other than ours), and the placement.
+#[derive(Deserialize)]
+pub struct IndicatorKwargs {
+    pub indicator: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    pub device: String,
+    #[serde(default)]
+    pub workload_tag: Option<String>,
+}
+
+impl IndicatorKwargs {
+    fn spec(&self) -> PolarsResult<Spec> {
+        registry::build_named(
+            &self.indicator,
+            self.params.iter().map(|(k, v)| (k.as_str(), *v)),
+        )
+        .map_err(param_error)
+    }
+}
+
+/// The output field: Float64 named after the first input (the receiver), or a Struct of Float64
+/// fields named by the declaration's outputs.
+fn indicator_field(input_fields: &[Field], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
+    let spec = kwargs.spec()?;
     let name = input_fields
         .first()
         .map(|f| f.name().clone())
         .unwrap_or_default();
-    let fields = names
+    let outputs = spec.outputs();
+    if outputs.len() == 1 {
+        return Ok(Field::new(name, DataType::Float64));
+    }
+    let fields = outputs
         .iter()
         .map(|n| Field::new((*n).into(), DataType::Float64))
         .collect();
     Ok(Field::new(name, DataType::Struct(fields)))
+}
+
+/// Every indicator. Inputs come in the declaration's call order (receiver first).
+#[polars_expr(output_type_func_with_kwargs=indicator_field)]
+fn indicator(
+    inputs: &[Series],
+    context: CallerContext,
+    kwargs: IndicatorKwargs,
+) -> PolarsResult<Series> {
+    compute(
+        inputs,
+        context,
+        kwargs.spec(),
+        &kwargs.device,
+        kwargs.workload_tag.as_deref(),
+    )
 }
 
 /// Casts every input to Float64 after checking it is numeric and as long as the first.
@@ -156,11 +200,11 @@ fn compute(
         .map(|(out, field)| {
             let ca = match &present {
                 None => Float64Chunked::from_vec_validity(
-                    (*field).into(),
+                    field.into(),
                     out,
                     warmup_validity(m, lookback),
                 ),
-                Some(mask) => scatter((*field).into(), &out, mask, lookback),
+                Some(mask) => scatter(field.into(), &out, mask, lookback),
             };
             ca.into_series()
         })
