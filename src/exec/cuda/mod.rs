@@ -1,7 +1,7 @@
 //! The CUDA backend: the `.cu` kernels of this folder (their specs are in each file's header),
 //! compiled at run time by NVRTC ([`nvrtc`]), found and initialised lazily and without panics
 //! ([`discovery`]), driven by the device-independent [`pipeline`] through cudarc's driver API
-//! ([`driver`]). See DESIGN.md section 7.
+//! ([`driver`]). See docs/architecture.md, "The GPU path".
 //!
 //! cudarc panics where it cannot load a library or symbol; every entry point here runs inside
 //! [`catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU instead.

@@ -14,7 +14,7 @@ use super::catch;
 use super::discovery;
 use super::pipeline::GpuError;
 
-/// The options every build uses (DESIGN.md section 3).
+/// The options every build uses (docs/architecture.md, "Determinism").
 pub const OPTIONS: &[&str] = &[
     "--fmad=false",
     "--prec-div=true",

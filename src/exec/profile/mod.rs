@@ -1,4 +1,4 @@
-//! The persisted performance profile (DESIGN.md section 6).
+//! The persisted performance profile (docs/gpu_auto_profiling.md).
 //!
 //! One process-wide in-memory copy, loaded on first use; the hot path only reads it and appends
 //! samples. Samples are merged into the file in batches — by a background thread at most every
