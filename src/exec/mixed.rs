@@ -67,7 +67,9 @@ where
         };
         match host_job.join() {
             Ok(()) => gpu,
-            Err(_) => Err(GpuError("the host part of the device set panicked".into())),
+            Err(_) => Err(GpuError::DeviceSet(
+                "the host part of the device set panicked",
+            )),
         }
     })
 }

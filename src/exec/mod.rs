@@ -2,6 +2,7 @@
 //! persisted profile) for a plan, runs a [`Spec`] through a [`Splitter`], and teaches the profile
 //! how long it took. None of these choices changes a single bit of the output.
 
+pub mod config;
 pub mod cpu;
 pub mod cpuinfo;
 pub mod cuda;
@@ -84,12 +85,8 @@ pub const MIN_RECORDED_ROWS: usize = 256;
 /// per planned call, so a run's sequence of plans can be reproduced.
 fn next_draw() -> f64 {
     static STATE: OnceLock<AtomicU64> = OnceLock::new();
-    let state = STATE.get_or_init(|| {
-        let seed = std::env::var("THREADX_SEED")
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        AtomicU64::new(seed.unwrap_or(0x0074_6872_6561_6478))
-    });
+    let state =
+        STATE.get_or_init(|| AtomicU64::new(config::seed().unwrap_or(0x0074_6872_6561_6478)));
     let mut x = state.load(Ordering::Relaxed);
     loop {
         let next = x
@@ -100,11 +97,6 @@ fn next_draw() -> f64 {
             Err(cur) => x = cur,
         }
     }
-}
-
-fn log_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("THREADX_LOG").is_ok_and(|v| !v.is_empty() && v != "0"))
 }
 
 /// True on threads of Polars' own pool ("polars-N"): Polars runs `.over()` groups, `group_by`
@@ -336,8 +328,8 @@ pub fn gpu_profile_key(d: &cuda::GpuInfo) -> String {
 
 /// One warning per kind of GPU failure per process.
 fn warn_gpu_fallback(indicator: &str, index: usize, err: &cuda::GpuError) {
-    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let kind = err.0.split(':').next().unwrap_or("").to_string();
+    static SEEN: std::sync::Mutex<Vec<cuda::GpuFailure>> = std::sync::Mutex::new(Vec::new());
+    let kind = err.kind();
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if !seen.contains(&kind) {
         seen.push(kind);
@@ -449,7 +441,7 @@ pub fn execute_tagged(
             unix: profile::store::unix_now(),
         });
     }
-    if log_enabled() {
+    if config::log_enabled() {
         eprintln!(
             "threadx: {} rows={} plan={} ({}) measured {:.3} ms [{} thread]",
             spec.name(),

@@ -7,10 +7,9 @@
 //! split-invariance).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
-/// The largest worker count accepted from users.
-pub const MAX_THREADS: usize = 1024;
+use super::config;
+pub use super::config::MAX_THREADS;
 
 static FORCED: AtomicUsize = AtomicUsize::new(0);
 
@@ -31,22 +30,10 @@ pub fn set_threads(n: Option<usize>) -> Result<(), String> {
     }
 }
 
-/// `THREADX_NUM_THREADS`, read once at the first call (like `RAYON_NUM_THREADS`); values outside
-/// `1..=MAX_THREADS` or not integers are ignored.
-fn env_threads() -> Option<usize> {
-    static ENV: OnceLock<Option<usize>> = OnceLock::new();
-    *ENV.get_or_init(|| {
-        std::env::var("THREADX_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|k| (1..=MAX_THREADS).contains(k))
-    })
-}
-
 /// The forced worker count, from `set_threads` or `THREADX_NUM_THREADS`, if any.
 pub fn forced_threads() -> Option<usize> {
     match FORCED.load(Ordering::Relaxed) {
-        0 => env_threads(),
+        0 => config::num_threads(),
         k => Some(k),
     }
 }

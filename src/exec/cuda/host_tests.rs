@@ -3,8 +3,9 @@
 //! series (offsets, tiny prices, flat runs, NaN, ±inf) of lengths around block boundaries, whole
 //! and cut into small pieces. NaN counts as equal to NaN whatever its payload.
 
+use super::error::GpuError;
 use super::host::HostBackend;
-use super::pipeline::{run, run_multi, share_ranges, GpuError};
+use super::pipeline::{run, run_multi, share_ranges};
 use crate::kernels::split::Sequential;
 use crate::kernels::testing::{series_zoo, Lcg};
 use crate::kernels::Spec;
@@ -149,7 +150,9 @@ fn run_on_devices(
      -> Result<(), GpuError> {
         let mut be = HostBackend::new();
         match fail {
-            Some((dev, None)) if dev == d => return Err(GpuError("device did not open".into())),
+            Some((dev, None)) if dev == d => {
+                return Err(GpuError::Unavailable("device did not open".into()))
+            }
             Some((dev, Some(after))) if dev == d => be.fail_from_launch = Some(after),
             _ => {}
         }

@@ -4,11 +4,13 @@
 //! ([`driver`]). See DESIGN.md section 7.
 //!
 //! cudarc panics where it cannot load a library or symbol; every entry point here runs inside
-//! [`catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU instead.
+//! [`error::catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU
+//! instead.
 
 pub mod args;
 pub mod discovery;
 pub mod driver;
+pub mod error;
 pub mod nvrtc;
 pub mod pipeline;
 
@@ -17,27 +19,12 @@ mod host;
 #[cfg(test)]
 mod host_tests;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use crate::kernels::Spec;
 pub use discovery::{GpuInfo, GpuStatus};
-pub use pipeline::GpuError;
-
-/// Runs `f`, turning a panic inside cudarc into an error that names `what`.
-pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T, GpuError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(GpuError(format!("{what}: {msg}")))
-        }
-    }
-}
+use error::catch;
+pub use error::{GpuError, GpuFailure};
 
 /// Discovery's result (runs discovery, and so initialises CUDA, on first use).
 pub fn status() -> GpuStatus {
@@ -55,11 +42,7 @@ pub struct GpuRun {
 
 /// Output rows per piece: `THREADX_GPU_PIECE_ROWS`, else what half the free memory holds.
 fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
-    if let Some(r) = std::env::var("THREADX_GPU_PIECE_ROWS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|r| *r > 0)
-    {
+    if let Some(r) = crate::exec::config::gpu_piece_rows() {
         return r;
     }
     let arrays = spec.inputs().len() + spec.outputs().len() + 6;
@@ -79,7 +62,7 @@ fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
         .iter()
         .find(|d| d.index == index)
         .map(|d| (*d).clone())
-        .ok_or_else(|| GpuError(format!("no usable (real) GPU {index}")))?;
+        .ok_or(GpuError::NotRealGpu(index))?;
     Ok((info, real.len()))
 }
 

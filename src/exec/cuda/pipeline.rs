@@ -10,24 +10,11 @@
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
 //! GPU starts from the very same bits.
 
-use std::fmt;
-
 use super::args::*;
+use super::error::GpuError;
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
 use crate::kernels::{ema, wilder, Spec};
-
-/// A failed GPU operation (allocation, copy, launch, compile); the caller falls back to the CPU.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GpuError(pub String);
-
-impl fmt::Display for GpuError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for GpuError {}
 
 /// A device array of `f64`.
 pub trait DeviceBuffer {
@@ -386,8 +373,11 @@ fn stoch<B: Backend>(
         .max()
         .unwrap_or(0);
     let mut ins = alloc_n(be, 3, cap)?;
-    let [hh, ll, kb, db] = <[B::Buf; 4]>::try_from(alloc_n(be, 4, cap)?)
-        .map_err(|_| GpuError("stoch: buffer allocation".into()))?;
+    let [hh, ll, kb, db] =
+        <[B::Buf; 4]>::try_from(alloc_n(be, 4, cap)?).map_err(|_| GpuError::Alloc {
+            call: "stoch",
+            detail: "buffer allocation".into(),
+        })?;
     for (lo, hi) in plan {
         let (hd, hk, base) = halos(lo);
         for (buf, src) in ins.iter_mut().zip([close, high, low]) {
@@ -774,7 +764,7 @@ pub fn run_multi<B: Backend>(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(GpuError("a device thread panicked".into())))
+                    .unwrap_or_else(|_| Err(GpuError::DeviceSet("a device thread panicked")))
             })
             .collect()
     });
@@ -1004,7 +994,7 @@ fn scan_member<B: Backend>(
     }
     match error {
         Some(e) => Err(e),
-        None if ex.failed() => Err(GpuError("another device of the set failed".into())),
+        None if ex.failed() => Err(GpuError::DeviceSet("another device of the set failed")),
         None => Ok(()),
     }
 }

@@ -68,8 +68,8 @@ impl ProfileState {
 
 /// `$THREADX_PROFILE`, else the user cache directory's `threadx/profile.json`.
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("THREADX_PROFILE").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+    if let Some(p) = crate::exec::config::profile_path() {
+        return Some(p);
     }
     cache_dir().map(|d| d.join("threadx").join("profile.json"))
 }
