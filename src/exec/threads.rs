@@ -1,7 +1,7 @@
 //! How many CPU workers a call gets.
 //!
 //! Order of precedence: `threadx.set_threads(n)` (process-wide), then the environment variable
-//! `THREADX_NUM_THREADS`, then the planner (`planner.rs`): one worker for small inputs or when
+//! `THREADX_NUM_THREADS`, then the planner (`planner/`): one worker for small inputs or when
 //! Polars already runs the call in parallel, otherwise what the profile shows to be fastest, up to
 //! the physical-core cap. Forced counts are honoured exactly (tests use them to prove
 //! split-invariance).
@@ -36,29 +36,6 @@ pub fn forced_threads() -> Option<usize> {
         0 => config::num_threads(),
         k => Some(k),
     }
-}
-
-/// The worker count the planner would use for `n_rows` rows of `indicator` outside a parallel
-/// context (`threadx.optimal_workers`); `None` rows means "a large input": the worker cap.
-pub fn optimal_workers(n_rows: Option<usize>, indicator: Option<&str>) -> usize {
-    if let Some(k) = forced_threads() {
-        return k;
-    }
-    let cpu = super::cpuinfo::cpu_info();
-    let Some(rows) = n_rows else {
-        return super::planner::worker_cap(cpu);
-    };
-    let ctx = super::CallContext {
-        caller_parallel: false,
-    };
-    super::plan_named(
-        indicator.unwrap_or("sma"),
-        &super::Device::Auto,
-        rows,
-        ctx,
-        false,
-    )
-    .map_or(1, |p| p.workers)
 }
 
 #[cfg(test)]

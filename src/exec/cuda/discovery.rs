@@ -34,20 +34,10 @@ impl GpuInfo {
     }
 }
 
-/// `THREADX_SIMULATED_GPUS="1.0,0.5"`: one simulated GPU per listed speed (relative to one CPU
-/// thread), after the real GPUs. Read on every call, so a test can add devices or slow one down
-/// mid-process.
-pub fn simulated_speeds() -> Vec<f64> {
-    config::simulated_gpu_speeds()
-}
-
-/// The current speed of simulated GPU `slot` (1.0 if the variable no longer lists it).
-pub fn simulated_speed(slot: usize) -> f64 {
-    simulated_speeds().get(slot).copied().unwrap_or(1.0)
-}
-
+/// Adds one simulated GPU per speed listed in `THREADX_SIMULATED_GPUS` (see
+/// `exec::devset::simulated`), after the real GPUs.
 fn with_simulated(mut status: GpuStatus) -> GpuStatus {
-    let speeds = simulated_speeds();
+    let speeds = config::simulated_gpu_speeds();
     let first = status.devices.len();
     for (slot, speed) in speeds.iter().enumerate() {
         status.devices.push(GpuInfo {

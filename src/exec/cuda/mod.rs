@@ -49,10 +49,9 @@ fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
     (free_rows / 2 / arrays).max(1 << 16)
 }
 
-/// Real (not simulated) GPU `index` and the number of real GPUs, which sizes the per-device
-/// state slots of [`driver::with_device`].
-fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
-    let st = status();
+/// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
+/// per-device state slots of [`driver::with_device`].
+fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
         .iter()
@@ -66,14 +65,16 @@ fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
     Ok((info, real.len()))
 }
 
-/// Computes `spec` on GPU `index` (every row from the lookback on, like [`Spec::run`]).
+/// Computes `spec` on GPU `index` of `gpus` (every row from the lookback on, like
+/// [`Spec::run`]).
 pub fn run(
     spec: &Spec,
+    gpus: &GpuStatus,
     index: usize,
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
 ) -> Result<GpuRun, GpuError> {
-    let (info, count) = real_gpu(index)?;
+    let (info, count) = real_gpu(gpus, index)?;
     catch("CUDA", || {
         driver::with_device(&info, count, |dev| {
             let started = Instant::now();
@@ -95,10 +96,11 @@ pub fn run(
     })
 }
 
-/// Computes `spec` across the real GPUs `indices` with `shares` of the rows (see
+/// Computes `spec` across the real GPUs `indices` of `gpus` with `shares` of the rows (see
 /// [`pipeline::run_multi`]); returns each GPU's busy seconds.
 pub fn run_multi(
     spec: &Spec,
+    gpus: &GpuStatus,
     indices: &[usize],
     shares: &[f64],
     inputs: &[&[f64]],
@@ -107,7 +109,7 @@ pub fn run_multi(
 ) -> Result<Vec<f64>, GpuError> {
     let found: Vec<(GpuInfo, usize)> = indices
         .iter()
-        .map(|i| real_gpu(*i))
+        .map(|i| real_gpu(gpus, *i))
         .collect::<Result<_, _>>()?;
     let count = found.first().map_or(0, |f| f.1);
     let infos: Vec<GpuInfo> = found.into_iter().map(|f| f.0).collect();
@@ -141,7 +143,7 @@ pub fn compile_check(arch: &str) -> Result<(usize, (i32, i32)), GpuError> {
 /// pinned staging path the calls use, and the best of 10 one-value round trips for latency.
 pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkModel, GpuError> {
     use pipeline::Backend;
-    let (info, count) = real_gpu(index)?;
+    let (info, count) = real_gpu(&status(), index)?;
     catch("CUDA link measurement", || {
         driver::with_device(&info, count, |dev| {
             // SAFETY: the backend lives only inside this closure's borrow of `dev`.

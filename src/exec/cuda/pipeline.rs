@@ -590,16 +590,24 @@ struct ScanExchange<'a> {
     carries: std::sync::Mutex<Vec<Vec<f64>>>,
     /// Each stage's state at the end of a prefix of the rows computed elsewhere (the CPU), in
     /// stage order; `None`: the members start from the seeds.
-    carry_in: Option<&'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>>,
+    carry_in: Option<&'a dyn CarrySource>,
     /// Seconds each member spent at the barriers.
     waited: std::sync::Mutex<Vec<f64>>,
 }
 
-/// Rows `0..rows` computed elsewhere (the CPU's share of a device set), and where that
-/// computation sends each scan stage's final state.
+/// Where a multi-device scan gets the states a prefix computed elsewhere ends in: one per scan
+/// stage, in stage order, each the carry into the first block after the prefix. Blocks until the
+/// state is there; `None` when it never will be (the member then fails the run). The device-set
+/// side implements it (`exec::devset::handoff`).
+pub trait CarrySource: Sync {
+    fn next_state(&self) -> Option<Vec<f64>>;
+}
+
+/// Rows `0..rows` computed elsewhere (the host members' share of a device set), and where that
+/// computation's scan states come from.
 pub struct Prefix<'a> {
     pub rows: usize,
-    pub carries: &'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>,
+    pub carries: &'a dyn CarrySource,
 }
 
 impl ScanExchange<'_> {
@@ -764,7 +772,7 @@ pub fn run_multi<B: Backend>(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(GpuError::DeviceSet("a device thread panicked")))
+                    .unwrap_or(Err(GpuError::DeviceSet("a device thread panicked")))
             })
             .collect()
     });
@@ -936,9 +944,9 @@ fn scan_member<B: Backend>(
         if me == 0 && !ex.failed() {
             let all = ex.ends.lock().map(|e| e.clone()).unwrap_or_default();
             let mut cur = st.seed;
-            if let Some(rx) = ex.carry_in {
+            if let Some(source) = ex.carry_in {
                 // The prefix's state after its last row (it holds every seed row).
-                match rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                match source.next_state() {
                     Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
                     _ => ex.fail(),
                 }

@@ -263,6 +263,9 @@ pub fn balance_tag_in_use(tag: &str) -> String {
     }
 }
 
+/// Calls smaller than this are not recorded in the profile (timer noise dominates).
+pub const MIN_RECORDED_ROWS: usize = 256;
+
 /// Calls smaller than this do not refine balance ratios: their per-member times are too short to
 /// tell the members apart from noise.
 pub const MIN_REFINE_ROWS: usize = 1 << 16;
