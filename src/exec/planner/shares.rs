@@ -4,12 +4,14 @@ use super::lookup::{lookup, MIN_SAMPLES};
 use super::request::{GpuCandidate, PlanRequest};
 use super::workers::worker_cap;
 use crate::exec::devset::{DeviceSet, SetMember, SplitShare};
+use crate::exec::placement::Placement;
 use crate::exec::profile::schema::Stat;
 
 /// A member of a set and its name in the profile.
 pub type NamedMember = (SetMember, String);
 
-/// Every member of `set` among the usable GPUs (and the CPU, last, for `all`).
+/// Every member of `set` among the usable GPUs (and the CPU, last, for `all`). A member's profile
+/// name is its GPU's key, and `cpu` for the CPU (whose times are read under `cpu:<cap>`).
 pub fn members_of(req: &PlanRequest, set: &DeviceSet) -> Vec<NamedMember> {
     let gpu = |g: &GpuCandidate| (SetMember::Gpu(g.index), g.profile_key.clone());
     let mut out: Vec<NamedMember> = match set {
@@ -21,7 +23,7 @@ pub fn members_of(req: &PlanRequest, set: &DeviceSet) -> Vec<NamedMember> {
         DeviceSet::All | DeviceSet::Gpus => req.gpus.iter().map(gpu).collect(),
     };
     if *set == DeviceSet::All {
-        out.push((SetMember::Cpu, "cpu".into()));
+        out.push((SetMember::Cpu, SetMember::Cpu.to_string()));
     }
     out
 }
@@ -30,7 +32,10 @@ pub fn members_of(req: &PlanRequest, set: &DeviceSet) -> Vec<NamedMember> {
 /// every worker the cap allows).
 pub fn member_stat<'p>(req: &PlanRequest<'p>, member: SetMember, key: &str) -> Option<&'p Stat> {
     let backend = match member {
-        SetMember::Cpu => format!("cpu:{}", worker_cap(req.cpu)),
+        SetMember::Cpu => Placement::Cpu {
+            workers: worker_cap(req.cpu),
+        }
+        .to_string(),
         SetMember::Gpu(_) => key.to_string(),
     };
     req.profile
