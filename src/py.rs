@@ -70,7 +70,7 @@ fn get_threads() -> Option<usize> {
 #[pyfunction]
 #[pyo3(signature = (n_rows=None, indicator=None))]
 fn optimal_workers(n_rows: Option<usize>, indicator: Option<&str>) -> usize {
-    threads::optimal_workers(n_rows, indicator)
+    exec::optimal_workers(n_rows, indicator)
 }
 
 /// CPU model and core counts (JSON).

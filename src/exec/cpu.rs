@@ -5,8 +5,20 @@
 use rayon::prelude::*;
 
 use crate::kernels::scan::SCAN_BLOCK;
-use crate::kernels::split::{cut_pieces, piece_starts, Splitter};
+use crate::kernels::split::{cut_pieces, piece_starts, Sequential, Splitter};
+use crate::kernels::Spec;
 
+/// Runs `spec` on the CPU with `workers` workers: the calling thread alone for one worker (no
+/// pool hand-off for the many small calls), rayon pieces otherwise.
+pub fn run(spec: &Spec, workers: usize, inputs: &[&[f64]], outs: &mut [&mut [f64]]) {
+    if workers <= 1 {
+        spec.run(&Sequential, inputs, outs);
+    } else {
+        spec.run(&RayonSplit::new(workers), inputs, outs);
+    }
+}
+
+/// Cuts the rows into one piece per worker and runs the pieces on rayon's pool.
 pub struct RayonSplit {
     pieces: usize,
 }
@@ -76,9 +88,7 @@ impl Splitter for RayonSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::split::Sequential;
     use crate::kernels::testing::{assert_bits_eq, series_zoo, Lcg};
-    use crate::kernels::Spec;
 
     #[test]
     fn lengths_cover_rows_on_the_grid() {

@@ -177,7 +177,7 @@ fn recorded() -> BTreeMap<String, String> {
 fn check<S: Splitter>(split: &S, what: &str) {
     let got = fingerprints(split);
     let want = recorded();
-    if std::env::var("THREADX_BLESS_GOLDEN").is_ok_and(|v| v == "1") && what == "sequential" {
+    if crate::exec::config::bless_golden() && what == "sequential" {
         let mut text = String::from(
             "# Golden output fingerprints (see golden_tests.rs): `case dataset output fnv1a64`.\n",
         );

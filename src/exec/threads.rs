@@ -1,16 +1,15 @@
 //! How many CPU workers a call gets.
 //!
 //! Order of precedence: `threadx.set_threads(n)` (process-wide), then the environment variable
-//! `THREADX_NUM_THREADS`, then the planner (`planner.rs`): one worker for small inputs or when
+//! `THREADX_NUM_THREADS`, then the planner (`planner/`): one worker for small inputs or when
 //! Polars already runs the call in parallel, otherwise what the profile shows to be fastest, up to
 //! the physical-core cap. Forced counts are honoured exactly (tests use them to prove
 //! split-invariance).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
-/// The largest worker count accepted from users.
-pub const MAX_THREADS: usize = 1024;
+use super::config;
+pub use super::config::MAX_THREADS;
 
 static FORCED: AtomicUsize = AtomicUsize::new(0);
 
@@ -31,47 +30,12 @@ pub fn set_threads(n: Option<usize>) -> Result<(), String> {
     }
 }
 
-/// `THREADX_NUM_THREADS`, read once at the first call (like `RAYON_NUM_THREADS`); values outside
-/// `1..=MAX_THREADS` or not integers are ignored.
-fn env_threads() -> Option<usize> {
-    static ENV: OnceLock<Option<usize>> = OnceLock::new();
-    *ENV.get_or_init(|| {
-        std::env::var("THREADX_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|k| (1..=MAX_THREADS).contains(k))
-    })
-}
-
 /// The forced worker count, from `set_threads` or `THREADX_NUM_THREADS`, if any.
 pub fn forced_threads() -> Option<usize> {
     match FORCED.load(Ordering::Relaxed) {
-        0 => env_threads(),
+        0 => config::num_threads(),
         k => Some(k),
     }
-}
-
-/// The worker count the planner would use for `n_rows` rows of `indicator` outside a parallel
-/// context (`threadx.optimal_workers`); `None` rows means "a large input": the worker cap.
-pub fn optimal_workers(n_rows: Option<usize>, indicator: Option<&str>) -> usize {
-    if let Some(k) = forced_threads() {
-        return k;
-    }
-    let cpu = super::cpuinfo::cpu_info();
-    let Some(rows) = n_rows else {
-        return super::planner::worker_cap(cpu);
-    };
-    let ctx = super::CallContext {
-        caller_parallel: false,
-    };
-    super::plan_named(
-        indicator.unwrap_or("sma"),
-        &super::Device::Auto,
-        rows,
-        ctx,
-        false,
-    )
-    .map_or(1, |p| p.workers)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use super::catch;
-use super::pipeline::GpuError;
+use super::error::{catch, GpuError};
+use crate::exec::config;
 
 /// One usable GPU.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -34,34 +34,10 @@ impl GpuInfo {
     }
 }
 
-/// `THREADX_SIMULATED_GPUS="1.0,0.5"`: one simulated GPU per listed speed (relative to one CPU
-/// thread), after the real GPUs. Read on every call, so a test can add devices or slow one down
-/// mid-process.
-pub fn simulated_speeds() -> Vec<f64> {
-    std::env::var("THREADX_SIMULATED_GPUS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    p.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && *s > 0.0)
-                        .unwrap_or(1.0)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The current speed of simulated GPU `slot` (1.0 if the variable no longer lists it).
-pub fn simulated_speed(slot: usize) -> f64 {
-    simulated_speeds().get(slot).copied().unwrap_or(1.0)
-}
-
+/// Adds one simulated GPU per speed listed in `THREADX_SIMULATED_GPUS` (see
+/// `exec::devset::simulated`), after the real GPUs.
 fn with_simulated(mut status: GpuStatus) -> GpuStatus {
-    let speeds = simulated_speeds();
+    let speeds = config::simulated_gpu_speeds();
     let first = status.devices.len();
     for (slot, speed) in speeds.iter().enumerate() {
         status.devices.push(GpuInfo {
@@ -100,8 +76,7 @@ const NVRTC_NAMES: &[&str] = &["libnvrtc.so.12", "libnvrtc.so", "libnvrtc.so.11.
 
 fn nvrtc_candidates() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("THREADX_NVRTC").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
+    if let Some(p) = config::nvrtc_path() {
         if p.is_file() {
             return vec![p];
         }
@@ -195,7 +170,7 @@ pub fn nvrtc() -> Result<(String, (i32, i32)), GpuError> {
     let lib = NVRTC
         .get_or_init(open_nvrtc)
         .as_ref()
-        .map_err(|e| GpuError(e.clone()))?;
+        .map_err(|e| GpuError::Unavailable(e.clone()))?;
     let version = catch("nvrtcVersion", || {
         let (mut major, mut minor) = (0, 0);
         // SAFETY: NVRTC is loaded (above); plain out-parameters.
@@ -203,7 +178,9 @@ pub fn nvrtc() -> Result<(String, (i32, i32)), GpuError> {
         if rc == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
             Ok((major, minor))
         } else {
-            Err(GpuError(format!("nvrtcVersion failed: {rc:?}")))
+            Err(GpuError::Unavailable(format!(
+                "nvrtcVersion failed: {rc:?}"
+            )))
         }
     })?;
     Ok((lib.path.clone(), version))
@@ -215,7 +192,7 @@ fn version_string(v: i32) -> String {
 
 fn discover() -> GpuStatus {
     let mut status = GpuStatus::default();
-    if std::env::var("THREADX_GPU").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0") {
+    if config::gpu_disabled() {
         status.reason = Some("disabled by THREADX_GPU=off".into());
         return status;
     }
@@ -233,20 +210,22 @@ fn discover() -> GpuStatus {
         return status;
     }
     let found = catch("CUDA driver", || {
-        cudarc::driver::result::init().map_err(|e| GpuError(format!("cuInit failed: {e:?}")))?;
+        cudarc::driver::result::init()
+            .map_err(|e| GpuError::Unavailable(format!("cuInit failed: {e:?}")))?;
         let mut v = 0;
         // SAFETY: plain out-parameter; the driver library is loaded.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
             .result()
-            .map_err(|e| GpuError(format!("cuDriverGetVersion failed: {e:?}")))?;
+            .map_err(|e| GpuError::Unavailable(format!("cuDriverGetVersion failed: {e:?}")))?;
         let count = cudarc::driver::result::device::get_count()
-            .map_err(|e| GpuError(format!("cuDeviceGetCount failed: {e:?}")))?;
+            .map_err(|e| GpuError::Unavailable(format!("cuDeviceGetCount failed: {e:?}")))?;
         let mut devices = Vec::new();
         for index in 0..count.max(0) as usize {
             // Device queries only: contexts (hundreds of ms each) are created on first use.
             use cudarc::driver::sys::CUdevice_attribute as A;
-            let dev = cudarc::driver::result::device::get(index as i32)
-                .map_err(|e| GpuError(format!("GPU {index}: cuDeviceGet failed: {e:?}")))?;
+            let dev = cudarc::driver::result::device::get(index as i32).map_err(|e| {
+                GpuError::Unavailable(format!("GPU {index}: cuDeviceGet failed: {e:?}"))
+            })?;
             // SAFETY: a valid device handle from cuDeviceGet.
             let attr =
                 |a| unsafe { cudarc::driver::result::device::get_attribute(dev, a) }.unwrap_or(0);
@@ -272,7 +251,7 @@ fn discover() -> GpuStatus {
     let (driver, devices) = match found {
         Ok(f) => f,
         Err(e) => {
-            status.reason = Some(e.0);
+            status.reason = Some(e.to_string());
             return status;
         }
     };
@@ -320,7 +299,7 @@ static STATUS: OnceLock<GpuStatus> = OnceLock::new();
 /// `THREADX_SIMULATED_GPUS` now (re-read on every call, so tests can change them).
 pub fn status() -> GpuStatus {
     let real = STATUS.get_or_init(discover);
-    if std::env::var_os("THREADX_SIMULATED_GPUS").is_none() {
+    if !config::simulated_gpus_set() {
         return real.clone();
     }
     with_simulated(real.clone())

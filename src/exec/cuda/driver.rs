@@ -16,15 +16,21 @@ use cudarc::driver::{
 
 use super::args::{Kernel, KernelArgs};
 use super::discovery::GpuInfo;
+use super::error::GpuError;
 use super::nvrtc;
-use super::pipeline::{Backend, DeviceBuffer, GpuError};
+use super::pipeline::{Backend, DeviceBuffer};
+use crate::exec::config::GpuStep;
 
 /// Rows (f64) per staging buffer: 8 MiB, large enough to run copies near link speed.
 const STAGE_ROWS: usize = 1 << 20;
 const THREADS_PER_BLOCK: u32 = 256;
 
-fn err(what: &str) -> impl Fn(result::DriverError) -> GpuError + '_ {
-    move |e| GpuError(format!("{what}: {e:?}"))
+/// A failed driver `call` that opens, drives or synchronises the device.
+fn err(call: &'static str) -> impl Fn(result::DriverError) -> GpuError {
+    move |e| GpuError::Driver {
+        call,
+        detail: format!("{e:?}"),
+    }
 }
 
 /// A pinned host buffer and the event that marks its last copy done.
@@ -165,16 +171,6 @@ impl Drop for CudaBuf {
     }
 }
 
-/// Failure injection for tests (`THREADX_GPU_INJECT_FAILURE=alloc|upload|launch`), read per call.
-fn injected(step: &str) -> Result<(), GpuError> {
-    match std::env::var("THREADX_GPU_INJECT_FAILURE") {
-        Ok(v) if v == step => Err(GpuError(format!(
-            "injected {step} failure (THREADX_GPU_INJECT_FAILURE)"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// A call's view of one GPU, whose state stays locked (by [`with_device`]) while it lives.
 pub struct CudaBackend {
     dev: std::cell::RefCell<&'static mut DeviceState>,
@@ -208,7 +204,7 @@ impl Backend for CudaBackend {
     type Buf = CudaBuf;
 
     fn alloc(&self, len: usize) -> Result<CudaBuf, GpuError> {
-        injected("alloc")?;
+        GpuError::injected(GpuStep::Alloc)?;
         let dev = self.dev.borrow();
         let bytes = len.max(1) * 8;
         let stream = dev.raw_stream();
@@ -220,7 +216,10 @@ impl Backend for CudaBackend {
                 result::malloc_sync(bytes)
             }
         }
-        .map_err(err("device allocation"))?;
+        .map_err(|e| GpuError::Alloc {
+            call: "device allocation",
+            detail: format!("{e:?}"),
+        })?;
         Ok(CudaBuf {
             ptr,
             stream,
@@ -229,7 +228,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, dst: &mut CudaBuf, src: &[f64]) -> Result<(), GpuError> {
-        injected("upload")?;
+        GpuError::injected(GpuStep::Upload)?;
         let mut dev = self.dev.borrow_mut();
         let stream = dev.raw_stream();
         for (i, chunk) in src.chunks(STAGE_ROWS).enumerate() {
@@ -241,7 +240,10 @@ impl Backend for CudaBackend {
                 let pinned = std::slice::from_raw_parts_mut(stage.ptr, chunk.len());
                 pinned.copy_from_slice(chunk);
                 result::memcpy_htod_async(dst.ptr + (i * STAGE_ROWS * 8) as u64, pinned, stream)
-                    .map_err(err("host-to-device copy"))?;
+                    .map_err(|e| GpuError::Upload {
+                        call: "host-to-device copy",
+                        detail: format!("{e:?}"),
+                    })?;
                 result::event::record(stage.event, stream).map_err(err("cuEventRecord"))?;
             }
             stage.pending = true;
@@ -265,7 +267,10 @@ impl Backend for CudaBackend {
             unsafe {
                 let pinned = std::slice::from_raw_parts_mut(stage.ptr, e - s);
                 result::memcpy_dtoh_async(pinned, src.ptr + ((at + s) * 8) as u64, stream)
-                    .map_err(err("device-to-host copy"))?;
+                    .map_err(|e| GpuError::Download {
+                        call: "device-to-host copy",
+                        detail: format!("{e:?}"),
+                    })?;
                 result::event::record(stage.event, stream).map_err(err("cuEventRecord"))?;
             }
             stage.pending = true;
@@ -295,7 +300,7 @@ impl Backend for CudaBackend {
         threads: usize,
         args: &A,
     ) -> Result<(), GpuError> {
-        injected("launch")?;
+        GpuError::injected(GpuStep::Launch)?;
         if threads == 0 {
             return Ok(());
         }
@@ -305,10 +310,12 @@ impl Backend for CudaBackend {
             .iter()
             .find(|(k, _)| *k == kernel)
             .map(|(_, f)| f)
-            .ok_or_else(|| GpuError(format!("kernel {} not loaded", kernel.name())))?;
+            .ok_or(GpuError::KernelNotLoaded(kernel.name()))?;
         let grid = threads.div_ceil(THREADS_PER_BLOCK as usize);
-        let grid = u32::try_from(grid)
-            .map_err(|_| GpuError(format!("{}: {threads} threads is too many", kernel.name())))?;
+        let grid = u32::try_from(grid).map_err(|_| GpuError::Launch {
+            kernel: kernel.name(),
+            detail: format!("{threads} threads is too many"),
+        })?;
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (THREADS_PER_BLOCK, 1, 1),
@@ -318,7 +325,10 @@ impl Backend for CudaBackend {
         builder.arg(args);
         // SAFETY: the argument block matches the kernel's parameter (args.rs mirrors common.cuh)
         // and every address in it is a live buffer of this call.
-        unsafe { builder.launch(cfg) }.map_err(err(kernel.name()))?;
+        unsafe { builder.launch(cfg) }.map_err(|e| GpuError::Launch {
+            kernel: kernel.name(),
+            detail: format!("{e:?}"),
+        })?;
         Ok(())
     }
 }
@@ -337,14 +347,10 @@ pub fn with_device<T>(
     let slots = DEVICES.get_or_init(|| (0..count).map(|_| Mutex::new(None)).collect());
     let slot = slots
         .get(info.index)
-        .ok_or_else(|| GpuError(format!("no GPU {}", info.index)))?;
+        .ok_or(GpuError::NoDevice(info.index))?;
     let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.is_none() {
-        *guard = Some(DeviceState::open(info.clone()));
-    }
-    match guard.as_mut() {
-        Some(Ok(dev)) => f(dev),
-        Some(Err(e)) => Err(e.clone()),
-        None => Err(GpuError("unreachable: device slot empty".into())),
+    match guard.get_or_insert_with(|| DeviceState::open(info.clone())) {
+        Ok(dev) => f(dev),
+        Err(e) => Err(e.clone()),
     }
 }

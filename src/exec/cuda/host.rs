@@ -11,7 +11,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use super::args::{Kernel, KernelArgs};
-use super::pipeline::{Backend, DeviceBuffer, GpuError};
+use super::error::GpuError;
+use super::pipeline::{Backend, DeviceBuffer};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, c_uint, c_uint, *const c_void) -> c_int;
 
@@ -112,7 +113,10 @@ impl Backend for HostBackend {
         let cells = src
             .0
             .get(at..at + dst.len())
-            .ok_or_else(|| GpuError("download out of range".into()))?;
+            .ok_or_else(|| GpuError::Download {
+                call: "download",
+                detail: "out of range".into(),
+            })?;
         for (d, s) in dst.iter_mut().zip(cells) {
             // SAFETY: no launch is running (launches are synchronous here).
             *d = unsafe { *s.get() };
@@ -127,14 +131,20 @@ impl Backend for HostBackend {
         args: &A,
     ) -> Result<(), GpuError> {
         const BLOCK: usize = 128;
-        let name = CString::new(kernel.name()).map_err(|e| GpuError(e.to_string()))?;
+        let name = CString::new(kernel.name()).map_err(|e| GpuError::Launch {
+            kernel: kernel.name(),
+            detail: e.to_string(),
+        })?;
         let grid = threads.div_ceil(BLOCK) as c_uint;
         self.launches.set(self.launches.get() + 1);
         if self
             .fail_from_launch
             .is_some_and(|n| self.launches.get() > n)
         {
-            return Err(GpuError(format!("injected failure of {}", kernel.name())));
+            return Err(GpuError::Launch {
+                kernel: kernel.name(),
+                detail: "injected failure".into(),
+            });
         }
         // SAFETY: `args` is the #[repr(C)] mirror of the kernel's argument struct and every
         // address in it points into a live HostBuf of this backend.
@@ -147,7 +157,7 @@ impl Backend for HostBackend {
             )
         };
         if rc != 0 {
-            return Err(GpuError(format!("unknown kernel {}", kernel.name())));
+            return Err(GpuError::KernelNotLoaded(kernel.name()));
         }
         Ok(())
     }

@@ -3,8 +3,9 @@
 //! series (offsets, tiny prices, flat runs, NaN, ±inf) of lengths around block boundaries, whole
 //! and cut into small pieces. NaN counts as equal to NaN whatever its payload.
 
+use super::error::GpuError;
 use super::host::HostBackend;
-use super::pipeline::{run, run_multi, share_ranges, GpuError};
+use super::pipeline::{run, run_multi, share_ranges};
 use crate::kernels::split::Sequential;
 use crate::kernels::testing::{series_zoo, Lcg};
 use crate::kernels::Spec;
@@ -149,7 +150,9 @@ fn run_on_devices(
      -> Result<(), GpuError> {
         let mut be = HostBackend::new();
         match fail {
-            Some((dev, None)) if dev == d => return Err(GpuError("device did not open".into())),
+            Some((dev, None)) if dev == d => {
+                return Err(GpuError::Unavailable("device did not open".into()))
+            }
             Some((dev, Some(after))) if dev == d => be.fail_from_launch = Some(after),
             _ => {}
         }
@@ -231,7 +234,7 @@ fn share_ranges_cover_the_rows_on_the_grid() {
 }
 
 /// CPU and simulated members on a prefix of the rows and host-built "GPUs" on the rest, through
-/// the production orchestration (`exec::mixed`): the single-device bits for every indicator.
+/// the production orchestration (`exec::devset::mixed`): the single-device bits for every indicator.
 #[test]
 fn host_members_and_gpus_fuse_to_the_single_device_bits() {
     use crate::exec::devset::{DeviceSetSplit, Member};
@@ -260,17 +263,24 @@ fn host_members_and_gpus_fuse_to_the_single_device_bits() {
             let with_backend = |_d: usize,
                                 body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
              -> Result<(), GpuError> { body(&HostBackend::new()) };
-            crate::exec::mixed::run(&spec, &host, split_at, &ins, &mut o, |tails, prefix| {
-                run_multi(
-                    &with_backend,
-                    &spec,
-                    &ins,
-                    tails,
-                    &shares,
-                    usize::MAX,
-                    prefix,
-                )
-            })
+            crate::exec::devset::mixed::run(
+                &spec,
+                &host,
+                split_at,
+                &ins,
+                &mut o,
+                |tails, prefix| {
+                    run_multi(
+                        &with_backend,
+                        &spec,
+                        &ins,
+                        tails,
+                        &shares,
+                        usize::MAX,
+                        prefix,
+                    )
+                },
+            )
             .unwrap();
             for j in 0..want.len() {
                 for t in spec.lookback()..n {

@@ -4,11 +4,13 @@
 //! ([`driver`]). See docs/architecture.md, "The GPU path".
 //!
 //! cudarc panics where it cannot load a library or symbol; every entry point here runs inside
-//! [`catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU instead.
+//! [`error::catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU
+//! instead.
 
 pub mod args;
 pub mod discovery;
 pub mod driver;
+pub mod error;
 pub mod nvrtc;
 pub mod pipeline;
 
@@ -17,27 +19,12 @@ mod host;
 #[cfg(test)]
 mod host_tests;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use crate::kernels::Spec;
 pub use discovery::{GpuInfo, GpuStatus};
-pub use pipeline::GpuError;
-
-/// Runs `f`, turning a panic inside cudarc into an error that names `what`.
-pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T, GpuError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(GpuError(format!("{what}: {msg}")))
-        }
-    }
-}
+use error::catch;
+pub use error::{GpuError, GpuFailure};
 
 /// Discovery's result (runs discovery, and so initialises CUDA, on first use).
 pub fn status() -> GpuStatus {
@@ -55,21 +42,16 @@ pub struct GpuRun {
 
 /// Output rows per piece: `THREADX_GPU_PIECE_ROWS`, else what half the free memory holds.
 fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
-    if let Some(r) = std::env::var("THREADX_GPU_PIECE_ROWS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|r| *r > 0)
-    {
+    if let Some(r) = crate::exec::config::gpu_piece_rows() {
         return r;
     }
     let arrays = spec.inputs().len() + spec.outputs().len() + 6;
     (free_rows / 2 / arrays).max(1 << 16)
 }
 
-/// Real (not simulated) GPU `index` and the number of real GPUs, which sizes the per-device
-/// state slots of [`driver::with_device`].
-fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
-    let st = status();
+/// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
+/// per-device state slots of [`driver::with_device`].
+fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
         .iter()
@@ -79,18 +61,20 @@ fn real_gpu(index: usize) -> Result<(GpuInfo, usize), GpuError> {
         .iter()
         .find(|d| d.index == index)
         .map(|d| (*d).clone())
-        .ok_or_else(|| GpuError(format!("no usable (real) GPU {index}")))?;
+        .ok_or(GpuError::NotRealGpu(index))?;
     Ok((info, real.len()))
 }
 
-/// Computes `spec` on GPU `index` (every row from the lookback on, like [`Spec::run`]).
+/// Computes `spec` on GPU `index` of `gpus` (every row from the lookback on, like
+/// [`Spec::run`]).
 pub fn run(
     spec: &Spec,
+    gpus: &GpuStatus,
     index: usize,
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
 ) -> Result<GpuRun, GpuError> {
-    let (info, count) = real_gpu(index)?;
+    let (info, count) = real_gpu(gpus, index)?;
     catch("CUDA", || {
         driver::with_device(&info, count, |dev| {
             let started = Instant::now();
@@ -112,10 +96,11 @@ pub fn run(
     })
 }
 
-/// Computes `spec` across the real GPUs `indices` with `shares` of the rows (see
+/// Computes `spec` across the real GPUs `indices` of `gpus` with `shares` of the rows (see
 /// [`pipeline::run_multi`]); returns each GPU's busy seconds.
 pub fn run_multi(
     spec: &Spec,
+    gpus: &GpuStatus,
     indices: &[usize],
     shares: &[f64],
     inputs: &[&[f64]],
@@ -124,7 +109,7 @@ pub fn run_multi(
 ) -> Result<Vec<f64>, GpuError> {
     let found: Vec<(GpuInfo, usize)> = indices
         .iter()
-        .map(|i| real_gpu(*i))
+        .map(|i| real_gpu(gpus, *i))
         .collect::<Result<_, _>>()?;
     let count = found.first().map_or(0, |f| f.1);
     let infos: Vec<GpuInfo> = found.into_iter().map(|f| f.0).collect();
@@ -158,7 +143,7 @@ pub fn compile_check(arch: &str) -> Result<(usize, (i32, i32)), GpuError> {
 /// pinned staging path the calls use, and the best of 10 one-value round trips for latency.
 pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkModel, GpuError> {
     use pipeline::Backend;
-    let (info, count) = real_gpu(index)?;
+    let (info, count) = real_gpu(&status(), index)?;
     catch("CUDA link measurement", || {
         driver::with_device(&info, count, |dev| {
             // SAFETY: the backend lives only inside this closure's borrow of `dev`.

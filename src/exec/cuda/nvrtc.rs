@@ -10,9 +10,8 @@ use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::catch;
 use super::discovery;
-use super::pipeline::GpuError;
+use super::error::{catch, GpuError};
 
 /// The options every build uses (docs/architecture.md, "Determinism").
 pub const OPTIONS: &[&str] = &[
@@ -49,7 +48,7 @@ pub fn validate_arch(arch: &str) -> Result<(), GpuError> {
     if (2..=3).contains(&number.len()) && number.chars().all(|c| c.is_ascii_digit()) {
         return Ok(());
     }
-    Err(GpuError(format!(
+    Err(GpuError::BadArch(format!(
         "arch must be a real GPU architecture like 'sm_90', got '{arch}'"
     )))
 }
@@ -147,9 +146,9 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
     discovery::nvrtc()?;
     catch("NVRTC", || {
         use cudarc::nvrtc::{result, sys};
-        let src = CString::new(kernel_source()).map_err(|e| GpuError(e.to_string()))?;
+        let src = CString::new(kernel_source()).map_err(|e| GpuError::Compile(e.to_string()))?;
         let prog = result::create_program(&src, Some(c"threadx_kernels.cu"))
-            .map_err(|e| GpuError(format!("nvrtcCreateProgram: {e:?}")))?;
+            .map_err(|e| GpuError::Compile(format!("nvrtcCreateProgram: {e:?}")))?;
         let mut opts: Vec<String> = vec![format!("--gpu-architecture={arch}")];
         opts.extend(OPTIONS.iter().map(|s| s.to_string()));
         // SAFETY: `prog` is a live program; it is destroyed exactly once below.
@@ -161,12 +160,12 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
                 unsafe {
                     sys::nvrtcGetCUBINSize(prog, &mut size)
                         .result()
-                        .map_err(|e| GpuError(format!("nvrtcGetCUBINSize: {e:?}")))
+                        .map_err(|e| GpuError::Compile(format!("nvrtcGetCUBINSize: {e:?}")))
                         .and_then(|()| {
                             let mut buf = vec![0u8; size];
                             sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut c_char)
                                 .result()
-                                .map_err(|e| GpuError(format!("nvrtcGetCUBIN: {e:?}")))
+                                .map_err(|e| GpuError::Compile(format!("nvrtcGetCUBIN: {e:?}")))
                                 .map(|()| buf)
                         })
                 }
@@ -176,7 +175,7 @@ pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
                 let log = unsafe { result::get_program_log(prog) }
                     .map(|l| l.iter().map(|&c| c as u8 as char).collect::<String>())
                     .unwrap_or_default();
-                Err(GpuError(format!(
+                Err(GpuError::Compile(format!(
                     "NVRTC could not compile the kernels for {arch}: {e:?}: {}",
                     log.trim_end_matches('\0').trim()
                 )))

@@ -10,24 +10,11 @@
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
 //! GPU starts from the very same bits.
 
-use std::fmt;
-
 use super::args::*;
+use super::error::GpuError;
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
 use crate::kernels::{ema, wilder, Spec};
-
-/// A failed GPU operation (allocation, copy, launch, compile); the caller falls back to the CPU.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GpuError(pub String);
-
-impl fmt::Display for GpuError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for GpuError {}
 
 /// A device array of `f64`.
 pub trait DeviceBuffer {
@@ -386,8 +373,11 @@ fn stoch<B: Backend>(
         .max()
         .unwrap_or(0);
     let mut ins = alloc_n(be, 3, cap)?;
-    let [hh, ll, kb, db] = <[B::Buf; 4]>::try_from(alloc_n(be, 4, cap)?)
-        .map_err(|_| GpuError("stoch: buffer allocation".into()))?;
+    let [hh, ll, kb, db] =
+        <[B::Buf; 4]>::try_from(alloc_n(be, 4, cap)?).map_err(|_| GpuError::Alloc {
+            call: "stoch",
+            detail: "buffer allocation".into(),
+        })?;
     for (lo, hi) in plan {
         let (hd, hk, base) = halos(lo);
         for (buf, src) in ins.iter_mut().zip([close, high, low]) {
@@ -600,16 +590,24 @@ struct ScanExchange<'a> {
     carries: std::sync::Mutex<Vec<Vec<f64>>>,
     /// Each stage's state at the end of a prefix of the rows computed elsewhere (the CPU), in
     /// stage order; `None`: the members start from the seeds.
-    carry_in: Option<&'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>>,
+    carry_in: Option<&'a dyn CarrySource>,
     /// Seconds each member spent at the barriers.
     waited: std::sync::Mutex<Vec<f64>>,
 }
 
-/// Rows `0..rows` computed elsewhere (the CPU's share of a device set), and where that
-/// computation sends each scan stage's final state.
+/// Where a multi-device scan gets the states a prefix computed elsewhere ends in: one per scan
+/// stage, in stage order, each the carry into the first block after the prefix. Blocks until the
+/// state is there; `None` when it never will be (the member then fails the run). The device-set
+/// side implements it (`exec::devset::handoff`).
+pub trait CarrySource: Sync {
+    fn next_state(&self) -> Option<Vec<f64>>;
+}
+
+/// Rows `0..rows` computed elsewhere (the host members' share of a device set), and where that
+/// computation's scan states come from.
 pub struct Prefix<'a> {
     pub rows: usize,
-    pub carries: &'a std::sync::Mutex<std::sync::mpsc::Receiver<Vec<f64>>>,
+    pub carries: &'a dyn CarrySource,
 }
 
 impl ScanExchange<'_> {
@@ -774,7 +772,7 @@ pub fn run_multi<B: Backend>(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(GpuError("a device thread panicked".into())))
+                    .unwrap_or(Err(GpuError::DeviceSet("a device thread panicked")))
             })
             .collect()
     });
@@ -946,9 +944,9 @@ fn scan_member<B: Backend>(
         if me == 0 && !ex.failed() {
             let all = ex.ends.lock().map(|e| e.clone()).unwrap_or_default();
             let mut cur = st.seed;
-            if let Some(rx) = ex.carry_in {
+            if let Some(source) = ex.carry_in {
                 // The prefix's state after its last row (it holds every seed row).
-                match rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                match source.next_state() {
                     Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
                     _ => ex.fail(),
                 }
@@ -1004,7 +1002,7 @@ fn scan_member<B: Backend>(
     }
     match error {
         Some(e) => Err(e),
-        None if ex.failed() => Err(GpuError("another device of the set failed".into())),
+        None if ex.failed() => Err(GpuError::DeviceSet("another device of the set failed")),
         None => Ok(()),
     }
 }

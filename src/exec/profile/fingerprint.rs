@@ -3,8 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::SCHEMA_VERSION;
 use crate::exec::cpuinfo::cpu_info;
+
+/// Version of the profile file's layout (`schema.rs`). It lives here, in the fingerprint, because
+/// timings written under another layout are not comparable; `schema` re-exports it, so this module
+/// needs nothing from `schema` (which builds on the fingerprint).
+pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {

@@ -68,8 +68,8 @@ impl ProfileState {
 
 /// `$THREADX_PROFILE`, else the user cache directory's `threadx/profile.json`.
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("THREADX_PROFILE").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+    if let Some(p) = crate::exec::config::profile_path() {
+        return Some(p);
     }
     cache_dir().map(|d| d.join("threadx").join("profile.json"))
 }
@@ -262,6 +262,9 @@ pub fn balance_tag_in_use(tag: &str) -> String {
         "default".to_string()
     }
 }
+
+/// Calls smaller than this are not recorded in the profile (timer noise dominates).
+pub const MIN_RECORDED_ROWS: usize = 256;
 
 /// Calls smaller than this do not refine balance ratios: their per-member times are too short to
 /// tell the members apart from noise.

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
+pub use super::fingerprint::SCHEMA_VERSION;
 
-pub const SCHEMA_VERSION: u32 = 1;
 /// Weight of a new sample in the exponentially weighted moving average.
 pub const EWMA_ALPHA: f64 = 0.25;
 /// A sample counts at most this many times the current average.

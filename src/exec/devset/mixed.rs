@@ -4,21 +4,41 @@
 //! Every kernel is causal (row `t` depends on inputs at rows `<= t` only, on grids anchored at
 //! row 0), so the host members compute their rows exactly by running on the inputs cut at
 //! `split_at`. The GPUs' recursive filters continue from the scan states the prefix ends in,
-//! which the host run hands over through [`Splitter::scan_carry_out`] as each scan finishes;
-//! meanwhile the GPUs run their local scans, and only the carry chain waits for the prefix.
+//! which the host run hands over through a [`ScanCarryHandoff`] as each scan finishes; meanwhile
+//! the GPUs run their local scans, and only the carry chain waits for the prefix.
 
-use std::sync::mpsc;
-use std::sync::Mutex;
-
-use super::cuda::pipeline::Prefix;
-use super::cuda::GpuError;
-use super::devset::DeviceSetSplit;
+use super::handoff::{CloseOnDrop, ScanCarryHandoff};
+use super::split::DeviceSetSplit;
+use crate::exec::cuda::pipeline::Prefix;
+use crate::exec::cuda::GpuError;
+use crate::kernels::scan::SCAN_BLOCK;
 use crate::kernels::split::Splitter;
 use crate::kernels::Spec;
 
+/// Rows the host members take: their share of the `rows`, on the scan-block grid, and at least
+/// every seed row (`lookback + 1` rows rounded up to a block), so that the GPUs only ever continue
+/// scans. 0 when there are no host members (or no shares at all).
+pub fn host_prefix_rows(
+    lookback: usize,
+    rows: usize,
+    host_share: f64,
+    gpu_share: f64,
+    has_host_members: bool,
+) -> usize {
+    let total = host_share + gpu_share;
+    if !has_host_members || total <= 0.0 {
+        return 0;
+    }
+    let ideal = host_share / total * rows as f64;
+    let min_prefix = (lookback + 1).div_ceil(SCAN_BLOCK) * SCAN_BLOCK;
+    (((ideal / SCAN_BLOCK as f64).round() as usize) * SCAN_BLOCK)
+        .max(min_prefix)
+        .min(rows)
+}
+
 /// Runs `spec` with `host` on rows `0..split_at` and `gpus(tails, prefix)` on the rest, where
 /// `tails` are the outputs from row `split_at` on. `split_at` must be 0, or a multiple of the
-/// scan block that holds every seed row (the lookback).
+/// scan block that holds every seed row (see [`host_prefix_rows`]).
 pub fn run<F>(
     spec: &Spec,
     host: &DeviceSetSplit,
@@ -40,25 +60,19 @@ where
         heads.push(h);
         tails.push(t);
     }
-    let (tx, rx) = mpsc::channel();
-    let rx = Mutex::new(rx);
-    let host = HostPart {
-        split: host,
-        to: Mutex::new(Some(tx)),
-    };
+    let handoff = ScanCarryHandoff::new();
+    let host = HostPart::new(host, &handoff);
     std::thread::scope(|scope| {
         let host_job = scope.spawn(|| {
+            // Closing tells the GPUs no further state will come, even if the host part panics.
+            let _close = CloseOnDrop(&handoff);
             if split_at > 0 {
                 spec.run(&host, &host_ins, &mut heads);
-            }
-            // Dropping the sender tells the GPUs no further state will come.
-            if let Ok(mut to) = host.to.lock() {
-                to.take();
             }
         });
         let prefix = (split_at > 0).then_some(Prefix {
             rows: split_at,
-            carries: &rx,
+            carries: &handoff,
         });
         let gpu = if split_at < n {
             gpus(&mut tails, prefix)
@@ -67,15 +81,24 @@ where
         };
         match host_job.join() {
             Ok(()) => gpu,
-            Err(_) => Err(GpuError("the host part of the device set panicked".into())),
+            Err(_) => Err(GpuError::DeviceSet(
+                "the host part of the device set panicked",
+            )),
         }
     })
 }
 
-/// The host members' splitter, forwarding every scan's final state to the GPUs.
-struct HostPart<'a> {
+/// The host members' splitter: the members' own [`DeviceSetSplit`], forwarding every scan's final
+/// state to the GPUs through the hand-off.
+pub struct HostPart<'a> {
     split: &'a DeviceSetSplit,
-    to: Mutex<Option<mpsc::Sender<Vec<f64>>>>,
+    handoff: &'a ScanCarryHandoff,
+}
+
+impl<'a> HostPart<'a> {
+    pub fn new(split: &'a DeviceSetSplit, handoff: &'a ScanCarryHandoff) -> Self {
+        HostPart { split, handoff }
+    }
 }
 
 impl Splitter for HostPart<'_> {
@@ -102,10 +125,22 @@ impl Splitter for HostPart<'_> {
     }
 
     fn scan_carry_out(&self, carry: &[f64]) {
-        if let Ok(to) = self.to.lock() {
-            if let Some(to) = to.as_ref() {
-                let _ = to.send(carry.to_vec());
-            }
-        }
+        self.handoff.send(carry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_prefix_is_on_the_grid_and_holds_every_seed_row() {
+        let b = SCAN_BLOCK;
+        assert_eq!(host_prefix_rows(10, 100 * b, 1.0, 3.0, true), 25 * b);
+        // Too small a share still covers the seed rows (here two blocks).
+        assert_eq!(host_prefix_rows(b + 5, 100 * b, 0.001, 1.0, true), 2 * b);
+        assert_eq!(host_prefix_rows(10, 3 * b, 1.0, 0.0, true), 3 * b);
+        assert_eq!(host_prefix_rows(10, 100 * b, 1.0, 1.0, false), 0);
+        assert_eq!(host_prefix_rows(10, 100 * b, 0.0, 0.0, true), 0);
     }
 }

@@ -1,5 +1,5 @@
 //! The device-set executor for devices that run the Rust kernels: the CPU (rayon) and simulated
-//! GPUs (`THREADX_SIMULATED_GPUS`). It is a [`Splitter`]: rows are cut on the global scan-block
+//! GPUs ([`simulated`](super::simulated)). It is a [`Splitter`]: rows are cut on the global scan-block
 //! grid in proportion to the members' shares, each member runs its piece on its own thread, and
 //! the pieces are written straight into their rows of the output (fusion in row order).
 //!
@@ -12,10 +12,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::simulated;
+use crate::exec::cpu::RayonSplit;
 use crate::kernels::scan::SCAN_BLOCK;
 use crate::kernels::split::{cut_pieces, piece_starts, Splitter};
-
-use super::cpu::RayonSplit;
 
 /// A member of a device set that runs the Rust kernels.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,7 @@ pub struct MemberTime {
     pub busy: Duration,
 }
 
+/// Members that run the Rust kernels, each on its share of the rows (see the module doc).
 pub struct DeviceSetSplit {
     members: Vec<Member>,
     shares: Vec<f64>,
@@ -94,10 +95,7 @@ impl DeviceSetSplit {
         let started = Instant::now();
         let out = work(&self.members[i]);
         if let Member::Simulated { speed } = self.members[i] {
-            let spent = started.elapsed();
-            if speed > 0.0 && speed < 1.0 {
-                std::thread::sleep(spent.mul_f64(1.0 / speed - 1.0));
-            }
+            simulated::pace(speed, started);
         }
         if let Ok(mut t) = self.times.lock() {
             t[i].rows += rows;
