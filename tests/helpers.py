@@ -17,41 +17,30 @@ import threadx
 # indicator registry
 # --------------------------------------------------------------------------------------------
 
-HLC = ("high", "low", "close")
+# Everything below is derived from the registry (threadx.catalog()), so a new indicator is tested
+# by every catalog-wide suite without editing this file; only PARAMS (small test parameters)
+# needs an entry, and test_registry fails until it has one.
+CATALOG = threadx.catalog()
+_ROWS = {r["name"]: r for r in CATALOG.iter_rows(named=True)}
+NAMES = list(_ROWS)
+
+#: The test frame's column for each registry input (``real`` is the close).
+COLUMN = {"real": "close", "open": "open", "high": "high", "low": "low", "close": "close",
+          "volume": "volume"}  # fmt: skip
 
 # name -> positional input columns of the function form, `threadx.<name>(*INPUTS[name], ...)`
 INPUTS: dict[str, tuple[str, ...]] = {
-    "sma": ("close",),
-    "ema": ("close",),
-    "wma": ("close",),
-    "rolling_std": ("close",),
-    "zscore": ("close",),
-    "bollinger": ("close",),
-    "rsi": ("close",),
-    "roc": ("close",),
-    "macd": ("close",),
-    "atr": HLC,
-    "natr": HLC,
-    "stoch": HLC,
-    "obv": ("close", "volume"),
+    n: tuple(COLUMN[i] for i in r["inputs"]) for n, r in _ROWS.items()
 }
-NAMES = list(INPUTS)
 
 # name -> keyword inputs of the namespace form, `pl.col("close").threadx.<name>(**NS_INPUTS[name])`
 NS_INPUTS: dict[str, dict[str, str]] = {
-    **{name: {} for name in NAMES},
-    "atr": {"high": "high", "low": "low"},
-    "natr": {"high": "high", "low": "low"},
-    "stoch": {"high": "high", "low": "low"},
-    "obv": {"volume": "volume"},
+    n: {i: COLUMN[i] for i in r["inputs"] if i != r["receiver"]} for n, r in _ROWS.items()
 }
 
 # name -> the fields of its struct output; None: a plain Float64 output
 STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
-    **{name: None for name in NAMES},
-    "bollinger": ("middle", "upper", "lower"),
-    "macd": ("macd", "signal", "hist"),
-    "stoch": ("slowk", "slowd"),
+    n: (tuple(r["outputs"]) if len(r["outputs"]) > 1 else None) for n, r in _ROWS.items()
 }
 
 # name -> a small parameter set (short warm-ups): test_api and test_contexts use it as is,
@@ -72,18 +61,34 @@ PARAMS: dict[str, dict] = {
     "obv": {},
 }
 
+# Warm-up of the indicators without a TA-Lib twin, written out from their definitions.
+_OWN_LOOKBACK = {"zscore": lambda p: p["period"] - 1}
+
+
+def talib_params(name: str, params: dict) -> dict:
+    """``params`` under TA-Lib's parameter names (those without a TA-Lib name dropped)."""
+    names = {p["name"]: p["talib"] for p in _ROWS[name]["params"]}
+    out = {names[k]: v for k, v in params.items() if names.get(k)}
+    if _ROWS[name]["talib"] == "BBANDS" and "nbdevup" in out:
+        out["nbdevdn"] = out["nbdevup"]
+    return out
+
 
 def lookback(name: str, params: dict) -> int:
-    """The documented warm-up (number of leading null rows) of `name` with `params`."""
-    if name in ("sma", "ema", "wma", "rolling_std", "zscore", "bollinger"):
-        return params["period"] - 1
-    if name in ("rsi", "roc", "atr", "natr"):
-        return params["period"]
-    if name == "macd":
-        return params["slow"] + params["signal"] - 2
-    if name == "stoch":
-        return params["fastk_period"] + params["slowk_period"] + params["slowd_period"] - 3
-    return 0
+    """The warm-up (number of leading null rows) of `name` with `params`: TA-Lib's own lookback
+    for a twin (from TA-Lib's abstract API), the definition's for the others."""
+    row = _ROWS[name]
+    kinds = {p["name"]: (int if p["kind"] == "int" else float) for p in row["params"]}
+    full = {
+        k: kinds[k](params.get(k, p)) for k, p in ((p["name"], p["default"]) for p in row["params"])
+    }
+    if row["talib"] is None:
+        return _OWN_LOOKBACK[name](full)
+    from talib import abstract
+
+    fn = abstract.Function(row["talib"])
+    fn.parameters = talib_params(name, full)
+    return fn.lookback
 
 
 def indicator_expr(name: str, params: dict, **override) -> pl.Expr:

@@ -395,12 +395,14 @@ def test_validation_happens_before_any_data() -> None:
 PLUGIN = Path(threadx.__file__).parent
 
 
-def _direct(function_name: str, args, kwargs) -> pl.Expr:
+def _direct(indicator: str, args, kwargs) -> pl.Expr:
+    """The plugin's one entry point, called without the Python validation."""
+    params = {k: float(v) for k, v in kwargs.items() if k != "device"}
     return register_plugin_function(
         plugin_path=PLUGIN,
-        function_name=function_name,
+        function_name="indicator",
         args=args,
-        kwargs=kwargs,
+        kwargs={"indicator": indicator, "params": params, "device": kwargs["device"]},
         is_elementwise=False,
     )
 

@@ -36,7 +36,8 @@ N_ROWS = 200_003
 
 
 def expr(name: str) -> pl.Expr:
-    return indicator_expr(name, BLOCK_PARAMS[name]).alias("out")
+    # An indicator without hand-picked parameters runs at its defaults.
+    return indicator_expr(name, BLOCK_PARAMS.get(name, {})).alias("out")
 
 
 @pytest.fixture
@@ -158,7 +159,14 @@ def test_env_var_threads_in_subprocess(env_threads, big, single_thread, tmp_path
     big.write_ipc(path)
     env = {**os.environ, "THREADX_NUM_THREADS": env_threads}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path), json.dumps(BLOCK_PARAMS), str(TESTS_DIR)],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(path),
+            json.dumps({n: BLOCK_PARAMS.get(n, {}) for n in NAMES}),
+            str(TESTS_DIR),
+        ],
         env=env,
         check=False,
         capture_output=True,

@@ -14,22 +14,10 @@ from __future__ import annotations
 import atexit
 
 from threadx import _internal, gpu, profile
+from threadx import indicators as _indicators
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
-from threadx.indicators import (
-    atr,
-    bollinger,
-    ema,
-    macd,
-    natr,
-    obv,
-    roc,
-    rolling_std,
-    rsi,
-    sma,
-    stoch,
-    wma,
-    zscore,
-)
+from threadx._registry import catalog, lookback
+from threadx.indicators import *
 from threadx.planning import CpuInfo, Explanation, cpu_info, explain, optimal_workers
 from threadx.tuning import TuneSummary, autotune
 
@@ -62,25 +50,15 @@ __all__ = [
     "Explanation",
     "TuneSummary",
     "__version__",
-    "atr",
     "autotune",
-    "bollinger",
+    "catalog",
     "cpu_info",
-    "ema",
     "explain",
     "get_threads",
     "gpu",
-    "macd",
-    "natr",
-    "obv",
+    "lookback",
     "optimal_workers",
     "profile",
-    "roc",
-    "rolling_std",
-    "rsi",
     "set_threads",
-    "sma",
-    "stoch",
-    "wma",
-    "zscore",
 ]
+__all__ += _indicators.__all__  # every indicator and TA-Lib alias

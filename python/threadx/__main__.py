@@ -19,7 +19,7 @@ INFO_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
 def _info() -> None:
     import threadx
-    from threadx.planning import INDICATORS
+    from threadx._registry import NAMES as INDICATORS
 
     cpu = threadx.cpu_info()
     fp = threadx.profile.fingerprint()

@@ -146,8 +146,9 @@ def profile_auto_balance(
     import polars as pl
 
     import threadx
-    from threadx.planning import INDICATORS
-    from threadx.tuning import _expr, _frame
+    from threadx._registry import BY_NAME as INDICATORS
+    from threadx._workloads import expr as _expr
+    from threadx._workloads import frame as _frame
 
     if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1_000:
         raise ValueError(

@@ -6,13 +6,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadx import _internal
+from threadx import _internal, _registry
 from threadx import _validate as check
+from threadx._registry import find as _find
 
-INDICATORS = (
-    "sma", "ema", "wma", "rolling_std", "zscore", "bollinger", "rsi", "roc", "macd", "atr",
-    "natr", "stoch", "obv",
-)  # fmt: skip
+#: Every indicator's name, in catalog order.
+INDICATORS = _registry.NAMES
 
 
 @dataclass(frozen=True)
@@ -35,11 +34,8 @@ def optimal_workers(n_rows: int | None = None, indicator: str | None = None) -> 
         isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 0
     ):
         raise ValueError(f"threadx.optimal_workers: n_rows must be an integer >= 0, got {n_rows!r}")
-    if indicator is not None and indicator not in INDICATORS:
-        raise ValueError(
-            f"threadx.optimal_workers: indicator must be one of {', '.join(INDICATORS)}, "
-            f"got {indicator!r}"
-        )
+    if indicator is not None:
+        indicator = _find("optimal_workers", indicator).name
     return _internal.optimal_workers(n_rows, indicator)
 
 
@@ -145,20 +141,22 @@ def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Expl
     included (it selects the stored split ratios of a multi-device plan). The plan never
     explores here; a real call may, now and then, while the profile is incomplete.
     """
-    if indicator not in INDICATORS:
-        raise ValueError(
-            f"threadx.explain: indicator must be one of {', '.join(INDICATORS)}, got {indicator!r}"
-        )
+    ind = _find("explain", indicator)
+    indicator = ind.name
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"threadx.explain: n must be an integer >= 0, got {n!r}")
     check.device(indicator, device)
+    tag = params.pop("workload_tag", None)
     if params:
-        import threadx
-
-        fn = getattr(threadx, indicator)
-        inputs = {"atr": 3, "natr": 3, "stoch": 3, "obv": 2}.get(indicator, 1)
-        fn(*(["x"] * inputs), **params)  # validates the parameters, builds nothing we keep
-    tag = params.get("workload_tag")
+        unknown = sorted(set(params) - {p.name for p in ind.params})
+        if unknown:
+            raise ValueError(
+                f"threadx.explain: {indicator} has no parameter {unknown[0]!r} "
+                f"(parameters: {', '.join(p.name for p in ind.params) or 'none'})"
+            )
+        values = {**ind.defaults(), **params}
+        _registry.check_params(ind, values)  # validates the parameters like a real call
+    check.placement(indicator, device, tag)
     data = json.loads(_internal.explain(indicator, n, device, tag.strip() if tag else None))
     data["candidates"] = [Candidate(**c) for c in data["candidates"]]
     data["gpu_note"] = _gpu_note(device, n)

@@ -9,39 +9,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import polars as pl
-
 from threadx import _internal
 from threadx import profile as _profile
-from threadx.planning import INDICATORS, explain
+from threadx._registry import NAMES as INDICATORS
+from threadx._workloads import expr as _expr
+from threadx._workloads import frame as _frame
+from threadx.planning import explain
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
-
-
-def _frame(rows: int) -> pl.DataFrame:
-    """Deterministic OHLCV-shaped data (no RNG needed: timings do not depend on the values)."""
-    i = pl.int_range(rows, eager=True).cast(pl.Float64)
-    close = 100.0 + 5.0 * (i * 0.013).cos() + 2.0 * (i * 0.7).sin()
-    spread = 0.5 + 0.25 * (i * 0.31).sin().abs()
-    return pl.DataFrame(
-        {
-            "close": close,
-            "high": close + spread,
-            "low": close - spread,
-            "volume": 1_000.0 + 10.0 * (i * 0.17).sin().abs(),
-        }
-    )
-
-
-def _expr(indicator: str, device: str = "auto") -> pl.Expr:
-    import threadx
-
-    fn = getattr(threadx, indicator)
-    if indicator in ("atr", "natr", "stoch"):
-        return fn("high", "low", "close", device=device)
-    if indicator == "obv":
-        return fn("close", "volume", device=device)
-    return fn("close", device=device)
 
 
 def _gpu_targets(devices: Sequence[str] | None) -> list[int]:
