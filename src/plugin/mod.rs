@@ -92,7 +92,7 @@ fn float_inputs(spec: &Spec, inputs: &[Series]) -> PolarsResult<Vec<Float64Chunk
     let len = inputs[0].len();
     inputs
         .iter()
-        .zip(names)
+        .zip(names.iter())
         .map(|(s, arg)| {
             polars_ensure!(
                 s.dtype().is_primitive_numeric() || s.dtype().is_decimal(),
@@ -155,11 +155,11 @@ fn warmup_validity(len: usize, lookback: usize) -> Option<Bitmap> {
 fn compute(
     inputs: &[Series],
     context: CallerContext,
-    spec: Result<Spec, ParamError>,
+    spec: PolarsResult<Spec>,
     device: &str,
     workload_tag: Option<&str>,
 ) -> PolarsResult<Series> {
-    let spec = spec.map_err(param_error)?;
+    let spec = spec?;
     let device = Device::parse(device)
         .map_err(|m| PolarsError::ComputeError(format!("threadx.{}: {m}", spec.name()).into()))?;
     let cols = float_inputs(&spec, inputs)?;
