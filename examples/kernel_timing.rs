@@ -1,15 +1,36 @@
 //! Times the kernels alone (no Polars) on 10M rows: `cargo run --release --example kernel_timing`.
+//!
+//! Arguments: `[rows] [indicator name, or "copy" for the baseline only] [repetitions]`. Each line is
+//! the best of the repetitions (the machine is shared: the minimum is the least disturbed run) and
+//! its ns/row; `copy` is a plain copy of the three input arrays into three outputs, the memory
+//! traffic floor that a kernel reading OHLC data is compared with.
 use std::time::Instant;
 
 use threadx::exec::cpu::RayonSplit;
 use threadx::kernels::split::Sequential;
 use threadx::kernels::Spec;
 
+/// Best wall time of `reps` runs of `f`, in ms.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        f();
+        best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    best
+}
+
+fn report(name: &str, workers: usize, ms: f64, n: usize) {
+    let ns = ms * 1e6 / n as f64;
+    println!("{name:<12} workers={workers}  {ms:8.2} ms  {ns:6.2} ns/row");
+}
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+    let arg = |i: usize| std::env::args().nth(i);
+    let n: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let only = arg(2);
+    let reps: usize = arg(3).and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut seed = 1u64;
     let mut p = 100.0;
     let c: Vec<f64> = (0..n)
@@ -23,6 +44,15 @@ fn main() {
         .collect();
     let h: Vec<f64> = c.iter().map(|v| v + 0.3).collect();
     let l: Vec<f64> = c.iter().map(|v| v - 0.3).collect();
+    let mut outs = vec![vec![0.0; n]; 3];
+    if only.as_deref().is_none_or(|o| o == "copy") {
+        let ms = best_of(reps, || {
+            for (o, i) in outs.iter_mut().zip([&c, &h, &l]) {
+                o.copy_from_slice(i);
+            }
+        });
+        report("copy3", 1, ms, n);
+    }
     let specs = [
         Spec::bollinger(20, 2.0).unwrap(),
         Spec::sma(30).unwrap(),
@@ -35,8 +65,6 @@ fn main() {
         Spec::stoch(5, 3, 3).unwrap(),
         Spec::Obv,
     ];
-    let only = std::env::args().nth(2);
-    let mut outs = vec![vec![0.0; n]; 3];
     for spec in specs {
         if only.as_deref().is_some_and(|o| o != spec.name()) {
             continue;
@@ -47,22 +75,19 @@ fn main() {
             _ => vec![&c],
         };
         for workers in [1usize, 2] {
-            let mut best = f64::INFINITY;
-            for _ in 0..5 {
+            let ms = best_of(reps, || {
                 let mut views: Vec<&mut [f64]> = outs
                     .iter_mut()
                     .take(spec.outputs().len())
                     .map(|o| o.as_mut_slice())
                     .collect();
-                let t0 = Instant::now();
                 if workers == 1 {
                     spec.run(&Sequential, &inputs, &mut views);
                 } else {
                     spec.run(&RayonSplit::new(workers), &inputs, &mut views);
                 }
-                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
-            }
-            println!("{:<12} workers={workers}  {best:8.2} ms", spec.name());
+            });
+            report(spec.name(), workers, ms, n);
         }
     }
 }
