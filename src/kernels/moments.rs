@@ -305,6 +305,53 @@ pub fn sma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     });
 }
 
+/// [`sma`] of the rows `[lo, hi)` on one thread, for kernels that feed an SMA from their own tiles
+/// (stoch). Row numbers are on the SMA's grid (row 0 is its origin); `x[i]` is row `x0 + i` with
+/// `x0 <= lo + 1 - w`, and `out[i]` receives row `lo + i`. `suf` is scratch of at least `w` elements.
+/// The same operations, in the same order, as [`sums_tiles`]/[`sums_direct`] followed by the `sma`
+/// writer, block by block: suffix sums of the previous block, then prefix sums of this one.
+pub(crate) fn sma_rows(
+    x: &[f64],
+    x0: usize,
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    debug_assert!(x0 + w <= lo + 1 && hi <= x0 + x.len() && out.len() >= hi - lo);
+    if lo >= hi {
+        return;
+    }
+    let inv_w = 1.0 / w as f64;
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        let r = reference(x, bs - x0);
+        // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`).
+        let mut a = 0.0f64;
+        for o in (o_lo + 1..w).rev() {
+            a = (x[bs + o - w - x0] - r) + a;
+            suf[o] = a;
+        }
+        let block = &x[bs - x0..bs - x0 + o_hi];
+        let mut p = 0.0f64;
+        for v in &block[..o_lo] {
+            p = p + (v - r);
+        }
+        for (o, v) in block.iter().enumerate().take(o_hi.min(w - 1)).skip(o_lo) {
+            p = p + (v - r);
+            out[k] = r + (suf[o + 1] + p) * inv_w;
+            k += 1;
+        }
+        if o_hi == w {
+            p = p + (block[w - 1] - r);
+            out[k] = r + p * inv_w;
+            k += 1;
+        }
+    }
+}
+
 /// Rolling standard deviation with `ddof` degrees of freedom removed (`ddof < period`).
 pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize, out: &mut [f64]) {
     let inv_w = 1.0 / period as f64;
@@ -452,6 +499,28 @@ mod tests {
                 let (d, t) = (collect(true), collect(false));
                 for j in 0..3 {
                     assert_bits_eq(&d[j], &t[j], "direct vs tiles");
+                }
+            }
+        }
+    }
+
+    /// `sma_rows` on any row range, from any admissible start of its input, is `sma`'s bits.
+    #[test]
+    fn sma_rows_equal_sma() {
+        let mut rng = Lcg(17);
+        for mut x in series_zoo(900, 23) {
+            x[301] = f64::NAN;
+            x[450] = -0.0;
+            for w in [1, 2, 3, 5, 9, 40] {
+                let whole = run_sma(&Sequential, &x, w);
+                let mut suf = vec![0.0; w];
+                for _ in 0..20 {
+                    let lo = w - 1 + rng.below(x.len() - w + 1);
+                    let hi = lo + rng.below(x.len() - lo + 1);
+                    let x0 = rng.below(lo + 2 - w);
+                    let mut out = vec![0.0; hi - lo];
+                    sma_rows(&x[x0..hi], x0, w, (lo, hi), &mut suf, &mut out);
+                    assert_bits_eq(&out, &whole[lo..hi], "sma_rows");
                 }
             }
         }
