@@ -1,29 +1,49 @@
 //! Times the kernels alone (no Polars) on 10M rows: `cargo run --release --example kernel_timing`.
 //!
-//! Arguments: `[rows] [indicator name, or "copy" for the baseline only] [repetitions]`. Each line is
-//! the best of the repetitions (the machine is shared: the minimum is the least disturbed run) and
-//! its ns/row; `copy` is a plain copy of the three input arrays into three outputs, the memory
-//! traffic floor that a kernel reading OHLC data is compared with.
+//! Arguments: `[rows] [indicator name, "rolling_max", or "copy" for the baseline only] [repetitions]`.
+//! Each line is the best of the repetitions (the machine is shared: the minimum is the least
+//! disturbed run) of the wall time and of the CPU time of all threads, and their ns/row; `copy` is
+//! a plain copy of the three input arrays into three outputs, the memory traffic floor that a
+//! kernel reading OHLC data is compared with.
 use std::time::Instant;
 
 use threadx::exec::cpu::RayonSplit;
+use threadx::kernels::extrema::rolling_max;
 use threadx::kernels::split::Sequential;
 use threadx::kernels::Spec;
 
-/// Best wall time of `reps` runs of `f`, in ms.
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::INFINITY;
-    for _ in 0..reps {
-        let t0 = Instant::now();
-        f();
-        best = best.min(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    best
+/// Nanoseconds all threads of this process have run on a CPU (Linux schedstat; 0 elsewhere). On a
+/// shared machine it is steadier than wall time: waiting for a core is not counted.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
-fn report(name: &str, workers: usize, ms: f64, n: usize) {
-    let ns = ms * 1e6 / n as f64;
-    println!("{name:<12} workers={workers}  {ms:8.2} ms  {ns:6.2} ns/row");
+/// Best wall time and best CPU time (all threads) of `reps` runs of `f`, in ms.
+fn best_of(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        let (t0, c0) = (Instant::now(), cpu_ns());
+        f();
+        wall = wall.min(t0.elapsed().as_secs_f64() * 1e3);
+        cpu = cpu.min((cpu_ns() - c0) as f64 * 1e-6);
+    }
+    (wall, cpu)
+}
+
+fn report(name: &str, workers: usize, (wall, cpu): (f64, f64), n: usize) {
+    let ns = |ms: f64| ms * 1e6 / n as f64;
+    println!(
+        "{name:<12} workers={workers}  {wall:8.2} ms  {:6.2} ns/row   cpu {cpu:8.2} ms  {:6.2} ns/row",
+        ns(wall),
+        ns(cpu)
+    );
 }
 
 fn main() {
@@ -52,6 +72,21 @@ fn main() {
             }
         });
         report("copy3", 1, ms, n);
+    }
+    if only.as_deref().is_none_or(|o| o == "rolling_max") {
+        // The windowed-extrema primitive alone (stoch's first level), window 5 and 14.
+        for w in [5, 14] {
+            for workers in [1usize, 2] {
+                let ms = best_of(reps, || {
+                    if workers == 1 {
+                        rolling_max(&Sequential, &h, w, &mut outs[0]);
+                    } else {
+                        rolling_max(&RayonSplit::new(workers), &h, w, &mut outs[0]);
+                    }
+                });
+                report(&format!("max({w})"), workers, ms, n);
+            }
+        }
     }
     let specs = [
         Spec::bollinger(20, 2.0).unwrap(),

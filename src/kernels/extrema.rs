@@ -44,6 +44,9 @@ pub fn nan_min(a: f64, b: f64) -> f64 {
 pub trait Extremum {
     const NEUTRAL: f64;
     fn pick(a: f64, b: f64) -> f64;
+    /// `pick` for a first operand that is not NaN: one `maxsd`/`minsd` instead of a compare, a NaN
+    /// test and a blend. Same bits as `pick` then (a NaN `b` is returned by both).
+    fn pick_ordered(a: f64, b: f64) -> f64;
 }
 
 /// Rolling maximum: [`nan_max`].
@@ -57,6 +60,14 @@ impl Extremum for Max {
     fn pick(a: f64, b: f64) -> f64 {
         nan_max(a, b)
     }
+    #[inline(always)]
+    fn pick_ordered(a: f64, b: f64) -> f64 {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
 }
 
 impl Extremum for Min {
@@ -65,12 +76,23 @@ impl Extremum for Min {
     fn pick(a: f64, b: f64) -> f64 {
         nan_min(a, b)
     }
+    #[inline(always)]
+    fn pick_ordered(a: f64, b: f64) -> f64 {
+        if a < b {
+            a
+        } else {
+            b
+        }
+    }
 }
 
 /// Writes the rolling fold of rows `[lo, hi)` into `out` (`out[i]` is row `lo + i`; `lo >= w - 1`),
-/// block by block as the spec says: suffix of the previous block into `suf` (scratch of `w + 1`
-/// elements; `suf[w]` is the neutral element, so the block-ending row needs no branch), then the
-/// prefix of this block combined row by row. Only the rows `>= lo + 1 - w` are read.
+/// block by block as the spec says. `suf` is scratch of `w + 1` elements. Only the rows
+/// `>= lo + 1 - w` are read.
+///
+/// Every `pick` of the spec's fold has as first operand a fold of some of these rows, which is NaN
+/// only if one of them is: when none is (the usual case, checked first by one vectorised pass) the
+/// fold uses [`Extremum::pick_ordered`], with the same bits.
 pub fn van_herk_rows<E: Extremum>(
     x: &[f64],
     w: usize,
@@ -82,6 +104,36 @@ pub fn van_herk_rows<E: Extremum>(
     if lo >= hi {
         return;
     }
+    if has_nan(&x[lo + 1 - w..hi]) {
+        fold_rows::<E, false>(x, w, (lo, hi), suf, out)
+    } else {
+        fold_rows::<E, true>(x, w, (lo, hi), suf, out)
+    }
+}
+
+/// Whether any value is NaN; no early exit, so the loop vectorises.
+fn has_nan(x: &[f64]) -> bool {
+    x.iter().fold(false, |any, v| any | v.is_nan())
+}
+
+/// [`van_herk_rows`] with `pick` (`ORDERED == false`) or `pick_ordered` (no NaN among the rows
+/// read). Per block: the suffix of the previous block into `suf` (`suf[w]` is the neutral
+/// element, so the block-ending row needs no branch), then the prefix of this block combined row
+/// by row.
+fn fold_rows<E: Extremum, const ORDERED: bool>(
+    x: &[f64],
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let pick = |a, b| {
+        if ORDERED {
+            E::pick_ordered(a, b)
+        } else {
+            E::pick(a, b)
+        }
+    };
     let suf = &mut suf[..=w];
     suf[w] = E::NEUTRAL;
     let mut k = 0;
@@ -90,19 +142,19 @@ pub fn van_herk_rows<E: Extremum>(
         let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
         let mut acc = E::NEUTRAL;
         for o in (o_lo + 1..w).rev() {
-            acc = E::pick(x[bs + o - w], acc);
+            acc = pick(x[bs + o - w], acc);
             suf[o] = acc;
         }
         let block = &x[bs..bs + o_hi];
         let mut acc = E::NEUTRAL;
         for &v in &block[..o_lo] {
-            acc = E::pick(acc, v);
+            acc = pick(acc, v);
         }
         let rows = o_hi - o_lo;
         let (dst, after) = (&mut out[k..k + rows], &suf[o_lo + 1..o_hi + 1]);
         for ((d, &v), &s) in dst.iter_mut().zip(&block[o_lo..]).zip(after) {
-            acc = E::pick(acc, v);
-            *d = E::pick(s, acc);
+            acc = pick(acc, v);
+            *d = pick(s, acc);
         }
         k += rows;
     }

@@ -314,36 +314,63 @@ pub(crate) fn sma_rows(
     x: &[f64],
     x0: usize,
     w: usize,
+    rows: (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    debug_assert!(x0 + w <= rows.0 + 1 && rows.1 <= x0 + x.len() && out.len() >= rows.1 - rows.0);
+    // Short windows get a copy with the width known at compile time: their whole blocks then run
+    // as straight-line code instead of loops of one to eight iterations.
+    match w {
+        1 => sma_rows_w::<1>(x, x0, w, rows, suf, out),
+        2 => sma_rows_w::<2>(x, x0, w, rows, suf, out),
+        3 => sma_rows_w::<3>(x, x0, w, rows, suf, out),
+        4 => sma_rows_w::<4>(x, x0, w, rows, suf, out),
+        5 => sma_rows_w::<5>(x, x0, w, rows, suf, out),
+        _ => sma_rows_w::<0>(x, x0, w, rows, suf, out),
+    }
+}
+
+/// [`sma_rows`] for a width `W` fixed at compile time, or `w` when `W == 0`.
+fn sma_rows_w<const W: usize>(
+    x: &[f64],
+    x0: usize,
+    w: usize,
     (lo, hi): (usize, usize),
     suf: &mut [f64],
     out: &mut [f64],
 ) {
-    debug_assert!(x0 + w <= lo + 1 && hi <= x0 + x.len() && out.len() >= hi - lo);
     if lo >= hi {
         return;
     }
+    let w = if W == 0 { w } else { W };
     let inv_w = 1.0 / w as f64;
     let mut k = 0;
     for b in lo / w..=(hi - 1) / w {
         let bs = b * w;
         let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
         let r = reference(x, bs - x0);
-        // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`).
+        // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`): with
+        // `o_lo == 0`, the usual case, a loop of `w - 1` iterations the compiler can unroll.
+        let prev = &x[bs + o_lo + 1 - w - x0..bs - x0];
+        let suf = &mut suf[o_lo + 1..w];
         let mut a = 0.0f64;
-        for o in (o_lo + 1..w).rev() {
-            a = (x[bs + o - w - x0] - r) + a;
-            suf[o] = a;
+        for (s, v) in suf.iter_mut().zip(prev).rev() {
+            a = (v - r) + a;
+            *s = a;
         }
         let block = &x[bs - x0..bs - x0 + o_hi];
         let mut p = 0.0f64;
         for v in &block[..o_lo] {
             p = p + (v - r);
         }
-        for (o, v) in block.iter().enumerate().take(o_hi.min(w - 1)).skip(o_lo) {
+        let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
+        let dst = &mut out[k..k + mid];
+        for ((d, v), s) in dst.iter_mut().zip(&block[o_lo..]).zip(&*suf) {
             p = p + (v - r);
-            out[k] = r + (suf[o + 1] + p) * inv_w;
-            k += 1;
+            *d = r + (s + p) * inv_w;
         }
+        k += mid;
         if o_hi == w {
             p = p + (block[w - 1] - r);
             out[k] = r + p * inv_w;
