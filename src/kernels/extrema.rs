@@ -104,10 +104,14 @@ pub fn van_herk_rows<E: Extremum>(
     if lo >= hi {
         return;
     }
-    if has_nan(&x[lo + 1 - w..hi]) {
-        fold_rows::<E, false>(x, w, (lo, hi), suf, out)
-    } else {
-        fold_rows::<E, true>(x, w, (lo, hi), suf, out)
+    // Short windows get copies with the width known at compile time (see `fold_rows`).
+    let ordered = !has_nan(&x[lo + 1 - w..hi]);
+    match (w, ordered) {
+        (3, true) => fold_rows::<E, true, 3>(x, w, (lo, hi), suf, out),
+        (4, true) => fold_rows::<E, true, 4>(x, w, (lo, hi), suf, out),
+        (5, true) => fold_rows::<E, true, 5>(x, w, (lo, hi), suf, out),
+        (_, true) => fold_rows::<E, true, 0>(x, w, (lo, hi), suf, out),
+        (_, false) => fold_rows::<E, false, 0>(x, w, (lo, hi), suf, out),
     }
 }
 
@@ -117,46 +121,102 @@ fn has_nan(x: &[f64]) -> bool {
 }
 
 /// [`van_herk_rows`] with `pick` (`ORDERED == false`) or `pick_ordered` (no NaN among the rows
-/// read). Per block: the suffix of the previous block into `suf` (`suf[w]` is the neutral
-/// element, so the block-ending row needs no branch), then the prefix of this block combined row
-/// by row.
-fn fold_rows<E: Extremum, const ORDERED: bool>(
+/// read), for a width `W` fixed at compile time or `w` when `W == 0`. Whole blocks go through
+/// [`fold_whole_block`], the partial first and last blocks of the range through
+/// [`fold_part_block`].
+fn fold_rows<E: Extremum, const ORDERED: bool, const W: usize>(
     x: &[f64],
     w: usize,
     (lo, hi): (usize, usize),
     suf: &mut [f64],
     out: &mut [f64],
 ) {
-    let pick = |a, b| {
-        if ORDERED {
-            E::pick_ordered(a, b)
-        } else {
-            E::pick(a, b)
-        }
-    };
-    let suf = &mut suf[..=w];
-    suf[w] = E::NEUTRAL;
+    let w = if W == 0 { w } else { W };
     let mut k = 0;
     for b in lo / w..=(hi - 1) / w {
         let bs = b * w;
         let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
-        let mut acc = E::NEUTRAL;
-        for o in (o_lo + 1..w).rev() {
-            acc = pick(x[bs + o - w], acc);
-            suf[o] = acc;
+        if o_lo == 0 && o_hi == w {
+            let win = &x[bs + 1 - w..bs + w];
+            fold_whole_block::<E, ORDERED, W>(win, w, suf, &mut out[k..k + w]);
+        } else {
+            fold_part_block::<E, ORDERED>(x, w, bs, (o_lo, o_hi), suf, &mut out[k..]);
         }
-        let block = &x[bs..bs + o_hi];
-        let mut acc = E::NEUTRAL;
-        for &v in &block[..o_lo] {
-            acc = pick(acc, v);
-        }
-        let rows = o_hi - o_lo;
-        let (dst, after) = (&mut out[k..k + rows], &suf[o_lo + 1..o_hi + 1]);
-        for ((d, &v), &s) in dst.iter_mut().zip(&block[o_lo..]).zip(after) {
-            acc = pick(acc, v);
-            *d = pick(s, acc);
-        }
-        k += rows;
+        k += o_hi - o_lo;
+    }
+}
+
+#[inline(always)]
+fn pick_as<E: Extremum, const ORDERED: bool>(a: f64, b: f64) -> f64 {
+    if ORDERED {
+        E::pick_ordered(a, b)
+    } else {
+        E::pick(a, b)
+    }
+}
+
+/// The rows of a whole block from `win`, the last `w - 1` rows of the previous block then the
+/// block: suffix of the previous block (from the neutral element), then the prefix of this one
+/// combined row by row; the block-ending row is the prefix alone. With `W > 0` the loops have
+/// constant trip counts and unroll into straight-line code.
+#[inline(always)]
+fn fold_whole_block<E: Extremum, const ORDERED: bool, const W: usize>(
+    win: &[f64],
+    w: usize,
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let pick = pick_as::<E, ORDERED>;
+    let w = if W == 0 { w } else { W };
+    let (prev, block) = win.split_at(w - 1);
+    let (block, out) = (&block[..w], &mut out[..w]);
+    let mut local = [0.0f64; 8];
+    let suf = if W > 0 && W <= local.len() {
+        &mut local[..w - 1]
+    } else {
+        &mut suf[..w - 1]
+    };
+    let mut acc = E::NEUTRAL;
+    for j in (0..w - 1).rev() {
+        acc = pick(prev[j], acc);
+        suf[j] = acc;
+    }
+    let mut acc = E::NEUTRAL;
+    for o in 0..w - 1 {
+        acc = pick(acc, block[o]);
+        out[o] = pick(suf[o], acc);
+    }
+    out[w - 1] = pick(acc, block[w - 1]);
+}
+
+/// The rows at offsets `[o_lo, o_hi)` of the block starting at row `bs`, into
+/// `out[..o_hi - o_lo]`. `suf` has `w + 1` elements; `suf[w]` is set to the neutral element, so
+/// the block-ending row combines with it instead of branching (the result has the prefix's bits).
+fn fold_part_block<E: Extremum, const ORDERED: bool>(
+    x: &[f64],
+    w: usize,
+    bs: usize,
+    (o_lo, o_hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let pick = pick_as::<E, ORDERED>;
+    let suf = &mut suf[..=w];
+    suf[w] = E::NEUTRAL;
+    let mut acc = E::NEUTRAL;
+    for o in (o_lo + 1..w).rev() {
+        acc = pick(x[bs + o - w], acc);
+        suf[o] = acc;
+    }
+    let block = &x[bs..bs + o_hi];
+    let mut acc = E::NEUTRAL;
+    for &v in &block[..o_lo] {
+        acc = pick(acc, v);
+    }
+    let dst = &mut out[..o_hi - o_lo];
+    for ((d, &v), &s) in dst.iter_mut().zip(&block[o_lo..]).zip(&suf[o_lo + 1..]) {
+        acc = pick(acc, v);
+        *d = pick(s, acc);
     }
 }
 

@@ -349,33 +349,84 @@ fn sma_rows_w<const W: usize>(
     for b in lo / w..=(hi - 1) / w {
         let bs = b * w;
         let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
-        let r = reference(x, bs - x0);
-        // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`): with
-        // `o_lo == 0`, the usual case, a loop of `w - 1` iterations the compiler can unroll.
-        let prev = &x[bs + o_lo + 1 - w - x0..bs - x0];
-        let suf = &mut suf[o_lo + 1..w];
-        let mut a = 0.0f64;
-        for (s, v) in suf.iter_mut().zip(prev).rev() {
-            a = (v - r) + a;
-            *s = a;
+        if o_lo == 0 && o_hi == w {
+            let win = &x[bs + 1 - w - x0..bs + w - x0];
+            sma_whole_block::<W>(win, w, inv_w, suf, &mut out[k..k + w]);
+        } else {
+            sma_part_block(x, x0, w, bs, (o_lo, o_hi), suf, &mut out[k..]);
         }
-        let block = &x[bs - x0..bs - x0 + o_hi];
-        let mut p = 0.0f64;
-        for v in &block[..o_lo] {
-            p = p + (v - r);
-        }
-        let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
-        let dst = &mut out[k..k + mid];
-        for ((d, v), s) in dst.iter_mut().zip(&block[o_lo..]).zip(&*suf) {
-            p = p + (v - r);
-            *d = r + (s + p) * inv_w;
-        }
-        k += mid;
-        if o_hi == w {
-            p = p + (block[w - 1] - r);
-            out[k] = r + p * inv_w;
-            k += 1;
-        }
+        k += o_hi - o_lo;
+    }
+}
+
+/// The rows of a whole block `b` from `win`, the last `w - 1` rows of block `b - 1` then block `b`.
+/// With `W > 0` the loops have constant trip counts and unroll into straight-line code.
+#[inline(always)]
+fn sma_whole_block<const W: usize>(
+    win: &[f64],
+    w: usize,
+    inv_w: f64,
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let w = if W == 0 { w } else { W };
+    let (prev, block) = win.split_at(w - 1);
+    let (block, out) = (&block[..w], &mut out[..w]);
+    let mut local = [0.0f64; 8];
+    let suf = if W > 0 && W <= local.len() {
+        &mut local[..w - 1]
+    } else {
+        &mut suf[..w - 1]
+    };
+    let r = reference(block, 0);
+    let mut a = 0.0f64;
+    for j in (0..w - 1).rev() {
+        a = (prev[j] - r) + a;
+        suf[j] = a;
+    }
+    let mut p = 0.0f64;
+    for o in 0..w - 1 {
+        p = p + (block[o] - r);
+        out[o] = r + (suf[o] + p) * inv_w;
+    }
+    p = p + (block[w - 1] - r);
+    out[w - 1] = r + p * inv_w;
+}
+
+/// The rows at offsets `[o_lo, o_hi)` of the block starting at grid row `bs` (the first and last
+/// block of a range), into `out[..o_hi - o_lo]`.
+fn sma_part_block(
+    x: &[f64],
+    x0: usize,
+    w: usize,
+    bs: usize,
+    (o_lo, o_hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let inv_w = 1.0 / w as f64;
+    let r = reference(x, bs - x0);
+    // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`).
+    let prev = &x[bs + o_lo + 1 - w - x0..bs - x0];
+    let suf = &mut suf[o_lo + 1..w];
+    let mut a = 0.0f64;
+    for (s, v) in suf.iter_mut().zip(prev).rev() {
+        a = (v - r) + a;
+        *s = a;
+    }
+    let block = &x[bs - x0..bs - x0 + o_hi];
+    let mut p = 0.0f64;
+    for v in &block[..o_lo] {
+        p = p + (v - r);
+    }
+    let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
+    for ((d, v), s) in out[..mid].iter_mut().zip(&block[o_lo..]).zip(&*suf) {
+        p = p + (v - r);
+        *d = r + (s + p) * inv_w;
+    }
+    if o_hi == w {
+        p = p + (block[w - 1] - r);
+        out[mid] = r + p * inv_w;
     }
 }
 
