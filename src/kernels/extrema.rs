@@ -44,6 +44,8 @@ pub fn nan_min(a: f64, b: f64) -> f64 {
 pub trait Extremum {
     const NEUTRAL: f64;
     fn pick(a: f64, b: f64) -> f64;
+    /// Whether `pick(a, b)` returns `a` (to carry something along with the value, e.g. its row).
+    fn first_wins(a: f64, b: f64) -> bool;
     /// `pick` for a first operand that is not NaN: one `maxsd`/`minsd` instead of a compare, a NaN
     /// test and a blend. Same bits as `pick` then (a NaN `b` is returned by both).
     fn pick_ordered(a: f64, b: f64) -> f64;
@@ -61,6 +63,10 @@ impl Extremum for Max {
         nan_max(a, b)
     }
     #[inline(always)]
+    fn first_wins(a: f64, b: f64) -> bool {
+        (a > b) | a.is_nan()
+    }
+    #[inline(always)]
     fn pick_ordered(a: f64, b: f64) -> f64 {
         if a > b {
             a
@@ -75,6 +81,10 @@ impl Extremum for Min {
     #[inline(always)]
     fn pick(a: f64, b: f64) -> f64 {
         nan_min(a, b)
+    }
+    #[inline(always)]
+    fn first_wins(a: f64, b: f64) -> bool {
+        (a < b) | a.is_nan()
     }
     #[inline(always)]
     fn pick_ordered(a: f64, b: f64) -> f64 {
@@ -240,6 +250,102 @@ pub fn rolling_max<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64])
 /// Rolling minimum (NaN-propagating); rows `< w - 1` untouched.
 pub fn rolling_min<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
     run_extrema::<S, Min>(split, x, w, out)
+}
+
+/// A value and its row (as `f64`: exact below 2^53, and the outputs are `f64` columns).
+type Pair = (f64, f64);
+
+/// `pick` on (value, row) pairs: the whole pair whose value `pick` returns.
+#[inline(always)]
+fn pick_pair<E: Extremum>((va, ia): Pair, (vb, ib): Pair) -> Pair {
+    let first = E::first_wins(va, vb);
+    (select(first, va, vb), select(first, ia, ib))
+}
+
+/// The spec's block fold on pairs for rows `[lo, hi)` (`lo >= w - 1`), literally: prefixes from
+/// the block's first row, suffixes from the previous block's last row (a neutral start would carry
+/// no row), the block-ending row from the prefix alone. `suf` is scratch of `2 * w` elements.
+fn index_rows<E: Extremum>(
+    x: &[f64],
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    vals: &mut [f64],
+    rows: &mut [f64],
+) {
+    let (sv, si) = suf[..2 * w].split_at_mut(w);
+    let at = |t: usize| (x[t], t as f64);
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        if o_lo + 1 < w {
+            let mut acc = at(bs - 1);
+            (sv[w - 1], si[w - 1]) = acc;
+            for o in (o_lo + 1..w - 1).rev() {
+                acc = pick_pair::<E>(at(bs - w + o), acc);
+                (sv[o], si[o]) = acc;
+            }
+        }
+        let mut acc = at(bs);
+        for o in 0..o_hi {
+            if o > 0 {
+                acc = pick_pair::<E>(acc, at(bs + o));
+            }
+            if o >= o_lo {
+                let r = if o + 1 < w {
+                    pick_pair::<E>((sv[o + 1], si[o + 1]), acc)
+                } else {
+                    acc
+                };
+                (vals[k], rows[k]) = r;
+                k += 1;
+            }
+        }
+    }
+}
+
+fn run_extrema_index<S: Splitter, E: Extremum>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    let n = x.len();
+    if w == 0 || n < w {
+        return;
+    }
+    let outs = [&mut value[w - 1..n], &mut row[w - 1..n]];
+    split.for_each_piece(w - 1, outs, |lo, [v, r]| {
+        with_scratch(2 * w, |suf| {
+            index_rows::<E>(x, w, (lo, lo + v.len()), suf, v, r)
+        })
+    });
+}
+
+/// Rolling maximum (bit-identical to [`rolling_max`]) and the row of the element it is (the
+/// leftmost NaN, else the most recent of the tied maxima); rows `< w - 1` untouched.
+pub fn rolling_max_index<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    run_extrema_index::<S, Max>(split, x, w, value, row)
+}
+
+/// Rolling minimum (bit-identical to [`rolling_min`]) and the row of the element it is (the
+/// leftmost NaN, else the most recent of the tied minima); rows `< w - 1` untouched.
+pub fn rolling_min_index<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    run_extrema_index::<S, Min>(split, x, w, value, row)
 }
 
 /// TA-Lib's fast %K of one row from its highest high and lowest low: a branch-free select, so the
@@ -541,6 +647,106 @@ mod tests {
                 let mut got = vec![0.0; x.len()];
                 rolling_max(&CutAt(random_cuts(&mut rng, 3000, 16)), &x, w, &mut got);
                 assert_bits_eq(&got, &whole, "max");
+            }
+        }
+    }
+
+    /// The row the spec's fold picks, straight from its characterisation (module notes): the
+    /// leftmost NaN, else the most recent row comparing equal to the extremum.
+    fn naive_pick_row(x: &[f64], w: usize, t: usize, better: fn(f64, f64) -> bool) -> usize {
+        let win = t + 1 - w..=t;
+        if let Some(i) = win.clone().find(|&i| x[i].is_nan()) {
+            return i;
+        }
+        let best = win
+            .clone()
+            .fold(x[t + 1 - w], |m, i| if better(x[i], m) { x[i] } else { m });
+        win.rev().find(|&i| x[i] == best).unwrap()
+    }
+
+    fn run_index<S: Splitter>(s: &S, x: &[f64], w: usize, max: bool) -> [Vec<f64>; 2] {
+        let (mut v, mut r) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        if max {
+            rolling_max_index(s, x, w, &mut v, &mut r);
+        } else {
+            rolling_min_index(s, x, w, &mut v, &mut r);
+        }
+        [v, r]
+    }
+
+    #[test]
+    fn extrema_index_matches_naive_and_values_match_extrema() {
+        let mut inputs = series_zoo(800, 31);
+        inputs.extend((0..4).map(|seed| awkward(800, seed)));
+        for x in &inputs {
+            for w in [1, 2, 3, 5, 14, 64] {
+                for max in [true, false] {
+                    let [v, r] = run_index(&Sequential, x, w, max);
+                    let mut plain = vec![0.0; x.len()];
+                    let better: fn(f64, f64) -> bool = if max {
+                        rolling_max(&Sequential, x, w, &mut plain);
+                        |a, b| a > b
+                    } else {
+                        rolling_min(&Sequential, x, w, &mut plain);
+                        |a, b| a < b
+                    };
+                    assert_bits_eq(&v[w - 1..], &plain[w - 1..], "value");
+                    for (t, &got) in r.iter().enumerate().skip(w - 1) {
+                        let want = naive_pick_row(x, w, t, better);
+                        assert_eq!(got, want as f64, "row of extremum, t={t} w={w} max={max}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extrema_index_is_split_invariant() {
+        let mut rng = Lcg(8);
+        let x = awkward(3000, 12);
+        for w in [1, 4, 5, 33] {
+            let whole = run_index(&Sequential, &x, w, true);
+            for _ in 0..8 {
+                let got = run_index(&CutAt(random_cuts(&mut rng, 3000, 16)), &x, w, true);
+                assert_bits_eq(&got[0], &whole[0], "value");
+                assert_bits_eq(&got[1], &whole[1], "row");
+            }
+        }
+    }
+
+    /// TA-Lib's MAXINDEX loop (ta_MAXINDEX.c): agrees with ours when the maximum is unique.
+    fn talib_maxindex(x: &[f64], w: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        let (mut hi_idx, mut hi) = (None::<usize>, 0.0);
+        for today in w - 1..x.len() {
+            let trailing = today + 1 - w;
+            if hi_idx.is_none_or(|i| i < trailing) {
+                let mut i = trailing;
+                hi = x[i];
+                hi_idx = Some(i);
+                while i < today {
+                    i += 1;
+                    if x[i] > hi {
+                        hi = x[i];
+                        hi_idx = Some(i);
+                    }
+                }
+            } else if x[today] >= hi {
+                hi = x[today];
+                hi_idx = Some(today);
+            }
+            out[today] = hi_idx.unwrap() as f64;
+        }
+        out
+    }
+
+    #[test]
+    fn extrema_index_agrees_with_talib_on_distinct_values() {
+        let zoo = series_zoo(2000, 5);
+        for x in [&zoo[0], &zoo[4]] {
+            for w in [2, 5, 30] {
+                let [_, r] = run_index(&Sequential, x, w, true);
+                assert_bits_eq(&r[w - 1..], &talib_maxindex(x, w)[w - 1..], "maxindex");
             }
         }
     }
