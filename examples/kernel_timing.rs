@@ -37,10 +37,21 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (wall, cpu)
 }
 
+/// `name(p1,p2,...)` from the spec's parameters, so two stoch settings can be told apart.
+fn label(spec: &Spec) -> String {
+    let dbg = format!("{spec:?}");
+    let params: Vec<&str> = dbg
+        .split([',', '{', '}'])
+        .filter_map(|f| f.split(':').nth(1))
+        .map(str::trim)
+        .collect();
+    format!("{}({})", spec.name(), params.join(","))
+}
+
 fn report(name: &str, workers: usize, (wall, cpu): (f64, f64), n: usize) {
     let ns = |ms: f64| ms * 1e6 / n as f64;
     println!(
-        "{name:<12} workers={workers}  {wall:8.2} ms  {:6.2} ns/row   cpu {cpu:8.2} ms  {:6.2} ns/row",
+        "{name:<16} workers={workers}  {wall:8.2} ms  {:6.2} ns/row   cpu {cpu:8.2} ms  {:6.2} ns/row",
         ns(wall),
         ns(cpu)
     );
@@ -98,6 +109,8 @@ fn main() {
         Spec::macd(12, 26, 9).unwrap(),
         Spec::atr(14).unwrap(),
         Spec::stoch(5, 3, 3).unwrap(),
+        Spec::stoch(14, 3, 3).unwrap(),
+        Spec::stoch(21, 5, 8).unwrap(),
         Spec::Obv,
     ];
     for spec in specs {
@@ -122,7 +135,7 @@ fn main() {
                     spec.run(&RayonSplit::new(workers), &inputs, &mut views);
                 }
             });
-            report(spec.name(), workers, ms, n);
+            report(&label(&spec), workers, ms, n);
         }
     }
 }
