@@ -15,7 +15,8 @@
 //! first fastk row, `fastk_period - 1`), `slowd` is `sma(slowd_period)` of the slowk rows (origin
 //! `fastk_period + slowk_period - 2`). Lookback `(fastk-1) + (slowk-1) + (slowd-1)`.
 
-use super::moments::sma;
+use super::moments::sma_rows;
+use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
 
 /// `if cond { a } else { b }` on the bit patterns: data-dependent choices on noisy prices must not
@@ -36,73 +37,360 @@ pub fn nan_min(a: f64, b: f64) -> f64 {
     select((a < b) | a.is_nan(), a, b)
 }
 
-/// Writes the rolling fold of rows `[lo, hi)` into `out` (`out[i]` is row `lo + i`); `lo >= w - 1`.
-fn extrema_rows(
-    x: &[f64],
-    w: usize,
-    lo: usize,
-    hi: usize,
-    pick: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
-    out: &mut [f64],
-) {
-    if lo >= hi {
-        return;
+/// One direction of the NaN-propagating fold. `NEUTRAL` is an identity on bits:
+/// `pick(NEUTRAL, x)` and `pick(x, NEUTRAL)` both return `x`'s bits for every `x` (a tie with the
+/// infinity returns the second operand, which has the same bits), so folds can start from it and a
+/// block-ending row can combine with it instead of branching.
+pub trait Extremum {
+    const NEUTRAL: f64;
+    fn pick(a: f64, b: f64) -> f64;
+    /// Whether `pick(a, b)` returns `a` (to carry something along with the value, e.g. its row).
+    fn first_wins(a: f64, b: f64) -> bool;
+    /// `pick` for a first operand that is not NaN: one `maxsd`/`minsd` instead of a compare, a NaN
+    /// test and a blend. Same bits as `pick` then (a NaN `b` is returned by both).
+    fn pick_ordered(a: f64, b: f64) -> f64;
+}
+
+/// Rolling maximum: [`nan_max`].
+pub struct Max;
+/// Rolling minimum: [`nan_min`].
+pub struct Min;
+
+impl Extremum for Max {
+    const NEUTRAL: f64 = f64::NEG_INFINITY;
+    #[inline(always)]
+    fn pick(a: f64, b: f64) -> f64 {
+        nan_max(a, b)
     }
-    let mut pre = vec![0.0; w];
-    let mut suf = vec![0.0; w];
-    for b in lo / w..=(hi - 1) / w {
-        let b_start = b * w;
-        let o_lo = lo.max(b_start) - b_start;
-        let o_hi = hi.min(b_start + w) - b_start;
-        let mut acc = x[b_start];
-        pre[0] = acc;
-        for o in 1..o_hi {
-            acc = pick(acc, x[b_start + o]);
-            pre[o] = acc;
-        }
-        if o_lo < w - 1 {
-            let a_start = b_start - w;
-            let mut acc = x[a_start + w - 1];
-            suf[w - 1] = acc;
-            for o in (o_lo + 1..w - 1).rev() {
-                acc = pick(x[a_start + o], acc);
-                suf[o] = acc;
-            }
-        }
-        for o in o_lo..o_hi {
-            out[b_start + o - lo] = if o == w - 1 {
-                pre[o]
-            } else {
-                pick(suf[o + 1], pre[o])
-            };
+    #[inline(always)]
+    fn first_wins(a: f64, b: f64) -> bool {
+        (a > b) | a.is_nan()
+    }
+    #[inline(always)]
+    fn pick_ordered(a: f64, b: f64) -> f64 {
+        if a > b {
+            a
+        } else {
+            b
         }
     }
 }
 
-fn run_extrema<S: Splitter>(
-    split: &S,
+impl Extremum for Min {
+    const NEUTRAL: f64 = f64::INFINITY;
+    #[inline(always)]
+    fn pick(a: f64, b: f64) -> f64 {
+        nan_min(a, b)
+    }
+    #[inline(always)]
+    fn first_wins(a: f64, b: f64) -> bool {
+        (a < b) | a.is_nan()
+    }
+    #[inline(always)]
+    fn pick_ordered(a: f64, b: f64) -> f64 {
+        if a < b {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+/// Writes the rolling fold of rows `[lo, hi)` into `out` (`out[i]` is row `lo + i`; `lo >= w - 1`),
+/// block by block as the spec says. `suf` is scratch of `w + 1` elements. Only the rows
+/// `>= lo + 1 - w` are read.
+///
+/// Every `pick` of the spec's fold has as first operand a fold of some of these rows, which is NaN
+/// only if one of them is: when none is (the usual case, checked first by one vectorised pass) the
+/// fold uses [`Extremum::pick_ordered`], with the same bits.
+pub fn van_herk_rows<E: Extremum>(
     x: &[f64],
     w: usize,
-    pick: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
     out: &mut [f64],
 ) {
+    debug_assert!(lo + 1 >= w && hi <= x.len() && suf.len() > w && out.len() >= hi - lo);
+    if lo >= hi {
+        return;
+    }
+    // Short windows get copies with the width known at compile time (see `fold_rows`).
+    let ordered = !has_nan(&x[lo + 1 - w..hi]);
+    match (w, ordered) {
+        (3, true) => fold_rows::<E, true, 3>(x, w, (lo, hi), suf, out),
+        (4, true) => fold_rows::<E, true, 4>(x, w, (lo, hi), suf, out),
+        (5, true) => fold_rows::<E, true, 5>(x, w, (lo, hi), suf, out),
+        (_, true) => fold_rows::<E, true, 0>(x, w, (lo, hi), suf, out),
+        (_, false) => fold_rows::<E, false, 0>(x, w, (lo, hi), suf, out),
+    }
+}
+
+/// Whether any value is NaN; no early exit, so the loop vectorises.
+fn has_nan(x: &[f64]) -> bool {
+    x.iter().fold(false, |any, v| any | v.is_nan())
+}
+
+/// [`van_herk_rows`] with `pick` (`ORDERED == false`) or `pick_ordered` (no NaN among the rows
+/// read), for a width `W` fixed at compile time or `w` when `W == 0`. Whole blocks go through
+/// [`fold_whole_block`], the partial first and last blocks of the range through
+/// [`fold_part_block`].
+fn fold_rows<E: Extremum, const ORDERED: bool, const W: usize>(
+    x: &[f64],
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let w = if W == 0 { w } else { W };
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        if o_lo == 0 && o_hi == w {
+            let win = &x[bs + 1 - w..bs + w];
+            fold_whole_block::<E, ORDERED, W>(win, w, suf, &mut out[k..k + w]);
+        } else {
+            fold_part_block::<E, ORDERED>(x, w, bs, (o_lo, o_hi), suf, &mut out[k..]);
+        }
+        k += o_hi - o_lo;
+    }
+}
+
+#[inline(always)]
+fn pick_as<E: Extremum, const ORDERED: bool>(a: f64, b: f64) -> f64 {
+    if ORDERED {
+        E::pick_ordered(a, b)
+    } else {
+        E::pick(a, b)
+    }
+}
+
+/// The rows of a whole block from `win`, the last `w - 1` rows of the previous block then the
+/// block: suffix of the previous block (from the neutral element), then the prefix of this one
+/// combined row by row; the block-ending row is the prefix alone. With `W > 0` the loops have
+/// constant trip counts and unroll into straight-line code.
+#[inline(always)]
+fn fold_whole_block<E: Extremum, const ORDERED: bool, const W: usize>(
+    win: &[f64],
+    w: usize,
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let pick = pick_as::<E, ORDERED>;
+    let w = if W == 0 { w } else { W };
+    let (prev, block) = win.split_at(w - 1);
+    let (block, out) = (&block[..w], &mut out[..w]);
+    let mut local = [0.0f64; 8];
+    let suf = if W > 0 && W <= local.len() {
+        &mut local[..w - 1]
+    } else {
+        &mut suf[..w - 1]
+    };
+    let mut acc = E::NEUTRAL;
+    for j in (0..w - 1).rev() {
+        acc = pick(prev[j], acc);
+        suf[j] = acc;
+    }
+    let mut acc = E::NEUTRAL;
+    for o in 0..w - 1 {
+        acc = pick(acc, block[o]);
+        out[o] = pick(suf[o], acc);
+    }
+    out[w - 1] = pick(acc, block[w - 1]);
+}
+
+/// The rows at offsets `[o_lo, o_hi)` of the block starting at row `bs`, into
+/// `out[..o_hi - o_lo]`. `suf` has `w + 1` elements; `suf[w]` is set to the neutral element, so
+/// the block-ending row combines with it instead of branching (the result has the prefix's bits).
+fn fold_part_block<E: Extremum, const ORDERED: bool>(
+    x: &[f64],
+    w: usize,
+    bs: usize,
+    (o_lo, o_hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let pick = pick_as::<E, ORDERED>;
+    let suf = &mut suf[..=w];
+    suf[w] = E::NEUTRAL;
+    let mut acc = E::NEUTRAL;
+    for o in (o_lo + 1..w).rev() {
+        acc = pick(x[bs + o - w], acc);
+        suf[o] = acc;
+    }
+    let block = &x[bs..bs + o_hi];
+    let mut acc = E::NEUTRAL;
+    for &v in &block[..o_lo] {
+        acc = pick(acc, v);
+    }
+    let dst = &mut out[..o_hi - o_lo];
+    for ((d, &v), &s) in dst.iter_mut().zip(&block[o_lo..]).zip(&suf[o_lo + 1..]) {
+        acc = pick(acc, v);
+        *d = pick(s, acc);
+    }
+}
+
+fn run_extrema<S: Splitter, E: Extremum>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
     let n = x.len();
     if w == 0 || n < w {
         return;
     }
     split.for_each_piece(w - 1, [&mut out[w - 1..n]], |lo, [piece]| {
-        extrema_rows(x, w, lo, lo + piece.len(), pick, piece)
+        with_scratch(w + 1, |suf| {
+            van_herk_rows::<E>(x, w, (lo, lo + piece.len()), suf, piece)
+        })
     });
 }
 
 /// Rolling maximum (NaN-propagating); rows `< w - 1` untouched.
 pub fn rolling_max<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
-    run_extrema(split, x, w, nan_max, out)
+    run_extrema::<S, Max>(split, x, w, out)
 }
 
 /// Rolling minimum (NaN-propagating); rows `< w - 1` untouched.
 pub fn rolling_min<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
-    run_extrema(split, x, w, nan_min, out)
+    run_extrema::<S, Min>(split, x, w, out)
+}
+
+/// A value and its row (as `f64`: exact below 2^53, and the outputs are `f64` columns).
+type Pair = (f64, f64);
+
+/// `pick` on (value, row) pairs: the whole pair whose value `pick` returns.
+#[inline(always)]
+fn pick_pair<E: Extremum>((va, ia): Pair, (vb, ib): Pair) -> Pair {
+    let first = E::first_wins(va, vb);
+    (select(first, va, vb), select(first, ia, ib))
+}
+
+/// The spec's block fold on pairs for rows `[lo, hi)` (`lo >= w - 1`), literally: prefixes from
+/// the block's first row, suffixes from the previous block's last row (a neutral start would carry
+/// no row), the block-ending row from the prefix alone. `suf` is scratch of `2 * w` elements.
+fn index_rows<E: Extremum>(
+    x: &[f64],
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    vals: &mut [f64],
+    rows: &mut [f64],
+) {
+    let (sv, si) = suf[..2 * w].split_at_mut(w);
+    let at = |t: usize| (x[t], t as f64);
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        if o_lo + 1 < w {
+            let mut acc = at(bs - 1);
+            (sv[w - 1], si[w - 1]) = acc;
+            for o in (o_lo + 1..w - 1).rev() {
+                acc = pick_pair::<E>(at(bs - w + o), acc);
+                (sv[o], si[o]) = acc;
+            }
+        }
+        let mut acc = at(bs);
+        for o in 0..o_hi {
+            if o > 0 {
+                acc = pick_pair::<E>(acc, at(bs + o));
+            }
+            if o >= o_lo {
+                let r = if o + 1 < w {
+                    pick_pair::<E>((sv[o + 1], si[o + 1]), acc)
+                } else {
+                    acc
+                };
+                (vals[k], rows[k]) = r;
+                k += 1;
+            }
+        }
+    }
+}
+
+fn run_extrema_index<S: Splitter, E: Extremum>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    let n = x.len();
+    if w == 0 || n < w {
+        return;
+    }
+    let outs = [&mut value[w - 1..n], &mut row[w - 1..n]];
+    split.for_each_piece(w - 1, outs, |lo, [v, r]| {
+        with_scratch(2 * w, |suf| {
+            index_rows::<E>(x, w, (lo, lo + v.len()), suf, v, r)
+        })
+    });
+}
+
+/// Rolling maximum (bit-identical to [`rolling_max`]) and the row of the element it is (the
+/// leftmost NaN, else the most recent of the tied maxima); rows `< w - 1` untouched.
+pub fn rolling_max_index<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    run_extrema_index::<S, Max>(split, x, w, value, row)
+}
+
+/// Rolling minimum (bit-identical to [`rolling_min`]) and the row of the element it is (the
+/// leftmost NaN, else the most recent of the tied minima); rows `< w - 1` untouched.
+pub fn rolling_min_index<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    w: usize,
+    value: &mut [f64],
+    row: &mut [f64],
+) {
+    run_extrema_index::<S, Min>(split, x, w, value, row)
+}
+
+/// TA-Lib's fast %K of one row from its highest high and lowest low: a branch-free select, so the
+/// loop over a tile vectorises (the division of a zero range is computed and thrown away).
+#[inline(always)]
+fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
+    let diff = (hh - ll) / 100.0;
+    select(diff != 0.0, (close - ll) / diff, 0.0)
+}
+
+/// Rows of output a stoch tile computes together. The four tile buffers (highest high, lowest low,
+/// fast %K, slow %K) then stay in L1/L2 between the passes, and the recomputed halo (`slowk - 1 +
+/// slowd - 1` rows, plus up to two blocks of each grid) is small next to the tile.
+const TILE_ROWS: usize = 1024;
+
+/// Rows per tile for these windows: at least 8 of the widest block, so that the partial blocks a
+/// tile recomputes at its start stay a small fraction of its work.
+fn tile_rows(widest: usize) -> usize {
+    TILE_ROWS.max(8 * widest)
+}
+
+/// Fast %K of rows `[lo, hi)` (`lo >= fk - 1`) into `out`, through `hh`, `ll` (at least `hi - lo`
+/// elements each) and `suf` (`fk + 1`).
+#[allow(clippy::too_many_arguments)]
+fn fastk_rows(
+    [high, low, close]: [&[f64]; 3],
+    fk: usize,
+    (lo, hi): (usize, usize),
+    hh: &mut [f64],
+    ll: &mut [f64],
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let rows = hi - lo;
+    let (hh, ll) = (&mut hh[..rows], &mut ll[..rows]);
+    van_herk_rows::<Max>(high, fk, (lo, hi), suf, hh);
+    van_herk_rows::<Min>(low, fk, (lo, hi), suf, ll);
+    for (((d, &c), &h), &l) in out[..rows]
+        .iter_mut()
+        .zip(&close[lo..hi])
+        .zip(&*hh)
+        .zip(&*ll)
+    {
+        *d = fast_k(c, h, l);
+    }
 }
 
 /// Fast %K (TA-Lib's formula); rows `< fastk - 1` untouched.
@@ -120,22 +408,88 @@ pub fn fastk<S: Splitter>(
     }
     split.for_each_piece(fk - 1, [&mut out[fk - 1..n]], |lo, [piece]| {
         let hi = lo + piece.len();
-        let mut hh = vec![0.0; piece.len()];
-        extrema_rows(high, fk, lo, hi, nan_max, &mut hh);
-        extrema_rows(low, fk, lo, hi, nan_min, piece);
-        for (i, v) in piece.iter_mut().enumerate() {
-            let ll = *v;
-            let diff = (hh[i] - ll) / 100.0;
-            *v = if diff != 0.0 {
-                (close[lo + i] - ll) / diff
-            } else {
-                0.0
-            };
-        }
+        let span = tile_rows(fk).min(hi - lo);
+        with_scratch(2 * span + fk + 1, |scratch| {
+            let [hh, ll, suf] = carve(scratch, [span, span, fk + 1]);
+            for t0 in (lo..hi).step_by(span) {
+                let t1 = (t0 + span).min(hi);
+                let dst = &mut piece[t0 - lo..t1 - lo];
+                fastk_rows([high, low, close], fk, (t0, t1), hh, ll, suf, dst);
+            }
+        })
     });
 }
 
-/// STOCH(fastk, slowk, slowd) with SMA smoothing; rows before the lookback are untouched.
+/// The three grids of STOCH: the extrema blocks start at row 0, slow %K's at `k_origin`, slow
+/// %D's at `d_origin` (the first slow %K row); slow %D starts at `first_d`.
+#[derive(Clone, Copy)]
+struct StochGrid {
+    fk: usize,
+    sk: usize,
+    sd: usize,
+}
+
+impl StochGrid {
+    fn k_origin(self) -> usize {
+        self.fk - 1
+    }
+    fn d_origin(self) -> usize {
+        self.k_origin() + self.sk - 1
+    }
+    fn first_d(self) -> usize {
+        self.d_origin() + self.sd - 1
+    }
+}
+
+/// Scratch buffers of one stoch piece: the tile buffers and the blocks' suffixes.
+struct StochBufs<'a> {
+    hh: &'a mut [f64],
+    ll: &'a mut [f64],
+    fast: &'a mut [f64],
+    slow: &'a mut [f64],
+    suf_x: &'a mut [f64],
+    suf_m: &'a mut [f64],
+}
+
+/// Slow %K rows `[t0, t1)` into `k_out` and slow %D rows `[max(t0, first_d), t1)` into the matching
+/// tail of `d_out` (both indexed from `t0`). Each level is computed on exactly the rows the next
+/// level's windows need, from the global grids, so the tile's bits are those of the whole series.
+fn stoch_tile(
+    hlc: [&[f64]; 3],
+    g: StochGrid,
+    (t0, t1): (usize, usize),
+    bufs: &mut StochBufs,
+    k_out: &mut [f64],
+    d_out: &mut [f64],
+) {
+    let (ko, kd) = (g.k_origin(), g.d_origin());
+    let ks = (t0 + 1).saturating_sub(g.sd).max(kd); // first slow %K row slow %D needs
+    let fs = ks + 1 - g.sk; // first fast %K row slow %K needs
+    let (nf, nk) = (t1 - fs, t1 - ks);
+    let b = bufs;
+    fastk_rows(hlc, g.fk, (fs, t1), b.hh, b.ll, b.suf_x, b.fast);
+    let slow = &mut b.slow[..nk];
+    sma_rows(
+        &b.fast[..nf],
+        fs - ko,
+        g.sk,
+        (ks - ko, t1 - ko),
+        b.suf_m,
+        slow,
+    );
+    k_out.copy_from_slice(&slow[t0 - ks..]);
+    let d0 = t0.max(g.first_d());
+    if d0 < t1 {
+        let dst = &mut d_out[d0 - t0..];
+        sma_rows(slow, ks - kd, g.sd, (d0 - kd, t1 - kd), b.suf_m, dst);
+    }
+}
+
+/// STOCH(fastk, slowk, slowd) with SMA smoothing; rows before the lookback are untouched, except
+/// slow %K from its own first row `fastk + slowk - 2` on.
+///
+/// One pass over tiles of rows: extrema, fast %K, slow %K and slow %D of a tile are computed while
+/// its data is in cache, with no full-length intermediate array.
 #[allow(clippy::too_many_arguments)]
 pub fn stoch<S: Splitter>(
     split: &S,
@@ -147,17 +501,38 @@ pub fn stoch<S: Splitter>(
     slowd: &mut [f64],
 ) {
     let n = high.len();
-    if n < fk {
+    let g = StochGrid { fk, sk, sd };
+    if fk == 0 || sk == 0 || sd == 0 || n <= g.d_origin() {
         return;
     }
-    let mut fast = vec![0.0; n];
-    fastk(split, high, low, close, fk, &mut fast);
-    let k_origin = fk - 1;
-    sma(split, &fast[k_origin..], sk, &mut slowk[k_origin..]);
-    let d_origin = k_origin + sk - 1;
-    if n > d_origin {
-        sma(split, &slowk[d_origin..], sd, &mut slowd[d_origin..]);
-    }
+    let kd = g.d_origin();
+    let outs = [&mut slowk[kd..n], &mut slowd[kd..n]];
+    split.for_each_piece(kd, outs, |lo, [k_piece, d_piece]| {
+        let hi = lo + k_piece.len();
+        let span = tile_rows(fk.max(sk).max(sd)).min(hi - lo);
+        let cap = span + sk + sd;
+        let m = sk.max(sd);
+        with_scratch(4 * cap + fk + 1 + m, |scratch| {
+            let [hh, ll, fast, slow, suf_x, suf_m] =
+                carve(scratch, [cap, cap, cap, cap, fk + 1, m]);
+            let mut bufs = StochBufs {
+                hh,
+                ll,
+                fast,
+                slow,
+                suf_x,
+                suf_m,
+            };
+            for t0 in (lo..hi).step_by(span) {
+                let t1 = (t0 + span).min(hi);
+                let (k_out, d_out) = (
+                    &mut k_piece[t0 - lo..t1 - lo],
+                    &mut d_piece[t0 - lo..t1 - lo],
+                );
+                stoch_tile([high, low, close], g, (t0, t1), &mut bufs, k_out, d_out);
+            }
+        })
+    });
 }
 
 #[cfg(test)]
@@ -178,6 +553,200 @@ mod tests {
                 rolling_min(&Sequential, &x, w, &mut mn);
                 assert_bits_eq(&mx[w - 1..], &naive::rolling_max(&x, w)[w - 1..], "max");
                 assert_bits_eq(&mn[w - 1..], &naive::rolling_min(&x, w)[w - 1..], "min");
+            }
+        }
+    }
+
+    /// The spec's block fold, literally (the implementation before the tiled kernels): prefix and
+    /// suffix arrays per block, the block-ending row taken from the prefix alone.
+    fn spec_rows(x: &[f64], w: usize, pick: fn(f64, f64) -> f64) -> Vec<f64> {
+        let (lo, hi) = (w - 1, x.len());
+        let mut out = vec![0.0; hi - lo];
+        let (mut pre, mut suf) = (vec![0.0; w], vec![0.0; w]);
+        for b in lo / w..=(hi - 1) / w {
+            let b_start = b * w;
+            let o_lo = lo.max(b_start) - b_start;
+            let o_hi = hi.min(b_start + w) - b_start;
+            let mut acc = x[b_start];
+            pre[0] = acc;
+            for o in 1..o_hi {
+                acc = pick(acc, x[b_start + o]);
+                pre[o] = acc;
+            }
+            if o_lo < w - 1 {
+                let a_start = b_start - w;
+                let mut acc = x[a_start + w - 1];
+                suf[w - 1] = acc;
+                for o in (o_lo + 1..w - 1).rev() {
+                    acc = pick(x[a_start + o], acc);
+                    suf[o] = acc;
+                }
+            }
+            for o in o_lo..o_hi {
+                out[b_start + o - lo] = if o == w - 1 {
+                    pre[o]
+                } else {
+                    pick(suf[o + 1], pre[o])
+                };
+            }
+        }
+        out
+    }
+
+    /// Signed zeros, infinities and NaNs with distinct payloads: the bits the spec's fold order
+    /// decides (which zero, which NaN) must be the same from the tiled kernel.
+    fn awkward(n: usize, seed: u64) -> Vec<f64> {
+        let nan_a = f64::from_bits(0x7ff8_0000_0000_0001);
+        let nan_b = f64::from_bits(0xfff8_0000_0000_0002);
+        let pool = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            nan_a,
+            nan_b,
+            0.5,
+        ];
+        let mut rng = Lcg(seed);
+        (0..n)
+            .map(|_| {
+                let r = rng.below(40);
+                if r < pool.len() {
+                    pool[r]
+                } else {
+                    [0.0, -0.0, 1.0][r % 3]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tiled_fold_is_the_spec_fold_bit_for_bit() {
+        for seed in 0..6 {
+            let x = awkward(700, seed);
+            for w in [1, 2, 3, 4, 5, 8, 13, 64] {
+                let (mut mx, mut mn) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                rolling_max(&Sequential, &x, w, &mut mx);
+                rolling_min(&Sequential, &x, w, &mut mn);
+                assert_bits_eq(&mx[w - 1..], &spec_rows(&x, w, nan_max), "max");
+                assert_bits_eq(&mn[w - 1..], &spec_rows(&x, w, nan_min), "min");
+            }
+        }
+    }
+
+    #[test]
+    fn max_min_are_split_invariant() {
+        let mut rng = Lcg(41);
+        let x = awkward(3000, 77);
+        for w in [1, 3, 5, 14, 200] {
+            let mut whole = vec![0.0; x.len()];
+            rolling_max(&Sequential, &x, w, &mut whole);
+            for _ in 0..8 {
+                let mut got = vec![0.0; x.len()];
+                rolling_max(&CutAt(random_cuts(&mut rng, 3000, 16)), &x, w, &mut got);
+                assert_bits_eq(&got, &whole, "max");
+            }
+        }
+    }
+
+    /// The row the spec's fold picks, straight from its characterisation (module notes): the
+    /// leftmost NaN, else the most recent row comparing equal to the extremum.
+    fn naive_pick_row(x: &[f64], w: usize, t: usize, better: fn(f64, f64) -> bool) -> usize {
+        let win = t + 1 - w..=t;
+        if let Some(i) = win.clone().find(|&i| x[i].is_nan()) {
+            return i;
+        }
+        let best = win
+            .clone()
+            .fold(x[t + 1 - w], |m, i| if better(x[i], m) { x[i] } else { m });
+        win.rev().find(|&i| x[i] == best).unwrap()
+    }
+
+    fn run_index<S: Splitter>(s: &S, x: &[f64], w: usize, max: bool) -> [Vec<f64>; 2] {
+        let (mut v, mut r) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        if max {
+            rolling_max_index(s, x, w, &mut v, &mut r);
+        } else {
+            rolling_min_index(s, x, w, &mut v, &mut r);
+        }
+        [v, r]
+    }
+
+    #[test]
+    fn extrema_index_matches_naive_and_values_match_extrema() {
+        let mut inputs = series_zoo(800, 31);
+        inputs.extend((0..4).map(|seed| awkward(800, seed)));
+        for x in &inputs {
+            for w in [1, 2, 3, 5, 14, 64] {
+                for max in [true, false] {
+                    let [v, r] = run_index(&Sequential, x, w, max);
+                    let mut plain = vec![0.0; x.len()];
+                    let better: fn(f64, f64) -> bool = if max {
+                        rolling_max(&Sequential, x, w, &mut plain);
+                        |a, b| a > b
+                    } else {
+                        rolling_min(&Sequential, x, w, &mut plain);
+                        |a, b| a < b
+                    };
+                    assert_bits_eq(&v[w - 1..], &plain[w - 1..], "value");
+                    for (t, &got) in r.iter().enumerate().skip(w - 1) {
+                        let want = naive_pick_row(x, w, t, better);
+                        assert_eq!(got, want as f64, "row of extremum, t={t} w={w} max={max}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extrema_index_is_split_invariant() {
+        let mut rng = Lcg(8);
+        let x = awkward(3000, 12);
+        for w in [1, 4, 5, 33] {
+            let whole = run_index(&Sequential, &x, w, true);
+            for _ in 0..8 {
+                let got = run_index(&CutAt(random_cuts(&mut rng, 3000, 16)), &x, w, true);
+                assert_bits_eq(&got[0], &whole[0], "value");
+                assert_bits_eq(&got[1], &whole[1], "row");
+            }
+        }
+    }
+
+    /// TA-Lib's MAXINDEX loop (ta_MAXINDEX.c): agrees with ours when the maximum is unique.
+    fn talib_maxindex(x: &[f64], w: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        let (mut hi_idx, mut hi) = (None::<usize>, 0.0);
+        for today in w - 1..x.len() {
+            let trailing = today + 1 - w;
+            if hi_idx.is_none_or(|i| i < trailing) {
+                let mut i = trailing;
+                hi = x[i];
+                hi_idx = Some(i);
+                while i < today {
+                    i += 1;
+                    if x[i] > hi {
+                        hi = x[i];
+                        hi_idx = Some(i);
+                    }
+                }
+            } else if x[today] >= hi {
+                hi = x[today];
+                hi_idx = Some(today);
+            }
+            out[today] = hi_idx.unwrap() as f64;
+        }
+        out
+    }
+
+    #[test]
+    fn extrema_index_agrees_with_talib_on_distinct_values() {
+        let zoo = series_zoo(2000, 5);
+        for x in [&zoo[0], &zoo[4]] {
+            for w in [2, 5, 30] {
+                let [_, r] = run_index(&Sequential, x, w, true);
+                assert_bits_eq(&r[w - 1..], &talib_maxindex(x, w)[w - 1..], "maxindex");
             }
         }
     }
@@ -212,11 +781,36 @@ mod tests {
         }
     }
 
+    /// The tiled pass is the spec's three levels run one after the other over whole series.
+    #[test]
+    fn stoch_is_the_composition_of_its_levels() {
+        let mut data = ohlc(5000, 4);
+        for (k, col) in data.iter_mut().enumerate() {
+            let bad = awkward(5000, k as u64);
+            for t in (100 + 37 * k..5000).step_by(613) {
+                col[t] = bad[t];
+            }
+            col[2000..2200].fill(42.0);
+        }
+        let [h, l, c] = &data;
+        for p @ (fk, sk, sd) in [(5, 3, 3), (14, 1, 1), (1, 4, 2), (21, 5, 8), (700, 9, 1300)] {
+            let n = h.len();
+            let (mut fast, mut k, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            fastk(&Sequential, h, l, c, fk, &mut fast);
+            crate::kernels::moments::sma(&Sequential, &fast[fk - 1..], sk, &mut k[fk - 1..]);
+            let kd = fk + sk - 2;
+            crate::kernels::moments::sma(&Sequential, &k[kd..], sd, &mut d[kd..]);
+            let [gk, gd] = run_stoch(&Sequential, &data, p);
+            assert_bits_eq(&gk[kd..], &k[kd..], "slowk");
+            assert_bits_eq(&gd[kd + sd - 1..], &d[kd + sd - 1..], "slowd");
+        }
+    }
+
     #[test]
     fn stoch_is_split_invariant() {
         let data = ohlc(4000, 9);
         let mut rng = Lcg(5);
-        for p in [(5, 3, 3), (21, 7, 4)] {
+        for p in [(5, 3, 3), (21, 7, 4), (1, 1, 1), (300, 2, 150), (3, 200, 1)] {
             let whole = run_stoch(&Sequential, &data, p);
             for _ in 0..8 {
                 let got = run_stoch(&CutAt(random_cuts(&mut rng, 4000, 16)), &data, p);

@@ -305,6 +305,131 @@ pub fn sma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     });
 }
 
+/// [`sma`] of the rows `[lo, hi)` on one thread, for kernels that feed an SMA from their own tiles
+/// (stoch). Row numbers are on the SMA's grid (row 0 is its origin); `x[i]` is row `x0 + i` with
+/// `x0 <= lo + 1 - w`, and `out[i]` receives row `lo + i`. `suf` is scratch of at least `w` elements.
+/// The same operations, in the same order, as [`sums_tiles`]/[`sums_direct`] followed by the `sma`
+/// writer, block by block: suffix sums of the previous block, then prefix sums of this one.
+pub(crate) fn sma_rows(
+    x: &[f64],
+    x0: usize,
+    w: usize,
+    rows: (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    debug_assert!(x0 + w <= rows.0 + 1 && rows.1 <= x0 + x.len() && out.len() >= rows.1 - rows.0);
+    // Short windows get a copy with the width known at compile time: their whole blocks then run
+    // as straight-line code instead of loops of one to eight iterations.
+    match w {
+        1 => sma_rows_w::<1>(x, x0, w, rows, suf, out),
+        2 => sma_rows_w::<2>(x, x0, w, rows, suf, out),
+        3 => sma_rows_w::<3>(x, x0, w, rows, suf, out),
+        4 => sma_rows_w::<4>(x, x0, w, rows, suf, out),
+        5 => sma_rows_w::<5>(x, x0, w, rows, suf, out),
+        _ => sma_rows_w::<0>(x, x0, w, rows, suf, out),
+    }
+}
+
+/// [`sma_rows`] for a width `W` fixed at compile time, or `w` when `W == 0`.
+fn sma_rows_w<const W: usize>(
+    x: &[f64],
+    x0: usize,
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    if lo >= hi {
+        return;
+    }
+    let w = if W == 0 { w } else { W };
+    let inv_w = 1.0 / w as f64;
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        if o_lo == 0 && o_hi == w {
+            let win = &x[bs + 1 - w - x0..bs + w - x0];
+            sma_whole_block::<W>(win, w, inv_w, suf, &mut out[k..k + w]);
+        } else {
+            sma_part_block(x, x0, w, bs, (o_lo, o_hi), suf, &mut out[k..]);
+        }
+        k += o_hi - o_lo;
+    }
+}
+
+/// The rows of a whole block `b` from `win`, the last `w - 1` rows of block `b - 1` then block `b`.
+/// With `W > 0` the loops have constant trip counts and unroll into straight-line code.
+#[inline(always)]
+fn sma_whole_block<const W: usize>(
+    win: &[f64],
+    w: usize,
+    inv_w: f64,
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let w = if W == 0 { w } else { W };
+    let (prev, block) = win.split_at(w - 1);
+    let (block, out) = (&block[..w], &mut out[..w]);
+    let mut local = [0.0f64; 8];
+    let suf = if W > 0 && W <= local.len() {
+        &mut local[..w - 1]
+    } else {
+        &mut suf[..w - 1]
+    };
+    let r = reference(block, 0);
+    let mut a = 0.0f64;
+    for j in (0..w - 1).rev() {
+        a = (prev[j] - r) + a;
+        suf[j] = a;
+    }
+    let mut p = 0.0f64;
+    for o in 0..w - 1 {
+        p = p + (block[o] - r);
+        out[o] = r + (suf[o] + p) * inv_w;
+    }
+    p = p + (block[w - 1] - r);
+    out[w - 1] = r + p * inv_w;
+}
+
+/// The rows at offsets `[o_lo, o_hi)` of the block starting at grid row `bs` (the first and last
+/// block of a range), into `out[..o_hi - o_lo]`.
+fn sma_part_block(
+    x: &[f64],
+    x0: usize,
+    w: usize,
+    bs: usize,
+    (o_lo, o_hi): (usize, usize),
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let inv_w = 1.0 / w as f64;
+    let r = reference(x, bs - x0);
+    // Suffix sums of the previous block from offset `o_lo + 1` (rows `>= lo + 1 - w`).
+    let prev = &x[bs + o_lo + 1 - w - x0..bs - x0];
+    let suf = &mut suf[o_lo + 1..w];
+    let mut a = 0.0f64;
+    for (s, v) in suf.iter_mut().zip(prev).rev() {
+        a = (v - r) + a;
+        *s = a;
+    }
+    let block = &x[bs - x0..bs - x0 + o_hi];
+    let mut p = 0.0f64;
+    for v in &block[..o_lo] {
+        p = p + (v - r);
+    }
+    let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
+    for ((d, v), s) in out[..mid].iter_mut().zip(&block[o_lo..]).zip(&*suf) {
+        p = p + (v - r);
+        *d = r + (s + p) * inv_w;
+    }
+    if o_hi == w {
+        p = p + (block[w - 1] - r);
+        out[mid] = r + p * inv_w;
+    }
+}
+
 /// Rolling standard deviation with `ddof` degrees of freedom removed (`ddof < period`).
 pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize, out: &mut [f64]) {
     let inv_w = 1.0 / period as f64;
@@ -452,6 +577,28 @@ mod tests {
                 let (d, t) = (collect(true), collect(false));
                 for j in 0..3 {
                     assert_bits_eq(&d[j], &t[j], "direct vs tiles");
+                }
+            }
+        }
+    }
+
+    /// `sma_rows` on any row range, from any admissible start of its input, is `sma`'s bits.
+    #[test]
+    fn sma_rows_equal_sma() {
+        let mut rng = Lcg(17);
+        for mut x in series_zoo(900, 23) {
+            x[301] = f64::NAN;
+            x[450] = -0.0;
+            for w in [1, 2, 3, 5, 9, 40] {
+                let whole = run_sma(&Sequential, &x, w);
+                let mut suf = vec![0.0; w];
+                for _ in 0..20 {
+                    let lo = w - 1 + rng.below(x.len() - w + 1);
+                    let hi = lo + rng.below(x.len() - lo + 1);
+                    let x0 = rng.below(lo + 2 - w);
+                    let mut out = vec![0.0; hi - lo];
+                    sma_rows(&x[x0..hi], x0, w, (lo, hi), &mut suf, &mut out);
+                    assert_bits_eq(&out, &whole[lo..hi], "sma_rows");
                 }
             }
         }
