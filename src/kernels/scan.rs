@@ -14,11 +14,23 @@
 //! Step 2 is the step-3 formula at the block's last row, so a run that carries inline through one
 //! piece and a run that precomputes all carries in parallel give the same bits. The result differs
 //! from the naive sequential loop in the last bits (≈1e-15 relative); this spec defines the answer.
+//!
+//! # Execution (all three evaluate exactly the formulas above, so they give the same bits)
+//! * One piece (one worker): the blocks in order, carrying `C_k` inline.
+//! * A splitter with several workers ([`Splitter::workers`]): one chained pass. Workers claim
+//!   *units* of [`LANES`] blocks in increasing order from a shared counter; each runs its unit's
+//!   local scans, waits for the carry out of the previous unit, chains it through its own blocks
+//!   (step 2), publishes the carry out, and only then fixes up and writes its rows, still in cache.
+//!   Every row is read and written once, and a unit's wait is only for its predecessor's step 2.
+//! * Other splitters (arbitrary cuts, device sets): a pre-pass computes the local ends of the
+//!   blocks before the last piece, the carries are chained on the calling thread, and each piece
+//!   then starts from its first block's carry.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::scratch::with_scratch;
-use super::split::Splitter;
+use super::split::{cut_pieces, Splitter};
 
 /// Scan block length `B`, a constant of the spec (changing it changes results in the last bits).
 pub const SCAN_BLOCK: usize = 1024;
@@ -133,6 +145,62 @@ impl<const C: usize> Recurrence<C> {
         let (s, e) = self.span(k, n);
         s == k * SCAN_BLOCK && e - s == SCAN_BLOCK
     }
+
+    /// Rows `lo..hi` of blocks `k0..k_end` (consecutive blocks' spans are contiguous).
+    fn rows(&self, k0: usize, k_end: usize, n: usize) -> (usize, usize) {
+        (self.span(k0, n).0, self.span(k_end - 1, n).1)
+    }
+
+    /// Step 1 for blocks `k0..k_end`: `buf` holds exactly their rows and ends up holding `L`.
+    /// [`LANES`] full blocks go through the interleaved path, anything else block by block.
+    #[inline(always)]
+    fn local_blocks(
+        &self,
+        drive: &impl Drive<C>,
+        (k0, k_end): (usize, usize),
+        n: usize,
+        buf: &mut [[f64; C]],
+    ) {
+        let lo = self.span(k0, n).0;
+        if k_end - k0 == LANES && (k0..k_end).all(|k| self.is_full(k, n)) {
+            drive(lo, buf);
+            self.local_lanes_in_place(buf);
+        } else {
+            for k in k0..k_end {
+                let (s, e) = self.span(k, n);
+                let b = &mut buf[s - lo..e - lo];
+                drive(s, b);
+                self.local_in_place(b);
+            }
+        }
+    }
+
+    /// Step 2 through blocks `k0..k_end` whose `L` is in `buf` (as left by
+    /// [`Self::local_blocks`]): `out[j]` is the carry into block `k0 + j`, `out[k_end - k0]` the
+    /// carry out of the last one.
+    #[inline(always)]
+    fn chain_blocks(
+        &self,
+        powers: &Powers<C>,
+        (k0, k_end): (usize, usize),
+        n: usize,
+        buf: &[[f64; C]],
+        c_in: [f64; C],
+    ) -> [[f64; C]; LANES + 1] {
+        let lo = self.span(k0, n).0;
+        let mut out = [c_in; LANES + 1];
+        for (j, k) in (k0..k_end).enumerate() {
+            let (s, e) = self.span(k, n);
+            out[j + 1] = next_carry(buf[e - 1 - lo], powers.get()[e - s], out[j]);
+        }
+        out
+    }
+}
+
+/// Step 2 for one block: `C_{k+1} = L_end + P[len]·C_k` (also step 3 at the block's last row).
+#[inline(always)]
+fn next_carry<const C: usize>(l_end: [f64; C], p_len: [f64; C], c: [f64; C]) -> [f64; C] {
+    std::array::from_fn(|ch| l_end[ch] + p_len[ch] * c[ch])
 }
 
 /// `y = L + P[i+1]·c` in place for one block's local values; returns the carry out (the last y).
@@ -169,6 +237,10 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     } else {
         0
     };
+    if split.workers() > 1 && n_blocks > LANES {
+        let blocks = (first_block, first_block + n_blocks);
+        return run_chained(split, n, rec, &powers, blocks, &drive, outs, &write);
+    }
     // Carries are needed up to the block where the last piece starts: the local ends of the blocks
     // before it (the last piece's own blocks need no pre-pass).
     let last_start = split.last_piece_start(p, n - p).max(p + 1);
@@ -190,19 +262,10 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
                 for g in task * GROUPS_PER_TASK..g_end {
                     let k0 = first_block + g * LANES;
                     let k_end = (k0 + LANES).min(first_block + needed);
-                    if k_end - k0 == LANES && (k0..k_end).all(|k| rec.is_full(k, n)) {
-                        drive(k0 * SCAN_BLOCK, buf);
-                        rec.local_lanes_in_place(buf);
-                        ends.extend((1..=LANES).map(|j| buf[j * SCAN_BLOCK - 1]));
-                    } else {
-                        for k in k0..k_end {
-                            let (s, e) = rec.span(k, n);
-                            let b = &mut buf[..e - s];
-                            drive(s, b);
-                            rec.local_in_place(b);
-                            ends.push(b[e - s - 1]);
-                        }
-                    }
+                    let (lo, hi) = rec.rows(k0, k_end, n);
+                    let b = &mut buf[..hi - lo];
+                    rec.local_blocks(&drive, (k0, k_end), n, b);
+                    ends.extend((k0..k_end).map(|k| b[rec.span(k, n).1 - 1 - lo]));
                 }
                 ends
             })
@@ -213,9 +276,7 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
         for (i, l_end) in ends.iter().enumerate() {
             carries.push(c);
             let (s, e) = rec.span(first_block + i, n);
-            for ch in 0..C {
-                c[ch] = l_end[ch] + powers.get()[e - s][ch] * c[ch];
-            }
+            c = next_carry(*l_end, powers.get()[e - s], c);
         }
         carries.push(c);
         carries
@@ -287,6 +348,110 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     });
 }
 
+/// The chained single pass over blocks `first..end` (see the module doc, "Execution"); needs
+/// `end - first > LANES`, i.e. at least two units.
+#[allow(clippy::too_many_arguments)]
+fn run_chained<S: Splitter, const C: usize, const K: usize>(
+    split: &S,
+    n: usize,
+    rec: &Recurrence<C>,
+    powers: &Powers<C>,
+    (first, end): (usize, usize),
+    drive: &impl Drive<C>,
+    outs: [&mut [f64]; K],
+    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]]) + Sync + Send),
+) {
+    let p = rec.seed_row;
+    let units = (end - first).div_ceil(LANES);
+    let unit_blocks = |u: usize| (first + u * LANES, (first + (u + 1) * LANES).min(end));
+    // The seed row, then one piece of the outputs per unit, each taken by the unit's claimant.
+    let mut lens = vec![1];
+    lens.extend((0..units).map(|u| {
+        let (lo, hi) = rec.rows(unit_blocks(u).0, unit_blocks(u).1, n);
+        hi - lo
+    }));
+    let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
+    if let Some(mut seed_piece) = pieces.next() {
+        write(&mut seed_piece, 0, p, &[rec.seed]);
+    }
+    let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
+    // `carries[u]`: the carry out of unit `u`, set once by its claimant.
+    let carries: Vec<OnceLock<[f64; C]>> = (0..units).map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+
+    split.run_workers(|| {
+        let _flag = FlagOnPanic(&failed);
+        with_scratch(SCAN_BLOCK * LANES * C, |raw| {
+            let buf = raw.as_chunks_mut::<C>().0;
+            loop {
+                // Claims in increasing order: a unit's predecessor is always claimed already,
+                // by a worker that is running and waits only for earlier units.
+                let u = next.fetch_add(1, Ordering::Relaxed);
+                if u >= units {
+                    return;
+                }
+                let blocks = unit_blocks(u);
+                let (lo, hi) = rec.rows(blocks.0, blocks.1, n);
+                let b = &mut buf[..hi - lo];
+                rec.local_blocks(drive, blocks, n, b);
+                let c_in = match u {
+                    0 => rec.seed,
+                    _ => wait_for(&carries[u - 1], &failed),
+                };
+                let cs = rec.chain_blocks(powers, blocks, n, b, c_in);
+                let _ = carries[u].set(cs[blocks.1 - blocks.0]);
+                for (j, k) in (blocks.0..blocks.1).enumerate() {
+                    let (s, e) = rec.span(k, n);
+                    fix_up(&mut b[s - lo..e - lo], powers, cs[j]);
+                }
+                let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
+                let Some(mut piece) = piece else {
+                    unreachable!("scan unit {u} claimed twice")
+                };
+                write(&mut piece, 0, lo, b);
+            }
+        })
+    });
+    if let Some(c) = carries.last().and_then(OnceLock::get) {
+        split.scan_carry_out(c);
+    }
+}
+
+/// Sets the flag if the worker holding it unwinds, so that workers waiting for a unit it had
+/// claimed stop waiting (and the splitter can report the panic instead of hanging).
+struct FlagOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for FlagOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Waits for a predecessor's carry: spins briefly (it is usually a few hundred cycles away), then
+/// yields, so that a descheduled predecessor on a busy machine gets the core.
+fn wait_for<const C: usize>(cell: &OnceLock<[f64; C]>, failed: &AtomicBool) -> [f64; C] {
+    const SPINS: u32 = 256;
+    let mut tries = 0u32;
+    loop {
+        if let Some(c) = cell.get() {
+            return *c;
+        }
+        assert!(
+            !failed.load(Ordering::Acquire),
+            "scan: a worker panicked before publishing its carry"
+        );
+        if tries < SPINS {
+            std::hint::spin_loop();
+            tries += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Helper for writers of one output per channel-0 value: `out[i + j] = f(t + j, ys[j])`.
 #[inline(always)]
 pub fn write_rows<const C: usize>(
@@ -333,6 +498,87 @@ mod tests {
                 want[t] = a * want[t - 1] + x[t];
             }
             assert_close(&got[p..], &want[p..], 1e-10, "scan");
+        }
+    }
+
+    /// Runs workers for the chained pass: on `threads` threads at once, or (`threads == 0`)
+    /// `turns` calls one after another on the calling thread. Records the carry out.
+    struct Workers {
+        threads: usize,
+        turns: usize,
+        carry_out: Mutex<Vec<Vec<f64>>>,
+    }
+
+    impl Splitter for Workers {
+        fn for_each_piece<const K: usize, F>(&self, first: usize, outs: [&mut [f64]; K], fill: F)
+        where
+            F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
+        {
+            fill(first, outs);
+        }
+
+        fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
+        where
+            F: Fn(usize) -> T + Sync + Send,
+        {
+            (0..n).map(f).collect()
+        }
+
+        fn max_pieces(&self) -> usize {
+            1
+        }
+
+        fn last_piece_start(&self, first_row: usize, _len: usize) -> usize {
+            first_row
+        }
+
+        fn workers(&self) -> usize {
+            self.threads.max(self.turns)
+        }
+
+        fn run_workers<F>(&self, worker: F)
+        where
+            F: Fn() + Sync + Send,
+        {
+            if self.threads == 0 {
+                (0..self.turns).for_each(|_| worker());
+                return;
+            }
+            std::thread::scope(|s| {
+                for _ in 0..self.threads {
+                    s.spawn(&worker);
+                }
+            });
+        }
+
+        fn scan_carry_out(&self, carry: &[f64]) {
+            self.carry_out.lock().unwrap().push(carry.to_vec());
+        }
+    }
+
+    /// The chained pass on real threads (any interleaving) and in turns gives the one-piece bits,
+    /// and hands on the state at the last row exactly once.
+    #[test]
+    fn chained_pass_gives_identical_bits() {
+        let mut rng = Lcg(5);
+        for n in [1, 1024, 4097, 5121, 5122, 9000, 40_000] {
+            let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+            for p in [0usize, 1, 1022, 1023, 1024, 4100] {
+                if p >= n {
+                    continue;
+                }
+                let whole = run(&Sequential, &x, 0.97, p);
+                for (threads, turns) in [(2, 0), (3, 0), (8, 0), (0, 1), (0, 3)] {
+                    let w = Workers {
+                        threads,
+                        turns,
+                        carry_out: Mutex::new(Vec::new()),
+                    };
+                    assert_bits_eq(&run(&w, &x, 0.97, p), &whole, "chained scan");
+                    let carries = w.carry_out.into_inner().unwrap();
+                    assert_eq!(carries, vec![vec![whole[n - 1]]], "n={n} p={p}");
+                }
+            }
         }
     }
 
