@@ -65,7 +65,8 @@ fn dataset(name: &str) -> [Vec<f64>; 4] {
         // plugin before the kernels run; the Python golden test covers them).
         for (k, col) in cols.iter_mut().enumerate() {
             for (j, row) in [97usize, 1500, 1501, 3333, 4090].iter().enumerate() {
-                col[(row + 17 * k) % ROWS] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][(j + k) % 4];
+                col[(row + 17 * k) % ROWS] =
+                    [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][(j + k) % 4];
             }
         }
         // A flat run (zero variance, zero true range) to exercise the exact-zero branches.
@@ -92,10 +93,16 @@ fn cases() -> Vec<(String, Spec)> {
         add(format!("rsi({p})"), Spec::rsi(p).unwrap());
     }
     for (p, d) in [(2, 0), (5, 0), (5, 1), (30, 1), (200, 0)] {
-        add(format!("rolling_std({p},{d})"), Spec::rolling_std(p, d).unwrap());
+        add(
+            format!("rolling_std({p},{d})"),
+            Spec::rolling_std(p, d).unwrap(),
+        );
     }
     for (p, k) in [(2, 2.0), (20, 2.0), (20, 1.5), (50, 0.0)] {
-        add(format!("bollinger({p},{k})"), Spec::bollinger(p, k).unwrap());
+        add(
+            format!("bollinger({p},{k})"),
+            Spec::bollinger(p, k).unwrap(),
+        );
     }
     for p in [1, 10, 100] {
         add(format!("roc({p})"), Spec::roc(p).unwrap());
@@ -183,13 +190,21 @@ fn check<S: Splitter>(split: &S, what: &str) {
     assert!(!want.is_empty(), "golden_bits.txt is empty");
     let keys_got: Vec<&String> = got.keys().collect();
     let keys_want: Vec<&String> = want.keys().collect();
-    assert_eq!(keys_got, keys_want, "{what}: the set of golden cases changed");
+    assert_eq!(
+        keys_got, keys_want,
+        "{what}: the set of golden cases changed"
+    );
     let bad: Vec<String> = got
         .iter()
         .filter(|(k, v)| want.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: got {v}, recorded {}", want[k]))
         .collect();
-    assert!(bad.is_empty(), "{what}: {} outputs moved:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: {} outputs moved:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
