@@ -19,15 +19,18 @@
 //! * One piece (one worker): the blocks in order, carrying `C_k` inline.
 //! * A splitter with several workers ([`Splitter::workers`]): one chained pass. Workers claim
 //!   *units* of [`LANES`] blocks in increasing order from a shared counter; each runs its unit's
-//!   local scans, waits for the carry out of the previous unit, chains it through its own blocks
+//!   local scans, takes the carry out of the previous unit, chains it through its own blocks
 //!   (step 2), publishes the carry out, and only then fixes up and writes its rows, still in cache.
-//!   Every row is read and written once, and a unit's wait is only for its predecessor's step 2.
+//!   Every row is read and written once. A unit whose predecessor's carry is late (its worker
+//!   descheduled on a busy machine) does not stall: after a short wait it recomputes the missing
+//!   local ends and chains them from the last published carry, with the same formulas.
 //! * Other splitters (arbitrary cuts, device sets): a pre-pass computes the local ends of the
 //!   blocks before the last piece, the carries are chained on the calling thread, and each piece
 //!   then starts from its first block's carry.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
@@ -239,7 +242,9 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     };
     if split.workers() > 1 && n_blocks > LANES {
         let blocks = (first_block, first_block + n_blocks);
-        return run_chained(split, n, rec, &powers, blocks, &drive, outs, &write);
+        return run_chained(
+            split, n, rec, &powers, blocks, &drive, outs, &write, PATIENCE,
+        );
     }
     // Carries are needed up to the block where the last piece starts: the local ends of the blocks
     // before it (the last piece's own blocks need no pre-pass).
@@ -348,6 +353,11 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     });
 }
 
+/// How long a unit waits for its predecessor's carry before computing it itself, in multiples of
+/// the time its own local scans took (the predecessor started earlier, so in a healthy run its
+/// carry is due by then; past that its worker has most likely been descheduled).
+const PATIENCE: u32 = 2;
+
 /// The chained single pass over blocks `first..end` (see the module doc, "Execution"); needs
 /// `end - first > LANES`, i.e. at least two units.
 #[allow(clippy::too_many_arguments)]
@@ -356,55 +366,39 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
     n: usize,
     rec: &Recurrence<C>,
     powers: &Powers<C>,
-    (first, end): (usize, usize),
+    blocks: (usize, usize),
     drive: &impl Drive<C>,
     outs: [&mut [f64]; K],
     write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]]) + Sync + Send),
+    patience: u32,
 ) {
+    let chain = Chain::new(rec, powers, drive, n, blocks);
     let p = rec.seed_row;
-    let units = (end - first).div_ceil(LANES);
-    let unit_blocks = |u: usize| (first + u * LANES, (first + (u + 1) * LANES).min(end));
     // The seed row, then one piece of the outputs per unit, each taken by the unit's claimant.
     let mut lens = vec![1];
-    lens.extend((0..units).map(|u| {
-        let (lo, hi) = rec.rows(unit_blocks(u).0, unit_blocks(u).1, n);
-        hi - lo
-    }));
+    lens.extend((0..chain.units()).map(|u| chain.unit_rows(u).1 - chain.unit_rows(u).0));
     let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
     if let Some(mut seed_piece) = pieces.next() {
         write(&mut seed_piece, 0, p, &[rec.seed]);
     }
     let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
-    // `carries[u]`: the carry out of unit `u`, set once by its claimant.
-    let carries: Vec<OnceLock<[f64; C]>> = (0..units).map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
 
     split.run_workers(|| {
-        let _flag = FlagOnPanic(&failed);
-        with_scratch(SCAN_BLOCK * LANES * C, |raw| {
-            let buf = raw.as_chunks_mut::<C>().0;
+        with_scratch(2 * SCAN_BLOCK * LANES * C, |raw| {
+            let (buf, spare) = raw.as_chunks_mut::<C>().0.split_at_mut(SCAN_BLOCK * LANES);
             loop {
-                // Claims in increasing order: a unit's predecessor is always claimed already,
-                // by a worker that is running and waits only for earlier units.
+                // Increasing order: a unit's predecessors are claimed already, most of them done.
                 let u = next.fetch_add(1, Ordering::Relaxed);
-                if u >= units {
+                if u >= chain.units() {
                     return;
                 }
-                let blocks = unit_blocks(u);
-                let (lo, hi) = rec.rows(blocks.0, blocks.1, n);
+                let (lo, hi) = chain.unit_rows(u);
                 let b = &mut buf[..hi - lo];
-                rec.local_blocks(drive, blocks, n, b);
-                let c_in = match u {
-                    0 => rec.seed,
-                    _ => wait_for(&carries[u - 1], &failed),
-                };
-                let cs = rec.chain_blocks(powers, blocks, n, b, c_in);
-                let _ = carries[u].set(cs[blocks.1 - blocks.0]);
-                for (j, k) in (blocks.0..blocks.1).enumerate() {
-                    let (s, e) = rec.span(k, n);
-                    fix_up(&mut b[s - lo..e - lo], powers, cs[j]);
-                }
+                let started = Instant::now();
+                chain.local(u, b);
+                let c_in = chain.carry_into(u, started.elapsed() * patience, spare);
+                chain.finish(u, b, c_in);
                 let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
                 let Some(mut piece) = piece else {
                     unreachable!("scan unit {u} claimed twice")
@@ -413,41 +407,135 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
             }
         })
     });
-    if let Some(c) = carries.last().and_then(OnceLock::get) {
+    if let Some(c) = chain.carries.last().and_then(OnceLock::get) {
         split.scan_carry_out(c);
     }
 }
 
-/// Sets the flag if the worker holding it unwinds, so that workers waiting for a unit it had
-/// claimed stop waiting (and the splitter can report the panic instead of hanging).
-struct FlagOnPanic<'a>(&'a AtomicBool);
+/// The shared state of a chained pass: units of [`LANES`] blocks and the carry out of each,
+/// published once known.
+struct Chain<'a, const C: usize, D> {
+    rec: &'a Recurrence<C>,
+    powers: &'a Powers<C>,
+    drive: &'a D,
+    n: usize,
+    first: usize,
+    end: usize,
+    carries: Vec<OnceLock<[f64; C]>>,
+}
 
-impl Drop for FlagOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::Release);
+impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
+    fn new(
+        rec: &'a Recurrence<C>,
+        powers: &'a Powers<C>,
+        drive: &'a D,
+        n: usize,
+        (first, end): (usize, usize),
+    ) -> Self {
+        let units = (end - first).div_ceil(LANES);
+        Chain {
+            rec,
+            powers,
+            drive,
+            n,
+            first,
+            end,
+            carries: (0..units).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    fn units(&self) -> usize {
+        self.carries.len()
+    }
+
+    fn unit_blocks(&self, u: usize) -> (usize, usize) {
+        let k0 = self.first + u * LANES;
+        (k0, (k0 + LANES).min(self.end))
+    }
+
+    fn unit_rows(&self, u: usize) -> (usize, usize) {
+        let (k0, k_end) = self.unit_blocks(u);
+        self.rec.rows(k0, k_end, self.n)
+    }
+
+    /// Step 1 for unit `u` into `buf` (exactly its rows).
+    fn local(&self, u: usize, buf: &mut [[f64; C]]) {
+        self.rec
+            .local_blocks(self.drive, self.unit_blocks(u), self.n, buf);
+    }
+
+    /// Step 2 through unit `u` (local values in `buf`) from `c_in`; publishes the carry out and
+    /// returns the carries into each block.
+    fn chain(&self, u: usize, buf: &[[f64; C]], c_in: [f64; C]) -> [[f64; C]; LANES + 1] {
+        let blocks = self.unit_blocks(u);
+        let cs = self
+            .rec
+            .chain_blocks(self.powers, blocks, self.n, buf, c_in);
+        // Whoever sets it first wins; every candidate holds the same bits.
+        let _ = self.carries[u].set(cs[blocks.1 - blocks.0]);
+        cs
+    }
+
+    /// Steps 2 and 3 for unit `u`: publishes its carry out first (the next unit is waiting for
+    /// it), then turns the local values in `buf` into `y`.
+    fn finish(&self, u: usize, buf: &mut [[f64; C]], c_in: [f64; C]) {
+        let cs = self.chain(u, buf, c_in);
+        let lo = self.unit_rows(u).0;
+        let (k0, k_end) = self.unit_blocks(u);
+        for (j, k) in (k0..k_end).enumerate() {
+            let (s, e) = self.rec.span(k, self.n);
+            fix_up(&mut buf[s - lo..e - lo], self.powers, cs[j]);
+        }
+    }
+
+    /// The carry into unit `u`: the predecessor's, waited for at most `patience`, after which
+    /// this worker computes the missing carries itself (local ends in `spare`, then step 2 from
+    /// the last published carry). So no worker ever waits on another indefinitely: a worker
+    /// descheduled on a busy machine, or one that panicked, costs recomputation, not a stall.
+    fn carry_into(&self, u: usize, patience: Duration, spare: &mut [[f64; C]]) -> [f64; C] {
+        if u == 0 {
+            return self.rec.seed;
+        }
+        if let Some(c) = wait_briefly(&self.carries[u - 1], patience) {
+            return c;
+        }
+        let mut j = u - 1;
+        let mut c = loop {
+            if j == 0 {
+                break self.rec.seed;
+            }
+            if let Some(c) = self.carries[j - 1].get() {
+                break *c;
+            }
+            j -= 1;
+        };
+        for v in j..u {
+            c = match self.carries[v].get() {
+                Some(known) => *known,
+                None => {
+                    let (lo, hi) = self.unit_rows(v);
+                    let b = &mut spare[..hi - lo];
+                    self.local(v, b);
+                    self.chain(v, b, c)[self.unit_blocks(v).1 - self.unit_blocks(v).0]
+                }
+            };
+        }
+        c
     }
 }
 
-/// Waits for a predecessor's carry: spins briefly (it is usually a few hundred cycles away), then
-/// yields, so that a descheduled predecessor on a busy machine gets the core.
-fn wait_for<const C: usize>(cell: &OnceLock<[f64; C]>, failed: &AtomicBool) -> [f64; C] {
-    const SPINS: u32 = 256;
-    let mut tries = 0u32;
+/// Spins until `cell` is set or `patience` has passed.
+fn wait_briefly<const C: usize>(cell: &OnceLock<[f64; C]>, patience: Duration) -> Option<[f64; C]> {
+    let started = Instant::now();
     loop {
-        if let Some(c) = cell.get() {
-            return *c;
-        }
-        assert!(
-            !failed.load(Ordering::Acquire),
-            "scan: a worker panicked before publishing its carry"
-        );
-        if tries < SPINS {
+        for _ in 0..64 {
+            if let Some(c) = cell.get() {
+                return Some(*c);
+            }
             std::hint::spin_loop();
-            tries += 1;
-        } else {
-            std::thread::yield_now();
+        }
+        if started.elapsed() >= patience {
+            return cell.get().copied();
         }
     }
 }
@@ -580,6 +668,92 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With no patience at all, workers on real threads recompute whatever carry is not there
+    /// yet (the path a descheduled or panicked worker triggers): still the one-piece bits.
+    #[test]
+    fn impatient_workers_recompute_identical_carries() {
+        let mut rng = Lcg(8);
+        let n = 60_000;
+        let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        for p in [0usize, 1023, 2500] {
+            let whole = run(&Sequential, &x, 0.99, p);
+            let rec = Recurrence {
+                decay: [0.99],
+                seed_row: p,
+                seed: [x[p]],
+            };
+            let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [x[t]]);
+            let first = (p + 1) / SCAN_BLOCK;
+            let end = (n - 1) / SCAN_BLOCK + 1;
+            for threads in [2, 4] {
+                let w = Workers {
+                    threads,
+                    turns: 0,
+                    carry_out: Mutex::new(Vec::new()),
+                };
+                let mut out = vec![0.0; n];
+                let powers = Powers::new(rec.decay);
+                let write = |o: &mut [&mut [f64]; 1], i: usize, t: usize, ys: &[[f64; 1]]| {
+                    write_rows(o[0], i, t, ys, |_, y| y[0])
+                };
+                run_chained(
+                    &w,
+                    n,
+                    &rec,
+                    &powers,
+                    (first, end),
+                    &drive,
+                    [&mut out],
+                    &write,
+                    0,
+                );
+                assert_bits_eq(&out, &whole, "impatient chained scan");
+                let carries = w.carry_out.into_inner().unwrap();
+                assert_eq!(carries, vec![vec![whole[n - 1]]]);
+            }
+        }
+    }
+
+    /// A worker stalled inside its unit (here: its drive sleeps the first time) does not stall the
+    /// others: the next unit's worker recomputes the late carry, and the bits do not move.
+    #[test]
+    fn a_stalled_worker_is_overtaken() {
+        use std::sync::atomic::AtomicUsize;
+        let mut rng = Lcg(9);
+        let n = 40 * SCAN_BLOCK;
+        let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let rec = Recurrence {
+            decay: [0.95],
+            seed_row: 0,
+            seed: [x[0]],
+        };
+        let stalled_at = 2 * LANES * SCAN_BLOCK;
+        let calls = AtomicUsize::new(0);
+        let drive = |start: usize, b: &mut [[f64; 1]]| {
+            if start == stalled_at && calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            fill_rows(start, b, |t| [x[t]])
+        };
+        let w = Workers {
+            threads: 2,
+            turns: 0,
+            carry_out: Mutex::new(Vec::new()),
+        };
+        let mut out = vec![0.0; n];
+        let started = Instant::now();
+        run_scan(&w, n, &rec, drive, [&mut out], |o, i, t, ys| {
+            write_rows(o[0], i, t, ys, |_, y| y[0])
+        });
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2,
+            "the late unit was recomputed once"
+        );
+        assert_bits_eq(&out, &run(&Sequential, &x, 0.95, 0), "overtaken scan");
     }
 
     #[test]

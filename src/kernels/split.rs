@@ -36,10 +36,10 @@ pub trait Splitter: Sync {
     }
 
     /// Runs `worker` once on each of up to [`Self::workers`] threads, at the same time or one after
-    /// another, and returns when all calls have returned. Callers hand out work from a shared
-    /// counter in increasing order, so a worker only ever waits for work that a started worker
-    /// has claimed: that is what makes any schedule, even one thread running the calls in turn,
-    /// free of deadlock. The default runs it once on the calling thread.
+    /// another, and returns when all calls have returned. Callers must not rely on the calls
+    /// overlapping: each takes work from a shared counter until none is left, and never waits
+    /// for another call indefinitely (see `kernels::scan`), so any schedule, even one thread
+    /// running the calls in turn, completes. The default runs it once on the calling thread.
     fn run_workers<F>(&self, worker: F)
     where
         F: Fn() + Sync + Send,
