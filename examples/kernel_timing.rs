@@ -1,67 +1,21 @@
-//! Times the kernels alone (no Polars) on 10M rows: `cargo run --release --example kernel_timing`.
-//!
-//! Arguments: `[rows] [indicator name, "rolling_max", or "copy" for the baseline only] [repetitions]`.
-//! Each line is the best of the repetitions (the machine is shared: the minimum is the least
-//! disturbed run) of the wall time and of the CPU time of all threads, and their ns/row; `copy` is
-//! a plain copy of the three input arrays into three outputs, the memory traffic floor that a
-//! kernel reading OHLC data is compared with.
+//! Times the kernels alone (no Polars) on 10M rows:
+//! `cargo run --release --example kernel_timing [ROWS [NAME[,NAME…]]]`.
+//! Prints the best of 5 runs (ms and ns/row), after a memcpy of one column as a memory baseline,
+//! and on Linux the mean CPU time of all the process's threads per row: on a machine shared with
+//! other jobs, wall time with 2 workers says little, CPU time (spin-waits included) still does.
 use std::time::Instant;
 
 use threadx::exec::cpu::RayonSplit;
-use threadx::kernels::extrema::rolling_max;
 use threadx::kernels::split::Sequential;
 use threadx::kernels::Spec;
 
-/// Nanoseconds all threads of this process have run on a CPU (Linux schedstat; 0 elsewhere). On a
-/// shared machine it is steadier than wall time: waiting for a core is not counted.
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Best wall time and best CPU time (all threads) of `reps` runs of `f`, in ms.
-fn best_of(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..reps {
-        let (t0, c0) = (Instant::now(), cpu_ns());
-        f();
-        wall = wall.min(t0.elapsed().as_secs_f64() * 1e3);
-        cpu = cpu.min((cpu_ns() - c0) as f64 * 1e-6);
-    }
-    (wall, cpu)
-}
-
-/// `name(p1,p2,...)` from the spec's parameters, so two stoch settings can be told apart.
-fn label(spec: &Spec) -> String {
-    let dbg = format!("{spec:?}");
-    let params: Vec<&str> = dbg
-        .split([',', '{', '}'])
-        .filter_map(|f| f.split(':').nth(1))
-        .map(str::trim)
-        .collect();
-    format!("{}({})", spec.name(), params.join(","))
-}
-
-fn report(name: &str, workers: usize, (wall, cpu): (f64, f64), n: usize) {
-    let ns = |ms: f64| ms * 1e6 / n as f64;
-    println!(
-        "{name:<16} workers={workers}  {wall:8.2} ms  {:6.2} ns/row   cpu {cpu:8.2} ms  {:6.2} ns/row",
-        ns(wall),
-        ns(cpu)
-    );
-}
+const REPS: usize = 5;
 
 fn main() {
-    let arg = |i: usize| std::env::args().nth(i);
-    let n: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
-    let only = arg(2);
-    let reps: usize = arg(3).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     let mut seed = 1u64;
     let mut p = 100.0;
     let c: Vec<f64> = (0..n)
@@ -75,30 +29,6 @@ fn main() {
         .collect();
     let h: Vec<f64> = c.iter().map(|v| v + 0.3).collect();
     let l: Vec<f64> = c.iter().map(|v| v - 0.3).collect();
-    let mut outs = vec![vec![0.0; n]; 3];
-    if only.as_deref().is_none_or(|o| o == "copy") {
-        let ms = best_of(reps, || {
-            for (o, i) in outs.iter_mut().zip([&c, &h, &l]) {
-                o.copy_from_slice(i);
-            }
-        });
-        report("copy3", 1, ms, n);
-    }
-    if only.as_deref().is_none_or(|o| o == "rolling_max") {
-        // The windowed-extrema primitive alone (stoch's first level), window 5 and 14.
-        for w in [5, 14] {
-            for workers in [1usize, 2] {
-                let ms = best_of(reps, || {
-                    if workers == 1 {
-                        rolling_max(&Sequential, &h, w, &mut outs[0]);
-                    } else {
-                        rolling_max(&RayonSplit::new(workers), &h, w, &mut outs[0]);
-                    }
-                });
-                report(&format!("max({w})"), workers, ms, n);
-            }
-        }
-    }
     let specs = [
         Spec::bollinger(20, 2.0).unwrap(),
         Spec::sma(30).unwrap(),
@@ -108,13 +38,29 @@ fn main() {
         Spec::rsi(14).unwrap(),
         Spec::macd(12, 26, 9).unwrap(),
         Spec::atr(14).unwrap(),
+        Spec::natr(14).unwrap(),
         Spec::stoch(5, 3, 3).unwrap(),
         Spec::stoch(14, 3, 3).unwrap(),
         Spec::stoch(21, 5, 8).unwrap(),
         Spec::Obv,
     ];
+    let only = std::env::args().nth(2);
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
+    let mut outs = vec![vec![0.0; n]; 3];
+    if wanted("memcpy") {
+        let mut best = f64::INFINITY;
+        for _ in 0..REPS {
+            let t0 = Instant::now();
+            outs[0].copy_from_slice(&c);
+            best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        report("memcpy", 1, best, n);
+    }
     for spec in specs {
-        if only.as_deref().is_some_and(|o| o != spec.name()) {
+        if !wanted(spec.name()) {
             continue;
         }
         let inputs: Vec<&[f64]> = match spec.inputs().len() {
@@ -123,19 +69,51 @@ fn main() {
             _ => vec![&c],
         };
         for workers in [1usize, 2] {
-            let ms = best_of(reps, || {
+            let mut best = f64::INFINITY;
+            // Scheduler ticks make each run's CPU time coarse (4 ms here): sum over all runs.
+            let mut cpu = cpu_ns().map(|_| 0u64);
+            for _ in 0..REPS {
                 let mut views: Vec<&mut [f64]> = outs
                     .iter_mut()
                     .take(spec.outputs().len())
                     .map(|o| o.as_mut_slice())
                     .collect();
+                let cpu0 = cpu_ns();
+                let t0 = Instant::now();
                 if workers == 1 {
                     spec.run(&Sequential, &inputs, &mut views);
                 } else {
                     spec.run(&RayonSplit::new(workers), &inputs, &mut views);
                 }
-            });
-            report(&label(&spec), workers, ms, n);
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+                if let (Some(a), Some(b), Some(sum)) = (cpu0, cpu_ns(), cpu.as_mut()) {
+                    *sum += b - a;
+                }
+            }
+            report(spec.name(), workers, best, n);
+            if let Some(sum) = cpu {
+                let per_row = sum as f64 / (REPS * n.max(1)) as f64;
+                println!(
+                    "{:<12} workers={workers}  cpu {per_row:6.3} ns/row",
+                    spec.name()
+                );
+            }
         }
     }
+}
+
+fn report(name: &str, workers: usize, best_ms: f64, n: usize) {
+    let ns_per_row = best_ms * 1e6 / n.max(1) as f64;
+    println!("{name:<12} workers={workers}  {best_ms:8.2} ms  {ns_per_row:6.3} ns/row");
+}
+
+/// CPU time of all threads of this process so far (the rayon pool's included), in ns, from
+/// `/proc/self/task/*/schedstat` (Linux only).
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }

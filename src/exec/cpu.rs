@@ -1,6 +1,8 @@
 //! The rayon backend: cuts rows into one piece per worker, aligned to the scan block grid so that
 //! recursive kernels need not recompute a partial block; windowed kernels read their halo from the
-//! shared input. The cut points change nothing in the output (see `kernels::split`).
+//! shared input. Recursive kernels instead run one chained pass on the workers
+//! ([`Splitter::run_workers`]). The cut points and the schedule change nothing in the output (see
+//! `kernels::split`).
 
 use rayon::prelude::*;
 
@@ -82,6 +84,22 @@ impl Splitter for RayonSplit {
     fn last_piece_start(&self, first_row: usize, len: usize) -> usize {
         let lens = self.lengths(first_row, len);
         first_row + len - lens.last().copied().unwrap_or(0)
+    }
+
+    fn workers(&self) -> usize {
+        self.pieces
+    }
+
+    /// One rayon job per worker (`with_max_len(1)`: never two workers in one job, so each can
+    /// run on its own thread); a job that starts after the work is gone returns at once.
+    fn run_workers<F>(&self, worker: F)
+    where
+        F: Fn() + Sync + Send,
+    {
+        (0..self.pieces)
+            .into_par_iter()
+            .with_max_len(1)
+            .for_each(|_| worker());
     }
 }
 

@@ -125,7 +125,11 @@ fn fnv(values: &[f64]) -> u64 {
     for v in values {
         // Every NaN hashes alike: IEEE leaves NaN payloads (and signs) unspecified, and they
         // differ between optimisation levels and between the CPU and GPUs.
-        let bits = if v.is_nan() { f64::NAN.to_bits() } else { v.to_bits() };
+        let bits = if v.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            v.to_bits()
+        };
         for b in bits.to_le_bytes() {
             h ^= b as u64;
             h = h.wrapping_mul(0x100000001b3);

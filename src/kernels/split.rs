@@ -28,6 +28,25 @@ pub trait Splitter: Sync {
     /// need carries only for blocks up to there.
     fn last_piece_start(&self, first_row: usize, len: usize) -> usize;
 
+    /// How many workers [`Self::run_workers`] runs at most. Scans make one chained pass over the
+    /// rows with them when there are more than one (`kernels::scan`); with one (the default) they
+    /// cut the rows with [`Self::for_each_piece`] instead.
+    fn workers(&self) -> usize {
+        1
+    }
+
+    /// Runs `worker` once on each of up to [`Self::workers`] threads, at the same time or one after
+    /// another, and returns when all calls have returned. Callers must not rely on the calls
+    /// overlapping: each takes work from a shared counter until none is left, and never waits
+    /// for another call indefinitely (see `kernels::scan`), so any schedule, even one thread
+    /// running the calls in turn, completes. The default runs it once on the calling thread.
+    fn run_workers<F>(&self, worker: F)
+    where
+        F: Fn() + Sync + Send,
+    {
+        worker();
+    }
+
     /// Called once by every scan (`kernels::scan::run_scan`) with its state at the last row, the
     /// carry into a block that would follow. A device set uses it to hand the CPU's prefix of the
     /// rows on to the GPUs; the default ignores it.

@@ -124,6 +124,17 @@ impl Splitter for HostPart<'_> {
         self.split.last_piece_start(first_row, len)
     }
 
+    fn workers(&self) -> usize {
+        self.split.workers()
+    }
+
+    fn run_workers<F>(&self, worker: F)
+    where
+        F: Fn() + Sync + Send,
+    {
+        self.split.run_workers(worker)
+    }
+
     fn scan_carry_out(&self, carry: &[f64]) {
         self.handoff.send(carry)
     }
