@@ -45,6 +45,7 @@ STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
 
 # name -> a small parameter set (short warm-ups): test_api and test_contexts use it as is,
 # test_null_policy with its own rolling_std / bollinger entries, test_determinism has its own.
+# An indicator without an entry here is tested at its defaults (see the end of this block).
 PARAMS: dict[str, dict] = {
     "sma": {"period": 10},
     "ema": {"period": 10},
@@ -60,6 +61,11 @@ PARAMS: dict[str, dict] = {
     "stoch": {"fastk_period": 6, "slowk_period": 3, "slowd_period": 4},
     "obv": {},
 }
+for _name, _row in _ROWS.items():
+    PARAMS.setdefault(
+        _name,
+        {p["name"]: (int if p["kind"] == "int" else float)(p["default"]) for p in _row["params"]},
+    )
 
 # Warm-up of the indicators without a TA-Lib twin, written out from their definitions.
 _OWN_LOOKBACK = {"zscore": lambda p: p["period"] - 1}

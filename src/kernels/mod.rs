@@ -8,6 +8,7 @@
 // The specs spell every operation out (`acc = acc + d`), so compound assignment is not used.
 #![allow(clippy::assign_op_pattern)]
 
+pub mod declaration;
 pub mod ema;
 pub mod extrema;
 pub mod flow;
@@ -15,7 +16,6 @@ pub mod moments;
 pub mod registry;
 pub mod scan;
 pub mod scratch;
-pub mod spec;
 pub mod split;
 pub mod wilder;
 pub mod wma;
@@ -25,4 +25,5 @@ pub mod reference;
 #[cfg(test)]
 pub mod testing;
 
-pub use spec::{ParamError, Spec};
+pub use declaration::ParamError;
+pub use registry::Spec;

@@ -1,9 +1,10 @@
-//! The indicator registry: one declaration per indicator, read by every other layer.
+//! The indicator registry: every indicator's declaration and composition, in this one file, read
+//! by every other layer.
 //!
-//! A declaration ([`Indicator`]) gives the indicator's name and TA-Lib twin and group, its inputs in
-//! TA-Lib's order, its outputs (names and dtypes), its parameters (kind, TA-Lib 0.8.1 default,
-//! bounds, TA-Lib parameter name), its lookback and its composition from the kernel families (the
-//! [`Spec`] it builds, whose `run` calls the primitives), and the devices it can run on.
+//! An indicator is a declaration in [`INDICATORS`] ([`Indicator`]: name, TA-Lib twin and group,
+//! inputs in TA-Lib order, outputs with names and dtypes, parameters with kind, TA-Lib 0.8.1
+//! default, bounds and TA-Lib name, lookback, composition and devices) plus its [`Spec`] variant:
+//! one validated call, its lookback, and its `run` arm, which composes the kernel families.
 //!
 //! Everything else is derived from [`INDICATORS`]: the plugin's one generic entry point
 //! (`plugin::indicator` dispatches by name), the Python functions, `pl.Expr.threadx` methods and
@@ -11,90 +12,17 @@
 //! `threadx.lookback()`, the planner's input/output counts, autotune's workloads, the test lists
 //! and the README's indicator table (checked against the catalog by `tests/test_registry.py`).
 //!
-//! Parameter validation happens here, once, for every front end: [`build`] checks each value
-//! against its declaration (kind and bounds) and then lets the declaration check rules between
-//! parameters (MACD's `fast < slow`), so no kernel ever sees an out-of-range parameter.
+//! Parameter validation happens once, for every front end: [`build`] (in [`super::declaration`])
+//! checks each value against its declaration (kind and bounds) and then lets the declaration check
+//! rules between parameters (MACD's `fast < slow`), so no kernel ever sees an out-of-range
+//! parameter.
 
-use serde::Serialize;
+pub use super::declaration::{self, f64_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD};
+use super::split::Splitter;
+use super::{ema, extrema, flow, moments, wilder, wma};
 
-use super::spec::{ParamError, Spec, MAX_PERIOD};
-
-/// A parameter's kind: how it is validated and how it crosses to Python.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// An integer (a period, a count).
-    Int,
-    /// A finite real number.
-    Float,
-}
-
-/// One parameter of an indicator.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Param {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// TA-Lib 0.8.1's default where the indicator has a twin.
-    pub default: f64,
-    /// Inclusive bounds.
-    pub min: f64,
-    pub max: f64,
-    /// TA-Lib's name of this parameter (`timeperiod`, `nbdevup`, …), if it has one.
-    pub talib: Option<&'static str>,
-    /// The value must also be below this earlier parameter's value (`ddof` below `period`).
-    pub below: Option<&'static str>,
-    pub doc: &'static str,
-}
-
-impl Param {
-    /// A period: an integer in `[min, MAX_PERIOD]`.
-    const fn period(
-        name: &'static str,
-        default: i64,
-        min: i64,
-        talib: &'static str,
-        doc: &'static str,
-    ) -> Param {
-        Param {
-            name,
-            kind: Kind::Int,
-            default: default as f64,
-            min: min as f64,
-            max: MAX_PERIOD as f64,
-            talib: Some(talib),
-            below: None,
-            doc,
-        }
-    }
-}
-
-/// One output column (a Struct field when there are several).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Output {
-    /// The field name in threadx's Struct (TA-Lib's name, shortened where that reads better).
-    pub name: &'static str,
-    /// TA-Lib's name of this output (`real`, `upperband`, …).
-    pub talib: &'static str,
-    /// The Polars dtype.
-    pub dtype: &'static str,
-}
-
-const fn f64_out(name: &'static str, talib: &'static str) -> Output {
-    Output {
-        name,
-        talib,
-        dtype: "Float64",
-    }
-}
-
-/// Where an indicator can run, and why not elsewhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Devices {
-    pub cpu: bool,
-    pub cuda: bool,
-    /// Why it cannot run on a GPU (`None` when it can).
-    pub no_cuda_reason: Option<&'static str>,
-}
+/// An indicator's declaration, building a [`Spec`].
+pub type Indicator = declaration::Declaration<Spec>;
 
 /// Every device: the CPU kernels and their CUDA twins (`exec/cuda/*.cu`, bit-checked on the host).
 pub const CPU_AND_CUDA: Devices = Devices {
@@ -102,55 +30,6 @@ pub const CPU_AND_CUDA: Devices = Devices {
     cuda: true,
     no_cuda_reason: None,
 };
-
-/// One indicator: everything the other layers need to know about it.
-#[derive(Debug, Serialize)]
-pub struct Indicator {
-    /// threadx's name (`pl.Expr.threadx.<name>`, `threadx.<name>`).
-    pub name: &'static str,
-    /// The TA-Lib twin (upper case, as TA-Lib spells it), if any. Its lowercase is an alias.
-    pub talib: Option<&'static str>,
-    /// TA-Lib's function group (`Overlap Studies`, `Momentum Indicators`, …).
-    pub group: &'static str,
-    /// One line for docs and docstrings.
-    pub summary: &'static str,
-    /// Input columns in TA-Lib's order (`high`, `low`, `close`, `volume`, or `real`).
-    pub inputs: &'static [&'static str],
-    /// The input the namespace method is called on (`pl.col("close").threadx.atr(high=, low=)`);
-    /// the output is named after it. The kernels take it first, then the others in TA-Lib order.
-    pub receiver: &'static str,
-    pub outputs: &'static [Output],
-    pub params: &'static [Param],
-    /// The lookback (warm-up rows) in words, for docs; [`Spec::lookback`] computes it.
-    pub lookback: &'static str,
-    /// Which kernel families it is composed from (its [`Spec::run`] arm calls them).
-    pub composition: &'static str,
-    pub devices: Devices,
-    /// Builds the validated call from parameter values already checked against [`Self::params`]
-    /// (in declaration order), checking the rules between parameters.
-    #[serde(skip)]
-    pub build: fn(&[f64]) -> Result<Spec, ParamError>,
-}
-
-impl Indicator {
-    /// Input names in the order the kernels (and the plugin's arguments) take them: the receiver
-    /// first, then the others in TA-Lib order.
-    pub fn call_inputs(&self) -> impl Iterator<Item = &'static str> + '_ {
-        std::iter::once(self.receiver).chain(
-            self.inputs
-                .iter()
-                .copied()
-                .filter(move |n| *n != self.receiver),
-        )
-    }
-
-    /// The lowercase TA-Lib name, when it differs from [`Self::name`] (`bbands` for `bollinger`).
-    pub fn alias(&self) -> Option<String> {
-        self.talib
-            .map(str::to_ascii_lowercase)
-            .filter(|a| a != self.name)
-    }
-}
 
 const ONE_PRICE: &[&str] = &["real"];
 const HLC: &[&str] = &["high", "low", "close"];
@@ -411,6 +290,203 @@ pub static INDICATORS: &[Indicator] = &[
     },
 ];
 
+/// One indicator call's parameters, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Spec {
+    Sma {
+        period: usize,
+    },
+    Ema {
+        period: usize,
+    },
+    Wma {
+        period: usize,
+    },
+    RollingStd {
+        period: usize,
+        ddof: usize,
+    },
+    Zscore {
+        period: usize,
+    },
+    Bollinger {
+        period: usize,
+        std_dev: f64,
+    },
+    Rsi {
+        period: usize,
+    },
+    Roc {
+        period: usize,
+    },
+    Macd {
+        fast: usize,
+        slow: usize,
+        signal: usize,
+    },
+    Atr {
+        period: usize,
+    },
+    Natr {
+        period: usize,
+    },
+    Stoch {
+        fastk: usize,
+        slowk: usize,
+        slowd: usize,
+    },
+    Obv,
+}
+
+impl Spec {
+    pub fn sma(p: i64) -> Result<Self, ParamError> {
+        build_ints("sma", &[p])
+    }
+    pub fn ema(p: i64) -> Result<Self, ParamError> {
+        build_ints("ema", &[p])
+    }
+    pub fn wma(p: i64) -> Result<Self, ParamError> {
+        build_ints("wma", &[p])
+    }
+    pub fn rolling_std(p: i64, ddof: i64) -> Result<Self, ParamError> {
+        build_ints("rolling_std", &[p, ddof])
+    }
+    pub fn zscore(p: i64) -> Result<Self, ParamError> {
+        build_ints("zscore", &[p])
+    }
+    pub fn bollinger(p: i64, std_dev: f64) -> Result<Self, ParamError> {
+        let ind = find("bollinger").expect("registered");
+        build(ind, &[Some(p as f64), Some(std_dev)])
+    }
+    pub fn rsi(p: i64) -> Result<Self, ParamError> {
+        build_ints("rsi", &[p])
+    }
+    pub fn roc(p: i64) -> Result<Self, ParamError> {
+        build_ints("roc", &[p])
+    }
+    pub fn macd(fast: i64, slow: i64, signal: i64) -> Result<Self, ParamError> {
+        build_ints("macd", &[fast, slow, signal])
+    }
+    pub fn atr(p: i64) -> Result<Self, ParamError> {
+        build_ints("atr", &[p])
+    }
+    pub fn natr(p: i64) -> Result<Self, ParamError> {
+        build_ints("natr", &[p])
+    }
+    pub fn stoch(fastk: i64, slowk: i64, slowd: i64) -> Result<Self, ParamError> {
+        build_ints("stoch", &[fastk, slowk, slowd])
+    }
+
+    /// This call's declaration in the registry.
+    pub fn def(&self) -> &'static Indicator {
+        find(self.name()).expect("every Spec variant has a declaration")
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Spec::Sma { .. } => "sma",
+            Spec::Ema { .. } => "ema",
+            Spec::Wma { .. } => "wma",
+            Spec::RollingStd { .. } => "rolling_std",
+            Spec::Zscore { .. } => "zscore",
+            Spec::Bollinger { .. } => "bollinger",
+            Spec::Rsi { .. } => "rsi",
+            Spec::Roc { .. } => "roc",
+            Spec::Macd { .. } => "macd",
+            Spec::Atr { .. } => "atr",
+            Spec::Natr { .. } => "natr",
+            Spec::Stoch { .. } => "stoch",
+            Spec::Obv => "obv",
+        }
+    }
+
+    /// Rows at the start that have no value (TA-Lib's lookback).
+    pub fn lookback(&self) -> usize {
+        match *self {
+            Spec::Sma { period }
+            | Spec::Ema { period }
+            | Spec::Wma { period }
+            | Spec::RollingStd { period, .. }
+            | Spec::Zscore { period }
+            | Spec::Bollinger { period, .. } => period - 1,
+            Spec::Rsi { period }
+            | Spec::Roc { period }
+            | Spec::Atr { period }
+            | Spec::Natr { period } => period,
+            Spec::Macd { slow, signal, .. } => slow + signal - 2,
+            Spec::Stoch {
+                fastk,
+                slowk,
+                slowd,
+            } => fastk + slowk + slowd - 3,
+            Spec::Obv => 0,
+        }
+    }
+
+    /// Names of the input columns in the order the kernel takes them: the receiver first (Polars
+    /// names the output after it, never after `high`), then the others in TA-Lib order.
+    pub fn inputs(&self) -> Vec<&'static str> {
+        self.def().call_inputs().collect()
+    }
+
+    /// Names of the outputs (struct fields when there are several).
+    pub fn outputs(&self) -> Vec<&'static str> {
+        self.def().outputs.iter().map(|o| o.name).collect()
+    }
+
+    /// Computes every row from the lookback on. `inputs` and `outs` match [`Self::inputs`] and
+    /// [`Self::outputs`] and all have the same length; rows before the lookback are unspecified.
+    pub fn run<S: Splitter>(&self, split: &S, inputs: &[&[f64]], outs: &mut [&mut [f64]]) {
+        let x = inputs[0];
+        match (*self, outs) {
+            (Spec::Sma { period }, [o]) => moments::sma(split, x, period, o),
+            (Spec::Ema { period }, [o]) => ema::ema(split, x, period, o),
+            (Spec::Wma { period }, [o]) => wma::wma(split, x, period, o),
+            (Spec::RollingStd { period, ddof }, [o]) => {
+                moments::rolling_std(split, x, period, ddof, o)
+            }
+            (Spec::Zscore { period }, [o]) => moments::zscore(split, x, period, o),
+            (Spec::Bollinger { period, std_dev }, [m, u, l]) => {
+                moments::bollinger(split, x, period, std_dev, m, u, l)
+            }
+            (Spec::Rsi { period }, [o]) => wilder::rsi(split, x, period, o),
+            (Spec::Roc { period }, [o]) => flow::roc(split, x, period, o),
+            (Spec::Macd { fast, slow, signal }, [m, s, h]) => {
+                ema::macd(split, x, (fast, slow, signal), m, s, h)
+            }
+            (Spec::Atr { period }, [o]) => {
+                wilder::atr(split, inputs[1], inputs[2], inputs[0], period, o)
+            }
+            (Spec::Natr { period }, [o]) => {
+                wilder::natr(split, inputs[1], inputs[2], inputs[0], period, o)
+            }
+            (
+                Spec::Stoch {
+                    fastk,
+                    slowk,
+                    slowd,
+                },
+                [k, d],
+            ) => extrema::stoch(
+                split,
+                inputs[1],
+                inputs[2],
+                inputs[0],
+                (fastk, slowk, slowd),
+                k,
+                d,
+            ),
+            (Spec::Obv, [o]) => flow::obv(split, inputs[0], inputs[1], o),
+            (spec, outs) => unreachable!(
+                "{} takes {} outputs, got {}",
+                spec.name(),
+                spec.outputs().len(),
+                outs.len()
+            ),
+        }
+    }
+}
+
 /// The indicator called `name`, or whose lowercase TA-Lib name is `name` (`bbands`, `stddev`).
 pub fn find(name: &str) -> Option<&'static Indicator> {
     INDICATORS.iter().find(|i| i.name == name).or_else(|| {
@@ -425,52 +501,6 @@ pub fn names() -> Vec<String> {
     let mut out: Vec<String> = INDICATORS.iter().map(|i| i.name.to_string()).collect();
     out.extend(INDICATORS.iter().filter_map(Indicator::alias));
     out
-}
-
-/// `v` checked against `p`'s kind and bounds; `earlier` holds the parameters checked before it.
-fn check_value(ind: &Indicator, p: &Param, v: f64, earlier: &[f64]) -> Result<f64, ParamError> {
-    // A `below` bound is the earlier parameter's value minus one (integers only).
-    let bound = p.below.and_then(|other| {
-        let i = ind.params.iter().position(|q| q.name == other)?;
-        earlier.get(i).map(|ov| (other, ov - 1.0))
-    });
-    let max = bound.map_or(p.max, |(_, b)| p.max.min(b));
-    let ok = match p.kind {
-        Kind::Int => v.fract() == 0.0 && v >= p.min && v <= max,
-        Kind::Float => v.is_finite() && v >= p.min && v <= max,
-    };
-    if ok {
-        return Ok(v);
-    }
-    let expected = match (p.kind, bound) {
-        (Kind::Int, Some((other, _))) => {
-            format!("an integer in [{}, {max}] (below {other})", p.min)
-        }
-        (Kind::Int, None) => format!("an integer in [{}, {}]", p.min, p.max),
-        (Kind::Float, _) if max == f64::MAX => format!("a finite number >= {}", p.min),
-        (Kind::Float, _) => format!("a finite number in [{}, {max}]", p.min),
-    };
-    Err(ParamError {
-        indicator: ind.name,
-        param: p.name,
-        expected,
-        got: if p.kind == Kind::Int && v.fract() == 0.0 && v.abs() < 1e18 {
-            format!("{}", v as i64)
-        } else {
-            v.to_string()
-        },
-    })
-}
-
-/// Validates `values` (in declaration order; `None` takes the default) and builds the call.
-pub fn build(ind: &Indicator, values: &[Option<f64>]) -> Result<Spec, ParamError> {
-    let mut checked = Vec::with_capacity(ind.params.len());
-    for (i, p) in ind.params.iter().enumerate() {
-        let v = values.get(i).copied().flatten().unwrap_or(p.default);
-        let v = check_value(ind, p, v, &checked)?;
-        checked.push(v);
-    }
-    (ind.build)(&checked)
 }
 
 /// [`build`] by name, with parameters given by name (the plugin's and Python's path).
@@ -514,6 +544,8 @@ pub fn build_ints(name: &str, values: &[i64]) -> Result<Spec, ParamError> {
     let v: Vec<Option<f64>> = values.iter().map(|&x| Some(x as f64)).collect();
     build(ind, &v)
 }
+
+pub use declaration::build;
 
 #[cfg(test)]
 mod tests {
@@ -575,5 +607,33 @@ mod tests {
                 std_dev: 2.0
             }
         );
+    }
+
+    #[test]
+    fn errors_name_indicator_parameter_and_range() {
+        let e = Spec::sma(1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "threadx.sma: period must be an integer in [2, 100000], got 1"
+        );
+        let e = Spec::rolling_std(5, 5).unwrap_err();
+        assert!(e.to_string().contains("ddof"), "{e}");
+        let e = Spec::macd(26, 12, 9).unwrap_err();
+        assert!(e.to_string().contains("less than slow"), "{e}");
+        assert!(Spec::bollinger(20, f64::NAN).is_err());
+        assert!(Spec::stoch(5, 0, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("slowk_period"));
+    }
+
+    #[test]
+    fn lookbacks_follow_talib() {
+        assert_eq!(Spec::sma(30).unwrap().lookback(), 29);
+        assert_eq!(Spec::rsi(14).unwrap().lookback(), 14);
+        assert_eq!(Spec::macd(12, 26, 9).unwrap().lookback(), 33);
+        assert_eq!(Spec::stoch(5, 3, 3).unwrap().lookback(), 8);
+        assert_eq!(Spec::atr(14).unwrap().lookback(), 14);
+        assert_eq!(Spec::Obv.lookback(), 0);
     }
 }

@@ -35,6 +35,8 @@ pub enum GpuError {
     },
     /// The loaded module has no such kernel.
     KernelNotLoaded(&'static str),
+    /// The indicator has no CUDA composition (its registry declaration keeps it off GPUs).
+    NoCudaComposition(&'static str),
     /// Not an architecture NVRTC can compile for.
     BadArch(String),
     /// NVRTC failed (its message and log).
@@ -75,7 +77,9 @@ impl GpuError {
             GpuError::Alloc { .. } => GpuFailure::Alloc,
             GpuError::Upload { .. } => GpuFailure::Upload,
             GpuError::Download { .. } => GpuFailure::Download,
-            GpuError::Launch { .. } | GpuError::KernelNotLoaded(_) => GpuFailure::Launch,
+            GpuError::Launch { .. }
+            | GpuError::KernelNotLoaded(_)
+            | GpuError::NoCudaComposition(_) => GpuFailure::Launch,
             GpuError::BadArch(_) | GpuError::Compile(_) => GpuFailure::Compile,
             GpuError::Injected(step) => GpuFailure::Injected(*step),
             GpuError::Panicked { .. } => GpuFailure::Panicked,
@@ -106,6 +110,7 @@ impl fmt::Display for GpuError {
             | GpuError::Download { call, detail } => write!(f, "{call}: {detail}"),
             GpuError::Launch { kernel, detail } => write!(f, "{kernel}: {detail}"),
             GpuError::KernelNotLoaded(kernel) => write!(f, "kernel {kernel} not loaded"),
+            GpuError::NoCudaComposition(name) => write!(f, "{name} has no CUDA composition"),
             GpuError::Injected(step) => write!(
                 f,
                 "injected {} failure (THREADX_GPU_INJECT_FAILURE)",

@@ -55,7 +55,9 @@ struct Rows {
     out_base: usize,
 }
 
-fn family(spec: &Spec, inputs: &[&[f64]]) -> Family {
+/// Which kernels compute `spec` on a GPU. An indicator without a CUDA composition is an error
+/// here, and never reaches it: the planner keeps indicators declared CPU-only off GPUs.
+fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
     let x = inputs[0];
     let lookback = spec.lookback();
     let moments = |mode, w: usize, inv_denom, k| {
@@ -76,7 +78,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Family {
         )])
     };
     let x_only = [In::Input(0), In::None, In::None];
-    match *spec {
+    let family = match *spec {
         Spec::Sma { period } => moments(MOMENTS_SMA, period, 0.0, 0.0),
         Spec::RollingStd { period, ddof } => {
             moments(MOMENTS_STD, period, 1.0 / (period - ddof) as f64, 0.0)
@@ -148,7 +150,12 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Family {
                 ),
             ])
         }
-    }
+        // Every indicator declared `CPU_AND_CUDA` has an arm above (the host-compiled tests run
+        // them all); a CPU-only one needs none.
+        #[allow(unreachable_patterns)]
+        _ => return Err(GpuError::NoCudaComposition(spec.name())),
+    };
+    Ok(family)
 }
 
 /// Computes `spec` on the device: every row from the lookback on, as [`Spec::run`] would.
@@ -170,7 +177,7 @@ pub fn run<B: Backend>(
         to: n,
         out_base: 0,
     };
-    match family(spec, inputs) {
+    match family(spec, inputs)? {
         Family::Window(op) => windowed(be, op, inputs[0], outs, rows, piece_rows),
         Family::Stoch(fk, sk, sd) => stoch(be, inputs, (fk, sk, sd), outs, rows, piece_rows),
         Family::Scans(stages) => scans(be, inputs, &stages, outs, lookback, piece_rows),
@@ -681,7 +688,7 @@ pub fn run_multi<B: Backend>(
     if n <= lookback || devices == 0 {
         return Ok(vec![0.0; devices]);
     }
-    let fam = family(spec, inputs);
+    let fam = family(spec, inputs)?;
     let (from, align) = match &fam {
         Family::Scans(stages) => (stages[0].seed_row, SCAN_BLOCK),
         _ => (lookback, 1),

@@ -1,0 +1,214 @@
+//! What an indicator declaration holds, and the validation every front end shares.
+//!
+//! A [`Declaration`] describes one indicator for every other layer: its name and TA-Lib twin and
+//! group, inputs in TA-Lib order, outputs, parameters (kind, TA-Lib 0.8.1 default, bounds,
+//! TA-Lib name), lookback, composition and devices, and `build`, which turns checked parameter
+//! values into the call the kernels run. The declarations themselves are in
+//! [`super::registry`]; this module has no indicator in it, so it depends on nothing.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// TA-Lib's upper bound for every period parameter.
+pub const MAX_PERIOD: i64 = 100_000;
+
+/// A rejected parameter: names the indicator, the parameter, what was expected and what came.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    pub indicator: &'static str,
+    pub param: &'static str,
+    pub expected: String,
+    pub got: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "threadx.{}: {} must be {}, got {}",
+            self.indicator, self.param, self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+/// A parameter's kind: how it is validated and how it crosses to Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An integer (a period, a count).
+    Int,
+    /// A finite real number.
+    Float,
+}
+
+/// One parameter of an indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// TA-Lib 0.8.1's default where the indicator has a twin.
+    pub default: f64,
+    /// Inclusive bounds.
+    pub min: f64,
+    pub max: f64,
+    /// TA-Lib's name of this parameter (`timeperiod`, `nbdevup`, …), if it has one.
+    pub talib: Option<&'static str>,
+    /// The value must also be below this earlier parameter's value (`ddof` below `period`).
+    pub below: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+impl Param {
+    /// A period: an integer in `[min, MAX_PERIOD]`.
+    pub const fn period(
+        name: &'static str,
+        default: i64,
+        min: i64,
+        talib: &'static str,
+        doc: &'static str,
+    ) -> Param {
+        Param {
+            name,
+            kind: Kind::Int,
+            default: default as f64,
+            min: min as f64,
+            max: MAX_PERIOD as f64,
+            talib: Some(talib),
+            below: None,
+            doc,
+        }
+    }
+}
+
+/// One output column (a Struct field when there are several).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Output {
+    /// The field name in threadx's Struct (TA-Lib's name, shortened where that reads better).
+    pub name: &'static str,
+    /// TA-Lib's name of this output (`real`, `upperband`, …).
+    pub talib: &'static str,
+    /// The Polars dtype.
+    pub dtype: &'static str,
+}
+
+pub const fn f64_out(name: &'static str, talib: &'static str) -> Output {
+    Output {
+        name,
+        talib,
+        dtype: "Float64",
+    }
+}
+
+/// Where an indicator can run, and why not elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Devices {
+    pub cpu: bool,
+    pub cuda: bool,
+    /// Why it cannot run on a GPU (`None` when it can).
+    pub no_cuda_reason: Option<&'static str>,
+}
+
+/// One indicator: everything the other layers need to know about it. `C` is the validated call
+/// `build` makes ([`super::registry::Spec`]).
+#[derive(Debug, Serialize)]
+#[serde(bound = "")]
+pub struct Declaration<C> {
+    /// threadx's name (`pl.Expr.threadx.<name>`, `threadx.<name>`).
+    pub name: &'static str,
+    /// The TA-Lib twin (upper case, as TA-Lib spells it), if any. Its lowercase is an alias.
+    pub talib: Option<&'static str>,
+    /// TA-Lib's function group (`Overlap Studies`, `Momentum Indicators`, …).
+    pub group: &'static str,
+    /// One line for docs and docstrings.
+    pub summary: &'static str,
+    /// Input columns in TA-Lib's order (`high`, `low`, `close`, `volume`, or `real`).
+    pub inputs: &'static [&'static str],
+    /// The input the namespace method is called on (`pl.col("close").threadx.atr(high=, low=)`);
+    /// the output is named after it. The kernels take it first, then the others in TA-Lib order.
+    pub receiver: &'static str,
+    pub outputs: &'static [Output],
+    pub params: &'static [Param],
+    /// The lookback (warm-up rows) in words, for docs; [`Spec::lookback`] computes it.
+    pub lookback: &'static str,
+    /// Which kernel families it is composed from (its [`Spec::run`] arm calls them).
+    pub composition: &'static str,
+    pub devices: Devices,
+    /// Builds the validated call from parameter values already checked against [`Self::params`]
+    /// (in declaration order), checking the rules between parameters.
+    #[serde(skip)]
+    pub build: fn(&[f64]) -> Result<C, ParamError>,
+}
+
+impl<C> Declaration<C> {
+    /// Input names in the order the kernels (and the plugin's arguments) take them: the receiver
+    /// first, then the others in TA-Lib order.
+    pub fn call_inputs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.receiver).chain(
+            self.inputs
+                .iter()
+                .copied()
+                .filter(move |n| *n != self.receiver),
+        )
+    }
+
+    /// The lowercase TA-Lib name, when it differs from [`Self::name`] (`bbands` for `bollinger`).
+    pub fn alias(&self) -> Option<String> {
+        self.talib
+            .map(str::to_ascii_lowercase)
+            .filter(|a| a != self.name)
+    }
+}
+
+/// `v` checked against `p`'s kind and bounds; `earlier` holds the parameters checked before it.
+fn check_value<C>(
+    ind: &Declaration<C>,
+    p: &Param,
+    v: f64,
+    earlier: &[f64],
+) -> Result<f64, ParamError> {
+    // A `below` bound is the earlier parameter's value minus one (integers only).
+    let bound = p.below.and_then(|other| {
+        let i = ind.params.iter().position(|q| q.name == other)?;
+        earlier.get(i).map(|ov| (other, ov - 1.0))
+    });
+    let max = bound.map_or(p.max, |(_, b)| p.max.min(b));
+    let ok = match p.kind {
+        Kind::Int => v.fract() == 0.0 && v >= p.min && v <= max,
+        Kind::Float => v.is_finite() && v >= p.min && v <= max,
+    };
+    if ok {
+        return Ok(v);
+    }
+    let expected = match (p.kind, bound) {
+        (Kind::Int, Some((other, _))) => {
+            format!("an integer in [{}, {max}] (below {other})", p.min)
+        }
+        (Kind::Int, None) => format!("an integer in [{}, {}]", p.min, p.max),
+        (Kind::Float, _) if max == f64::MAX => format!("a finite number >= {}", p.min),
+        (Kind::Float, _) => format!("a finite number in [{}, {max}]", p.min),
+    };
+    Err(ParamError {
+        indicator: ind.name,
+        param: p.name,
+        expected,
+        got: if p.kind == Kind::Int && v.fract() == 0.0 && v.abs() < 1e18 {
+            format!("{}", v as i64)
+        } else {
+            v.to_string()
+        },
+    })
+}
+
+/// Validates `values` (in declaration order; `None` takes the default) and builds the call.
+pub fn build<C>(ind: &Declaration<C>, values: &[Option<f64>]) -> Result<C, ParamError> {
+    let mut checked = Vec::with_capacity(ind.params.len());
+    for (i, p) in ind.params.iter().enumerate() {
+        let v = values.get(i).copied().flatten().unwrap_or(p.default);
+        let v = check_value(ind, p, v, &checked)?;
+        checked.push(v);
+    }
+    (ind.build)(&checked)
+}
