@@ -13,7 +13,8 @@ import os
 import sys
 from typing import Any
 
-from threadx import _internal
+from threadx import _internal, _workloads
+from threadx._registry import BY_NAME as INDICATORS
 
 
 def _register_wheel_dirs() -> None:
@@ -145,11 +146,6 @@ def profile_auto_balance(
 
     import polars as pl
 
-    import threadx
-    from threadx._registry import BY_NAME as INDICATORS
-    from threadx._workloads import expr as _expr
-    from threadx._workloads import frame as _frame
-
     if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1_000:
         raise ValueError(
             f"threadx.gpu.profile_auto_balance: sample_size must be an integer >= 1000, "
@@ -168,14 +164,14 @@ def profile_auto_balance(
     devs = status()["devices"]
     members = _members(devices, devs)
     indicator = tag if tag in INDICATORS else "bollinger"
-    df: pl.DataFrame = _frame(sample_size)
+    df: pl.DataFrame = _workloads.frame(sample_size)
     previous = _internal.get_threads()
     throughput: dict[str, float] = {}
     try:
         for m in members:
             # The CPU as a member of a set uses every worker the planner allows.
-            _internal.set_threads(threadx.optimal_workers() if m == "cpu" else previous)
-            expr = _expr(indicator, m)
+            _internal.set_threads(_internal.optimal_workers(None, None) if m == "cpu" else previous)
+            expr = _workloads.expr(indicator, m)
             times = []
             for r in range(runs + 1):
                 t0 = time.perf_counter()
