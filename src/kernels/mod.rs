@@ -8,6 +8,7 @@
 // The specs spell every operation out (`acc = acc + d`), so compound assignment is not used.
 #![allow(clippy::assign_op_pattern)]
 
+pub mod comoments;
 pub mod ema;
 pub mod extrema;
 pub mod flow;
