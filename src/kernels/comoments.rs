@@ -167,7 +167,7 @@ fn sums_rows(
         return;
     }
     with_scratch(5 * w, |scratch| {
-        let mut suf: [&mut [f64]; 5] = carve(scratch, [w; 5]);
+        let suf: [&mut [f64]; 5] = carve(scratch, [w; 5]);
         for b in lo / w..=(hi - 1) / w {
             let bs = b * w;
             let o_lo = lo.max(bs) - bs;

@@ -9,6 +9,7 @@
 #![allow(clippy::assign_op_pattern)]
 
 pub mod comoments;
+pub mod elementwise;
 pub mod ema;
 pub mod extrema;
 pub mod flow;
@@ -16,8 +17,10 @@ pub mod moments;
 pub mod registry;
 pub mod scan;
 pub mod scratch;
+pub mod sequential;
 pub mod spec;
 pub mod split;
+pub mod varscan;
 pub mod wilder;
 pub mod wma;
 
