@@ -48,7 +48,7 @@ pub fn map_rows<S: Splitter, const K: usize, const M: usize>(
 }
 
 /// The op codes of [`apply`] and of the CUDA kernel `tx_elementwise` (same numbers as
-/// `TX_OP_*` in `common.cuh`).
+/// `TX_OP_*` in `family.cu`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i64)]
 pub enum Op {
