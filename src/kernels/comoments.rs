@@ -462,8 +462,8 @@ mod tests {
         x[250] = f64::NAN;
         let w = 20;
         let c = run_correl(&Sequential, &x, &y, w);
-        for t in 119..160 {
-            assert_eq!(c[t].to_bits(), 0.0f64.to_bits(), "row {t}");
+        for (t, v) in c.iter().enumerate().take(160).skip(119) {
+            assert_eq!(v.to_bits(), 0.0f64.to_bits(), "row {t}");
         }
         for (t, v) in c.iter().enumerate().skip(w - 1) {
             assert_eq!(v.is_nan(), (250..250 + w).contains(&t), "row {t}");
@@ -504,7 +504,9 @@ mod tests {
 
     /// TA-Lib 0.8.2's CORREL on two random walks near 100 (the fixture, written by
     /// `scripts/correl_talib_fixture.py`, holds the inputs and TA-Lib's outputs as hex bit patterns). Well-conditioned data, so TA-Lib's
-    /// unshifted running sums are accurate too: agreement to 1e-9 absolute.
+    /// unshifted running sums are accurate too: agreement to 1e-9 absolute. The worst difference,
+    /// 6.7e-10 (period 2, a window of tiny spread), is TA-Lib's own error against exact rational
+    /// arithmetic; at periods 5 to 30 TA-Lib is within 2e-12 of the exact value.
     #[test]
     fn correl_matches_talib() {
         let text = include_str!("testdata/correl_talib.txt");
@@ -521,13 +523,16 @@ mod tests {
             .collect();
         let x: Vec<f64> = rows.iter().map(|r| r[0]).collect();
         let y: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+        let mut worst = 0.0f64;
         for (j, &w) in header.iter().enumerate() {
             let got = run_correl(&Sequential, &x, &y, w);
             for t in w - 1..x.len() {
                 let want = rows[t][2 + j];
                 let err = (got[t] - want).abs();
+                worst = worst.max(err);
                 assert!(err <= 1e-9, "w={w} t={t}: {} vs TA-Lib {want}", got[t]);
             }
         }
+        eprintln!("correl vs TA-Lib: worst absolute difference {worst:e}");
     }
 }

@@ -208,10 +208,11 @@ mod tests {
                 let [a, b] = &mut got;
                 let (a0, a1) = a.split_at_mut(m);
                 let (b0, b1) = b.split_at_mut(m);
-                let mut state = ResettingMax.init();
-                resume(&ResettingMax, &mut state, 0, [&x, &r], [a0, b0]);
-                let mut saved = state.clone();
-                drop(state);
+                let mut saved = {
+                    let mut state = ResettingMax.init();
+                    resume(&ResettingMax, &mut state, 0, [&x, &r], [a0, b0]);
+                    state.clone()
+                };
                 resume(&ResettingMax, &mut saved, m, [&x, &r], [a1, b1]);
                 assert_bits_eq(&got[0], &whole[0], "resumed max");
                 assert_bits_eq(&got[1], &whole[1], "resumed age");

@@ -217,11 +217,11 @@ mod tests {
         for n in [1, 2, 1023, 1024, 1025, 4097, 9000, 20_000] {
             let (mut a, mut b) = coefficients(n, 7 + n as u64);
             // Awkward coefficients: growth, sign changes, zero (forgets the past), NaN late on.
-            for t in 0..n {
+            for (t, v) in a.iter_mut().enumerate() {
                 match t % 97 {
-                    5 => a[t] = 1.5,
-                    9 => a[t] = -0.7,
-                    13 => a[t] = 0.0,
+                    5 => *v = 1.5,
+                    9 => *v = -0.7,
+                    13 => *v = 0.0,
                     _ => {}
                 }
             }

@@ -302,5 +302,8 @@ fn every_kernel_compiles_with_nvrtc_where_it_is_installed() {
     }
     let cubin = super::nvrtc::compile("sm_80").expect("NVRTC compiles the kernels");
     assert!(!cubin.is_empty());
-    eprintln!("NVRTC compiled every kernel for sm_80: {} bytes", cubin.len());
+    eprintln!(
+        "NVRTC compiled every kernel for sm_80: {} bytes",
+        cubin.len()
+    );
 }
