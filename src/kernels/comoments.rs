@@ -503,8 +503,9 @@ mod tests {
     }
 
     /// TA-Lib 0.8.2's CORREL on two random walks near 100 (the fixture, written by
-    /// `scripts/correl_talib_fixture.py`, holds the inputs and TA-Lib's outputs as hex bit patterns). Well-conditioned data, so TA-Lib's
-    /// unshifted running sums are accurate too: agreement to 1e-9 absolute. The worst difference,
+    /// `scripts/correl_talib_fixture.py`, holds the inputs and TA-Lib's outputs as hex bit
+    /// patterns). Well-conditioned data, so TA-Lib's unshifted running sums are accurate too:
+    /// agreement to 1e-9 absolute. The worst difference,
     /// 6.7e-10 (period 2, a window of tiny spread), is TA-Lib's own error against exact rational
     /// arithmetic; at periods 5 to 30 TA-Lib is within 2e-12 of the exact value.
     #[test]
