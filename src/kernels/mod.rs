@@ -8,7 +8,9 @@
 // The specs spell every operation out (`acc = acc + d`), so compound assignment is not used.
 #![allow(clippy::assign_op_pattern)]
 
+pub mod comoments;
 pub mod declaration;
+pub mod elementwise;
 pub mod ema;
 pub mod extrema;
 pub mod flow;
@@ -16,7 +18,9 @@ pub mod moments;
 pub mod registry;
 pub mod scan;
 pub mod scratch;
+pub mod sequential;
 pub mod split;
+pub mod varscan;
 pub mod wilder;
 pub mod wma;
 

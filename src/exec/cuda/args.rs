@@ -5,7 +5,7 @@
 /// An argument block: passed by value as a kernel's only parameter.
 pub trait KernelArgs: Copy + Send + Sync + cudarc::driver::DeviceRepr + 'static {}
 
-/// Every kernel of `window.cu` and `scan.cu`.
+/// Every kernel of `window.cu`, `scan.cu` and `family.cu`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Moments,
@@ -16,10 +16,14 @@ pub enum Kernel {
     ScanDrive,
     ScanLocal,
     ScanFinish,
+    CoMoments,
+    VarScanLocal,
+    VarScanFinish,
+    Elementwise,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Moments,
         Kernel::Extrema,
         Kernel::Wma,
@@ -28,6 +32,10 @@ impl Kernel {
         Kernel::ScanDrive,
         Kernel::ScanLocal,
         Kernel::ScanFinish,
+        Kernel::CoMoments,
+        Kernel::VarScanLocal,
+        Kernel::VarScanFinish,
+        Kernel::Elementwise,
     ];
 
     /// The exported (`extern "C"`) symbol.
@@ -41,6 +49,10 @@ impl Kernel {
             Kernel::ScanDrive => "tx_scan_drive",
             Kernel::ScanLocal => "tx_scan_local",
             Kernel::ScanFinish => "tx_scan_finish",
+            Kernel::CoMoments => "tx_comoments",
+            Kernel::VarScanLocal => "tx_varscan_local",
+            Kernel::VarScanFinish => "tx_varscan_finish",
+            Kernel::Elementwise => "tx_elementwise",
         }
     }
 }
@@ -107,5 +119,35 @@ kernel_args!(
         out0: u64, out1: u64,
         base: i64, stride: i64, lo: i64, hi: i64, seed_row: i64, channels: i64, mode: i64,
         coef0: f64, coef1: f64, decay0: f64, decay1: f64, seed0: f64, seed1: f64,
+    }
+);
+
+pub const CO_SUMS: i64 = 0;
+pub const CO_CENTRED: i64 = 1;
+pub const CO_CORREL: i64 = 2;
+
+kernel_args!(
+    /// `CoMomentsArgs` (`family.cu`): `tx_comoments`, one thread per block of the grid.
+    CoMomentsArgs {
+        x: u64, y: u64, out0: u64, out1: u64, out2: u64, out3: u64, out4: u64,
+        s0: u64, s1: u64, s2: u64, s3: u64, s4: u64,
+        base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64, inv_w: f64,
+    }
+);
+
+kernel_args!(
+    /// `VarScanArgs` (`family.cu`): `tx_varscan_local` (one thread per scan block) and
+    /// `tx_varscan_finish` (one thread per row).
+    VarScanArgs {
+        a: u64, b: u64, pa: u64, l: u64, ends: u64, carries: u64, out: u64,
+        base: i64, lo: i64, hi: i64, seed_row: i64, seed: f64,
+    }
+);
+
+kernel_args!(
+    /// `ElementwiseArgs` (`family.cu`): `tx_elementwise`, one thread per row; `op` is
+    /// `kernels::elementwise::Op as i64`.
+    ElementwiseArgs {
+        a: u64, b: u64, c: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
     }
 );

@@ -1,7 +1,7 @@
 // threadx CUDA kernels: shared definitions.
 //
 // Every .cu file in this folder is compiled twice: by NVRTC for the GPU (the sources are joined in
-// the order common.cuh, window.cu, scan.cu; see `kernel_source()` in nvrtc.rs), and as plain C++ on
+// the order common.cuh, window.cu, scan.cu, family.cu; see `kernel_source()` in nvrtc.rs), and as plain C++ on
 // the host through host_shim.h, where the test suite compares each kernel bit-for-bit with the Rust
 // kernels of src/kernels/. So: no #include, no shared memory, no __syncthreads, no intrinsics other
 // than those host_shim.h provides, and no floating-point operation whose rounding could differ

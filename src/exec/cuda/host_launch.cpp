@@ -4,6 +4,7 @@
 #include "common.cuh"
 #include "window.cu"
 #include "scan.cu"
+#include "family.cu"
 
 extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, const void* args) {
 #define TX_KERNEL(k)                            \
@@ -19,6 +20,10 @@ extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, c
     TX_KERNEL(tx_scan_drive)
     TX_KERNEL(tx_scan_local)
     TX_KERNEL(tx_scan_finish)
+    TX_KERNEL(tx_comoments)
+    TX_KERNEL(tx_varscan_local)
+    TX_KERNEL(tx_varscan_finish)
+    TX_KERNEL(tx_elementwise)
 #undef TX_KERNEL
     return -1;
 }

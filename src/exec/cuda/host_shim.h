@@ -25,6 +25,8 @@ inline double __longlong_as_double(long long bits) {
 
 template <class Args>
 void tx_host_run(void (*kernel)(const Args), unsigned grid, unsigned block, const void* args) {
+    // An empty launch reads no arguments: a test may pass a smaller argument block for it.
+    if (grid == 0 || block == 0) return;
     const Args a = *static_cast<const Args*>(args);
     gridDim.x = grid;
     blockDim.x = block;

@@ -15,6 +15,8 @@ pub mod nvrtc;
 pub mod pipeline;
 
 #[cfg(test)]
+mod family_tests;
+#[cfg(test)]
 mod host;
 #[cfg(test)]
 mod host_tests;

@@ -27,6 +27,7 @@ pub fn kernel_source() -> String {
         include_str!("common.cuh"),
         include_str!("window.cu"),
         include_str!("scan.cu"),
+        include_str!("family.cu"),
     ]
     .join("\n")
 }

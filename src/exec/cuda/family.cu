@@ -1,0 +1,233 @@
+// Kernel-family primitives that no indicator launches yet (src/kernels/comoments.rs, varscan.rs,
+// elementwise.rs), with the exact operation sequences of those modules' specs. Same conventions as
+// window.cu and scan.cu: one thread per block of the grid for windowed kernels, per scan block for
+// local scans, per row for maps; `base` is the global row of element 0 of every array of a launch.
+//
+// tx_comoments, per block b of the grid that starts at `origin` (rows o = 0..w of the block):
+//   references rx = x[block start], ry = y[block start] (each 0.0 if not finite); dx = x - rx,
+//   dy = y - ry; summands v = (dx, dy, dx*dx, dy*dy, dx*dy).
+//   Pass 1, right to left over the previous block from offset w-1 down to o_lo+1: A = v + A (from
+//   0.0, references of block b), stored at the row of block b that needs it (scratch s0..s4).
+//   Pass 2, left to right over block b: B = B + v (from 0.0). Row at offset o:
+//   S = B(o) if o == w-1 else A(o+1) + B(o). Outputs by mode:
+//     TX_CO_SUMS     out0..out4 = sx, sy, sxx, syy, sxy
+//     TX_CO_CENTRED  out0 = rx + sx*inv_w, out1 = ry + sy*inv_w, out2 = sxx - sx*(sx*inv_w),
+//                    out3 = syy - sy*(sy*inv_w) (both 0.0 if negative), out4 = sxy - sx*(sy*inv_w)
+//     TX_CO_CORREL   out0 = m_xy / sqrt(m_xx*m_yy), or 0.0 when m_xx*m_yy == 0.0
+// tx_varscan_local: one thread per scan block of [max(lo, seed_row+1), hi): A_s = a_s, L_s = b_s,
+//   then A_t = A_{t-1}*a_t, L_t = a_t*L_{t-1} + b_t (mul, then add), written to pa and l; the
+//   block's last (A, L) goes to ends. The host chains C_{k+1} = L_end + A_end*C_k
+//   (varscan::chain_carries).
+// tx_varscan_finish: one thread per row: y = seed at the seed row, else y = L_t + A_t*C_k.
+// tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`).
+
+#define TX_CO_SUMS 0
+#define TX_CO_CENTRED 1
+#define TX_CO_CORREL 2
+
+#define TX_OP_ADD 0
+#define TX_OP_SUB 1
+#define TX_OP_MUL 2
+#define TX_OP_DIV 3
+#define TX_OP_TRUE_RANGE 4
+#define TX_OP_TYPICAL_PRICE 5
+
+struct CoMomentsArgs {
+    const double* x;
+    const double* y;
+    double* out0;
+    double* out1;
+    double* out2;
+    double* out3;
+    double* out4;
+    double* s0;  // scratch: suffix sums of the previous block, row-indexed like the outputs
+    double* s1;
+    double* s2;
+    double* s3;
+    double* s4;
+    tx_i64 base;
+    tx_i64 lo;      // first output row (>= origin + w - 1)
+    tx_i64 hi;      // one past the last output row
+    tx_i64 origin;  // row where the series (and its block grid) starts
+    tx_i64 w;
+    tx_i64 mode;
+    double inv_w;   // 1.0 / w, computed on the host
+};
+
+struct VarScanArgs {
+    const double* a;        // coefficients a_t, row-indexed
+    const double* b;        // b_t
+    double* pa;             // running products A_t (local)
+    double* l;              // local scans L_t
+    double* ends;           // (A, L) at each block's last row: ends[(k - k0) * 2 + {0, 1}]
+    const double* carries;  // carry into each block: carries[k - k0]
+    double* out;
+    tx_i64 base;
+    tx_i64 lo;  // first row of this piece (the seed row or a multiple of TX_SCAN_BLOCK)
+    tx_i64 hi;
+    tx_i64 seed_row;
+    double seed;
+};
+
+struct ElementwiseArgs {
+    const double* a;
+    const double* b;
+    const double* c;
+    double* out;
+    tx_i64 base;
+    tx_i64 lo;
+    tx_i64 hi;
+    tx_i64 op;
+};
+
+__device__ __forceinline__ void tx_co_summands(double x, double y, double rx, double ry,
+                                               double* v) {
+    const double dx = x - rx;
+    const double dy = y - ry;
+    v[0] = dx;
+    v[1] = dy;
+    v[2] = dx * dx;
+    v[3] = dy * dy;
+    v[4] = dx * dy;
+}
+
+__device__ __forceinline__ double tx_co_centred_square(double s, double a, double md) {
+    const double m = s - a * md;
+    return m < 0.0 ? 0.0 : m;
+}
+
+extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
+    const tx_i64 w = a.w;
+    const tx_i64 b = (a.lo - a.origin) / w + tx_thread_index();
+    if (a.lo >= a.hi || b > (a.hi - 1 - a.origin) / w) return;
+    const tx_i64 start = a.origin + b * w;
+    const tx_i64 o_lo = tx_max(a.lo, start) - start;
+    const tx_i64 o_hi = tx_min(a.hi, start + w) - start;
+    double rx = a.x[start - a.base];
+    if (!tx_is_finite(rx)) rx = 0.0;
+    double ry = a.y[start - a.base];
+    if (!tx_is_finite(ry)) ry = 0.0;
+    double* s[5] = {a.s0, a.s1, a.s2, a.s3, a.s4};
+    double v[5];
+
+    // Pass 1: suffix sums of the previous block for rows o_lo .. min(o_hi, w-1).
+    const tx_i64 mid_end = tx_min(o_hi, w - 1);
+    if (o_lo < mid_end) {
+        double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+        for (tx_i64 j = w - 1; j > o_lo; --j) {
+            const tx_i64 i = start - w + j - a.base;
+            tx_co_summands(a.x[i], a.y[i], rx, ry, v);
+            for (int c = 0; c < 5; ++c) acc[c] = v[c] + acc[c];
+            const tx_i64 o = j - 1;
+            if (o < mid_end) {
+                for (int c = 0; c < 5; ++c) s[c][start + o - a.base] = acc[c];
+            }
+        }
+    }
+
+    // Pass 2: prefix sums of this block and the outputs.
+    double p[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    for (tx_i64 o = 0; o < o_hi; ++o) {
+        const tx_i64 at = start + o - a.base;
+        tx_co_summands(a.x[at], a.y[at], rx, ry, v);
+        for (int c = 0; c < 5; ++c) p[c] = p[c] + v[c];
+        if (o < o_lo) continue;
+        double sm[5];
+        for (int c = 0; c < 5; ++c) sm[c] = (o < w - 1) ? s[c][at] + p[c] : p[c];
+        if (a.mode == TX_CO_SUMS) {
+            a.out0[at] = sm[0];
+            a.out1[at] = sm[1];
+            a.out2[at] = sm[2];
+            a.out3[at] = sm[3];
+            a.out4[at] = sm[4];
+            continue;
+        }
+        const double mxx = tx_co_centred_square(sm[2], sm[0], sm[0] * a.inv_w);
+        const double myy = tx_co_centred_square(sm[3], sm[1], sm[1] * a.inv_w);
+        const double mxy = sm[4] - sm[0] * (sm[1] * a.inv_w);
+        if (a.mode == TX_CO_CENTRED) {
+            a.out0[at] = rx + sm[0] * a.inv_w;
+            a.out1[at] = ry + sm[1] * a.inv_w;
+            a.out2[at] = mxx;
+            a.out3[at] = myy;
+            a.out4[at] = mxy;
+        } else {
+            const double den = mxx * myy;
+            a.out0[at] = (den == 0.0) ? 0.0 : mxy / sqrt(den);
+        }
+    }
+}
+
+__device__ __forceinline__ tx_i64 tx_varscan_first(const VarScanArgs& a) {
+    return tx_max(a.lo, a.seed_row + 1);
+}
+
+extern "C" __global__ void tx_varscan_local(const VarScanArgs a) {
+    const tx_i64 first = tx_varscan_first(a);
+    if (first >= a.hi) return;
+    const tx_i64 k0 = first / TX_SCAN_BLOCK;
+    const tx_i64 kk = tx_thread_index();
+    if (kk > (a.hi - 1) / TX_SCAN_BLOCK - k0) return;
+    const tx_i64 k = k0 + kk;
+    const tx_i64 s = tx_max(k * TX_SCAN_BLOCK, first);
+    const tx_i64 e = tx_min((k + 1) * TX_SCAN_BLOCK, a.hi);
+    double prod = a.a[s - a.base];
+    double acc = a.b[s - a.base];
+    a.pa[s - a.base] = prod;
+    a.l[s - a.base] = acc;
+    for (tx_i64 t = s + 1; t < e; ++t) {
+        const double at = a.a[t - a.base];
+        prod = prod * at;
+        acc = at * acc + a.b[t - a.base];
+        a.pa[t - a.base] = prod;
+        a.l[t - a.base] = acc;
+    }
+    a.ends[kk * 2] = prod;
+    a.ends[kk * 2 + 1] = acc;
+}
+
+extern "C" __global__ void tx_varscan_finish(const VarScanArgs a) {
+    const tx_i64 t = a.lo + tx_thread_index();
+    if (t >= a.hi || t < a.seed_row) return;
+    const tx_i64 i = t - a.base;
+    if (t == a.seed_row) {
+        a.out[i] = a.seed;
+        return;
+    }
+    const tx_i64 kk = t / TX_SCAN_BLOCK - tx_varscan_first(a) / TX_SCAN_BLOCK;
+    a.out[i] = a.l[i] + a.pa[i] * a.carries[kk];
+}
+
+extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
+    const tx_i64 t = a.lo + tx_thread_index();
+    if (t >= a.hi) return;
+    const tx_i64 i = t - a.base;
+    double r;
+    switch (a.op) {
+        case TX_OP_ADD:
+            r = a.a[i] + a.b[i];
+            break;
+        case TX_OP_SUB:
+            r = a.a[i] - a.b[i];
+            break;
+        case TX_OP_MUL:
+            r = a.a[i] * a.b[i];
+            break;
+        case TX_OP_DIV:
+            r = a.a[i] / a.b[i];
+            break;
+        case TX_OP_TRUE_RANGE: {  // a = high, b = low, c = close
+            const double prev = a.c[i - 1];
+            const double h = a.a[i], lo = a.b[i];
+            r = tx_nan_max(tx_nan_max(h - lo, fabs(prev - h)), fabs(prev - lo));
+            break;
+        }
+        case TX_OP_TYPICAL_PRICE:
+            r = ((a.a[i] + a.b[i]) + a.c[i]) / 3.0;
+            break;
+        default:
+            r = tx_nan();
+            break;
+    }
+    a.out[i] = r;
+}

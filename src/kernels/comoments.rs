@@ -1,0 +1,539 @@
+//! Windowed co-moments of two series on the global block grid: the shifted sums `S_x`, `S_y`,
+//! `S_xx`, `S_yy`, `S_xy` of every window, the centred moments built from them, and `correl`
+//! (TA-Lib CORREL) as the first composition. BETA and the LINEARREG family compose the same sums
+//! (LINEARREG with `y` = the row index within the window, or any second series).
+//!
+//! # Spec (the answer is defined by this sequence of IEEE-754 double operations, no FMA)
+//!
+//! Two series `x`, `y` of the same length, window length `w`, rows `t >= w - 1`, window
+//! `s = t - w + 1 ..= t`. Rows are cut into blocks of `w` rows aligned to row 0 (the grid of
+//! `moments.rs`). Let `b = t / w` be the block of `t` and `o = t - b*w` its offset. Each series has
+//! its own *reference*, the value at the block start: `rx = x[b*w]` when finite, else `0.0`;
+//! `ry = y[b*w]` when finite, else `0.0` (the value always lies inside the window, so the shift keeps
+//! the data's offset out of the second moments; a constant window has every shifted value exactly
+//! `0.0`). Shifted values: `dx = x - rx`, `dy = y - ry`; the five summands of a row are `dx`, `dy`,
+//! `dx*dx`, `dy*dy`, `dx*dy`.
+//!
+//! * `o = w - 1` (the window is block `b`): each sum is the left-to-right sum (from `0.0`,
+//!   `acc = acc + v`) of its summand over the block.
+//! * otherwise the window is the suffix of block `b - 1` from offset `o + 1` and the prefix of block
+//!   `b` through `o`: each sum is `A + B`, where `A` is the right-to-left sum (from `0.0`,
+//!   `acc = v + acc`) over the suffix and `B` the left-to-right sum (`acc = acc + v`) over the
+//!   prefix, every summand shifted by the references of block `b`.
+//!
+//! These are [`CoSums`] `{rx, ry, sx, sy, sxx, syy, sxy}`. With `iw = 1.0 / w` the derived
+//! statistics ([`CoStat`]) are:
+//! * `mean_x = rx + sx*iw`, `mean_y = ry + sy*iw` (bit-identical to `moments::sma` of each series:
+//!   the same references and the same operations);
+//! * `m_xx = sxx - sx*(sx*iw)`, `m_yy = syy - sy*(sy*iw)`, each `0.0` if negative (NaN passes) —
+//!   the centred sums of squares `Σ(x - mean)²`, not divided by `w` (bit-identical to the `m2` of
+//!   `moments.rs`, so `sqrt(m_xx*iw)` is `rolling_std(ddof = 0)`);
+//! * `m_xy = sxy - sx*(sy*iw)`, the centred sum of cross-products `Σ(x - mean_x)(y - mean_y)`, not
+//!   clamped (it may be negative).
+//!
+//! `correl = m_xy / sqrt(m_xx*m_yy)` when `m_xx*m_yy > 0`; `0.0` when it is `0.0` (a constant
+//! window in either series: TA-Lib's convention); NaN when it is NaN. TA-Lib tests
+//! `m_xx*m_yy < 1e-8` instead of `== 0`, which zeroes CORREL on data below about 1e-2; like RSI and
+//! NATR, threadx tests exactly zero. Rounding may put `|correl|` an ulp or two past 1; it is not
+//! clamped. A window holding a NaN (or an infinity) gives NaN.
+//!
+//! Accuracy: the shift bounds the relative error of `m_xx`, `m_yy` by about `w·ε` (see
+//! `moments.rs`); `m_xy` is accurate to `w·ε·sqrt(m_xx·m_yy)`. Cost O(1) amortised per row; a
+//! piece of rows `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1`.
+
+use super::scratch::{carve, with_scratch};
+use super::split::Splitter;
+
+#[inline(always)]
+fn reference(x: &[f64], block_start: usize) -> f64 {
+    let r = x[block_start];
+    if r.is_finite() {
+        r
+    } else {
+        0.0
+    }
+}
+
+/// The shifted sums of one window (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CoSums {
+    pub rx: f64,
+    pub ry: f64,
+    pub sx: f64,
+    pub sy: f64,
+    pub sxx: f64,
+    pub syy: f64,
+    pub sxy: f64,
+}
+
+/// `s - a*b` clamped at `0.0` from below (NaN passes): the centred sum of squares.
+#[inline(always)]
+fn centred_square(s: f64, a: f64, md: f64) -> f64 {
+    let m = s - a * md;
+    if m < 0.0 {
+        0.0
+    } else {
+        m
+    }
+}
+
+impl CoSums {
+    /// `rx + sx*iw`.
+    #[inline(always)]
+    pub fn mean_x(&self, iw: f64) -> f64 {
+        self.rx + self.sx * iw
+    }
+    /// `ry + sy*iw`.
+    #[inline(always)]
+    pub fn mean_y(&self, iw: f64) -> f64 {
+        self.ry + self.sy * iw
+    }
+    /// `sxx - sx*(sx*iw)`, clamped at `0.0`.
+    #[inline(always)]
+    pub fn m_xx(&self, iw: f64) -> f64 {
+        centred_square(self.sxx, self.sx, self.sx * iw)
+    }
+    /// `syy - sy*(sy*iw)`, clamped at `0.0`.
+    #[inline(always)]
+    pub fn m_yy(&self, iw: f64) -> f64 {
+        centred_square(self.syy, self.sy, self.sy * iw)
+    }
+    /// `sxy - sx*(sy*iw)`, not clamped.
+    #[inline(always)]
+    pub fn m_xy(&self, iw: f64) -> f64 {
+        self.sxy - self.sx * (self.sy * iw)
+    }
+    /// One statistic of the window.
+    #[inline(always)]
+    pub fn stat(&self, stat: CoStat, iw: f64) -> f64 {
+        match stat {
+            CoStat::Sx => self.sx,
+            CoStat::Sy => self.sy,
+            CoStat::Sxx => self.sxx,
+            CoStat::Syy => self.syy,
+            CoStat::Sxy => self.sxy,
+            CoStat::RefX => self.rx,
+            CoStat::RefY => self.ry,
+            CoStat::MeanX => self.mean_x(iw),
+            CoStat::MeanY => self.mean_y(iw),
+            CoStat::Mxx => self.m_xx(iw),
+            CoStat::Myy => self.m_yy(iw),
+            CoStat::Mxy => self.m_xy(iw),
+        }
+    }
+}
+
+/// A statistic [`comoments`] can write (formulas in the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoStat {
+    /// The shifted sums.
+    Sx,
+    Sy,
+    Sxx,
+    Syy,
+    Sxy,
+    /// The references the sums are shifted by.
+    RefX,
+    RefY,
+    /// `r + s*iw`.
+    MeanX,
+    MeanY,
+    /// The centred sums of squares and of cross-products.
+    Mxx,
+    Myy,
+    Mxy,
+}
+
+/// `[x, y, x*x, y*y, x*y]` after the shift.
+#[inline(always)]
+fn summands(x: f64, y: f64, rx: f64, ry: f64) -> [f64; 5] {
+    let dx = x - rx;
+    let dy = y - ry;
+    [dx, dy, dx * dx, dy * dy, dx * dy]
+}
+
+/// The shifted sums of every window ending in `[lo, hi)` (`lo >= w - 1`), row by row in order as
+/// `emit(t, sums)`.
+fn sums_rows(
+    x: &[f64],
+    y: &[f64],
+    w: usize,
+    lo: usize,
+    hi: usize,
+    mut emit: impl FnMut(usize, &CoSums),
+) {
+    debug_assert!(lo + 1 >= w && hi <= x.len() && hi <= y.len());
+    if lo >= hi {
+        return;
+    }
+    with_scratch(5 * w, |scratch| {
+        let suf: [&mut [f64]; 5] = carve(scratch, [w; 5]);
+        for b in lo / w..=(hi - 1) / w {
+            let bs = b * w;
+            let o_lo = lo.max(bs) - bs;
+            let o_hi = hi.min(bs + w) - bs; // exclusive
+            let (rx, ry) = (reference(x, bs), reference(y, bs));
+            // Suffix sums of block b - 1 for the rows o_lo .. min(o_hi, w - 1): offsets w-1 down to
+            // o_lo + 1, stored at the offset they start from.
+            if o_lo < o_hi.min(w - 1) {
+                let mut acc = [0.0f64; 5];
+                for j in (o_lo + 1..w).rev() {
+                    let v = summands(x[bs - w + j], y[bs - w + j], rx, ry);
+                    for c in 0..5 {
+                        acc[c] = v[c] + acc[c];
+                        suf[c][j] = acc[c];
+                    }
+                }
+            }
+            // Prefix sums of block b from its start; rows from o_lo on are emitted.
+            let mut acc = [0.0f64; 5];
+            for o in 0..o_hi {
+                let v = summands(x[bs + o], y[bs + o], rx, ry);
+                for c in 0..5 {
+                    acc[c] = acc[c] + v[c];
+                }
+                if o < o_lo {
+                    continue;
+                }
+                let s: [f64; 5] = if o == w - 1 {
+                    acc
+                } else {
+                    std::array::from_fn(|c| suf[c][o + 1] + acc[c])
+                };
+                let sums = CoSums {
+                    rx,
+                    ry,
+                    sx: s[0],
+                    sy: s[1],
+                    sxx: s[2],
+                    syy: s[3],
+                    sxy: s[4],
+                };
+                emit(bs + o, &sums);
+            }
+        }
+    });
+}
+
+/// Runs a co-moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`):
+/// `write(piece_outs, i, t, sums)` stores row `t`'s outputs at index `i` of the piece. Rows
+/// `< w - 1` are left untouched (warm-up). `x` and `y` must have the same length.
+pub fn run_comoments<S: Splitter, const K: usize>(
+    split: &S,
+    x: &[f64],
+    y: &[f64],
+    w: usize,
+    outs: [&mut [f64]; K],
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &CoSums) + Sync + Send,
+) {
+    assert_eq!(x.len(), y.len(), "comoments: x and y differ in length");
+    let n = x.len();
+    if w == 0 || n < w {
+        return;
+    }
+    let tail = outs.map(|o| &mut o[w - 1..n]);
+    split.for_each_piece(w - 1, tail, |lo, mut piece| {
+        let hi = lo + piece[0].len();
+        sums_rows(x, y, w, lo, hi, |t, s| write(&mut piece, t - lo, t, s));
+    });
+}
+
+/// Fills `outs[j]` with statistic `stats[j]` of every window (rows `>= w - 1`; earlier rows are
+/// left untouched): up to all five shifted sums with their references, or the means and centred
+/// moments, in one pass.
+pub fn comoments<S: Splitter, const K: usize>(
+    split: &S,
+    x: &[f64],
+    y: &[f64],
+    w: usize,
+    stats: [CoStat; K],
+    outs: [&mut [f64]; K],
+) {
+    let iw = 1.0 / w as f64;
+    run_comoments(split, x, y, w, outs, |o, i, _, s| {
+        for (dst, stat) in o.iter_mut().zip(stats) {
+            dst[i] = s.stat(stat, iw);
+        }
+    });
+}
+
+/// Pearson's correlation coefficient over `period` rows (TA-Lib CORREL; see the module doc for
+/// the exact-zero test). Rows `< period - 1` are left untouched.
+pub fn correl<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &mut [f64]) {
+    let iw = 1.0 / period as f64;
+    run_comoments(split, x, y, period, [out], |[o], i, _, s| {
+        o[i] = correl_of(s, iw);
+    });
+}
+
+/// `m_xy / sqrt(m_xx*m_yy)`, `0.0` when the product is zero.
+#[inline(always)]
+pub fn correl_of(s: &CoSums, iw: f64) -> f64 {
+    let den = s.m_xx(iw) * s.m_yy(iw);
+    if den == 0.0 {
+        0.0
+    } else {
+        s.m_xy(iw) / den.sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::moments::{rolling_std, sma};
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, random_cuts, series_zoo, Lcg};
+
+    const ALL: [CoStat; 12] = [
+        CoStat::Sx,
+        CoStat::Sy,
+        CoStat::Sxx,
+        CoStat::Syy,
+        CoStat::Sxy,
+        CoStat::RefX,
+        CoStat::RefY,
+        CoStat::MeanX,
+        CoStat::MeanY,
+        CoStat::Mxx,
+        CoStat::Myy,
+        CoStat::Mxy,
+    ];
+
+    fn all_stats<S: Splitter>(s: &S, x: &[f64], y: &[f64], w: usize) -> Vec<Vec<f64>> {
+        let mut v = vec![vec![f64::from_bits(0x7ff8_dead_0000_0001); x.len()]; ALL.len()];
+        let [a, b, c, d, e, f, g, h, i, j, k, l] = &mut v[..] else {
+            unreachable!()
+        };
+        comoments(s, x, y, w, ALL, [a, b, c, d, e, f, g, h, i, j, k, l]);
+        v
+    }
+
+    fn run_correl<S: Splitter>(s: &S, x: &[f64], y: &[f64], w: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        correl(s, x, y, w, &mut out);
+        out
+    }
+
+    /// Pairs of awkward series: each zoo series against a noisy linear function of itself and
+    /// against the next zoo series, plus NaN / ±inf holes.
+    fn pairs(n: usize, seed: u64) -> Vec<(Vec<f64>, Vec<f64>)> {
+        let zoo = series_zoo(n, seed);
+        let mut rng = Lcg(seed ^ 0x5eed);
+        let mut out = Vec::new();
+        for (i, x) in zoo.iter().enumerate() {
+            let lin: Vec<f64> = x
+                .iter()
+                .map(|v| -2.5 * v + 0.3 * rng.normal() * v.abs().max(1e-9) * 1e-3)
+                .collect();
+            out.push((x.clone(), lin));
+            out.push((x.clone(), zoo[(i + 1) % zoo.len()].clone()));
+        }
+        let mut holes = zoo[0].clone();
+        for _ in 0..(n / 150).max(1) {
+            let i = rng.below(n);
+            holes[i] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][rng.below(4)];
+        }
+        out.push((holes, zoo[4].clone()));
+        out
+    }
+
+    /// Two-pass statistics per window, in f64 with compensated (Neumaier) sums:
+    /// the reference the kernel is compared with.
+    fn naive_window(x: &[f64], y: &[f64]) -> [f64; 5] {
+        fn ksum(v: impl Iterator<Item = f64>) -> f64 {
+            let (mut s, mut c) = (0.0f64, 0.0f64);
+            for x in v {
+                let t = s + x;
+                c += if s.abs() >= x.abs() {
+                    (s - t) + x
+                } else {
+                    (x - t) + s
+                };
+                s = t;
+            }
+            s + c
+        }
+        let n = x.len() as f64;
+        let mx = ksum(x.iter().copied()) / n;
+        let my = ksum(y.iter().copied()) / n;
+        // The corrected two-pass form: subtracting `Σd·Σe/n` removes the first-order effect of
+        // the rounding of the means (which dominates on offset data).
+        let (ex, ey) = (
+            ksum(x.iter().map(|a| a - mx)),
+            ksum(y.iter().map(|b| b - my)),
+        );
+        let mxx = ksum(x.iter().map(|a| (a - mx) * (a - mx))) - ex * ex / n;
+        let myy = ksum(y.iter().map(|b| (b - my) * (b - my))) - ey * ey / n;
+        let mxy = ksum(x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my))) - ex * ey / n;
+        [mx, my, mxx, myy, mxy]
+    }
+
+    #[test]
+    fn moments_match_a_two_pass_reference() {
+        for (x, y) in pairs(1500, 5).into_iter().take(10) {
+            for w in [1, 2, 3, 7, 20, 64] {
+                let got = all_stats(&Sequential, &x, &y, w);
+                let iw = 1.0 / w as f64;
+                for t in w - 1..x.len() {
+                    let want = naive_window(&x[t + 1 - w..=t], &y[t + 1 - w..=t]);
+                    let (vx, vy) = (want[2] * iw, want[3] * iw);
+                    let sx = vx.sqrt().max(want[0].abs() * 1e-16);
+                    let sy = vy.sqrt().max(want[1].abs() * 1e-16);
+                    let tol = 1e-12 * w as f64;
+                    assert!(
+                        (got[7][t] - want[0]).abs() <= tol * want[0].abs().max(sx),
+                        "mean_x t={t} w={w}"
+                    );
+                    assert!(
+                        (got[8][t] - want[1]).abs() <= tol * want[1].abs().max(sy),
+                        "mean_y t={t} w={w}"
+                    );
+                    // Second moments: relative to the scale of the window's spread.
+                    assert!(
+                        (got[9][t] * iw - vx).abs() <= tol * vx.max(f64::MIN_POSITIVE) + 1e-300,
+                        "m_xx t={t} w={w}: {} vs {}",
+                        got[9][t] * iw,
+                        vx
+                    );
+                    assert!(
+                        (got[10][t] * iw - vy).abs() <= tol * vy.max(f64::MIN_POSITIVE) + 1e-300,
+                        "m_yy t={t} w={w}: {} vs {vy}",
+                        got[10][t] * iw
+                    );
+                    assert!(
+                        (got[11][t] * iw - want[4] * iw).abs() <= tol * (vx * vy).sqrt() + 1e-300,
+                        "m_xy t={t} w={w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn correl_matches_a_two_pass_reference() {
+        for (x, y) in pairs(1200, 9).into_iter().take(10) {
+            for w in [2, 3, 5, 14, 30, 100] {
+                let got = run_correl(&Sequential, &x, &y, w);
+                for t in w - 1..x.len() {
+                    let [_, _, mxx, myy, mxy] = naive_window(&x[t + 1 - w..=t], &y[t + 1 - w..=t]);
+                    let den = mxx * myy;
+                    if den == 0.0 {
+                        continue; // constant windows: the exact-zero branch is tested below
+                    }
+                    let want = mxy / den.sqrt();
+                    assert!(
+                        (got[t] - want).abs() <= 1e-12 * w as f64,
+                        "t={t} w={w}: {} vs {want}",
+                        got[t]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The means are `sma`'s bits and `sqrt(m_xx / w)` is `rolling_std(ddof = 0)`'s: the same
+    /// grid, references and operations as `moments.rs`.
+    #[test]
+    fn means_and_variances_are_the_moments_bits() {
+        for (x, y) in pairs(2100, 3) {
+            for w in [1, 2, 5, 9, 40, 1024] {
+                let got = all_stats(&Sequential, &x, &y, w);
+                let iw = 1.0 / w as f64;
+                for (series, mean, m2) in [(&x, &got[7], &got[9]), (&y, &got[8], &got[10])] {
+                    let mut want = vec![0.0; x.len()];
+                    sma(&Sequential, series, w, &mut want);
+                    assert_bits_eq(&mean[w - 1..], &want[w - 1..], "mean vs sma");
+                    rolling_std(&Sequential, series, w, 0, &mut want);
+                    let sd: Vec<f64> = m2.iter().map(|m| (m * iw).sqrt()).collect();
+                    assert_bits_eq(&sd[w - 1..], &want[w - 1..], "m_xx vs rolling_std");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn constant_windows_give_zero_correl_and_nan_poisons_its_windows() {
+        let n = 300;
+        let mut x: Vec<f64> = (0..n).map(|i| 100.0 + (i as f64 * 0.3).sin()).collect();
+        let y: Vec<f64> = (0..n).map(|i| 5.0 + (i as f64 * 0.17).cos()).collect();
+        for v in &mut x[100..160] {
+            *v = 101.25;
+        }
+        x[250] = f64::NAN;
+        let w = 20;
+        let c = run_correl(&Sequential, &x, &y, w);
+        for (t, v) in c.iter().enumerate().take(160).skip(119) {
+            assert_eq!(v.to_bits(), 0.0f64.to_bits(), "row {t}");
+        }
+        for (t, v) in c.iter().enumerate().skip(w - 1) {
+            assert_eq!(v.is_nan(), (250..250 + w).contains(&t), "row {t}");
+        }
+        // Perfectly (anti-)correlated windows.
+        let lin: Vec<f64> = y.iter().map(|v| 3.0 * v - 7.0).collect();
+        let neg: Vec<f64> = y.iter().map(|v| -0.5 * v + 1.0).collect();
+        let (p, m) = (
+            run_correl(&Sequential, &y, &lin, w),
+            run_correl(&Sequential, &y, &neg, w),
+        );
+        for t in w - 1..n {
+            assert!(
+                (p[t] - 1.0).abs() < 1e-13 && (m[t] + 1.0).abs() < 1e-13,
+                "row {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_split_gives_identical_bits() {
+        let mut rng = Lcg(21);
+        for (x, y) in pairs(3000, 13) {
+            for w in [1, 2, 5, 20, 77, 1024] {
+                let whole = all_stats(&Sequential, &x, &y, w);
+                let whole_c = run_correl(&Sequential, &x, &y, w);
+                for _ in 0..4 {
+                    let cuts = CutAt(random_cuts(&mut rng, x.len(), 16));
+                    let got = all_stats(&cuts, &x, &y, w);
+                    for (g, want) in got.iter().zip(&whole) {
+                        assert_bits_eq(g, want, "comoments split");
+                    }
+                    assert_bits_eq(&run_correl(&cuts, &x, &y, w), &whole_c, "correl split");
+                }
+            }
+        }
+    }
+
+    /// TA-Lib 0.8.2's CORREL on two random walks near 100 (the fixture, written by
+    /// `scripts/correl_talib_fixture.py`, holds the inputs and TA-Lib's outputs as hex bit
+    /// patterns). Well-conditioned data, so TA-Lib's unshifted running sums are accurate too:
+    /// agreement to 1e-9 absolute. The worst difference,
+    /// 6.7e-10 (period 2, a window of tiny spread), is TA-Lib's own error against exact rational
+    /// arithmetic; at periods 5 to 30 TA-Lib is within 2e-12 of the exact value.
+    #[test]
+    fn correl_matches_talib() {
+        let text = include_str!("testdata/correl_talib.txt");
+        let parse = |s: &str| f64::from_bits(u64::from_str_radix(s, 16).unwrap());
+        let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+        let header: Vec<usize> = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let rows: Vec<Vec<f64>> = lines
+            .map(|l| l.split_whitespace().map(parse).collect())
+            .collect();
+        let x: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+        let y: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+        let mut worst = 0.0f64;
+        for (j, &w) in header.iter().enumerate() {
+            let got = run_correl(&Sequential, &x, &y, w);
+            for t in w - 1..x.len() {
+                let want = rows[t][2 + j];
+                let err = (got[t] - want).abs();
+                worst = worst.max(err);
+                assert!(err <= 1e-9, "w={w} t={t}: {} vs TA-Lib {want}", got[t]);
+            }
+        }
+        eprintln!("correl vs TA-Lib: worst absolute difference {worst:e}");
+    }
+}

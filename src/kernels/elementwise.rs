@@ -1,0 +1,219 @@
+//! Elementwise maps: `M` outputs of row `t` computed from the inputs at fixed rows (`t`, `t - 1`,
+//! `t - n`): the true range, the typical price, ratios and differences of series.
+//!
+//! # Spec
+//! Row `t`'s outputs are `f(t, inputs)`, a pure function of `t` and of input values at rows fixed
+//! relative to `t`, spelled out in IEEE operations (no FMA). Nothing is carried between rows, so
+//! [`map_rows`] is split-invariant whatever the splitter does.
+//!
+//! The op codes ([`Op`], shared with the CUDA kernel `tx_elementwise` in `family.cu`), with inputs
+//! `a`, `b`, `c` and rows `t >= first_row(op)`:
+//! * `Add`: `a_t + b_t`; `Sub`: `a_t - b_t`; `Mul`: `a_t * b_t`; `Div`: `a_t / b_t` (IEEE: a zero
+//!   divisor gives ±inf or NaN, no guard);
+//! * `TrueRange` (TA-Lib TRANGE; `a` = high, `b` = low, `c` = close; rows `t >= 1`):
+//!   `nan_max(nan_max(h_t - l_t, |c_{t-1} - h_t|), |c_{t-1} - l_t|)`, the operations of
+//!   `wilder::true_range` (`nan_max` propagates NaN and returns its second operand on ties);
+//! * `TypicalPrice` (TA-Lib TYPPRICE; `a` = high, `b` = low, `c` = close):
+//!   `((h_t + l_t) + c_t) / 3.0`.
+
+use super::extrema::nan_max;
+use super::split::Splitter;
+
+/// Fills `outs[j][t]` with `f(t, &inputs)[j]` for rows `t` in `first_row .. n` (earlier rows are
+/// left untouched). `f` may read any input at any row fixed relative to `t` (`t - 1` for the true
+/// range); it must not depend on anything else.
+pub fn map_rows<S: Splitter, const K: usize, const M: usize>(
+    split: &S,
+    first_row: usize,
+    inputs: [&[f64]; K],
+    outs: [&mut [f64]; M],
+    f: impl Fn(usize, &[&[f64]; K]) -> [f64; M] + Sync + Send,
+) {
+    let Some(n) = outs.first().map(|o| o.len()) else {
+        return;
+    };
+    if first_row >= n {
+        return;
+    }
+    let tail = outs.map(|o| &mut o[first_row..]);
+    split.for_each_piece(first_row, tail, |lo, mut piece| {
+        let len = piece[0].len();
+        for i in 0..len {
+            let y = f(lo + i, &inputs);
+            for (o, v) in piece.iter_mut().zip(y) {
+                o[i] = v;
+            }
+        }
+    });
+}
+
+/// The op codes of [`apply`] and of the CUDA kernel `tx_elementwise` (same numbers as
+/// `TX_OP_*` in `family.cu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Op {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+    TrueRange = 4,
+    TypicalPrice = 5,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::Add,
+        Op::Sub,
+        Op::Mul,
+        Op::Div,
+        Op::TrueRange,
+        Op::TypicalPrice,
+    ];
+
+    /// The first row the op defines (its lookback).
+    pub fn first_row(self) -> usize {
+        match self {
+            Op::TrueRange => 1,
+            _ => 0,
+        }
+    }
+
+    /// How many inputs it reads (`a`, then `b`, then `c`).
+    pub fn inputs(self) -> usize {
+        match self {
+            Op::TrueRange | Op::TypicalPrice => 3,
+            _ => 2,
+        }
+    }
+
+    /// Row `t` of the op (see the module doc); unused inputs may be empty.
+    #[inline(always)]
+    pub fn at(self, t: usize, a: &[f64], b: &[f64], c: &[f64]) -> f64 {
+        match self {
+            Op::Add => a[t] + b[t],
+            Op::Sub => a[t] - b[t],
+            Op::Mul => a[t] * b[t],
+            Op::Div => a[t] / b[t],
+            Op::TrueRange => {
+                let prev = c[t - 1];
+                nan_max(
+                    nan_max(a[t] - b[t], (prev - a[t]).abs()),
+                    (prev - b[t]).abs(),
+                )
+            }
+            Op::TypicalPrice => ((a[t] + b[t]) + c[t]) / 3.0,
+        }
+    }
+}
+
+/// `out[t] = op(t)` for rows `t >= op.first_row()`; `inputs` holds `op.inputs()` series as long as
+/// `out`.
+pub fn apply<S: Splitter>(split: &S, op: Op, inputs: &[&[f64]], out: &mut [f64]) {
+    assert_eq!(
+        inputs.len(),
+        op.inputs(),
+        "{op:?} takes {} inputs",
+        op.inputs()
+    );
+    let get = |j: usize| inputs.get(j).copied().unwrap_or(&[]);
+    let (a, b, c) = (get(0), get(1), get(2));
+    map_rows(split, op.first_row(), [a, b, c], [out], |t, [a, b, c]| {
+        [op.at(t, a, b, c)]
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference as naive;
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, random_cuts, series_zoo, Lcg};
+    use crate::kernels::wilder;
+
+    /// High, low, close from a zoo series, with NaN, ±inf and zeros sprinkled in.
+    fn hlc(n: usize, seed: u64) -> Vec<[Vec<f64>; 3]> {
+        let mut rng = Lcg(seed);
+        series_zoo(n, seed)
+            .into_iter()
+            .map(|c| {
+                let spread: Vec<f64> = c.iter().map(|v| v.abs() * 1e-3 * rng.uniform()).collect();
+                let h: Vec<f64> = c.iter().zip(&spread).map(|(c, s)| c + s).collect();
+                let mut l: Vec<f64> = c.iter().zip(&spread).map(|(c, s)| c - 0.7 * s).collect();
+                for _ in 0..(n / 100).max(1) {
+                    l[rng.below(n)] =
+                        [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][rng.below(4)];
+                }
+                [h, l, c]
+            })
+            .collect()
+    }
+
+    fn run_op<S: Splitter>(s: &S, op: Op, [h, l, c]: &[Vec<f64>; 3]) -> Vec<f64> {
+        let mut out = vec![-7.0; h.len()];
+        let ins: Vec<&[f64]> = [h, l, c][..op.inputs()]
+            .iter()
+            .map(|v| v.as_slice())
+            .collect();
+        apply(s, op, &ins, &mut out);
+        out
+    }
+
+    #[test]
+    fn ops_match_their_definitions() {
+        for s in hlc(500, 3) {
+            let [h, l, c] = &s;
+            let tr = run_op(&Sequential, Op::TrueRange, &s);
+            assert_eq!(tr[0], -7.0, "row 0 is untouched");
+            let want: Vec<f64> = (1..h.len())
+                .map(|t| wilder::true_range(h, l, c, t))
+                .collect();
+            assert_bits_eq(&tr[1..], &want, "true range vs wilder");
+            let naive_tr = naive::true_range(h, l, c);
+            for t in 1..h.len() {
+                if ![h[t], l[t], c[t - 1]].iter().any(|v| v.is_nan()) {
+                    assert_eq!(tr[t], naive_tr[t], "row {t}");
+                }
+            }
+            let tp = run_op(&Sequential, Op::TypicalPrice, &s);
+            let want: Vec<f64> = (0..h.len()).map(|t| (h[t] + l[t] + c[t]) / 3.0).collect();
+            assert_bits_eq(&tp, &want, "typical price");
+            for (op, f) in [
+                (Op::Add, (|a, b| a + b) as fn(f64, f64) -> f64),
+                (Op::Sub, |a, b| a - b),
+                (Op::Mul, |a, b| a * b),
+                (Op::Div, |a, b| a / b),
+            ] {
+                let got = run_op(&Sequential, op, &s);
+                let want: Vec<f64> = h.iter().zip(l).map(|(a, b)| f(*a, *b)).collect();
+                assert_bits_eq(&got, &want, "binary op");
+            }
+        }
+    }
+
+    #[test]
+    fn every_split_gives_identical_bits() {
+        let mut rng = Lcg(11);
+        for s in hlc(3000, 5) {
+            for op in Op::ALL {
+                let whole = run_op(&Sequential, op, &s);
+                for _ in 0..4 {
+                    let got = run_op(&CutAt(random_cuts(&mut rng, 3000, 16)), op, &s);
+                    assert_bits_eq(&got, &whole, "elementwise split");
+                }
+            }
+            // Several outputs at once, with a lag.
+            let [h, l, c] = &s;
+            let two = |sp: &dyn Fn(&mut [f64], &mut [f64])| {
+                let (mut x, mut y) = (vec![0.0; h.len()], vec![0.0; h.len()]);
+                sp(&mut x, &mut y);
+                [x, y]
+            };
+            let f = |t: usize, [h, l, c]: &[&[f64]; 3]| [h[t] - l[t], c[t] / c[t - 2]];
+            let whole = two(&|x, y| map_rows(&Sequential, 2, [h, l, c], [x, y], f));
+            let cuts = CutAt(random_cuts(&mut rng, 3000, 16));
+            let got = two(&|x, y| map_rows(&cuts, 2, [h, l, c], [x, y], f));
+            assert_bits_eq(&got[0], &whole[0], "map_rows out 0");
+            assert_bits_eq(&got[1], &whole[1], "map_rows out 1");
+        }
+    }
+}

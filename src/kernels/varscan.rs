@@ -1,0 +1,267 @@
+//! The fixed-block linear scan with time-varying coefficients, `y_t = a_t·y_{t-1} + b_t`: what
+//! KAMA-type adaptive averages need (`a_t = 1 - sc_t`, `b_t = sc_t·x_t`). The constant-coefficient
+//! scan of `scan.rs` is the special case `a_t = a`, and gives the same bits (tested).
+//!
+//! # Spec
+//! One channel. `y_p = seed` at the seed row `p`; for `t > p`, `y_t = a_t·y_{t-1} + b_t`, where
+//! `(a_t, b_t)` is a pure function of the inputs at fixed rows (the *drive*). Rows are cut into
+//! blocks of [`SCAN_BLOCK`] rows aligned to row 0; block `k` covers rows
+//! `start_k = max(k·B, p + 1) .. end_k = min((k+1)·B, n)`.
+//! 1. Local scan from a zero carry, with the running product of the coefficients:
+//!    `L_start = b_start`, `A_start = a_start`; for `t > start_k`: `L_t = a_t·L_{t-1} + b_t`
+//!    (multiply, then add) and `A_t = A_{t-1}·a_t`.
+//! 2. Carries in block order: `C_first = seed`, `C_{k+1} = L_{end_k - 1} + A_{end_k - 1}·C_k`.
+//! 3. Every row: `y_t = L_t + A_t·C_k` (multiply, then add).
+//!
+//! No FMA, no `pow`. Step 2 is step 3 at the block's last row, so carrying inline through a piece
+//! and chaining carries from a pre-pass give the same bits; a piece that starts inside a block
+//! recomputes that block from its start. The answer differs from the naive sequential loop in the
+//! last bits (the products `A_t` re-associate the recurrence; ≈1e-15 relative for `|a_t| <= 1`);
+//! this spec defines it. A NaN `a_t` or `b_t` poisons every later row (as the recurrence does), and
+//! an infinite one can turn `A_t·C_k` into `0·inf = NaN` where the sequential loop would not: keep
+//! drives finite.
+//!
+//! # Execution
+//! One piece carries inline; with several pieces a pre-pass (through [`Splitter::map_indexed`])
+//! computes `(L_end, A_end)` of every block before the last piece, the carries are chained on the
+//! calling thread ([`chain_carries`], shared with the GPU path), and each piece starts from its
+//! first block's carry. (The chained single pass of `scan.rs` is an optimisation that evaluates the
+//! same formulas; it is not needed until an indicator uses this scan.)
+
+use super::scan::SCAN_BLOCK;
+use super::scratch::with_scratch;
+use super::split::Splitter;
+
+/// Fills `ab[i] = [a, b]` with the coefficients of row `start + i` (called once per block).
+pub trait VarDrive: Fn(usize, &mut [[f64; 2]]) + Sync + Send {}
+impl<F: Fn(usize, &mut [[f64; 2]]) + Sync + Send> VarDrive for F {}
+
+/// Rows of block `k` for a seed row `p` and `n` rows.
+#[inline(always)]
+pub fn block_span(k: usize, p: usize, n: usize) -> (usize, usize) {
+    ((k * SCAN_BLOCK).max(p + 1), ((k + 1) * SCAN_BLOCK).min(n))
+}
+
+/// Step 1 in place: `buf[i] = [a, b]` of one block's rows becomes `[A, L]`.
+#[inline(always)]
+pub fn local_in_place(buf: &mut [[f64; 2]]) {
+    // Row 0: A = a, L = b (already in place).
+    for i in 1..buf.len() {
+        let [a, b] = buf[i];
+        let [p, l] = buf[i - 1];
+        buf[i] = [p * a, a * l + b];
+    }
+}
+
+/// Step 2: the carry into every block `first_block + i` from the local ends `[A_end, L_end]` of
+/// the blocks before it; `ends.len() + 1` carries, the last one out of the last block given.
+pub fn chain_carries(seed: f64, ends: &[[f64; 2]]) -> Vec<f64> {
+    let mut carries = Vec::with_capacity(ends.len() + 1);
+    let mut c = seed;
+    carries.push(c);
+    for &[a_end, l_end] in ends {
+        c = l_end + a_end * c;
+        carries.push(c);
+    }
+    carries
+}
+
+/// Step 3 in place on one block's `[A, L]`: `buf[i][1] = L + A·c`; returns the carry out.
+#[inline(always)]
+fn fix_up(buf: &mut [[f64; 2]], c: f64) -> f64 {
+    for v in buf.iter_mut() {
+        v[1] = v[1] + v[0] * c;
+    }
+    buf.last().map_or(c, |v| v[1])
+}
+
+/// Runs the recurrence over `n` rows: `write(outs, i, t, ys)` receives `y` for rows
+/// `t ..= t + ys.len() - 1` (as `[A, y]` pairs; `y` is element 1) stored at `i..` of the piece
+/// `outs` (full-length slices cut by the splitter). Every row in `[seed_row, n)` is written once;
+/// the seed row gets `[1.0, seed]`.
+pub fn run_varscan<S: Splitter, const K: usize>(
+    split: &S,
+    n: usize,
+    seed_row: usize,
+    seed: f64,
+    drive: impl VarDrive,
+    outs: [&mut [f64]; K],
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; 2]]) + Sync + Send,
+) {
+    let p = seed_row;
+    if n <= p {
+        return;
+    }
+    let first_block = (p + 1) / SCAN_BLOCK;
+    let last_start = split.last_piece_start(p, n - p).max(p + 1);
+    let needed = if p + 1 < n {
+        (last_start / SCAN_BLOCK).saturating_sub(first_block)
+    } else {
+        0
+    };
+    let carries = if split.max_pieces() > 1 && needed > 0 {
+        let ends: Vec<[f64; 2]> = split.map_indexed(needed, |i| {
+            let (s, e) = block_span(first_block + i, p, n);
+            with_scratch(2 * (e - s), |raw| {
+                let buf = raw.as_chunks_mut::<2>().0;
+                drive(s, buf);
+                local_in_place(buf);
+                buf[e - s - 1]
+            })
+        });
+        chain_carries(seed, &ends)
+    } else {
+        vec![seed]
+    };
+
+    let tail = outs.map(|o| &mut o[p..n]);
+    split.for_each_piece(p, tail, |lo, mut piece| {
+        let hi = lo + piece[0].len();
+        let mut t = lo;
+        if t == p {
+            write(&mut piece, 0, p, &[[1.0, seed]]);
+            t += 1;
+        }
+        if t >= hi {
+            return;
+        }
+        let mut k = t / SCAN_BLOCK;
+        let mut c = carries[k - first_block];
+        with_scratch(2 * SCAN_BLOCK.min(hi - k * SCAN_BLOCK), |raw| {
+            let buf = raw.as_chunks_mut::<2>().0;
+            while t < hi {
+                // One block (or its part inside the piece), recomputed from the block's start.
+                let (s, e) = block_span(k, p, n);
+                let end = e.min(hi);
+                let b = &mut buf[..end - s];
+                drive(s, b);
+                local_in_place(b);
+                c = fix_up(b, c);
+                write(&mut piece, t - lo, t, &b[t - s..]);
+                t = end;
+                k += 1;
+            }
+        });
+    });
+}
+
+/// Helper for writers of one output: `out[i + j] = ys[j][1]`.
+#[inline(always)]
+pub fn write_y(out: &mut [f64], i: usize, ys: &[[f64; 2]]) {
+    for (dst, v) in out[i..i + ys.len()].iter_mut().zip(ys) {
+        *dst = v[1];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::scan::{fill_rows, run_scan, write_rows, Recurrence};
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg};
+
+    /// A KAMA-like drive: `a_t = 1 - sc_t`, `b_t = sc_t·x_t`, `sc_t` in (0, 1) varying per row.
+    fn coefficients(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = Lcg(seed);
+        let mut x = Vec::with_capacity(n);
+        let mut p = 100.0;
+        let mut sc = Vec::with_capacity(n);
+        for _ in 0..n {
+            p += rng.normal();
+            x.push(p);
+            let e = rng.uniform();
+            let s = 2.0 / 31.0 + e * (2.0 / 3.0 - 2.0 / 31.0);
+            sc.push(s * s);
+        }
+        let a = sc.iter().map(|s| 1.0 - s).collect();
+        let b = sc.iter().zip(&x).map(|(s, x)| s * x).collect();
+        (a, b)
+    }
+
+    fn run<S: Splitter>(s: &S, a: &[f64], b: &[f64], p: usize, seed: f64) -> Vec<f64> {
+        let mut out = vec![f64::from_bits(0x7ff8_dead_0000_0001); a.len()];
+        let drive = |start: usize, ab: &mut [[f64; 2]]| {
+            for (i, v) in ab.iter_mut().enumerate() {
+                *v = [a[start + i], b[start + i]];
+            }
+        };
+        run_varscan(s, a.len(), p, seed, drive, [&mut out], |o, i, _, ys| {
+            write_y(o[0], i, ys)
+        });
+        out
+    }
+
+    #[test]
+    fn matches_sequential_loop_closely() {
+        for n in [1, 2, 1024, 1025, 5000, 30_000] {
+            let (a, b) = coefficients(n, n as u64);
+            for p in [0usize, 1, 1023, 1024, 2999] {
+                if p >= n {
+                    continue;
+                }
+                let seed = b[p] * 3.0;
+                let got = run(&Sequential, &a, &b, p, seed);
+                let mut want = vec![0.0; n];
+                want[p] = seed;
+                for t in p + 1..n {
+                    want[t] = a[t] * want[t - 1] + b[t];
+                }
+                assert_close(&got[p..], &want[p..], 1e-12, "varscan");
+            }
+        }
+    }
+
+    #[test]
+    fn any_split_gives_identical_bits() {
+        let mut rng = Lcg(41);
+        for n in [1, 2, 1023, 1024, 1025, 4097, 9000, 20_000] {
+            let (mut a, mut b) = coefficients(n, 7 + n as u64);
+            // Awkward coefficients: growth, sign changes, zero (forgets the past), NaN late on.
+            for (t, v) in a.iter_mut().enumerate() {
+                match t % 97 {
+                    5 => *v = 1.5,
+                    9 => *v = -0.7,
+                    13 => *v = 0.0,
+                    _ => {}
+                }
+            }
+            if n > 15_000 {
+                b[15_000] = f64::NAN;
+            }
+            for p in [0usize, 1, 1022, 1023, 4100] {
+                if p >= n {
+                    continue;
+                }
+                let whole = run(&Sequential, &a, &b, p, 1.25);
+                for _ in 0..6 {
+                    let got = run(&CutAt(random_cuts(&mut rng, n, 16)), &a, &b, p, 1.25);
+                    assert_bits_eq(&got, &whole, "varscan split");
+                }
+            }
+        }
+    }
+
+    /// With a constant coefficient the products are `scan.rs`'s power table (`A_j = a^j` by the
+    /// same chain of multiplications), so both scans give the same bits.
+    #[test]
+    fn constant_coefficients_give_the_scan_bits() {
+        let mut rng = Lcg(3);
+        let n = 9000;
+        let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        for (a, p) in [(0.9, 0usize), (0.5, 17), (0.999, 1023), (1.0, 5000)] {
+            let rec = Recurrence {
+                decay: [a],
+                seed_row: p,
+                seed: [x[p]],
+            };
+            let mut want = vec![0.0; n];
+            let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [x[t]]);
+            run_scan(&Sequential, n, &rec, drive, [&mut want], |o, i, t, ys| {
+                write_rows(o[0], i, t, ys, |_, y| y[0])
+            });
+            let av = vec![a; n];
+            let got = run(&Sequential, &av, &x, p, x[p]);
+            assert_bits_eq(&got[p..], &want[p..], "varscan vs scan");
+        }
+    }
+}
