@@ -9,7 +9,7 @@
 //!   of the first `signal` MACD values; `hist = macd - signal`. Lookback `slow + signal - 2`.
 //!   Sums are left-to-right folds from `0.0`, means are one division.
 
-use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
+use super::scan::{run_scan, write_rows, Recurrence};
 use super::split::Splitter;
 
 /// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
@@ -62,7 +62,12 @@ pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         return;
     }
     let (rec, k) = ema_recurrence(x, period);
-    let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [k * x[t]]);
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        let rows = &x[start..start + b.len()];
+        for (v, &xt) in b.iter_mut().zip(rows) {
+            *v = [k * xt];
+        }
+    };
     run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0])
     });
@@ -83,7 +88,12 @@ pub fn macd<S: Splitter>(
         return;
     }
     let (rec, [kf, ks]) = macd_recurrence(x, fast, slow);
-    let drive = |start: usize, b: &mut [[f64; 2]]| fill_rows(start, b, |t| [kf * x[t], ks * x[t]]);
+    let drive = |start: usize, b: &mut [[f64; 2]]| {
+        let rows = &x[start..start + b.len()];
+        for (v, &xt) in b.iter_mut().zip(rows) {
+            *v = [kf * xt, ks * xt];
+        }
+    };
     run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0] - y[1])
     });
@@ -94,7 +104,12 @@ pub fn macd<S: Splitter>(
     }
     let m: &[f64] = macd;
     let (rec, kg) = signal_recurrence(m, slow, signal);
-    let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [kg * m[t]]);
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        let rows = &m[start..start + b.len()];
+        for (v, &mt) in b.iter_mut().zip(rows) {
+            *v = [kg * mt];
+        }
+    };
     run_scan(split, n, &rec, drive, [sig, hist], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |_, y| y[0]);
         write_rows(o[1], i, t, ys, |t, y| m[t] - y[0]);

@@ -297,11 +297,17 @@ fn run_moments<S: Splitter, const VAR: bool, const K: usize>(
 
 /// Simple moving average; rows `< period - 1` are left untouched (warm-up).
 pub fn sma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let inv_w = 1.0 / period as f64;
-    run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
-        for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
-            *dst = r + s1 * inv_w;
-        }
+    let (n, w) = (x.len(), period);
+    if w == 0 || n < w {
+        return;
+    }
+    // [`sma_rows`] is the same arithmetic as the tiles' sums and `sma`'s writer, written straight
+    // into the output with no intermediate sums.
+    split.for_each_piece(w - 1, [&mut out[w - 1..n]], |lo, [piece]| {
+        let hi = lo + piece.len();
+        with_scratch(GROUP * w, |suf| {
+            sma_rows(&x[..hi], 0, w, (lo, hi), suf, piece)
+        });
     });
 }
 
@@ -346,9 +352,19 @@ fn sma_rows_w<const W: usize>(
     let w = if W == 0 { w } else { W };
     let inv_w = 1.0 / w as f64;
     let mut k = 0;
-    for b in lo / w..=(hi - 1) / w {
+    let (first, last) = (lo / w, (hi - 1) / w);
+    let mut b = first;
+    while b <= last {
         let bs = b * w;
         let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        // GROUP whole blocks at once when the caller's scratch and input allow it.
+        if W == 0 && o_lo == 0 && bs >= x0 + w && (b + GROUP) * w <= hi && suf.len() >= GROUP * w {
+            let win = &x[bs - w - x0..bs + GROUP * w - x0];
+            sma_whole_blocks::<GROUP>(win, w, inv_w, suf, &mut out[k..k + GROUP * w]);
+            k += GROUP * w;
+            b += GROUP;
+            continue;
+        }
         if o_lo == 0 && o_hi == w {
             let win = &x[bs + 1 - w - x0..bs + w - x0];
             sma_whole_block::<W>(win, w, inv_w, suf, &mut out[k..k + w]);
@@ -356,6 +372,47 @@ fn sma_rows_w<const W: usize>(
             sma_part_block(x, x0, w, bs, (o_lo, o_hi), suf, &mut out[k..]);
         }
         k += o_hi - o_lo;
+        b += 1;
+    }
+}
+
+/// Whole blocks that [`sma_rows`] handles together when its scratch holds `GROUP * w` values.
+pub(crate) const GROUP: usize = 4;
+
+/// The rows of `G` consecutive whole blocks `b .. b + G` from `win`, block `b - 1` through block
+/// `b + G - 1`. Per block, the same operations in the same order as [`sma_whole_block`]; the
+/// blocks' chains are independent, so interleaving them hides the latency of the serial sums that
+/// bounds one block on its own. `suf` is stored offset-major so each step's `G` values are adjacent.
+#[inline(always)]
+fn sma_whole_blocks<const G: usize>(
+    win: &[f64],
+    w: usize,
+    inv_w: f64,
+    suf: &mut [f64],
+    out: &mut [f64],
+) {
+    let xs = &win[..(G + 1) * w];
+    let suf = &mut suf[..G * w];
+    let out = &mut out[..G * w];
+    let r: [f64; G] = std::array::from_fn(|j| reference(xs, (j + 1) * w));
+    let mut q = [0.0f64; G];
+    for i in (1..w).rev() {
+        for j in 0..G {
+            q[j] = (xs[j * w + i] - r[j]) + q[j];
+        }
+        suf[i * G..(i + 1) * G].copy_from_slice(&q);
+    }
+    let mut p = [0.0f64; G];
+    for i in 0..w - 1 {
+        let s = &suf[(i + 1) * G..(i + 2) * G];
+        for j in 0..G {
+            p[j] = p[j] + (xs[(j + 1) * w + i] - r[j]);
+            out[j * w + i] = r[j] + (s[j] + p[j]) * inv_w;
+        }
+    }
+    for j in 0..G {
+        p[j] = p[j] + (xs[(j + 1) * w + w - 1] - r[j]);
+        out[j * w + w - 1] = r[j] + p[j] * inv_w;
     }
 }
 
@@ -543,6 +600,32 @@ mod tests {
         );
     }
 
+    /// `sma` (now [`sma_rows`]) is the bits of the tiles' sums through the mean formula, which
+    /// `bollinger.middle` still uses.
+    #[test]
+    fn sma_equals_tile_sums_mean() {
+        for mut x in series_zoo(4000, 29) {
+            x[1234] = f64::NAN;
+            x[2000] = f64::INFINITY;
+            for w in [1, 2, 7, 9, 20, 30, 77, 1024] {
+                let iw = 1.0 / w as f64;
+                let mut want = vec![0.0; x.len()];
+                run_moments::<Sequential, false, 1>(
+                    &Sequential,
+                    &x,
+                    w,
+                    [&mut want],
+                    |[o], _, r, s1, _| {
+                        for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
+                            *dst = r + s1 * iw;
+                        }
+                    },
+                );
+                assert_bits_eq(&run_sma(&Sequential, &x, w), &want, "sma vs tiles");
+            }
+        }
+    }
+
     #[test]
     fn nan_poisons_only_windows_holding_it() {
         let mut x: Vec<f64> = (0..100).map(|i| i as f64 * 1.5 + 3.0).collect();
@@ -591,8 +674,9 @@ mod tests {
             x[450] = -0.0;
             for w in [1, 2, 3, 5, 9, 40] {
                 let whole = run_sma(&Sequential, &x, w);
-                let mut suf = vec![0.0; w];
-                for _ in 0..20 {
+                for i in 0..40 {
+                    // Scratch of `w` (stoch's) takes blocks one by one, of `GROUP * w` in groups.
+                    let mut suf = vec![0.0; if i % 2 == 0 { w } else { GROUP * w }];
                     let lo = w - 1 + rng.below(x.len() - w + 1);
                     let hi = lo + rng.below(x.len() - lo + 1);
                     let x0 = rng.below(lo + 2 - w);

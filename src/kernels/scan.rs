@@ -136,14 +136,19 @@ impl<const C: usize> Recurrence<C> {
     #[inline(always)]
     fn local_lanes_in_place(&self, buf: &mut [[f64; C]]) {
         let a = self.decay;
-        let mut l: [[f64; C]; LANES] = std::array::from_fn(|j| buf[j * SCAN_BLOCK]);
+        // Fixed-size views so the interleaved loop carries no bounds checks.
+        let blocks: &mut [[[f64; C]; SCAN_BLOCK]; LANES] = match buf.as_chunks_mut().0.try_into() {
+            Ok(blocks) => blocks,
+            Err(_) => unreachable!("the lane path gets exactly LANES full blocks"),
+        };
+        let mut l: [[f64; C]; LANES] = std::array::from_fn(|j| blocks[j][0]);
         for i in 1..SCAN_BLOCK {
-            for (j, lj) in l.iter_mut().enumerate() {
-                let b = buf[j * SCAN_BLOCK + i];
+            for (lj, block) in l.iter_mut().zip(blocks.iter_mut()) {
+                let b = block[i];
                 for c in 0..C {
                     lj[c] = a[c] * lj[c] + b[c];
                 }
-                buf[j * SCAN_BLOCK + i] = *lj;
+                block[i] = *lj;
             }
         }
     }

@@ -85,11 +85,13 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
 
 #[inline(always)]
 pub fn true_range(h: &[f64], l: &[f64], c: &[f64], t: usize) -> f64 {
-    let prev = c[t - 1];
-    nan_max(
-        nan_max(h[t] - l[t], (prev - h[t]).abs()),
-        (prev - l[t]).abs(),
-    )
+    true_range_of(h[t], l[t], c[t - 1])
+}
+
+/// [`true_range`] from the row's high and low and the previous close.
+#[inline(always)]
+fn true_range_of(h: f64, l: f64, prev: f64) -> f64 {
+    nan_max(nan_max(h - l, (prev - h).abs()), (prev - l).abs())
 }
 
 fn atr_with<S: Splitter>(
@@ -103,8 +105,17 @@ fn atr_with<S: Splitter>(
         return;
     }
     let (rec, inv) = atr_recurrence((h, l, c), period);
-    let drive =
-        |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [true_range(h, l, c, t) * inv]);
+    // The block's inputs are sliced once so the per-row loop has no bounds checks and vectorises.
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        let end = start + b.len();
+        let rows = h[start..end]
+            .iter()
+            .zip(&l[start..end])
+            .zip(&c[start - 1..end - 1]);
+        for (v, ((&ht, &lt), &prev)) in b.iter_mut().zip(rows) {
+            *v = [true_range_of(ht, lt, prev) * inv];
+        }
+    };
     run_scan(split, h.len(), &rec, drive, [out], |o, i, t, ys| {
         write_rows(o[0], i, t, ys, |t, y| finish(t, y[0]))
     });
