@@ -68,8 +68,8 @@ pub fn ema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
             *v = [k * xt];
         }
     };
-    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |_, y| y[0])
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0])
     });
 }
 
@@ -94,8 +94,8 @@ pub fn macd<S: Splitter>(
             *v = [kf * xt, ks * xt];
         }
     };
-    run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |_, y| y[0] - y[1])
+    run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0] - y[1])
     });
 
     let start = slow + signal - 2;
@@ -110,9 +110,9 @@ pub fn macd<S: Splitter>(
             *v = [kg * mt];
         }
     };
-    run_scan(split, n, &rec, drive, [sig, hist], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |_, y| y[0]);
-        write_rows(o[1], i, t, ys, |t, y| m[t] - y[0]);
+    run_scan(split, n, &rec, drive, [sig, hist], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0]);
+        write_rows(o[1], i, t, ys, st, |t, y| m[t] - y[0]);
     });
 }
 

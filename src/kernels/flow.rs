@@ -54,8 +54,8 @@ pub fn obv<S: Splitter>(split: &S, close: &[f64], volume: &[f64], out: &mut [f64
             [select(now.is_nan() | before.is_nan(), f64::NAN, step)]
         })
     };
-    run_scan(split, close.len(), &rec, drive, [out], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |_, y| y[0])
+    run_scan(split, close.len(), &rec, drive, [out], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0])
     });
 }
 

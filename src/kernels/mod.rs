@@ -20,6 +20,7 @@ pub mod scan;
 pub mod scratch;
 pub mod sequential;
 pub mod split;
+pub mod stream_store;
 pub mod varscan;
 pub mod wilder;
 pub mod wma;

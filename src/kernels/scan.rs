@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
+pub use super::stream_store::Store;
+use super::stream_store::{store_rows, with_store};
 
 /// Scan block length `B`, a constant of the spec (changing it changes results in the last bits).
 pub const SCAN_BLOCK: usize = 1024;
@@ -227,22 +229,25 @@ fn fix_up<const C: usize>(buf: &mut [[f64; C]], powers: &Powers<C>, c: [f64; C])
     buf.last().copied().unwrap_or(c)
 }
 
-/// Runs the recurrence: `drive` supplies `b_t` block by block, and `write(outs, i, t, ys)` receives
-/// `y` for rows `t ..= t + ys.len() - 1`, stored at `i..` of the piece `outs` (full-length slices
-/// cut by the splitter). Every row `t` in `[seed_row, n)` is written exactly once.
+/// Runs the recurrence: `drive` supplies `b_t` block by block, and `write(outs, i, t, ys, store)`
+/// receives `y` for rows `t ..= t + ys.len() - 1`, stored at `i..` of the piece `outs`
+/// (full-length slices cut by the splitter) with the stores `store` names ([`write_rows`] takes
+/// it; large outputs are streamed). Every row `t` in `[seed_row, n)` is written exactly once, at
+/// most one block at a time, right after the block's fix-up, while it is in L1.
 pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     split: &S,
     n: usize,
     rec: &Recurrence<C>,
     drive: impl Drive<C>,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]]) + Sync + Send,
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]], Store<'_>) + Sync + Send,
 ) {
     let p = rec.seed_row;
     if n <= p {
         return;
     }
     let powers = Powers::new(rec.decay);
+    let rows = n - p;
     let first_block = (p + 1) / SCAN_BLOCK;
     let n_blocks = if p + 1 < n {
         (n - 1) / SCAN_BLOCK + 1 - first_block
@@ -252,7 +257,7 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     if split.workers() > 1 && n_blocks > LANES {
         let blocks = (first_block, first_block + n_blocks);
         return run_chained(
-            split, n, rec, &powers, blocks, &drive, outs, &write, PATIENCE,
+            split, n, rec, &powers, blocks, &drive, outs, &write, rows, PATIENCE,
         );
     }
     // Carries are needed up to the block where the last piece starts: the local ends of the blocks
@@ -303,7 +308,7 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
         let hi = lo + piece[0].len();
         let mut t = lo;
         if t == p {
-            write(&mut piece, 0, p, &[rec.seed]);
+            write(&mut piece, 0, p, &[rec.seed], Store::Cached);
             t += 1;
         }
         if t >= hi {
@@ -327,34 +332,37 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
             longest_block
         };
         with_scratch(buf_len * C, |raw| {
-            let buf = raw.as_chunks_mut::<C>().0;
-            while t < hi {
-                // Fast path: LANES full blocks that start exactly at t and end inside the piece.
-                if t == k * SCAN_BLOCK
-                    && t + LANES * SCAN_BLOCK <= hi
-                    && (k..k + LANES).all(|kk| rec.is_full(kk, n))
-                {
-                    drive(t, buf);
-                    rec.local_lanes_in_place(buf);
-                    for block in buf.chunks_exact_mut(SCAN_BLOCK) {
-                        c = fix_up(block, &powers, c);
+            with_store(rows, |store| {
+                let buf = raw.as_chunks_mut::<C>().0;
+                while t < hi {
+                    // Fast path: LANES full blocks that start exactly at t and end inside the piece.
+                    if t == k * SCAN_BLOCK
+                        && t + LANES * SCAN_BLOCK <= hi
+                        && (k..k + LANES).all(|kk| rec.is_full(kk, n))
+                    {
+                        drive(t, buf);
+                        rec.local_lanes_in_place(buf);
+                        for (j, block) in buf.chunks_exact_mut(SCAN_BLOCK).enumerate() {
+                            c = fix_up(block, &powers, c);
+                            let at = t + j * SCAN_BLOCK;
+                            write(&mut piece, at - lo, at, block, store);
+                        }
+                        t += LANES * SCAN_BLOCK;
+                        k += LANES;
+                        continue;
                     }
-                    write(&mut piece, t - lo, t, buf);
-                    t += LANES * SCAN_BLOCK;
-                    k += LANES;
-                    continue;
+                    // One block (or its part inside the piece), recomputed from the block's start.
+                    let (s, e) = rec.span(k, n);
+                    let end = e.min(hi);
+                    let b = &mut buf[..end - s];
+                    drive(s, b);
+                    rec.local_in_place(b);
+                    c = fix_up(b, &powers, c);
+                    write(&mut piece, t - lo, t, &b[t - s..], store);
+                    t = end;
+                    k += 1;
                 }
-                // One block (or its part inside the piece), recomputed from the block's start.
-                let (s, e) = rec.span(k, n);
-                let end = e.min(hi);
-                let b = &mut buf[..end - s];
-                drive(s, b);
-                rec.local_in_place(b);
-                c = fix_up(b, &powers, c);
-                write(&mut piece, t - lo, t, &b[t - s..]);
-                t = end;
-                k += 1;
-            }
+            })
         });
         if hi == n {
             split.scan_carry_out(&c);
@@ -378,7 +386,8 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
     blocks: (usize, usize),
     drive: &impl Drive<C>,
     outs: [&mut [f64]; K],
-    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]]) + Sync + Send),
+    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; C]], Store<'_>) + Sync + Send),
+    rows: usize,
     patience: u32,
 ) {
     let chain = Chain::new(rec, powers, drive, n, blocks);
@@ -388,32 +397,33 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
     lens.extend((0..chain.units()).map(|u| chain.unit_rows(u).1 - chain.unit_rows(u).0));
     let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
     if let Some(mut seed_piece) = pieces.next() {
-        write(&mut seed_piece, 0, p, &[rec.seed]);
+        write(&mut seed_piece, 0, p, &[rec.seed], Store::Cached);
     }
     let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
     let next = AtomicUsize::new(0);
 
     split.run_workers(|| {
         with_scratch(2 * SCAN_BLOCK * LANES * C, |raw| {
-            let (buf, spare) = raw.as_chunks_mut::<C>().0.split_at_mut(SCAN_BLOCK * LANES);
-            loop {
-                // Increasing order: a unit's predecessors are claimed already, most of them done.
-                let u = next.fetch_add(1, Ordering::Relaxed);
-                if u >= chain.units() {
-                    return;
+            with_store(rows, |store| {
+                let (buf, spare) = raw.as_chunks_mut::<C>().0.split_at_mut(SCAN_BLOCK * LANES);
+                loop {
+                    // Increasing order: a unit's predecessors are claimed already, most of them done.
+                    let u = next.fetch_add(1, Ordering::Relaxed);
+                    if u >= chain.units() {
+                        return;
+                    }
+                    let (lo, hi) = chain.unit_rows(u);
+                    let b = &mut buf[..hi - lo];
+                    let started = Instant::now();
+                    chain.local(u, b);
+                    let c_in = chain.carry_into(u, started.elapsed() * patience, spare);
+                    let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
+                    let Some(mut piece) = piece else {
+                        unreachable!("scan unit {u} claimed twice")
+                    };
+                    chain.finish(u, b, c_in, |s, ys| write(&mut piece, s - lo, s, ys, store));
                 }
-                let (lo, hi) = chain.unit_rows(u);
-                let b = &mut buf[..hi - lo];
-                let started = Instant::now();
-                chain.local(u, b);
-                let c_in = chain.carry_into(u, started.elapsed() * patience, spare);
-                chain.finish(u, b, c_in);
-                let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
-                let Some(mut piece) = piece else {
-                    unreachable!("scan unit {u} claimed twice")
-                };
-                write(&mut piece, 0, lo, b);
-            }
+            })
         })
     });
     if let Some(c) = chain.carries.last().and_then(OnceLock::get) {
@@ -486,14 +496,23 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
     }
 
     /// Steps 2 and 3 for unit `u`: publishes its carry out first (the next unit is waiting for
-    /// it), then turns the local values in `buf` into `y`.
-    fn finish(&self, u: usize, buf: &mut [[f64; C]], c_in: [f64; C]) {
+    /// it), then turns the local values in `buf` into `y` block by block, handing each block's
+    /// `y` to `emit(first_row, ys)` while it is in L1.
+    fn finish(
+        &self,
+        u: usize,
+        buf: &mut [[f64; C]],
+        c_in: [f64; C],
+        mut emit: impl FnMut(usize, &[[f64; C]]),
+    ) {
         let cs = self.chain(u, buf, c_in);
         let lo = self.unit_rows(u).0;
         let (k0, k_end) = self.unit_blocks(u);
         for (j, k) in (k0..k_end).enumerate() {
             let (s, e) = self.rec.span(k, self.n);
-            fix_up(&mut buf[s - lo..e - lo], self.powers, cs[j]);
+            let block = &mut buf[s - lo..e - lo];
+            fix_up(block, self.powers, cs[j]);
+            emit(s, block);
         }
     }
 
@@ -549,18 +568,17 @@ fn wait_briefly<const C: usize>(cell: &OnceLock<[f64; C]>, patience: Duration) -
     }
 }
 
-/// Helper for writers of one output per channel-0 value: `out[i + j] = f(t + j, ys[j])`.
+/// Helper for writers of one output: `out[i + j] = f(t + j, ys[j])`, with `store`'s stores.
 #[inline(always)]
 pub fn write_rows<const C: usize>(
     out: &mut [f64],
     i: usize,
     t: usize,
     ys: &[[f64; C]],
+    store: Store,
     f: impl Fn(usize, &[f64; C]) -> f64,
 ) {
-    for (j, (dst, y)) in out[i..i + ys.len()].iter_mut().zip(ys).enumerate() {
-        *dst = f(t + j, y);
-    }
+    store_rows(&mut out[i..i + ys.len()], ys, store, |j, y| f(t + j, y));
 }
 
 #[cfg(test)]
@@ -577,8 +595,8 @@ mod tests {
         };
         let mut out = vec![0.0; x.len()];
         let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [x[t]]);
-        run_scan(s, x.len(), &rec, drive, [&mut out], |o, i, t, ys| {
-            write_rows(o[0], i, t, ys, |_, y| y[0])
+        run_scan(s, x.len(), &rec, drive, [&mut out], |o, i, t, ys, st| {
+            write_rows(o[0], i, t, ys, st, |_, y| y[0])
         });
         out
     }
@@ -704,8 +722,12 @@ mod tests {
                 };
                 let mut out = vec![0.0; n];
                 let powers = Powers::new(rec.decay);
-                let write = |o: &mut [&mut [f64]; 1], i: usize, t: usize, ys: &[[f64; 1]]| {
-                    write_rows(o[0], i, t, ys, |_, y| y[0])
+                let write = |o: &mut [&mut [f64]; 1],
+                             i: usize,
+                             t: usize,
+                             ys: &[[f64; 1]],
+                             st: Store<'_>| {
+                    write_rows(o[0], i, t, ys, st, |_, y| y[0])
                 };
                 run_chained(
                     &w,
@@ -716,6 +738,7 @@ mod tests {
                     &drive,
                     [&mut out],
                     &write,
+                    usize::MAX,
                     0,
                 );
                 assert_bits_eq(&out, &whole, "impatient chained scan");
@@ -753,8 +776,8 @@ mod tests {
         };
         let mut out = vec![0.0; n];
         let started = Instant::now();
-        run_scan(&w, n, &rec, drive, [&mut out], |o, i, t, ys| {
-            write_rows(o[0], i, t, ys, |_, y| y[0])
+        run_scan(&w, n, &rec, drive, [&mut out], |o, i, t, ys, st| {
+            write_rows(o[0], i, t, ys, st, |_, y| y[0])
         });
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert_eq!(

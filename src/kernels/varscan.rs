@@ -256,9 +256,14 @@ mod tests {
             };
             let mut want = vec![0.0; n];
             let drive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [x[t]]);
-            run_scan(&Sequential, n, &rec, drive, [&mut want], |o, i, t, ys| {
-                write_rows(o[0], i, t, ys, |_, y| y[0])
-            });
+            run_scan(
+                &Sequential,
+                n,
+                &rec,
+                drive,
+                [&mut want],
+                |o, i, t, ys, st| write_rows(o[0], i, t, ys, st, |_, y| y[0]),
+            );
             let av = vec![a; n];
             let got = run(&Sequential, &av, &x, p, x[p]);
             assert_bits_eq(&got[p..], &want[p..], "varscan vs scan");

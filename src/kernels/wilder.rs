@@ -71,8 +71,8 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
             [dg * inv, dl * inv]
         })
     };
-    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |_, &[g, l]| {
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, &[g, l]| {
             let total = g + l;
             if total != 0.0 {
                 100.0 * (g / total)
@@ -116,8 +116,8 @@ fn atr_with<S: Splitter>(
             *v = [true_range_of(ht, lt, prev) * inv];
         }
     };
-    run_scan(split, h.len(), &rec, drive, [out], |o, i, t, ys| {
-        write_rows(o[0], i, t, ys, |t, y| finish(t, y[0]))
+    run_scan(split, h.len(), &rec, drive, [out], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |t, y| finish(t, y[0]))
     });
 }
 
