@@ -9,8 +9,8 @@
 //!   of the first `signal` MACD values; `hist = macd - signal`. Lookback `slow + signal - 2`.
 //!   Sums are left-to-right folds from `0.0`, means are one division.
 
-use super::scan::{run_scan, write_rows, Recurrence};
-use super::split::Splitter;
+use super::scan::{run_scan, run_scan_feeding_scan, write_rows, Recurrence};
+use super::split::{Sequential, Splitter};
 
 /// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
 pub fn seed_mean(values: &[f64]) -> f64 {
@@ -94,11 +94,30 @@ pub fn macd<S: Splitter>(
             *v = [kf * xt, ks * xt];
         }
     };
+    let start = slow + signal - 2;
+    if split.workers() > 1 && n > start + 1 {
+        // One chained pass for both scans. The signal's seed averages the line's first values:
+        // a scan's row t depends only on rows <= t, so the prefix alone gives their bits.
+        let [mut pm, mut ps, mut ph] = [0, 1, 2].map(|_| vec![0.0; start + 1]);
+        self::macd(
+            &Sequential,
+            &x[..=start],
+            (fast, slow, signal),
+            &mut pm,
+            &mut ps,
+            &mut ph,
+        );
+        let (srec, kg) = signal_recurrence(&pm, slow, signal);
+        let signal_stage = (&srec, kg, pm[start]);
+        let outs = [&mut *macd, &mut *sig, &mut *hist];
+        if run_scan_feeding_scan(split, n, &rec, drive, |y| y[0] - y[1], signal_stage, outs) {
+            return;
+        }
+    }
     run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys, st| {
         write_rows(o[0], i, t, ys, st, |_, y| y[0] - y[1])
     });
 
-    let start = slow + signal - 2;
     if n <= start {
         return;
     }

@@ -431,13 +431,186 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
     }
 }
 
+/// A scan whose rows feed a second, one-channel scan (MACD's line and signal), in one chained
+/// pass. The first scan's row `t` gives `m_t = value(y_t)`, written to `outs[0]` from its seed row
+/// on; the second recurrence (its own seed row `>=` the first's, its own block grid by the spec)
+/// is driven by `k·m_t` and gives `z_t`, written to `outs[1]`, and `m_t - z_t`, written to
+/// `outs[2]`, from its seed row on; `m_seed` is `m` at that row (the caller computes the second
+/// seed from a prefix anyway). The bits are those of [`run_scan`] of the first scan into
+/// `outs[0]`, then [`run_scan`] of the second reading it: the same formulas on the same blocks.
+/// Only the schedule differs: both stages use the first stage's units, and a worker runs a unit's
+/// first stage, then at once (its `m` still in cache) the unit's second stage, whose carry is
+/// chained one stage behind the first's; a late carry of either stage is recomputed as in
+/// [`run_chained`]. Each stage hands its carry out to the splitter, first, then second.
+///
+/// Returns `false` without doing anything unless the splitter has several workers and the
+/// second scan more than [`LANES`] blocks; the caller then runs the two scans.
+pub fn run_scan_feeding_scan<S: Splitter, const C: usize>(
+    split: &S,
+    n: usize,
+    first: &Recurrence<C>,
+    drive: impl Drive<C>,
+    value: impl Fn(&[f64; C]) -> f64 + Sync,
+    second: (&Recurrence<1>, f64, f64),
+    outs: [&mut [f64]; 3],
+) -> bool {
+    feed_chained(split, n, first, drive, value, second, outs, PATIENCE)
+}
+
+/// [`run_scan_feeding_scan`] with a given patience (see [`PATIENCE`]).
+#[allow(clippy::too_many_arguments)]
+fn feed_chained<S: Splitter, const C: usize>(
+    split: &S,
+    n: usize,
+    first: &Recurrence<C>,
+    drive: impl Drive<C>,
+    value: impl Fn(&[f64; C]) -> f64 + Sync,
+    (second, k, m_seed): (&Recurrence<1>, f64, f64),
+    [m_out, z_out, h_out]: [&mut [f64]; 3],
+    patience: u32,
+) -> bool {
+    let (p1, p2) = (first.seed_row, second.seed_row);
+    if split.workers() <= 1 || p2 < p1 || n <= p2 + 1 {
+        return false;
+    }
+    let (f1, f2, end) = (
+        (p1 + 1) / SCAN_BLOCK,
+        (p2 + 1) / SCAN_BLOCK,
+        (n - 1) / SCAN_BLOCK + 1,
+    );
+    if end - f2 <= LANES {
+        return false;
+    }
+    let (powers1, powers2) = (Powers::new(first.decay), Powers::new(second.decay));
+    let line = Chain::new(first, &powers1, &drive, n, (f1, end));
+    // The second stage's drive from nothing but the inputs, for the rare unit whose carry is late
+    // and must be recomputed: the first stage's rows of that unit, from its own carry.
+    let recompute = |start: usize, b: &mut [[f64; 1]]| {
+        let u = (start / SCAN_BLOCK - f1) / LANES;
+        let (lo, hi) = line.unit_rows(u);
+        with_scratch(2 * SCAN_BLOCK * LANES * C, |raw| {
+            let (lb, spare) = raw.as_chunks_mut::<C>().0.split_at_mut(SCAN_BLOCK * LANES);
+            let lb = &mut lb[..hi - lo];
+            let c = line.carry_into(u, Duration::ZERO, spare);
+            line.local(u, lb);
+            line.finish(u, lb, c, |s, ys| {
+                for (j, y) in ys.iter().enumerate() {
+                    if let Some(v) = (s + j).checked_sub(start).and_then(|i| b.get_mut(i)) {
+                        *v = [k * value(y)];
+                    }
+                }
+            });
+        })
+    };
+    let sig = Chain::on_grid(second, &powers2, &recompute, n, f1, (f2, end));
+    let units = line.units();
+
+    // Seed rows, then one piece per unit of each stage's rows (empty before the second's first).
+    m_out[p1] = value(&first.seed);
+    z_out[p2] = second.seed[0];
+    h_out[p2] = m_seed - second.seed[0];
+    let m_lens: Vec<usize> = (0..units)
+        .map(|u| line.unit_rows(u).1 - line.unit_rows(u).0)
+        .collect();
+    let z_lens: Vec<usize> = (0..units)
+        .map(|u| match sig.unit_blocks(u) {
+            (k0, k1) if k0 < k1 => sig.unit_rows(u).1 - sig.unit_rows(u).0,
+            _ => 0,
+        })
+        .collect();
+    let m_pieces = cut_pieces([&mut m_out[p1 + 1..n]], &m_lens);
+    let z_pieces = cut_pieces([&mut z_out[p2 + 1..n], &mut h_out[p2 + 1..n]], &z_lens);
+    let slots: Vec<Mutex<Option<_>>> = m_pieces
+        .into_iter()
+        .zip(z_pieces)
+        .map(|x| Mutex::new(Some(x)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    const U: usize = SCAN_BLOCK * LANES;
+
+    split.run_workers(|| {
+        with_scratch(U * (2 * C + 3), |raw| {
+            with_store(n - p1, |store| {
+                let (lraw, rest) = raw.split_at_mut(2 * U * C);
+                let (buf, spare) = lraw.as_chunks_mut::<C>().0.split_at_mut(U);
+                let (mbuf, rest) = rest.split_at_mut(U);
+                let (zraw, zspare) = rest.split_at_mut(U);
+                let (zbuf, zspare) = (zraw.as_chunks_mut::<1>().0, zspare.as_chunks_mut::<1>().0);
+                loop {
+                    let u = next.fetch_add(1, Ordering::Relaxed);
+                    if u >= units {
+                        return;
+                    }
+                    let (lo, hi) = line.unit_rows(u);
+                    let b = &mut buf[..hi - lo];
+                    let started = Instant::now();
+                    line.local(u, b);
+                    let c_in = line.carry_into(u, started.elapsed() * patience, spare);
+                    let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
+                    let Some(([mp], [zp, hp])) = piece else {
+                        unreachable!("scan unit {u} claimed twice")
+                    };
+                    let m = &mut mbuf[..hi - lo];
+                    line.finish(u, b, c_in, |s, ys| {
+                        let rows = s - lo..s - lo + ys.len();
+                        for (mt, y) in m[rows.clone()].iter_mut().zip(ys) {
+                            *mt = value(y);
+                        }
+                        store_rows(&mut mp[rows.clone()], &m[rows], store, |_, &mt| mt);
+                    });
+                    let (k0, k1) = sig.unit_blocks(u);
+                    if k0 >= k1 {
+                        continue;
+                    }
+                    // The second stage on the same unit, driven from `m` in cache.
+                    let (slo, shi) = sig.unit_rows(u);
+                    let ms = &m[slo - lo..hi - lo];
+                    let zb = &mut zbuf[..shi - slo];
+                    let fast = |start: usize, bb: &mut [[f64; 1]]| {
+                        for (v, &mt) in bb.iter_mut().zip(&ms[start - slo..]) {
+                            *v = [k * mt];
+                        }
+                    };
+                    sig.local_with(&fast, u, zb);
+                    let c2 = sig.carry_into(u, started.elapsed() * patience, zspare);
+                    sig.finish(u, zb, c2, |s, ys| {
+                        let rows = s - slo..s - slo + ys.len();
+                        store_rows(&mut zp[rows.clone()], ys, store, |_, y| y[0]);
+                        let mrows = &ms[rows.clone()];
+                        store_rows(&mut hp[rows], ys, store, |j, y| mrows[j] - y[0]);
+                    });
+                }
+            })
+        })
+    });
+    for carries in [
+        line.carries
+            .last()
+            .and_then(OnceLock::get)
+            .map(|c| c.to_vec()),
+        sig.carries
+            .last()
+            .and_then(OnceLock::get)
+            .map(|c| c.to_vec()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        split.scan_carry_out(&carries);
+    }
+    true
+}
+
 /// The shared state of a chained pass: units of [`LANES`] blocks and the carry out of each,
-/// published once known.
+/// published once known. Units are cut on a grid of [`LANES`] blocks from block `origin`
+/// (`<= first`), so a second scan can share a first scan's units; units that end before block
+/// `first` are empty and never used.
 struct Chain<'a, const C: usize, D> {
     rec: &'a Recurrence<C>,
     powers: &'a Powers<C>,
     drive: &'a D,
     n: usize,
+    origin: usize,
     first: usize,
     end: usize,
     carries: Vec<OnceLock<[f64; C]>>,
@@ -451,12 +624,26 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
         n: usize,
         (first, end): (usize, usize),
     ) -> Self {
-        let units = (end - first).div_ceil(LANES);
+        Self::on_grid(rec, powers, drive, n, first, (first, end))
+    }
+
+    /// A chain over blocks `first..end` with units cut from block `origin`.
+    fn on_grid(
+        rec: &'a Recurrence<C>,
+        powers: &'a Powers<C>,
+        drive: &'a D,
+        n: usize,
+        origin: usize,
+        (first, end): (usize, usize),
+    ) -> Self {
+        debug_assert!(origin <= first && first < end);
+        let units = (end - origin).div_ceil(LANES);
         Chain {
             rec,
             powers,
             drive,
             n,
+            origin,
             first,
             end,
             carries: (0..units).map(|_| OnceLock::new()).collect(),
@@ -467,9 +654,14 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
         self.carries.len()
     }
 
+    /// The unit holding block `first` (the earlier ones are empty).
+    fn first_unit(&self) -> usize {
+        (self.first - self.origin) / LANES
+    }
+
     fn unit_blocks(&self, u: usize) -> (usize, usize) {
-        let k0 = self.first + u * LANES;
-        (k0, (k0 + LANES).min(self.end))
+        let k0 = self.origin + u * LANES;
+        (k0.max(self.first), (k0 + LANES).min(self.end))
     }
 
     fn unit_rows(&self, u: usize) -> (usize, usize) {
@@ -479,8 +671,13 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
 
     /// Step 1 for unit `u` into `buf` (exactly its rows).
     fn local(&self, u: usize, buf: &mut [[f64; C]]) {
+        self.local_with(self.drive, u, buf);
+    }
+
+    /// [`Self::local`] with another drive that gives the same `b_t` (e.g. from values at hand).
+    fn local_with(&self, drive: &impl Drive<C>, u: usize, buf: &mut [[f64; C]]) {
         self.rec
-            .local_blocks(self.drive, self.unit_blocks(u), self.n, buf);
+            .local_blocks(drive, self.unit_blocks(u), self.n, buf);
     }
 
     /// Step 2 through unit `u` (local values in `buf`) from `c_in`; publishes the carry out and
@@ -521,7 +718,8 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
     /// the last published carry). So no worker ever waits on another indefinitely: a worker
     /// descheduled on a busy machine, or one that panicked, costs recomputation, not a stall.
     fn carry_into(&self, u: usize, patience: Duration, spare: &mut [[f64; C]]) -> [f64; C] {
-        if u == 0 {
+        let u0 = self.first_unit();
+        if u <= u0 {
             return self.rec.seed;
         }
         if let Some(c) = wait_briefly(&self.carries[u - 1], patience) {
@@ -529,7 +727,7 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
         }
         let mut j = u - 1;
         let mut c = loop {
-            if j == 0 {
+            if j == u0 {
                 break self.rec.seed;
             }
             if let Some(c) = self.carries[j - 1].get() {
@@ -786,6 +984,93 @@ mod tests {
             "the late unit was recomputed once"
         );
         assert_bits_eq(&out, &run(&Sequential, &x, 0.95, 0), "overtaken scan");
+    }
+
+    /// The fused pass of a two-channel scan feeding a one-channel scan gives the bits of the two
+    /// scans run one after the other, on any schedule, patient or not, for second-stage seed rows
+    /// on the first stage's block and unit grids or off them; the carries go out line first.
+    #[test]
+    fn a_scan_feeding_a_scan_gives_the_two_scans_bits() {
+        let mut rng = Lcg(12);
+        let n = 40_000;
+        let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let drive = |start: usize, b: &mut [[f64; 2]]| fill_rows(start, b, |t| [x[t], 0.5 * x[t]]);
+        let value = |y: &[f64; 2]| y[0] - y[1];
+        for (p1, p2) in [
+            (0, 0),
+            (25, 33),
+            (1019, 1027),
+            (1022, 1023),
+            (4, 9000),
+            (3000, 20_000),
+        ] {
+            let first = Recurrence {
+                decay: [0.9, 0.97],
+                seed_row: p1,
+                seed: [x[p1], -x[p1]],
+            };
+            let mut m = vec![0.0; n];
+            run_scan(
+                &Sequential,
+                n,
+                &first,
+                drive,
+                [&mut m],
+                |o, i, t, ys, st| write_rows(o[0], i, t, ys, st, |_, y| value(y)),
+            );
+            let k = 0.2;
+            let second = Recurrence {
+                decay: [0.8],
+                seed_row: p2,
+                seed: [m[p2] * 0.5],
+            };
+            let (mut z, mut h) = (vec![0.0; n], vec![0.0; n]);
+            let sdrive = |start: usize, b: &mut [[f64; 1]]| fill_rows(start, b, |t| [k * m[t]]);
+            run_scan(
+                &Sequential,
+                n,
+                &second,
+                sdrive,
+                [&mut z, &mut h],
+                |o, i, t, ys, st| {
+                    write_rows(o[0], i, t, ys, st, |_, y| y[0]);
+                    write_rows(o[1], i, t, ys, st, |t, y| m[t] - y[0]);
+                },
+            );
+            for (threads, turns, patience) in [
+                (2, 0, 2),
+                (3, 0, 2),
+                (8, 0, 2),
+                (0, 3, 2),
+                (2, 0, 0),
+                (4, 0, 0),
+            ] {
+                let w = Workers {
+                    threads,
+                    turns,
+                    carry_out: Mutex::new(Vec::new()),
+                };
+                let mut got = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+                let [gm, gz, gh] = &mut got;
+                let ran = feed_chained(
+                    &w,
+                    n,
+                    &first,
+                    drive,
+                    value,
+                    (&second, k, m[p2]),
+                    [gm, gz, gh],
+                    patience,
+                );
+                assert!(ran, "p1={p1} p2={p2}");
+                assert_bits_eq(&got[0][p1..], &m[p1..], "fed scan: first stage");
+                assert_bits_eq(&got[1][p2..], &z[p2..], "fed scan: second stage");
+                assert_bits_eq(&got[2][p2..], &h[p2..], "fed scan: difference");
+                let carries = w.carry_out.into_inner().unwrap();
+                assert_eq!(carries.len(), 2);
+                assert_eq!(carries[1], vec![z[n - 1]]);
+            }
+        }
     }
 
     #[test]
