@@ -158,6 +158,42 @@ mod tests {
         }
     }
 
+    /// Outputs large enough to be streamed (`kernels::stream_store`) hold the bits of a short
+    /// run, whose outputs are stored through the cache: a row depends only on the rows before it.
+    #[test]
+    fn streamed_outputs_hold_the_cached_bits() {
+        let (n, short) = (600_000, 40_000);
+        assert!(
+            crate::kernels::stream_store::streams(n)
+                && !crate::kernels::stream_store::streams(short)
+        );
+        let c = &series_zoo(n, 1)[0];
+        let h: Vec<f64> = c.iter().map(|v| v + 0.5).collect();
+        let l: Vec<f64> = c.iter().map(|v| v - 0.5).collect();
+        for spec in all_specs() {
+            let inputs = |m: usize| -> Vec<&[f64]> {
+                match spec.inputs().len() {
+                    3 => vec![&c[..m], &h[..m], &l[..m]],
+                    2 => vec![&c[..m], &h[..m]],
+                    _ => vec![&c[..m]],
+                }
+            };
+            let run = |m: usize, workers: usize| {
+                let mut outs = vec![vec![0.0; m]; spec.outputs().len()];
+                let mut views: Vec<&mut [f64]> =
+                    outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                super::run(&spec, workers, &inputs(m), &mut views);
+                outs
+            };
+            let want = run(short, 1);
+            for workers in [1, 2] {
+                for (j, out) in run(n, workers).iter().enumerate() {
+                    assert_bits_eq(&out[..short], &want[j], spec.name());
+                }
+            }
+        }
+    }
+
     fn all_specs() -> Vec<Spec> {
         vec![
             Spec::sma(20).unwrap(),
