@@ -11,6 +11,7 @@
 
 use super::scan::{run_scan, run_scan_feeding_scan, write_rows, Recurrence};
 use super::split::{Sequential, Splitter};
+use super::stream_store::Store;
 
 /// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
 pub fn seed_mean(values: &[f64]) -> f64 {
@@ -114,8 +115,9 @@ pub fn macd<S: Splitter>(
             return;
         }
     }
-    run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys, st| {
-        write_rows(o[0], i, t, ys, st, |_, y| y[0] - y[1])
+    // The signal pass below reads the line back at once: keep it in the cache, never streamed.
+    run_scan(split, n, &rec, drive, [&mut *macd], |o, i, t, ys, _| {
+        write_rows(o[0], i, t, ys, Store::Cached, |_, y| y[0] - y[1])
     });
 
     if n <= start {
