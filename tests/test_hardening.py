@@ -260,3 +260,30 @@ def test_item16_null_compaction_and_scatter_are_exact(name: str, pattern: str) -
     for k, f in got.items():
         assert f.dtype == pl.Float64 and len(f) == n
         assert_bits_equal(f.rename(k), want[k], f"{name}.{k} {pattern}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_item16_parallel_null_passes_are_exact(name: str) -> None:
+    """From 2^20 rows the compaction and the scatter run on the planned workers."""
+    n = (1 << 20) + 37
+    df = ohlcv(n, seed=61)
+    rng = np.random.default_rng(61)
+    cols = list(dict.fromkeys(INPUTS[name]))
+    for c in cols:
+        nulls = rng.random(n) < 0.02
+        nulls[1000:1200] = True  # a long run across word boundaries
+        df = df.with_columns(pl.when(pl.Series(nulls)).then(None).otherwise(pl.col(c)).alias(c))
+    present = df.select(pl.all_horizontal([pl.col(c).is_not_null() for c in cols])).to_series()
+    expr = indicator_expr(name, PARAMS[name])
+    dense = run(df.filter(present).rechunk(), expr)
+    previous = threadx.get_threads()
+    try:
+        for workers in (1, 3):
+            threadx.set_threads(workers)
+            got = run(df, expr)
+            assert len(got) == n
+            for k, f in fields(got).items():
+                assert f.filter(~present).null_count() == int((~present).sum()), (name, k)
+            assert_bits_equal(got.filter(present), dense, f"{name} workers={workers}")
+    finally:
+        threadx.set_threads(previous)

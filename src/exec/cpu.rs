@@ -29,7 +29,7 @@ pub fn run(spec: &Spec, workers: usize, inputs: &[&[f64]], outs: &mut [&mut [f64
 /// global pool is kept; in any other process (a forked child, or its children) the work runs on a
 /// pool built for that process instead (the inherited one is never touched, not even dropped).
 /// One `getpid` per parallel call is the whole cost in the parent.
-fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     static OWNER: OnceLock<u32> = OnceLock::new();
     static CHILD: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
     let pid = std::process::id();

@@ -207,6 +207,94 @@ fn compact(values: &[f64], runs: &[(usize, usize)], kept: usize) -> Vec<f64> {
     out
 }
 
+/// Inputs from this many rows on have their null passes (compaction, scatter) run on the
+/// call's planned CPU workers.
+const PARALLEL_PASS_ROWS: usize = 1 << 20;
+
+/// `runs` cut into `k` consecutive groups holding about the same number of rows each: the
+/// group's range of runs and the number of rows it holds.
+fn group_runs(
+    runs: &[(usize, usize)],
+    kept: usize,
+    k: usize,
+) -> Vec<(std::ops::Range<usize>, usize)> {
+    let mut groups = Vec::with_capacity(k);
+    let (mut first, mut acc, mut in_group) = (0, 0, 0);
+    for (i, &(_, len)) in runs.iter().enumerate() {
+        acc += len;
+        in_group += len;
+        if acc * k >= kept * (groups.len() + 1) && groups.len() + 1 < k {
+            groups.push((first..i + 1, in_group));
+            first = i + 1;
+            in_group = 0;
+        }
+    }
+    groups.push((first..runs.len(), in_group));
+    groups
+}
+
+/// [`compact`] on `workers` rayon workers (one group of runs each).
+fn compact_par(values: &[f64], runs: &[(usize, usize)], kept: usize, workers: usize) -> Vec<f64> {
+    use rayon::prelude::*;
+    // Every row is written below: the groups' runs hold exactly `kept` rows.
+    let mut out = output_buffer(kept, 0);
+    let mut rest = out.as_mut_slice();
+    let mut jobs = Vec::with_capacity(workers);
+    for (range, rows) in group_runs(runs, kept, workers) {
+        let (dst, tail) = rest.split_at_mut(rows);
+        jobs.push((&runs[range], dst));
+        rest = tail;
+    }
+    exec::cpu::in_pool(|| {
+        jobs.into_par_iter().for_each(|(runs, dst)| {
+            let mut j = 0;
+            for &(start, len) in runs {
+                dst[j..j + len].copy_from_slice(&values[start..start + len]);
+                j += len;
+            }
+        })
+    });
+    out
+}
+
+/// The compacted rows put back on the `len` rows they came from (`runs`), other rows 0.0, on
+/// `workers` rayon workers (one group of runs and the rows up to the next group each).
+fn scatter_par(compact: &[f64], runs: &[(usize, usize)], len: usize, workers: usize) -> Vec<f64> {
+    use rayon::prelude::*;
+    // Every row is written below: runs copied, the rows between them filled.
+    let mut out = output_buffer(len, 0);
+    let groups = group_runs(runs, compact.len(), workers);
+    let mut rest = out.as_mut_slice();
+    let (mut row, mut src) = (0, 0);
+    let mut jobs = Vec::with_capacity(groups.len());
+    for (g, (range, rows)) in groups.iter().enumerate() {
+        let end = groups
+            .get(g + 1)
+            .and_then(|(next, _)| runs.get(next.start))
+            .map_or(len, |r| r.0);
+        let (dst, tail) = rest.split_at_mut(end - row);
+        jobs.push((&runs[range.clone()], dst, row, src));
+        rest = tail;
+        row = end;
+        src += rows;
+    }
+    exec::cpu::in_pool(|| {
+        jobs.into_par_iter()
+            .for_each(|(runs, dst, first_row, mut j)| {
+                let mut at = 0;
+                for &(start, len) in runs {
+                    let start = start - first_row;
+                    dst[at..start].fill(0.0);
+                    dst[start..start + len].copy_from_slice(&compact[j..j + len]);
+                    j += len;
+                    at = start + len;
+                }
+                dst[at..].fill(0.0);
+            })
+    });
+    out
+}
+
 /// The row of the `k`-th row in `runs` (0-based), or `len` when they hold fewer.
 fn row_of_kept(runs: &[(usize, usize)], k: usize, len: usize) -> usize {
     let mut seen = 0;
@@ -247,28 +335,43 @@ fn compute(
     // compacted to the front, and its outputs are moved back in place (`expand_in_place`): one
     // pass over the values each way, nothing per row but a copy.
     let runs = present_rows(&cols).map(|mask| (set_runs(&mask), mask));
+    let ctx = CallContext {
+        caller_parallel: context.parallel() || exec::on_polars_pool_thread(),
+    };
+    // Large inputs outside Polars' parallel sections: the passes use the call's planned workers.
+    let pass_workers = if runs.is_none() || ctx.caller_parallel || n < PARALLEL_PASS_ROWS {
+        1
+    } else {
+        exec::optimal_workers(Some(n), Some(spec.name()))
+    };
     let values: Vec<Cow<[f64]>> = match &runs {
         None => cols.iter().map(contiguous).collect(),
         Some((runs, mask)) => {
             let kept = mask.set_bits();
             cols.iter()
-                .map(|c| Cow::Owned(compact(&values_with_nulls(c), runs, kept)))
+                .map(|c| {
+                    let v = values_with_nulls(c);
+                    Cow::Owned(if pass_workers > 1 {
+                        compact_par(&v, runs, kept, pass_workers)
+                    } else {
+                        compact(&v, runs, kept)
+                    })
+                })
                 .collect()
         }
     };
     let m = values[0].len();
     let slices: Vec<&[f64]> = values.iter().map(|v| v.as_ref()).collect();
     let lookback = spec.lookback();
-    // `n` rows each (`m <= n`): the kernel fills the first `m`, `expand_in_place` all the rest.
+    // One worker: `n` rows each (`m <= n`), the kernel fills the first `m` and
+    // `expand_in_place` all of them. Several: `m` rows, scattered into new columns in parallel.
+    let rows = if pass_workers > 1 { m } else { n };
     let mut outs: Vec<Vec<f64>> = spec
         .outputs()
         .iter()
-        .map(|_| output_buffer(n, lookback))
+        .map(|_| output_buffer(rows, lookback))
         .collect();
     let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[..m]).collect();
-    let ctx = CallContext {
-        caller_parallel: context.parallel() || exec::on_polars_pool_thread(),
-    };
     exec::execute_tagged(&spec, &device, workload_tag, &slices, &mut views, ctx)
         .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
 
@@ -285,7 +388,11 @@ fn compute(
         .zip(spec.outputs())
         .map(|(mut out, field)| {
             if let Some((runs, _)) = &runs {
-                expand_in_place(&mut out, runs);
+                if pass_workers > 1 {
+                    out = scatter_par(&out, runs, n, pass_workers);
+                } else {
+                    expand_in_place(&mut out, runs);
+                }
             }
             Float64Chunked::from_vec_validity(field.into(), out, validity.clone()).into_series()
         })
@@ -305,7 +412,8 @@ fn compute(
 
 /// An output column of `len` rows whose warm-up rows are zero and whose other rows are left for
 /// the kernel, which writes every row from the lookback on (`tests::kernels_write_every_row`);
-/// with nulls, the rows past the kernel's are written by `expand_in_place`.
+/// with nulls, the rows past the kernel's are written by `expand_in_place`. `compact_par` and
+/// `scatter_par` also take one with `lookback` 0 and write every row.
 ///
 /// Zero-filling 8 bytes per row per output would cost as much as the page faults it tries to
 /// avoid; with Polars' allocator (see `lib.rs`) the pages of earlier results are reused instead.
@@ -314,7 +422,7 @@ fn output_buffer(len: usize, lookback: usize) -> Vec<f64> {
     v.resize(lookback.min(len), 0.0);
     // SAFETY: capacity is `len`; f64 has no invalid bit patterns, and every row at or after the
     // lookback is written by the kernel (checked by the coverage test), or with nulls by
-    // `expand_in_place`, before the buffer is read.
+    // `expand_in_place` / `compact_par` / `scatter_par`, before the buffer is read.
     unsafe { v.set_len(len) };
     v
 }
