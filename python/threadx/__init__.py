@@ -33,7 +33,7 @@ def set_threads(n: int | None = None) -> None:
     The environment variable ``THREADX_NUM_THREADS`` does the same for a whole process;
     ``set_threads`` takes precedence. Results are bit-identical for every worker count.
     """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1024):
         raise ValueError(
             f"threadx.set_threads: n must be an integer in [1, 1024] or None, got {n!r}"
         )

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from threadx import _internal, _workloads
+from threadx import _validate as check
 from threadx._registry import BY_NAME as INDICATORS
 
 
@@ -72,6 +73,7 @@ def compile_kernels(arch: str = "sm_90") -> dict[str, Any]:
 def measure_link(index: int = 0) -> dict[str, float]:
     """Measures GPU ``index``'s host<->device bandwidth (GB/s each way) and latency (µs), stores
     it in the profile (the planner predicts unmeasured GPU calls from it) and returns it."""
+    index = check.integer("gpu.measure_link", "index", index, 0, check.MAX_GPU_ORDINAL)
     return json.loads(_internal.gpu_measure_link(index))
 
 

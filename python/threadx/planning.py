@@ -30,10 +30,8 @@ def cpu_info() -> CpuInfo:
 def optimal_workers(n_rows: int | None = None, indicator: str | None = None) -> int:
     """The worker count the planner would use for ``n_rows`` rows of ``indicator`` (outside a
     Polars parallel context; inside one it is always 1). ``None`` rows: a large input."""
-    if n_rows is not None and (
-        isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 0
-    ):
-        raise ValueError(f"threadx.optimal_workers: n_rows must be an integer >= 0, got {n_rows!r}")
+    if n_rows is not None:
+        n_rows = check.integer("optimal_workers", "n_rows", n_rows, 0, check.MAX_ROWS)
     if indicator is not None:
         indicator = _find("optimal_workers", indicator).name
     return _internal.optimal_workers(n_rows, indicator)
@@ -143,9 +141,8 @@ def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Expl
     """
     ind = _find("explain", indicator)
     indicator = ind.name
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"threadx.explain: n must be an integer >= 0, got {n!r}")
-    check.device(indicator, device)
+    n = check.integer("explain", "n", n, 0, check.MAX_ROWS)
+    device = check.device(indicator, device)
     tag = params.pop("workload_tag", None)
     if params:
         unknown = sorted(set(params) - {p.name for p in ind.params})

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from threadx import _internal
+from threadx import _validate as check
 
 
 def path() -> str | None:
@@ -63,5 +64,11 @@ def reload() -> None:
 
 
 def record(indicator: str, rows: int, backend: str, seconds: float) -> None:
-    """Add one measurement by hand (``autotune`` and tests use this)."""
-    _internal.profile_record(indicator, rows, backend, seconds)
+    """Add one measurement by hand (``autotune`` and tests use this). A ``seconds`` that is not a
+    positive finite number is ignored, as a measured call's would be."""
+    check.text("profile.record", "indicator", indicator)
+    rows = check.integer("profile.record", "rows", rows, 0, check.MAX_ROWS)
+    check.text("profile.record", "backend", backend)
+    _internal.profile_record(
+        indicator, rows, backend, check.number("profile.record", "seconds", seconds)
+    )

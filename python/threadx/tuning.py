@@ -17,6 +17,8 @@ from threadx._workloads import frame as _frame
 from threadx.planning import explain
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+#: The largest size autotune accepts: it builds a frame of this many rows (8 bytes per column).
+MAX_SIZE = 2**32
 
 
 def _gpu_targets(devices: Sequence[str] | None) -> list[int]:
@@ -81,10 +83,18 @@ class TuneSummary:
 
 
 def _check_sizes(sizes: Iterable[int]) -> list[int]:
-    out = sorted(set(sizes))
-    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in out):
-        raise ValueError(f"threadx.autotune: sizes must be positive integers, got {sizes!r}")
-    return out
+    given = sizes
+    try:
+        sizes = [] if isinstance(sizes, (str, bytes)) else list(sizes)
+    except TypeError:
+        sizes = []
+    if not sizes or any(
+        isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE for s in sizes
+    ):
+        raise ValueError(
+            f"threadx.autotune: sizes must be integers in [1, {MAX_SIZE}], got {given!r}"
+        )
+    return sorted(set(sizes))
 
 
 def autotune(
@@ -104,8 +114,8 @@ def autotune(
     planner predicts unmeasured sizes from it). Returns a :class:`TuneSummary`.
     """
     sizes = _check_sizes(sizes)
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"threadx.autotune: runs must be an integer >= 1, got {runs!r}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 1_000_000:
+        raise ValueError(f"threadx.autotune: runs must be an integer in [1, 1000000], got {runs!r}")
     chosen = list(indicators) if indicators is not None else list(INDICATORS)
     unknown = [i for i in chosen if i not in INDICATORS]
     if unknown or not chosen:

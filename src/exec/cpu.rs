@@ -4,6 +4,8 @@
 //! ([`Splitter::run_workers`]). The cut points and the schedule change nothing in the output (see
 //! `kernels::split`).
 
+use std::sync::{Mutex, OnceLock};
+
 use rayon::prelude::*;
 
 use crate::kernels::scan::SCAN_BLOCK;
@@ -17,6 +19,51 @@ pub fn run(spec: &Spec, workers: usize, inputs: &[&[f64]], outs: &mut [&mut [f64
         spec.run(&Sequential, inputs, outs);
     } else {
         spec.run(&RayonSplit::new(workers), inputs, outs);
+    }
+}
+
+/// Runs `f` on a rayon pool whose threads exist in this process.
+///
+/// After a `fork` (Python's `multiprocessing` "fork" context), the child inherits rayon's global
+/// pool without its threads, and a job sent there waits forever. So the pid that first used the
+/// global pool is kept; in any other process (a forked child, or its children) the work runs on a
+/// pool built for that process instead (the inherited one is never touched, not even dropped).
+/// One `getpid` per parallel call is the whole cost in the parent.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static OWNER: OnceLock<u32> = OnceLock::new();
+    static CHILD: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
+    let pid = std::process::id();
+    if *OWNER.get_or_init(|| pid) == pid {
+        return f();
+    }
+    let pool = {
+        let mut child = CHILD.lock().unwrap_or_else(|e| e.into_inner());
+        match *child {
+            Some((owner, pool)) if owner == pid => Some(pool),
+            _ => {
+                let built = rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("threadx-{i}"))
+                    .build()
+                    .ok()
+                    .map(|p| &*Box::leak(Box::new(p)));
+                *child = built.map(|p| (pid, p));
+                built
+            }
+        }
+    };
+    match pool {
+        Some(pool) => pool.install(f),
+        None => {
+            // No threads to be had: the work still runs, on one rayon worker (this thread).
+            let one = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .use_current_thread()
+                .build();
+            match one {
+                Ok(pool) => pool.install(f),
+                Err(_) => f(),
+            }
+        }
     }
 }
 
@@ -60,9 +107,11 @@ impl Splitter for RayonSplit {
         let starts = piece_starts(first_row, &lens);
         let pieces: Vec<(usize, [&mut [f64]; K])> =
             starts.into_iter().zip(cut_pieces(outs, &lens)).collect();
-        pieces
-            .into_par_iter()
-            .for_each(|(lo, piece)| fill(lo, piece));
+        in_pool(|| {
+            pieces
+                .into_par_iter()
+                .for_each(|(lo, piece)| fill(lo, piece))
+        });
     }
 
     fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
@@ -70,11 +119,13 @@ impl Splitter for RayonSplit {
         F: Fn(usize) -> T + Sync + Send,
     {
         let min_len = n.div_ceil(self.pieces).max(1);
-        (0..n)
-            .into_par_iter()
-            .with_min_len(min_len)
-            .map(f)
-            .collect()
+        in_pool(|| {
+            (0..n)
+                .into_par_iter()
+                .with_min_len(min_len)
+                .map(f)
+                .collect()
+        })
     }
 
     fn max_pieces(&self) -> usize {
@@ -96,10 +147,12 @@ impl Splitter for RayonSplit {
     where
         F: Fn() + Sync + Send,
     {
-        (0..self.pieces)
-            .into_par_iter()
-            .with_max_len(1)
-            .for_each(|_| worker());
+        in_pool(|| {
+            (0..self.pieces)
+                .into_par_iter()
+                .with_max_len(1)
+                .for_each(|_| worker())
+        });
     }
 }
 

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// The largest GPU ordinal a device string may name (CUDA numbers devices with a C `int`).
+pub const MAX_GPU_ORDINAL: usize = i32::MAX as usize;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
     Auto,
@@ -32,6 +35,9 @@ impl Device {
         let ids: Result<Vec<usize>, _> =
             list.split(',').map(|p| p.trim().parse::<usize>()).collect();
         match ids {
+            Ok(ids) if ids.iter().any(|i| *i > MAX_GPU_ORDINAL) => Err(format!(
+                "device GPU ordinals must be in [0, {MAX_GPU_ORDINAL}], got '{text}'"
+            )),
             Ok(ids) if !ids.is_empty() => {
                 if let Some(dup) = ids.iter().enumerate().find(|(i, v)| ids[..*i].contains(v)) {
                     return Err(format!("device lists gpu {} twice in '{text}'", dup.1));
@@ -72,7 +78,18 @@ mod tests {
         assert_eq!(Device::parse("gpu:1").unwrap().to_string(), "gpu:1");
         assert_eq!(Device::parse(" GPUS "), Ok(Device::Gpus));
         assert_eq!(Device::parse("all").unwrap().to_string(), "all");
-        for bad in ["", "tpu", "gpu:", "gpu:a", "gpu:0,", "gpu:1,0,1"] {
+        for bad in [
+            "",
+            "tpu",
+            "gpu:",
+            "gpu:a",
+            "gpu:0,",
+            "gpu:1,0,1",
+            "gpu:00,0",
+        ] {
+            assert!(Device::parse(bad).is_err(), "{bad}");
+        }
+        for bad in ["gpu:2147483648", "gpu:99999999999999999999999"] {
             assert!(Device::parse(bad).is_err(), "{bad}");
         }
     }

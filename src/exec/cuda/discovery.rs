@@ -35,9 +35,21 @@ impl GpuInfo {
 }
 
 /// Adds one simulated GPU per speed listed in `THREADX_SIMULATED_GPUS` (see
-/// `exec::devset::simulated`), after the real GPUs.
+/// `exec::devset::simulated`), after the real GPUs. An invalid list adds none, and says why in
+/// the status's reason (after the real GPUs' reason, if any).
 fn with_simulated(mut status: GpuStatus) -> GpuStatus {
-    let speeds = config::simulated_gpu_speeds();
+    let speeds = match config::simulated_gpu_speeds() {
+        Ok(speeds) => speeds,
+        Err(e) => {
+            let why = match status.reason.take() {
+                Some(real) => format!("{real}; {e}"),
+                None if status.devices.is_empty() => e,
+                None => format!("real GPUs only: {e}"),
+            };
+            status.reason = Some(why);
+            return status;
+        }
+    };
     let first = status.devices.len();
     for (slot, speed) in speeds.iter().enumerate() {
         status.devices.push(GpuInfo {
@@ -299,6 +311,8 @@ static STATUS: OnceLock<GpuStatus> = OnceLock::new();
 /// `THREADX_SIMULATED_GPUS` now (re-read on every call, so tests can change them).
 pub fn status() -> GpuStatus {
     let real = STATUS.get_or_init(discover);
+    // Read only by GPU calls otherwise: an invalid value warns as soon as GPUs are looked at.
+    let _ = (config::gpu_piece_rows(), config::gpu_injected_failure());
     if !config::simulated_gpus_set() {
         return real.clone();
     }
