@@ -10,7 +10,8 @@
 //! | `THREADX_NUM_THREADS` | Forces every call's CPU worker count (`1..=1024`; other values are ignored). `set_threads` wins over it. | unset: the planner decides | once, at the first call | no |
 //! | `THREADX_SEED` | Seed (`u64`) of the planner's exploration draws, so a run's sequence of plans can be reproduced. | a fixed seed | once, at the first planned call | no |
 //! | `THREADX_LOG` | Any value but empty or `0`: one line per call on stderr (plan, reason, measured time). | off | once, at the first call | no |
-//! | `THREADX_PROFILE` | Path of the persisted profile (JSON). | the user cache directory's `threadx/profile.json` | at every (re)load of the profile and every kernel-cache lookup | no |
+//! | `THREADX_PROFILE` | Path of the persisted profile (JSON). A symbolic link is written through (next to its target); `/dev/null` switches persistence off; anything else that is not a regular file (FIFO, socket, directory, device) is left alone and the profile kept in memory, with one warning. | the user cache directory's `threadx/profile.json` | at every (re)load of the profile and every kernel-cache lookup | no |
+//! | `THREADX_PROFILE_EXPIRY_DAYS` | Entries of other machines and builds not updated for this many days are removed at a process's first write and by `threadx profile prune` (a non-negative integer; `0`: never expire; other values are ignored). | `90` | at each process's first profile write, and by `prune` | no |
 //! | `THREADX_GPU` | `off` or `0`: never use a GPU (discovery reports why). | on | once, at GPU discovery (the first call that may use a GPU) | no |
 //! | `THREADX_NVRTC` | The NVRTC library file, or a folder holding it, tried before any other location. | searched | once, when NVRTC is first opened | no |
 //! | `THREADX_GPU_PIECE_ROWS` | Output rows per GPU piece (`> 0`), instead of what half the device memory holds. | from free memory | on every GPU call | yes (forces many pieces on small inputs) |
@@ -58,6 +59,16 @@ pub fn profile_path() -> Option<PathBuf> {
     std::env::var_os("THREADX_PROFILE")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
+}
+
+/// Default of [`profile_expiry_days`].
+pub const DEFAULT_PROFILE_EXPIRY_DAYS: u64 = 90;
+
+/// `THREADX_PROFILE_EXPIRY_DAYS` (read on every use): a non-negative integer, `0` = never.
+pub fn profile_expiry_days() -> u64 {
+    var("THREADX_PROFILE_EXPIRY_DAYS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_PROFILE_EXPIRY_DAYS)
 }
 
 /// `THREADX_GPU=off` or `0` (read by GPU discovery, which runs once).
