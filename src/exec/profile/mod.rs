@@ -15,7 +15,7 @@ pub mod store;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use fingerprint::Fingerprint;
@@ -55,7 +55,7 @@ pub struct ProfileState {
     /// `fingerprint.id()`, computed once (it hashes the fingerprint's JSON).
     pub machine_id: String,
     /// Last known file content (this machine's entry may be stale: see `me`).
-    pub file: ProfileFile,
+    pub file: Arc<ProfileFile>,
     /// This machine's entry, with this process's samples.
     pub me: MachineProfile,
     pending: VecDeque<Sample>,
@@ -64,6 +64,8 @@ pub struct ProfileState {
     last_flush: Instant,
     /// Why the profile is in memory only, if it is.
     pub memory_only: Option<String>,
+    /// Identity of the file `file` was read from or written as (see [`store::FileId`]).
+    file_id: Option<store::FileId>,
 }
 
 impl ProfileState {
@@ -74,7 +76,7 @@ impl ProfileState {
 
     /// The whole profile as this process sees it: the file with this machine's current entry.
     pub fn snapshot(&self) -> ProfileFile {
-        let mut file = self.file.clone();
+        let mut file = (*self.file).clone();
         if !self.me.timings.is_empty() || file.machines.contains_key(&self.machine_id) {
             file.set_machine(&self.machine_id, &self.me);
         }
@@ -85,7 +87,7 @@ impl ProfileState {
         self.me = file
             .machine(&self.machine_id)
             .unwrap_or_else(|| MachineProfile::new(self.fingerprint.clone()));
-        self.file = file;
+        self.file = Arc::new(file);
     }
 }
 
@@ -147,11 +149,12 @@ fn load(path: Option<PathBuf>) -> ProfileState {
         machine_id: fingerprint.id(),
         me: MachineProfile::new(fingerprint.clone()),
         fingerprint,
-        file: ProfileFile::default(),
+        file: Arc::default(),
         pending: VecDeque::new(),
         balance_dirty: Default::default(),
         last_flush: Instant::now(),
         memory_only: None,
+        file_id: None,
     };
     let Some(path) = path else {
         state.memory_only = Some("no profile location (set THREADX_PROFILE or HOME)".into());
@@ -181,8 +184,13 @@ fn load(path: Option<PathBuf>) -> ProfileState {
         _ => {}
     }
     state.target = Some(target.clone());
+    let id = store::file_id(&target);
     match store::read_profile(&target) {
-        Ok(Some(file)) => state.adopt(file),
+        Ok(Some(file)) => {
+            // Only trusted when the file did not change while it was read.
+            state.file_id = id.filter(|id| store::file_id(&target).as_ref() == Some(id));
+            state.adopt(file)
+        }
         Ok(None) => {}
         Err(ReadError::NotRegular(what)) => degrade(
             &mut state,
@@ -421,7 +429,7 @@ pub fn prune(days: Option<u64>) -> Result<Vec<String>, String> {
     };
     if target.is_none() {
         let mut st = state();
-        let removed = st.file.expire(cutoff, &id);
+        let removed = Arc::make_mut(&mut st.file).expire(cutoff, &id);
         return Ok(removed);
     }
     apply_with(Some(cutoff), |_| {})
@@ -431,7 +439,7 @@ fn apply_with(
     expire: Option<u64>,
     edit: impl FnOnce(&mut ProfileFile),
 ) -> Result<Vec<String>, String> {
-    let (path, fingerprint, pending) = {
+    let (path, fingerprint, pending, cached) = {
         let mut st = state();
         st.last_flush = Instant::now();
         let Some(path) = st.target.clone() else {
@@ -441,9 +449,17 @@ fn apply_with(
             return Ok(Vec::new());
         };
         let pending: Vec<Sample> = std::mem::take(&mut st.pending).into();
-        (path, st.fingerprint.clone(), pending)
+        let cached = st.file_id.clone().map(|id| (id, Arc::clone(&st.file)));
+        (path, st.fingerprint.clone(), pending, cached)
     };
-    let result = store::merge_and_write(&path, &fingerprint, &pending, expire, edit);
+    let result = store::merge_and_write(
+        &path,
+        &fingerprint,
+        &pending,
+        expire,
+        cached.as_ref().map(|(id, f)| (id, &**f)),
+        edit,
+    );
     let mut st = state();
     match result {
         Ok((file, report)) => {
@@ -471,6 +487,7 @@ fn apply_with(
                 ));
             }
             st.failure = None;
+            st.file_id = report.written.clone();
             st.path = st.location.clone();
             st.memory_only = None;
             st.adopt(file);
@@ -535,7 +552,7 @@ pub fn reset() -> Result<(), String> {
     {
         let mut st = state();
         st.pending.clear();
-        st.file.machines.remove(&id);
+        Arc::make_mut(&mut st.file).machines.remove(&id);
         st.me = MachineProfile::new(st.fingerprint.clone());
     }
     apply(|f| {

@@ -286,6 +286,29 @@ fn clean_stale_tmp(path: &Path) -> usize {
     removed
 }
 
+/// Identity of a file's content as last read or written: every writer replaces the file by a
+/// rename (a new inode), so an unchanged identity means unchanged bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileId {
+    len: u64,
+    modified: Option<SystemTime>,
+    ino: u64,
+}
+
+/// The identity of the file at `path` (a regular file), if it can be told.
+pub fn file_id(path: &Path) -> Option<FileId> {
+    let m = fs::metadata(path).ok().filter(|m| m.is_file())?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some(FileId {
+        len: m.len(),
+        modified: Some(m.modified().ok()?),
+        ino,
+    })
+}
+
 /// What a merge-and-write did besides writing.
 #[derive(Debug, Default)]
 pub struct WriteReport {
@@ -298,16 +321,21 @@ pub struct WriteReport {
     pub expired: Vec<String>,
     /// Stale temporary files of killed writers removed.
     pub stale_tmp_removed: usize,
+    /// The identity of the file written (see [`FileId`]).
+    pub written: Option<FileId>,
 }
 
 /// Under the lock: reads the file, replays `pending` onto this machine's entry, drops entries of
 /// other machines not updated since `expire_before` (if given), writes atomically. `path` must be
-/// resolved ([`resolve`]). Returns the merged profile (what is now on disk).
+/// resolved ([`resolve`]). `cached` is the content this process last read or wrote, with its
+/// identity: when the file on disk still has that identity it is not read again (a large shared
+/// profile then costs no parse per flush). Returns the merged profile (what is now on disk).
 pub fn merge_and_write(
     path: &Path,
     fingerprint: &Fingerprint,
     pending: &[Sample],
     expire_before: Option<u64>,
+    cached: Option<(&FileId, &ProfileFile)>,
     edit: impl FnOnce(&mut ProfileFile),
 ) -> io::Result<(ProfileFile, WriteReport)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -323,7 +351,12 @@ pub fn merge_and_write(
         stale_tmp_removed: clean_stale_tmp(path),
         ..Default::default()
     };
-    let mut file = match read_profile(path) {
+    let unchanged = cached.filter(|(id, _)| file_id(path).as_ref() == Some(*id));
+    let on_disk = match unchanged {
+        Some((_, f)) => Ok(Some(f.clone())),
+        None => read_profile(path),
+    };
+    let mut file = match on_disk {
         Ok(Some(f)) => f,
         Ok(None) => ProfileFile::default(),
         Err(ReadError::Corrupt(why)) => {
@@ -362,6 +395,7 @@ pub fn merge_and_write(
     }
     edit(&mut file);
     write_atomically(path, &file)?;
+    report.written = file_id(path);
     Ok((file, report))
 }
 
@@ -421,12 +455,12 @@ mod tests {
             sample("sma", 1000, "cpu:1", 1e-6),
             sample("sma", 1000, "cpu:1", 3e-6),
         ];
-        merge_and_write(&path, &fp, &a, None, |_| {}).unwrap();
+        merge_and_write(&path, &fp, &a, None, None, |_| {}).unwrap();
         let b = [
             sample("sma", 1000, "cpu:1", 2e-6),
             sample("ema", 5000, "cpu:2", 1e-5),
         ];
-        let (merged, _) = merge_and_write(&path, &fp, &b, None, |_| {}).unwrap();
+        let (merged, _) = merge_and_write(&path, &fp, &b, None, None, |_| {}).unwrap();
         let on_disk = read_profile(&path).unwrap().unwrap();
         assert_eq!(merged, on_disk);
         let me = on_disk.machine(&fp.id()).unwrap();
@@ -445,6 +479,7 @@ mod tests {
             &other,
             &[sample("rsi", 64, "cpu:8", 1e-6)],
             None,
+            None,
             |_| {},
         )
         .unwrap();
@@ -453,6 +488,7 @@ mod tests {
             &path,
             &fp,
             &[sample("rsi", 64, "cpu:1", 1e-6)],
+            None,
             None,
             |_| {},
         )
@@ -507,6 +543,7 @@ mod tests {
             &fp,
             &[sample("sma", 10, "cpu:1", 1e-6)],
             None,
+            None,
             |_| {},
         )
         .unwrap();
@@ -543,6 +580,7 @@ mod tests {
             &fp,
             &[sample("sma", 10, "cpu:1", 1e-6)],
             None,
+            None,
             |_| {},
         )
         .unwrap();
@@ -555,7 +593,7 @@ mod tests {
         let d = dir.join("adir");
         fs::create_dir(&d).unwrap();
         assert_eq!(locate(&d).unwrap(), Location::Other("a directory".into()));
-        let e = merge_and_write(&d, &fp, &[], None, |_| {}).unwrap_err();
+        let e = merge_and_write(&d, &fp, &[], None, None, |_| {}).unwrap_err();
         assert!(is_not_regular(&e), "{e}");
         assert!(d.is_dir());
         assert_eq!(locate(Path::new("/dev/null")).unwrap(), Location::DevNull);
@@ -570,7 +608,7 @@ mod tests {
         fs::write(&dead, b"{").unwrap();
         fs::write(&mine, b"{").unwrap();
         let fp = Fingerprint::current();
-        let (_, report) = merge_and_write(&path, &fp, &[], None, |_| {}).unwrap();
+        let (_, report) = merge_and_write(&path, &fp, &[], None, None, |_| {}).unwrap();
         if cfg!(target_os = "linux") {
             assert_eq!(report.stale_tmp_removed, 1);
             assert!(!dead.exists());
