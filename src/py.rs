@@ -131,6 +131,15 @@ fn profile_flush(py: Python<'_>) -> Option<String> {
     py.detach(profile::flush).err()
 }
 
+/// Removes entries of other machines and builds not updated for `days` days (default: the
+/// configured expiry); returns their ids, or raises OSError when the file cannot be written.
+#[pyfunction]
+#[pyo3(signature = (days=None))]
+fn profile_prune(py: Python<'_>, days: Option<u64>) -> PyResult<Vec<String>> {
+    py.detach(move || profile::prune(days))
+        .map_err(pyo3::exceptions::PyOSError::new_err)
+}
+
 /// The whole profile as this process sees it (JSON), after a flush.
 #[pyfunction]
 fn profile_show(py: Python<'_>) -> PyResult<String> {
@@ -262,6 +271,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(profile_flush, m)?)?;
     m.add_function(wrap_pyfunction!(profile_show, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_prune, m)?)?;
     m.add_function(wrap_pyfunction!(profile_reset, m)?)?;
     m.add_function(wrap_pyfunction!(profile_reload, m)?)?;
     m.add_function(wrap_pyfunction!(profile_record, m)?)?;

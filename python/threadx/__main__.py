@@ -3,6 +3,7 @@
 info                       CPU, devices, profile location and fingerprint, current decisions
 autotune [--sizes N ...] [--runs R] [--indicators NAME ...] [--no-progress]
 profile show|reset|path    inspect or forget this machine's measurements
+profile prune [--days N]   remove other machines' entries not updated for N days (default 90)
 demo                       indicators on built-in synthetic data
 version
 """
@@ -57,7 +58,7 @@ def _info() -> None:
         print(f"  {ind:<12}" + "".join(cells))
 
 
-def _profile(action: str, everything: bool) -> None:
+def _profile(action: str, everything: bool, days: int | None = None) -> None:
     from threadx import profile
 
     if action == "path":
@@ -68,6 +69,12 @@ def _profile(action: str, everything: bool) -> None:
     elif action == "reset":
         profile.reset()
         print(f"forgot this machine's measurements in {profile.path() or 'memory'}")
+    elif action == "prune":
+        removed = profile.prune(days)
+        where = profile.path() or "memory"
+        print(f"removed {len(removed)} entries of other machines or builds from {where}")
+        for fid in removed:
+            print(f"  {fid}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune.add_argument("--indicators", nargs="+", default=None)
     tune.add_argument("--no-progress", action="store_true")
     prof = sub.add_parser("profile", help="inspect or reset the persisted profile")
-    prof.add_argument("action", choices=["show", "reset", "path"])
+    prof.add_argument("action", choices=["show", "reset", "path", "prune"])
     prof.add_argument("--all", action="store_true", help="show: every machine's entry")
+    prof.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="prune: entries not updated for this many days (default THREADX_PROFILE_EXPIRY_DAYS)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -110,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(e))
         print(summary)
     elif args.command == "profile":
-        _profile(args.action, args.all)
+        if args.days is not None and args.action != "prune":
+            parser.error("--days applies to 'profile prune' only")
+        if args.days is not None and not 0 <= args.days <= 10**6:
+            parser.error(f"argument --days: must be in [0, 1000000], got {args.days}")
+        _profile(args.action, args.all, args.days)
     return 0
 
 

@@ -35,9 +35,22 @@ def fingerprint() -> dict[str, Any]:
 def flush() -> bool:
     """Write pending samples now (they are otherwise written every few seconds and at exit).
 
-    Returns False when the write failed; threadx has then printed its one warning and goes on
-    profiling in memory (``memory_only_reason()`` says why)."""
+    Returns True when everything recorded is on disk (or persistence is off on request:
+    ``THREADX_PROFILE=/dev/null``). Returns False when the write failed or the location is
+    unusable: threadx has then printed a warning, keeps the samples (a bounded number) and retries
+    on later flushes; ``memory_only_reason()`` says why."""
     return _internal.profile_flush() is None
+
+
+def prune(days: int | None = None) -> list[str]:
+    """Remove entries of other machines and builds not updated for ``days`` days (default:
+    ``THREADX_PROFILE_EXPIRY_DAYS``, 90; 0 removes nothing). This machine's entry is never removed. Returns the
+    removed entries' ids."""
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 10**6
+    ):
+        raise ValueError(f"days must be an integer in [0, 1000000], got {days!r}")
+    return list(_internal.profile_prune(days))
 
 
 def show() -> dict[str, Any]:

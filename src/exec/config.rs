@@ -14,7 +14,8 @@
 //! | `THREADX_NUM_THREADS` | Forces every call's CPU worker count (`1..=1024`; another value warns and is ignored). `set_threads` wins over it. | unset: the planner decides | once, at the first call | no |
 //! | `THREADX_SEED` | Seed (`u64`; another value warns and the default is used) of the planner's exploration draws, so a run's sequence of plans can be reproduced. | a fixed seed | once, at the first planned call | no |
 //! | `THREADX_LOG` | `1`/`on`/`true`/`yes`: one line per call on stderr (plan, reason, measured time); empty/`0`/`off`/`false`/`no`: off; another value warns and logs. | off | once, at the first call | no |
-//! | `THREADX_PROFILE` | Path of the persisted profile (JSON). | the user cache directory's `threadx/profile.json` | at every (re)load of the profile and every kernel-cache lookup | no |
+//! | `THREADX_PROFILE` | Path of the persisted profile (JSON). A symbolic link is written through (next to its target); `/dev/null` switches persistence off; anything else that is not a regular file (FIFO, socket, directory, device) is left alone and the profile kept in memory, with one warning. | the user cache directory's `threadx/profile.json` | at every (re)load of the profile and every kernel-cache lookup | no |
+//! | `THREADX_PROFILE_EXPIRY_DAYS` | Entries of other machines and builds not updated for this many days are removed at a process's first write and by `threadx profile prune` (a non-negative integer; `0`: never expire; another value warns and the default is used). | `90` | at each process's first profile write, and by `prune` | no |
 //! | `THREADX_GPU` | `off` or `0`: never use a GPU (discovery reports why); `on`/`1`/empty: use them; another value warns and counts as `on`. | on | once, at GPU discovery (the first call that may use a GPU) | no |
 //! | `THREADX_NVRTC` | The NVRTC library file, or a folder holding it, tried before any other location (a path that does not exist warns and the usual locations are searched). | searched | once, when NVRTC is first opened | no |
 //! | `THREADX_GPU_PIECE_ROWS` | Output rows per GPU piece (`> 0`; another value warns and is ignored), instead of what half the device memory holds. | from free memory | on every GPU call | yes (forces many pieces on small inputs) |
@@ -138,6 +139,21 @@ pub fn profile_path() -> Option<PathBuf> {
     std::env::var_os("THREADX_PROFILE")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
+}
+
+/// Default of [`profile_expiry_days`].
+pub const DEFAULT_PROFILE_EXPIRY_DAYS: u64 = 90;
+
+/// `THREADX_PROFILE_EXPIRY_DAYS` (read on every use): a non-negative integer, `0` = never; another
+/// value warns and the default is used.
+pub fn profile_expiry_days() -> u64 {
+    parsed(
+        "THREADX_PROFILE_EXPIRY_DAYS",
+        "is not a non-negative integer",
+        &format!("using the default, {DEFAULT_PROFILE_EXPIRY_DAYS} days"),
+        |v| v.parse::<u64>().ok(),
+    )
+    .unwrap_or(DEFAULT_PROFILE_EXPIRY_DAYS)
 }
 
 /// `THREADX_GPU=off` or `0` (read by GPU discovery, which runs once); a value that is not an

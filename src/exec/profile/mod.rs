@@ -3,8 +3,10 @@
 //! One process-wide in-memory copy, loaded on first use; the hot path only reads it and appends
 //! samples. Samples are merged into the file in batches — by a background thread at most every
 //! [`FLUSH_EVERY`], and at interpreter exit (the Python package calls [`flush`] from `atexit`).
-//! Nothing here can fail a query: a corrupt file is moved aside with one warning and rebuilt, an
-//! unwritable location degrades to in-memory profiling with one warning.
+//! Nothing here can fail a query: a corrupt file is moved aside with a warning and rebuilt; a
+//! location that is not a regular file is never touched (the profile stays in memory; `/dev/null`
+//! switches persistence off silently); a failed write is retried with backoff on later flushes,
+//! its samples kept (bounded), with one warning per run of failures.
 
 pub mod fingerprint;
 pub mod schema;
@@ -13,7 +15,7 @@ pub mod store;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use fingerprint::Fingerprint;
@@ -25,14 +27,35 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(3);
 /// A process never holds more unflushed samples than this (older ones are flushed first).
 const MAX_PENDING: usize = 10_000;
 
+/// A run of failed writes: when the next background flush may try again.
+struct Failure {
+    attempts: u32,
+    next_try: Instant,
+}
+
+/// Backoff after `attempts` failed writes: 3 s, 6 s, 12 s, ... at most 5 minutes.
+fn backoff(attempts: u32) -> Duration {
+    (FLUSH_EVERY * 2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
+        .min(Duration::from_secs(300))
+}
+
 pub struct ProfileState {
-    /// Where the profile lives; `None` once we fell back to in-memory profiling.
+    /// Where the profile is persisted now; `None` while profiling in memory (by request, because
+    /// the location is unusable, or while writes fail: see `memory_only`).
     pub path: Option<PathBuf>,
+    /// Where writes go (the location with symbolic links resolved); kept while writes fail, so
+    /// that later flushes retry. `None` when the profile is never written.
+    target: Option<PathBuf>,
+    /// The location as configured (what `path` shows while writes succeed).
+    location: Option<PathBuf>,
+    failure: Option<Failure>,
+    /// `THREADX_PROFILE` is the null device: persistence is off on request (not an error).
+    persist_off: bool,
     pub fingerprint: Fingerprint,
     /// `fingerprint.id()`, computed once (it hashes the fingerprint's JSON).
     pub machine_id: String,
     /// Last known file content (this machine's entry may be stale: see `me`).
-    pub file: ProfileFile,
+    pub file: Arc<ProfileFile>,
     /// This machine's entry, with this process's samples.
     pub me: MachineProfile,
     pending: VecDeque<Sample>,
@@ -41,6 +64,8 @@ pub struct ProfileState {
     last_flush: Instant,
     /// Why the profile is in memory only, if it is.
     pub memory_only: Option<String>,
+    /// Identity of the file `file` was read from or written as (see [`store::FileId`]).
+    file_id: Option<store::FileId>,
 }
 
 impl ProfileState {
@@ -51,7 +76,7 @@ impl ProfileState {
 
     /// The whole profile as this process sees it: the file with this machine's current entry.
     pub fn snapshot(&self) -> ProfileFile {
-        let mut file = self.file.clone();
+        let mut file = (*self.file).clone();
         if !self.me.timings.is_empty() || file.machines.contains_key(&self.machine_id) {
             file.set_machine(&self.machine_id, &self.me);
         }
@@ -62,7 +87,7 @@ impl ProfileState {
         self.me = file
             .machine(&self.machine_id)
             .unwrap_or_else(|| MachineProfile::new(self.fingerprint.clone()));
-        self.file = file;
+        self.file = Arc::new(file);
     }
 }
 
@@ -96,39 +121,86 @@ pub fn warn_once(flag: &AtomicBool, message: &str) {
     }
 }
 
-static CORRUPT_WARNED: AtomicBool = AtomicBool::new(false);
 static MEMORY_WARNED: AtomicBool = AtomicBool::new(false);
 static FLUSHING: AtomicBool = AtomicBool::new(false);
+/// Set once this process has expired old entries of other machines (its first write).
+static EXPIRED: AtomicBool = AtomicBool::new(false);
+
+fn warn(message: &str) {
+    eprintln!("threadx: warning: {message}");
+}
+
+fn warn_moved_aside(path: &std::path::Path, aside: &std::path::Path, why: &str) {
+    warn(&format!(
+        "the profile {} was unusable ({why}); moved it to {} and started a new one",
+        path.display(),
+        aside.display()
+    ));
+}
 
 fn load(path: Option<PathBuf>) -> ProfileState {
     let fingerprint = Fingerprint::current();
     let mut state = ProfileState {
         path: path.clone(),
+        target: None,
+        location: path.clone(),
+        failure: None,
+        persist_off: false,
         machine_id: fingerprint.id(),
         me: MachineProfile::new(fingerprint.clone()),
         fingerprint,
-        file: ProfileFile::default(),
+        file: Arc::default(),
         pending: VecDeque::new(),
         balance_dirty: Default::default(),
         last_flush: Instant::now(),
         memory_only: None,
+        file_id: None,
     };
     let Some(path) = path else {
         state.memory_only = Some("no profile location (set THREADX_PROFILE or HOME)".into());
         return state;
     };
-    match store::read_profile(&path) {
-        Ok(Some(file)) => state.adopt(file),
-        Ok(None) => {}
-        Err(ReadError::Corrupt(why)) => match store::move_aside(&path) {
-            Ok(aside) => warn_once(
-                &CORRUPT_WARNED,
-                &format!(
-                    "the profile {} was unusable ({why}); moved it to {} and started a new one",
-                    path.display(),
-                    aside.display()
+    let target = store::resolve(&path);
+    match store::locate(&target) {
+        Ok(store::Location::DevNull) => {
+            state.path = None;
+            state.persist_off = true;
+            state.memory_only = Some(format!(
+                "the profile location {} is the null device: not persisted",
+                path.display()
+            ));
+            return state;
+        }
+        Ok(store::Location::Other(what)) => {
+            degrade(
+                &mut state,
+                format!(
+                    "the profile location {} is {what}, not a regular file: it is left alone",
+                    path.display()
                 ),
+            );
+            return state;
+        }
+        _ => {}
+    }
+    state.target = Some(target.clone());
+    let id = store::file_id(&target);
+    match store::read_profile(&target) {
+        Ok(Some(file)) => {
+            // Only trusted when the file did not change while it was read.
+            state.file_id = id.filter(|id| store::file_id(&target).as_ref() == Some(id));
+            state.adopt(file)
+        }
+        Ok(None) => {}
+        Err(ReadError::NotRegular(what)) => degrade(
+            &mut state,
+            format!(
+                "the profile location {} is {what}, not a regular file: it is left alone",
+                path.display()
             ),
+        ),
+        Err(ReadError::Corrupt(why)) => match store::move_aside(&target) {
+            Ok(aside) => warn_moved_aside(&path, &aside, &why),
             Err(e) => degrade(
                 &mut state,
                 format!(
@@ -151,6 +223,7 @@ fn degrade(state: &mut ProfileState, why: String) {
         &format!("{why}; profiling in memory only for this process"),
     );
     state.path = None;
+    state.target = None;
     state.memory_only = Some(why);
 }
 
@@ -177,13 +250,18 @@ pub fn record(sample: Sample) {
     let due = {
         let mut st = state();
         st.machine().push(&sample);
-        if st.path.is_some() {
+        if st.target.is_some() {
             if st.pending.len() >= MAX_PENDING {
                 st.pending.pop_front();
             }
             st.pending.push_back(sample);
         }
-        st.path.is_some() && st.last_flush.elapsed() >= FLUSH_EVERY
+        st.target.is_some()
+            && st.last_flush.elapsed() >= FLUSH_EVERY
+            && st
+                .failure
+                .as_ref()
+                .is_none_or(|f| Instant::now() >= f.next_try)
     };
     if due && !FLUSHING.swap(true, Ordering::AcqRel) {
         let spawned = std::thread::Builder::new()
@@ -198,19 +276,27 @@ pub fn record(sample: Sample) {
     }
 }
 
-/// Merges pending samples into the file now. Errors degrade to in-memory profiling (one warning)
-/// and are returned for callers that want to report them; queries never see them.
+/// Merges pending samples into the file now. `Ok` means everything recorded is on disk (or
+/// persistence is off on request: `THREADX_PROFILE=/dev/null`). A failed write keeps the samples
+/// for the next try (one warning per run of failures); while writes fail, or when the location is
+/// unusable, this returns why. Queries never see these errors.
 pub fn flush() -> Result<(), String> {
     // Nothing measured yet (or already written): touch neither the file nor the profile.
     if STATE.get().is_none() {
         return Ok(());
     }
     let (id, fingerprint, balance) = {
-        let mut st = state();
-        if st.pending.is_empty() && st.balance_dirty.is_empty() {
+        let st = state();
+        if st.target.is_none() {
+            return match &st.memory_only {
+                Some(why) if !st.persist_off => Err(why.clone()),
+                _ => Ok(()),
+            };
+        }
+        if st.pending.is_empty() && st.balance_dirty.is_empty() && st.failure.is_none() {
             return Ok(());
         }
-        let tags = std::mem::take(&mut st.balance_dirty);
+        let tags = st.balance_dirty.clone();
         let balance: Vec<(String, std::collections::BTreeMap<String, f64>)> = tags
             .into_iter()
             .filter_map(|t| st.me.balance.get(&t).map(|r| (t, r.clone())))
@@ -220,13 +306,22 @@ pub fn flush() -> Result<(), String> {
     if balance.is_empty() {
         return apply(|_| {});
     }
-    apply(|file| {
+    let tags: Vec<String> = balance.iter().map(|(t, _)| t.clone()).collect();
+    let result = apply(|file| {
         let mut m = file
             .machine(&id)
             .unwrap_or_else(|| schema::MachineProfile::new(fingerprint));
         m.balance.extend(balance);
         file.set_machine(&id, &m);
-    })
+    });
+    if result.is_ok() {
+        // Written (a tag refined again meanwhile is written with the next flush, harmlessly).
+        let mut st = state();
+        for t in &tags {
+            st.balance_dirty.remove(t);
+        }
+    }
+    result
 }
 
 /// The split ratios stored for `tag` (member backend name → share), if any.
@@ -307,42 +402,129 @@ pub fn refine_balance(tag: &str, measured: &[(String, f64)]) {
 /// The in-memory lock is not held during the file I/O, so calls keep planning meanwhile; samples
 /// they record are replayed onto the merged file afterwards.
 pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
-    let (path, fingerprint, pending) = {
+    let expire = (!EXPIRED.load(Ordering::Relaxed))
+        .then(expiry_cutoff)
+        .flatten();
+    apply_with(expire, edit).map(|_| ())
+}
+
+/// The `updated_unix` before which other machines' entries expire (`None`: never).
+fn expiry_cutoff() -> Option<u64> {
+    let days = crate::exec::config::profile_expiry_days();
+    (days > 0).then(|| store::unix_now().saturating_sub(days.saturating_mul(86_400)))
+}
+
+/// Removes entries of other machines and builds not updated for `days` days (default: the
+/// configured expiry, `THREADX_PROFILE_EXPIRY_DAYS`; `0`: nothing expires); returns the ids
+/// removed.
+pub fn prune(days: Option<u64>) -> Result<Vec<String>, String> {
+    let days = days.unwrap_or_else(crate::exec::config::profile_expiry_days);
+    if days == 0 {
+        return Ok(Vec::new()); // 0 days: nothing expires
+    }
+    let cutoff = store::unix_now().saturating_sub(days.saturating_mul(86_400));
+    let (target, id) = {
+        let st = state();
+        (st.target.clone(), st.machine_id.clone())
+    };
+    if target.is_none() {
+        let mut st = state();
+        let removed = Arc::make_mut(&mut st.file).expire(cutoff, &id);
+        return Ok(removed);
+    }
+    apply_with(Some(cutoff), |_| {})
+}
+
+fn apply_with(
+    expire: Option<u64>,
+    edit: impl FnOnce(&mut ProfileFile),
+) -> Result<Vec<String>, String> {
+    let (path, fingerprint, pending, cached) = {
         let mut st = state();
         st.last_flush = Instant::now();
-        let Some(path) = st.path.clone() else {
+        let Some(path) = st.target.clone() else {
             let mut file = st.snapshot();
             edit(&mut file);
             st.adopt(file);
-            return Ok(());
+            return Ok(Vec::new());
         };
         let pending: Vec<Sample> = std::mem::take(&mut st.pending).into();
-        (path, st.fingerprint.clone(), pending)
+        let cached = st.file_id.clone().map(|id| (id, Arc::clone(&st.file)));
+        (path, st.fingerprint.clone(), pending, cached)
     };
-    let result = store::merge_and_write(&path, &fingerprint, &pending, edit);
+    let result = store::merge_and_write(
+        &path,
+        &fingerprint,
+        &pending,
+        expire,
+        cached.as_ref().map(|(id, f)| (id, &**f)),
+        edit,
+    );
     let mut st = state();
     match result {
         Ok((file, report)) => {
-            if let Some((aside, why)) = report.moved_aside {
-                warn_once(
-                    &CORRUPT_WARNED,
-                    &format!(
-                        "the profile {} was unusable ({why}); moved it to {} and started a new one",
-                        path.display(),
-                        aside.display()
-                    ),
-                );
+            if expire.is_some() {
+                EXPIRED.store(true, Ordering::Relaxed);
             }
+            if let Some((aside, why)) = &report.moved_aside {
+                warn_moved_aside(&path, aside, why);
+            }
+            if let Some((backup, problems)) = &report.repaired {
+                let shown: Vec<&str> = problems.iter().take(8).map(String::as_str).collect();
+                let more = problems.len().saturating_sub(shown.len());
+                warn(&format!(
+                    "the profile {}: dropped {} invalid part(s) of this machine's entry: {}{}; \
+                     the original was copied to {}",
+                    path.display(),
+                    problems.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
+                    backup.display()
+                ));
+            }
+            st.failure = None;
+            st.file_id = report.written.clone();
+            st.path = st.location.clone();
+            st.memory_only = None;
             st.adopt(file);
             let newer: Vec<Sample> = st.pending.iter().cloned().collect();
             for s in &newer {
                 st.me.push(s);
             }
-            Ok(())
+            Ok(report.expired)
+        }
+        Err(e) if store::is_not_regular(&e) => {
+            let why = format!(
+                "the profile location {} is unusable ({e}): it is left alone",
+                path.display()
+            );
+            degrade(&mut st, why.clone());
+            Err(why)
         }
         Err(e) => {
             let why = format!("cannot write the profile {} ({e})", path.display());
-            degrade(&mut st, why.clone());
+            // Keep the samples for the next try: older ones first, the newest MAX_PENDING kept.
+            let newer = std::mem::take(&mut st.pending);
+            st.pending = pending.into_iter().chain(newer).collect();
+            while st.pending.len() > MAX_PENDING {
+                st.pending.pop_front();
+            }
+            let attempts = st.failure.as_ref().map_or(0, |f| f.attempts) + 1;
+            if attempts == 1 {
+                warn(&format!(
+                    "{why}; profiling in memory and retrying on later flushes"
+                ));
+            }
+            st.failure = Some(Failure {
+                attempts,
+                next_try: Instant::now() + backoff(attempts),
+            });
+            st.path = None;
+            st.memory_only = Some(format!("{why}; retrying"));
             Err(why)
         }
     }
@@ -351,7 +533,8 @@ pub fn apply(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
 /// Stores a GPU's measured link model (replacing the previous one) in this machine's entry.
 pub fn set_link(backend: &str, link: schema::LinkModel) -> Result<(), String> {
     let (id, fingerprint) = {
-        let st = state();
+        let mut st = state();
+        st.me.links.insert(backend.to_string(), link.clone());
         (st.machine_id.clone(), st.fingerprint.clone())
     };
     apply(|file| {
@@ -369,7 +552,7 @@ pub fn reset() -> Result<(), String> {
     {
         let mut st = state();
         st.pending.clear();
-        st.file.machines.remove(&id);
+        Arc::make_mut(&mut st.file).machines.remove(&id);
         st.me = MachineProfile::new(st.fingerprint.clone());
     }
     apply(|f| {

@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::fingerprint::Fingerprint;
 pub use super::fingerprint::SCHEMA_VERSION;
@@ -25,17 +27,79 @@ pub const EWMA_ALPHA: f64 = 0.25;
 /// A sample counts at most this many times the current average.
 pub const OUTLIER_CLIP: f64 = 3.0;
 
-/// The whole file. Entries are kept as raw JSON and only this machine's is parsed: entries of
+/// The whole file. Entries are kept as raw JSON text and only this machine's is parsed: entries of
 /// other machines or builds (possibly written by a newer threadx with fields we do not know) go
-/// back to disk exactly as they came (numbers round-trip exactly: serde_json `float_roundtrip`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// back to disk byte for byte, never parsed into a tree (a shared profile can hold thousands).
+#[derive(Debug, Clone)]
 pub struct ProfileFile {
     pub schema_version: u32,
-    #[serde(default)]
-    pub machines: BTreeMap<String, serde_json::Value>,
+    pub machines: BTreeMap<String, Box<RawValue>>,
     /// Top-level fields of a newer writer, preserved.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: BTreeMap<String, Box<RawValue>>,
+}
+
+impl PartialEq for ProfileFile {
+    fn eq(&self, other: &Self) -> bool {
+        fn same(a: &BTreeMap<String, Box<RawValue>>, b: &BTreeMap<String, Box<RawValue>>) -> bool {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+        }
+        self.schema_version == other.schema_version
+            && same(&self.machines, &other.machines)
+            && same(&self.extra, &other.extra)
+    }
+}
+
+impl Serialize for ProfileFile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2 + self.extra.len()))?;
+        m.serialize_entry("schema_version", &self.schema_version)?;
+        m.serialize_entry("machines", &self.machines)?;
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ProfileFile {
+    /// One pass over the text: `machines`' values are only delimited (kept as raw text).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProfileFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a threadx profile object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ProfileFile, A::Error> {
+                let mut version = None;
+                let mut machines = None;
+                let mut extra = BTreeMap::new();
+                while let Some(key) = a.next_key::<String>()? {
+                    match key.as_str() {
+                        "schema_version" => version = Some(a.next_value::<u32>()?),
+                        "machines" => machines = Some(a.next_value()?),
+                        _ => {
+                            extra.insert(key, a.next_value::<Box<RawValue>>()?);
+                        }
+                    }
+                }
+                Ok(ProfileFile {
+                    schema_version: version
+                        .ok_or_else(|| serde::de::Error::missing_field("schema_version"))?,
+                    machines: machines.unwrap_or_default(),
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl Default for ProfileFile {
@@ -43,23 +107,55 @@ impl Default for ProfileFile {
         ProfileFile {
             schema_version: SCHEMA_VERSION,
             machines: BTreeMap::new(),
-            extra: Default::default(),
+            extra: BTreeMap::new(),
         }
     }
 }
 
 impl ProfileFile {
-    /// The entry under `id`, parsed (`None` if absent or not of our layout).
-    pub fn machine(&self, id: &str) -> Option<MachineProfile> {
+    /// The entry under `id`, parsed leniently (`None` if absent or not an object): statistics
+    /// that do not validate are dropped and named in the returned list of problems.
+    pub fn machine_checked(&self, id: &str) -> Option<(MachineProfile, Vec<String>)> {
         self.machines
             .get(id)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .and_then(|v| MachineProfile::from_json(v.get()))
+    }
+
+    /// The entry under `id`, parsed leniently (see [`ProfileFile::machine_checked`]).
+    pub fn machine(&self, id: &str) -> Option<MachineProfile> {
+        self.machine_checked(id).map(|(m, _)| m)
     }
 
     pub fn set_machine(&mut self, id: &str, entry: &MachineProfile) {
-        if let Ok(v) = serde_json::to_value(entry) {
+        if let Ok(v) = serde_json::value::to_raw_value(entry) {
             self.machines.insert(id.to_string(), v);
         }
+    }
+
+    /// Removes the entries (other than `keep`) whose `updated_unix` is known (non-zero) and older
+    /// than `cutoff`; returns their ids. Reads only that field of each entry.
+    pub fn expire(&mut self, cutoff: u64, keep: &str) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Stamp {
+            #[serde(default)]
+            updated_unix: Option<u64>,
+        }
+        let old: Vec<String> = self
+            .machines
+            .iter()
+            .filter(|(k, _)| k.as_str() != keep)
+            .filter(|(_, v)| {
+                serde_json::from_str::<Stamp>(v.get())
+                    .ok()
+                    .and_then(|s| s.updated_unix)
+                    .is_some_and(|t| t != 0 && t < cutoff)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &old {
+            self.machines.remove(k);
+        }
+        old
     }
 }
 
@@ -77,6 +173,9 @@ pub struct MachineProfile {
     pub links: BTreeMap<String, LinkModel>,
     #[serde(default)]
     pub balance: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Fields this build does not know (a hand edit, a newer writer), kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl MachineProfile {
@@ -87,7 +186,106 @@ impl MachineProfile {
             timings: BTreeMap::new(),
             links: BTreeMap::new(),
             balance: BTreeMap::new(),
+            extra: Map::new(),
         }
+    }
+
+    /// Parses an entry field by field: a statistic, link or ratio that does not validate is
+    /// dropped alone (and named in the returned problems), the rest is kept. `None` when the text
+    /// is not a JSON object at all.
+    pub fn from_json(text: &str) -> Option<(MachineProfile, Vec<String>)> {
+        let Value::Object(mut obj) = serde_json::from_str::<Value>(text).ok()? else {
+            return None;
+        };
+        let mut problems = Vec::new();
+        let fingerprint = match obj.remove("fingerprint").map(serde_json::from_value) {
+            Some(Ok(fp)) => fp,
+            other => {
+                if other.is_some() {
+                    problems.push("fingerprint (not a fingerprint: replaced)".to_string());
+                }
+                super::fingerprint::Fingerprint::current()
+            }
+        };
+        let mut m = MachineProfile::new(fingerprint);
+        match obj.remove("updated_unix") {
+            None => {}
+            Some(v) => match v.as_u64() {
+                Some(t) => m.updated_unix = t,
+                None => problems.push(format!("updated_unix ({v} is not a unix time)")),
+            },
+        }
+        let mut section = |name: &str, problems: &mut Vec<String>| -> Map<String, Value> {
+            match obj.remove(name) {
+                None => Map::new(),
+                Some(Value::Object(o)) => o,
+                Some(v) => {
+                    problems.push(format!("{name} ({} is not an object)", short(&v)));
+                    Map::new()
+                }
+            }
+        };
+        for (ind, by_bucket) in section("timings", &mut problems) {
+            let Value::Object(by_bucket) = by_bucket else {
+                problems.push(format!("timings.{ind} (not an object)"));
+                continue;
+            };
+            for (bucket, by_backend) in by_bucket {
+                let Value::Object(by_backend) = by_backend else {
+                    problems.push(format!("timings.{ind}.{bucket} (not an object)"));
+                    continue;
+                };
+                for (backend, stat) in by_backend {
+                    match Stat::validate(stat) {
+                        Ok(s) => {
+                            m.timings
+                                .entry(ind.clone())
+                                .or_default()
+                                .entry(bucket.clone())
+                                .or_default()
+                                .insert(backend, s);
+                        }
+                        Err(why) => {
+                            problems.push(format!("timings.{ind}.{bucket}.{backend} ({why})"))
+                        }
+                    }
+                }
+            }
+        }
+        for (backend, link) in section("links", &mut problems) {
+            match serde_json::from_value::<LinkModel>(link.clone()) {
+                Ok(l) if l.is_valid() => {
+                    m.links.insert(backend, l);
+                }
+                _ => problems.push(format!("links.{backend} ({})", short(&link))),
+            }
+        }
+        for (tag, ratios) in section("balance", &mut problems) {
+            let Value::Object(ratios) = ratios else {
+                problems.push(format!("balance.{tag} (not an object)"));
+                continue;
+            };
+            let mut good = BTreeMap::new();
+            for (member, r) in ratios {
+                match r
+                    .as_f64()
+                    .filter(|x| x.is_finite() && (0.0..=1.0).contains(x))
+                {
+                    Some(x) => {
+                        good.insert(member, x);
+                    }
+                    None => problems.push(format!(
+                        "balance.{tag}.{member} ({} is not a ratio in [0, 1])",
+                        short(&r)
+                    )),
+                }
+            }
+            if !good.is_empty() {
+                m.balance.insert(tag, good);
+            }
+        }
+        m.extra = obj;
+        Some((m, problems))
     }
 
     pub fn stat(&self, indicator: &str, bucket: &str, backend: &str) -> Option<&Stat> {
@@ -108,6 +306,15 @@ impl MachineProfile {
     }
 }
 
+fn short(v: &Value) -> String {
+    let t = v.to_string();
+    if t.chars().count() > 40 {
+        format!("{}…", t.chars().take(40).collect::<String>())
+    } else {
+        t
+    }
+}
+
 /// Timing statistics of one (indicator, size bucket, backend).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
@@ -121,6 +328,45 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// A statistic as stored, checked: `samples` a positive integer, both times finite
+    /// non-negative numbers, `last_unix` (optional) a non-negative integer.
+    pub fn validate(v: Value) -> Result<Stat, String> {
+        let Value::Object(o) = &v else {
+            return Err(format!("{} is not an object", short(&v)));
+        };
+        let field = |k: &str| o.get(k);
+        let samples = match field("samples") {
+            None => return Err("samples missing".into()),
+            Some(x) => x
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("samples: {} is not a positive integer", short(x)))?,
+        };
+        let time = |k: &str| -> Result<f64, String> {
+            match field(k) {
+                None => Err(format!("{k} missing")),
+                Some(x) => x
+                    .as_f64()
+                    .filter(|t| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| format!("{k}: {} is not a time", short(x))),
+            }
+        };
+        let ewma_ns_per_row = time("ewma_ns_per_row")?;
+        let best_ns_per_row = time("best_ns_per_row")?;
+        let last_unix = match field("last_unix") {
+            None => 0,
+            Some(x) => x
+                .as_u64()
+                .ok_or_else(|| format!("last_unix: {} is not a unix time", short(x)))?,
+        };
+        Ok(Stat {
+            samples,
+            ewma_ns_per_row,
+            best_ns_per_row,
+            last_unix,
+        })
+    }
+
     /// `ewma += α·(min(x, OUTLIER_CLIP·ewma) − ewma)`; the first sample seeds the average. The
     /// clip keeps one cold call (page faults on fresh memory, a busy machine) from dominating.
     pub fn push(&mut self, ns_per_row: f64, unix: u64) {
@@ -147,6 +393,14 @@ pub struct LinkModel {
     pub d2h_gb_per_s: f64,
     pub latency_us: f64,
     pub samples: u64,
+}
+
+impl LinkModel {
+    fn is_valid(&self) -> bool {
+        [self.h2d_gb_per_s, self.d2h_gb_per_s, self.latency_us]
+            .iter()
+            .all(|x| x.is_finite() && *x >= 0.0)
+    }
 }
 
 /// One measured call, kept until it is merged into the file.
@@ -208,5 +462,30 @@ mod tests {
         assert_eq!(size_bucket(1023), "2^9");
         assert_eq!(size_bucket(1024), "2^10");
         assert_eq!(size_bucket(1_000_000), "2^19");
+    }
+
+    #[test]
+    fn a_bad_statistic_drops_only_itself() {
+        let fp = serde_json::to_string(&super::super::fingerprint::Fingerprint::current()).unwrap();
+        let text = format!(
+            r#"{{"fingerprint": {fp}, "updated_unix": 5, "note": [1],
+               "timings": {{"sma": {{"2^9": {{
+                  "cpu:1": {{"samples": 2, "ewma_ns_per_row": 1.5, "best_ns_per_row": 1.0}},
+                  "cpu:2": {{"samples": -2, "ewma_ns_per_row": 1.5, "best_ns_per_row": 1.0}},
+                  "cpu:3": {{"samples": 2, "ewma_ns_per_row": "x", "best_ns_per_row": 1.0}},
+                  "cpu:4": {{"samples": 2.5, "ewma_ns_per_row": 1.5, "best_ns_per_row": 1.0}},
+                  "cpu:5": {{"samples": 2, "ewma_ns_per_row": 1.5}}}}}}}},
+               "balance": {{"t": {{"a": 0.5, "b": "no"}}}}}}"#
+        );
+        let (m, problems) = MachineProfile::from_json(&text).unwrap();
+        assert_eq!(m.timings["sma"]["2^9"].len(), 1);
+        assert_eq!(m.stat("sma", "2^9", "cpu:1").unwrap().samples, 2);
+        assert_eq!(m.balance["t"].len(), 1);
+        assert_eq!(m.extra["note"], serde_json::json!([1]));
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(
+            problems[0].starts_with("timings.sma.2^9.cpu:2"),
+            "{problems:?}"
+        );
     }
 }
