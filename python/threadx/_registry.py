@@ -212,18 +212,23 @@ def call(
     )
 
 
+def check_some_params(caller: str, ind: Indicator, params: dict[str, Any]) -> dict[str, float]:
+    """``params`` (a subset, by name; the others take their defaults) checked like a real call's,
+    with a ValueError naming ``caller`` for a name the indicator does not have."""
+    unknown = sorted(set(params) - {p.name for p in ind.params})
+    if unknown:
+        raise ValueError(
+            f"threadx.{caller}: {ind.name} has no parameter {unknown[0]!r} "
+            f"(parameters: {', '.join(p.name for p in ind.params) or 'none'})"
+        )
+    return check_params(ind, {**ind.defaults(), **params})
+
+
 def lookback(name: str, **params: Any) -> int:
     """The number of warm-up (null) rows of indicator ``name`` with ``params`` (TA-Lib's lookback;
     parameters not given take their defaults)."""
     ind = find("lookback", name)
-    unknown = sorted(set(params) - {p.name for p in ind.params})
-    if unknown:
-        raise ValueError(
-            f"threadx.lookback: {ind.name} has no parameter {unknown[0]!r} "
-            f"(parameters: {', '.join(p.name for p in ind.params) or 'none'})"
-        )
-    values = {**ind.defaults(), **params}
-    return int(_internal.lookback(ind.name, check_params(ind, values)))
+    return int(_internal.lookback(ind.name, check_some_params("lookback", ind, params)))
 
 
 def catalog() -> pl.DataFrame:

@@ -145,14 +145,7 @@ def explain(indicator: str, n: int, device: str = "auto", **params: Any) -> Expl
     device = check.device(indicator, device)
     tag = params.pop("workload_tag", None)
     if params:
-        unknown = sorted(set(params) - {p.name for p in ind.params})
-        if unknown:
-            raise ValueError(
-                f"threadx.explain: {indicator} has no parameter {unknown[0]!r} "
-                f"(parameters: {', '.join(p.name for p in ind.params) or 'none'})"
-            )
-        values = {**ind.defaults(), **params}
-        _registry.check_params(ind, values)  # validates the parameters like a real call
+        _registry.check_some_params("explain", ind, params)  # validated like a real call
     check.placement(indicator, device, tag)
     data = json.loads(_internal.explain(indicator, n, device, tag.strip() if tag else None))
     data["candidates"] = [Candidate(**c) for c in data["candidates"]]
