@@ -355,8 +355,7 @@ impl Spec {
         build_ints("zscore", &[p])
     }
     pub fn bollinger(p: i64, std_dev: f64) -> Result<Self, ParamError> {
-        let ind = find("bollinger").expect("registered");
-        build(ind, &[Some(p as f64), Some(std_dev)])
+        build(lookup("bollinger")?, &[Some(p as f64), Some(std_dev)])
     }
     pub fn rsi(p: i64) -> Result<Self, ParamError> {
         build_ints("rsi", &[p])
@@ -379,6 +378,8 @@ impl Spec {
 
     /// This call's declaration in the registry.
     pub fn def(&self) -> &'static Indicator {
+        // Cannot fail: a Spec is only made by a declaration's `build`, and the registry test
+        // `every_declaration_builds_its_own_spec_with_defaults` checks every variant maps back to it.
         find(self.name()).expect("every Spec variant has a declaration")
     }
 
@@ -503,17 +504,22 @@ pub fn names() -> Vec<String> {
     out
 }
 
+/// [`find`], with an error naming the known indicators for an unknown name.
+pub fn lookup(name: &str) -> Result<&'static Indicator, ParamError> {
+    find(name).ok_or_else(|| ParamError {
+        indicator: "indicator",
+        param: "name",
+        expected: format!("one of {}", names().join(", ")),
+        got: format!("'{name}'"),
+    })
+}
+
 /// [`build`] by name, with parameters given by name (the plugin's and Python's path).
 pub fn build_named<'a>(
     name: &str,
     params: impl IntoIterator<Item = (&'a str, f64)>,
 ) -> Result<Spec, ParamError> {
-    let ind = find(name).ok_or_else(|| ParamError {
-        indicator: "indicator",
-        param: "name",
-        expected: format!("one of {}", names().join(", ")),
-        got: format!("'{name}'"),
-    })?;
+    let ind = lookup(name)?;
     let mut values = vec![None; ind.params.len()];
     for (k, v) in params {
         let i = ind
@@ -540,9 +546,8 @@ pub fn build_named<'a>(
 
 /// Builds `name`'s call from integer parameters in declaration order (tests and examples).
 pub fn build_ints(name: &str, values: &[i64]) -> Result<Spec, ParamError> {
-    let ind = find(name).expect("a registered indicator");
     let v: Vec<Option<f64>> = values.iter().map(|&x| Some(x as f64)).collect();
-    build(ind, &v)
+    build(lookup(name)?, &v)
 }
 
 pub use declaration::build;
