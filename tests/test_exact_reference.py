@@ -283,3 +283,30 @@ def test_identical_values_give_exactly_zero_std(w: int) -> None:
     assert (flat.get_column("std0").drop_nulls() == 0.0).all()
     assert (flat.get_column("std1").drop_nulls() == 0.0).all()
     assert (flat.get_column("middle").drop_nulls() == 0.3).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Cancellation: the accuracy guarantee is relative to the inputs' scale (README, "Accuracy")
+# --------------------------------------------------------------------------------------------
+
+EPS = 2.0**-52
+
+
+def _alternating(n: int, seed: int) -> np.ndarray:
+    """±1e6 alternating plus 0.01 noise: window means near zero, inputs near 1e6."""
+    rng = np.random.default_rng(seed)
+    return np.where(np.arange(n) % 2 == 0, 1e6, -1e6) + 0.01 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("w", [20, 7, 101])
+def test_mean_error_is_bounded_by_the_inputs_scale(w: int) -> None:
+    """The documented guarantee: |sma - exact mean| <= w·ε·max|x over the window| (and the same
+    bits in bollinger's middle). The result itself is near 0, so its *relative* error can be large:
+    that is what the guarantee does not promise."""
+    x = _alternating(3_000, w)
+    exact = exact_reference(x, w)["mean"][w - 1 :]
+    got = _threadx(x, w).get_column("sma").to_numpy()[w - 1 :]
+    scale = np.lib.stride_tricks.sliding_window_view(np.abs(x), w).max(axis=1)
+    ulps = np.abs(got - exact) / (scale * EPS)
+    print(f"\n[cancellation] w={w}: max error {ulps.max():.2f} ε·max|x| (bound {w})")
+    assert np.all(ulps <= w), (w, float(ulps.max()))

@@ -6,6 +6,7 @@ a child process with a timeout.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -287,3 +288,130 @@ def test_item16_parallel_null_passes_are_exact(name: str) -> None:
             assert_bits_equal(got.filter(present), dense, f"{name} workers={workers}")
     finally:
         threadx.set_threads(previous)
+
+
+# --------------------------------------------------------------------------------------------
+# item 10: RSI keeps the exact limit when both Wilder averages underflow together
+# --------------------------------------------------------------------------------------------
+
+
+def _bump_then_flat(n: int, up: float, down: float) -> np.ndarray:
+    c = np.full(n, 10.0)
+    c[10] = 10.0 + up
+    c[11:] = c[10] - down
+    return c
+
+
+@pytest.mark.parametrize(("period", "up", "down"), [(14, 1.0, 1.0), (2, 1.0, 1.0), (14, 3.0, 1.0),
+                                                   (5, 1.0, 4.0), (30, 2.0, 5.0)])  # fmt: skip
+def test_item10_rsi_holds_the_ratio_of_the_decays(period: int, up: float, down: float) -> None:
+    """After ~708/ln(n/(n-1)) flat rows both averages sink into the subnormals; the ratio of their
+    common decay is constant, so every later row is the settled value. Exact: both moves (rows 10
+    and 11) inside the seed window (rows 1..=n) give up/(up+down); otherwise the gain has decayed
+    once, by a = (n-1)/n, when the loss comes."""
+    a = (period - 1) / period
+    exact = 100 * (up / (up + down) if period >= 11 else a * up / (a * up + down))
+    c = _bump_then_flat(14_000, up, down)
+    got = run(pl.DataFrame({"close": c}), threadx.rsi("close", period)).to_numpy()
+    settled = got[max(period, 12) :]
+    assert np.all(np.abs(settled - exact) < 1e-9), (settled.min(), settled.max())
+    # The same bits whatever the split: threads, chunks and .over() groups.
+    df = pl.DataFrame({"close": np.concatenate([c, c]), "g": [0] * len(c) + [1] * len(c)})
+    one = run(df.head(len(c)), threadx.rsi("close", period))
+    chunked = pl.concat([df.head(len(c)).slice(0, 10_017), df.head(len(c)).slice(10_017)],
+                        rechunk=False)  # fmt: skip
+    assert_bits_equal(run(chunked, threadx.rsi("close", period)), one, "chunked")
+    over = run(df, threadx.rsi("close", period).over("g"))
+    assert_bits_equal(over.head(len(c)), one, "over 0")
+    assert_bits_equal(over.tail(len(c)), one, "over 1")
+
+
+def test_item10_rsi_agrees_with_talib_where_talib_keeps_the_limit() -> None:
+    talib = pytest.importorskip("talib")
+    c = _bump_then_flat(12_000, 1.0, 1.0)  # the issue's series: TA-Lib gives 50 throughout
+    got = run(pl.DataFrame({"close": c}), threadx.rsi("close", 14)).to_numpy()
+    np.testing.assert_allclose(got[14:], talib.RSI(c, 14)[14:], rtol=0, atol=1e-9)
+    flat = np.full(100, 3.0)  # flat from the start: no earlier value to hold, 0 as TA-Lib
+    got = run(pl.DataFrame({"close": flat}), threadx.rsi("close", 14)).to_numpy()
+    np.testing.assert_array_equal(got[14:], talib.RSI(flat, 14)[14:])
+
+
+# --------------------------------------------------------------------------------------------
+# item 11: finite inputs whose intermediates overflow (the rule is in the README)
+# --------------------------------------------------------------------------------------------
+
+
+def test_item11_the_issue_cases() -> None:
+    one = lambda e, xs: run(pl.DataFrame({"close": xs}), e).to_list()
+    # Shifted sums: finite while w × the window's range is; the documented price is the
+    # opposite-sign case, which is non-finite, never a finite wrong value.
+    assert one(threadx.sma("close", 2), [1e308, 1e308]) == [None, 1e308]
+    assert one(threadx.bollinger("close", 2).struct.field("middle"), [1e308, 1e308]) == [
+        None,
+        1e308,
+    ]
+    assert one(threadx.sma("close", 2), [1e308, -1e308]) == [None, -math.inf]
+    # Seeds: finite terms whose sum overflows are averaged scaled down, then scaled back.
+    assert one(threadx.ema("close", 2), [1e308, 1e308]) == [None, 1e308]
+    assert one(threadx.ema("close", 3), [1.5e308, 1.5e308, 1.5e308, 1.5e308])[2] == 1.5e308
+    # Quotients of finite parts that overflow are taken on halves, never a wrong 0.
+    hl = {"high": [1.5e308] * 3, "low": [-1.5e308] * 3, "close": [0.0] * 3}
+    k = run(pl.DataFrame(hl), threadx.stoch("high", "low", "close", 1, 1, 1)).struct.field("slowk")
+    assert k.to_list() == [50.0] * 3
+    big = [0.0, 1.2e308, 0.0] * 3  # gains and losses near 1e308: their sum overflows
+    rsi = one(threadx.rsi("close", 2), big)
+    assert all(v is not None and 0.0 < v < 100.0 for v in rsi[2:]), rsi
+
+
+def _scaled(df: pl.DataFrame, e: int) -> pl.DataFrame:
+    return df.with_columns(pl.all() * 2.0**e)
+
+
+def _signed(df: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Runs of rows mirrored to negative prices (high and low swapped), so windows hold values of
+    both signs and differences reach twice the magnitude."""
+    rng = np.random.default_rng(seed)
+    flip = np.repeat(rng.random(len(df) // 7 + 1) < 0.5, 7)[: len(df)]
+    f = pl.Series(np.where(flip, -1.0, 1.0))
+    return df.with_columns(
+        pl.col("open") * f,
+        pl.col("close") * f,
+        pl.when(pl.Series(flip)).then(-pl.col("low")).otherwise(pl.col("high")).alias("high"),
+        pl.when(pl.Series(flip)).then(-pl.col("high")).otherwise(pl.col("low")).alias("low"),
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("top", [1e306, 1.5e308])
+@pytest.mark.parametrize("shape", ["walk", "signed"])
+def test_item11_overflow_gives_non_finite_never_a_wrong_finite_value(
+    name: str, top: float, shape: str
+) -> None:
+    """Every catalog indicator on prices scaled so the largest magnitude is `top`: a finite output
+    is the value the same call gives on the unscaled data, times the scale to the indicator's degree
+    of homogeneity (found by scaling by 2^8), to 1e-9 of the result's scale; an overflowing
+    intermediate may only show as ±inf or NaN."""
+    # Volumes brought to the prices' magnitude, so one factor puts every column near `top`.
+    base = ohlcv(600, seed=11).with_columns(pl.col("volume") / 8192.0)
+    if shape == "signed":
+        base = _signed(base, 11)
+    factor = top / float(base.select(pl.all().abs().max()).max_horizontal().item())
+    expr = indicator_expr(name, PARAMS[name])
+    small = fields(run(base, expr))
+    up8 = fields(run(base.with_columns(pl.all() * 256.0), expr))
+    big = fields(run(base.with_columns(pl.all() * factor), expr))
+    checked = 0
+    for k, s in small.items():
+        sv, uv, bv = s.to_numpy(), up8[k].to_numpy(), big[k].to_numpy()
+        ok = np.isfinite(sv) & np.isfinite(uv) & (sv != 0)
+        ratio = float(np.median(np.abs(uv[ok] / sv[ok])))
+        degree = round(np.log2(ratio) / 8)
+        assert degree in (0, 1) and abs(ratio - 2.0 ** (8 * degree)) < 1e-6, (name, k, ratio)
+        with np.errstate(over="ignore"):
+            want = sv * factor**degree
+        scale = float(np.nanmax(np.abs(want[np.isfinite(want)])))
+        finite = np.isfinite(bv)
+        checked += int(finite.sum())
+        err = np.abs(bv[finite] - want[finite])
+        bad = np.flatnonzero(~(err <= 1e-9 * scale))
+        assert bad.size == 0, (name, k, bad[:5], bv[finite][bad[:3]], want[finite][bad[:3]])

@@ -9,7 +9,7 @@
 //! `s = t - w + 1 ..= t`. Rows are cut into blocks of `w` rows aligned to row 0 (the grid of
 //! `moments.rs`). Let `b = t / w` be the block of `t` and `o = t - b*w` its offset. Each series has
 //! its own *reference*, the value at the block start: `rx = x[b*w]` when finite, else `0.0`;
-//! `ry = y[b*w]` when finite, else `0.0` (the value always lies inside the window, so the shift keeps
+//! `ry = y[b*w]` when finite, else `0.0` (`moments::reference`) (the value always lies inside the window, so the shift keeps
 //! the data's offset out of the second moments; a constant window has every shifted value exactly
 //! `0.0`). Shifted values: `dx = x - rx`, `dy = y - ry`; the five summands of a row are `dx`, `dy`,
 //! `dx*dx`, `dy*dy`, `dx*dy`.
@@ -41,18 +41,9 @@
 //! `moments.rs`); `m_xy` is accurate to `w·ε·sqrt(m_xx·m_yy)`. Cost O(1) amortised per row; a
 //! piece of rows `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1`.
 
+use super::moments::reference;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
-
-#[inline(always)]
-fn reference(x: &[f64], block_start: usize) -> f64 {
-    let r = x[block_start];
-    if r.is_finite() {
-        r
-    } else {
-        0.0
-    }
-}
 
 /// The shifted sums of one window (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -7,7 +7,8 @@
 //!   `fast` values that end on the same bar, as TA-Lib does); `macd_t = fast_t - slow_t`.
 //!   The signal is an EMA(signal) of `macd` with seed row `slow + signal - 2`, seeded with the mean
 //!   of the first `signal` MACD values; `hist = macd - signal`. Lookback `slow + signal - 2`.
-//!   Sums are left-to-right folds from `0.0`, means are one division.
+//!   Sums are left-to-right folds from `0.0`, means are one division ([`seed_mean_of`]: finite
+//!   terms whose sum overflows are averaged scaled down by a power of two, then scaled back).
 
 use super::scan::{run_scan, run_scan_feeding_scan, write_rows, Recurrence};
 use super::split::{Sequential, Splitter};
@@ -15,7 +16,23 @@ use super::stream_store::Store;
 
 /// `(((0 + v_0) + v_1) + …) / len` — the seed of every SMA-seeded recursive indicator.
 pub fn seed_mean(values: &[f64]) -> f64 {
-    values.iter().fold(0.0, |s, v| s + v) / values.len() as f64
+    seed_mean_of(values.len(), |i| values[i])
+}
+
+/// [`seed_mean`] of the terms `term(0..len)` (`len >= 1`). When every term is finite but the sum
+/// overflows, the mean is taken of the terms scaled by `2^-k` (`2^k >= 2·len`, exact for every term
+/// that matters at that magnitude, and the scaled sum cannot overflow) and scaled back, so a
+/// representable mean is never turned into ±inf (`ema(2)` of `[1e308, 1e308]` seeds at `1e308`).
+/// Any other input gives exactly the plain fold's bits.
+pub fn seed_mean_of(len: usize, term: impl Fn(usize) -> f64) -> f64 {
+    let n = len as f64;
+    let sum = (0..len).fold(0.0, |s, i| s + term(i));
+    if sum.is_finite() || !(0..len).all(|i| term(i).is_finite()) {
+        return sum / n;
+    }
+    let k = (2 * len).next_power_of_two().trailing_zeros() as i32;
+    let (down, up) = (2f64.powi(-k), 2f64.powi(k));
+    ((0..len).fold(0.0, |s, i| s + term(i) * down) / n) * up
 }
 
 pub fn smoothing(period: usize) -> f64 {

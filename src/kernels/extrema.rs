@@ -352,6 +352,10 @@ pub fn rolling_min_index<S: Splitter>(
 /// loop over a tile vectorises (the division of a zero range is computed and thrown away).
 #[inline(always)]
 fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
+    // A range that overflows (finite extremes of opposite signs) is taken on halved values
+    // (exact): `(close - ll) / inf` would be a wrong 0. Otherwise the scale is 1, no bit changes.
+    let h = select((hh - ll).is_infinite(), 0.5, 1.0);
+    let (close, hh, ll) = (close * h, hh * h, ll * h);
     let diff = (hh - ll) / 100.0;
     select(diff != 0.0, (close - ll) / diff, 0.0)
 }

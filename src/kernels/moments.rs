@@ -28,11 +28,13 @@
 //! Cost O(1) amortised per row, no running sum ever has a value subtracted, and a piece of rows
 //! `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1` (`Halo::Window`).
 
+use super::extrema::select;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
 
+/// The reference of the block starting at `block_start`: its value when finite, else `0.0`.
 #[inline(always)]
-fn reference(x: &[f64], block_start: usize) -> f64 {
+pub fn reference(x: &[f64], block_start: usize) -> f64 {
     let r = x[block_start];
     if r.is_finite() {
         r
@@ -508,7 +510,10 @@ pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
         for (i, dst) in o.iter_mut().enumerate() {
             let md = s1[i] * inv_w;
             let m2 = second_moment(s1[i], s2[i], md);
-            *dst = ((xs[i] - r[i]) - md) / (m2 * inv_w).sqrt();
+            let z = ((xs[i] - r[i]) - md) / (m2 * inv_w).sqrt();
+            // `m2 = inf` only when the squares of finite values overflowed: the quotient would
+            // be a wrong 0, so the row is NaN (beyond the documented magnitude limit).
+            *dst = select(m2 == f64::INFINITY, f64::NAN, z);
         }
     });
 }

@@ -435,6 +435,16 @@ impl Spec {
         self.def().outputs.iter().map(|o| o.name).collect()
     }
 
+    /// Completes a column that pieces computed apart (the CUDA backend, a mixed device set): the
+    /// steps of a spec that are functions of the whole column, such as RSI's holds
+    /// ([`wilder::resolve_holds`]). [`Self::run`] already includes them; applying it again is a
+    /// no-op.
+    pub fn finish(&self, outs: &mut [&mut [f64]]) {
+        if let (Spec::Rsi { period }, [o]) = (*self, outs) {
+            wilder::resolve_holds(o, period);
+        }
+    }
+
     /// Computes every row from the lookback on. `inputs` and `outs` match [`Self::inputs`] and
     /// [`Self::outputs`] and all have the same length; rows before the lookback are unspecified.
     pub fn run<S: Splitter>(&self, split: &S, inputs: &[&[f64]], outs: &mut [&mut [f64]]) {

@@ -119,6 +119,7 @@ __device__ __forceinline__ tx_i64 tx_min(tx_i64 a, tx_i64 b) { return a < b ? a 
 
 __device__ __forceinline__ bool tx_is_nan(double v) { return v != v; }
 __device__ __forceinline__ bool tx_is_finite(double v) { return v - v == 0.0; }
+__device__ __forceinline__ bool tx_is_inf(double v) { return v == v && !tx_is_finite(v); }
 
 // NaN-propagating max/min that return the second operand on ties (src/kernels/extrema.rs).
 __device__ __forceinline__ double tx_nan_max(double a, double b) {
@@ -128,4 +129,9 @@ __device__ __forceinline__ double tx_nan_min(double a, double b) {
     return (a < b || tx_is_nan(a)) ? a : b;
 }
 
+// A block's reference (src/kernels/moments.rs `reference`): its value when finite, else 0.
+__device__ __forceinline__ double tx_reference(double v) { return tx_is_finite(v) ? v : 0.0; }
 __device__ __forceinline__ double tx_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+// An RSI row whose averages are both zero holds the previous value; the host resolves it after
+// the whole column exists (RSI_HOLD_BITS and resolve_holds in src/kernels/wilder.rs).
+__device__ __forceinline__ double tx_rsi_hold() { return __longlong_as_double(0x7ff8000052534901LL); }

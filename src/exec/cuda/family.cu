@@ -103,10 +103,8 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     const tx_i64 start = a.origin + b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
     const tx_i64 o_hi = tx_min(a.hi, start + w) - start;
-    double rx = a.x[start - a.base];
-    if (!tx_is_finite(rx)) rx = 0.0;
-    double ry = a.y[start - a.base];
-    if (!tx_is_finite(ry)) ry = 0.0;
+    const double rx = tx_reference(a.x[start - a.base]);
+    const double ry = tx_reference(a.y[start - a.base]);
     double* s[5] = {a.s0, a.s1, a.s2, a.s3, a.s4};
     double v[5];
 

@@ -81,6 +81,7 @@ fn compare(spec: &Spec, inputs: &[Vec<f64>], piece_rows: usize, what: &str) {
     {
         let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
         run(&HostBackend::new(), spec, &ins, &mut o, piece_rows).unwrap();
+        spec.finish(&mut o);
     }
     let lb = spec.lookback();
     for j in 0..k {
@@ -159,6 +160,7 @@ fn run_on_devices(
         body(&be)
     };
     run_multi(&with_backend, spec, ins, &mut o, shares, usize::MAX, None)?;
+    spec.finish(&mut o);
     Ok(got)
 }
 
@@ -176,6 +178,7 @@ fn multi_device_runs_fuse_to_the_single_device_bits() {
         {
             let mut o: Vec<&mut [f64]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
             run(&HostBackend::new(), &spec, &ins, &mut o, usize::MAX).unwrap();
+            spec.finish(&mut o);
         }
         for _ in 0..3 {
             let k = 1 + rng.below(4);
@@ -291,6 +294,32 @@ fn host_members_and_gpus_fuse_to_the_single_device_bits() {
                          {g:e} vs {w:e}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// RSI over a flat run long enough for both averages to underflow (the value holds), and over a
+/// flat start (0): whole, in pieces and across devices, the Rust kernel's bits.
+#[test]
+fn rsi_holds_give_the_same_bits_on_host_built_kernels() {
+    let mut x = vec![10.0; 14_000];
+    x[10] = 11.0;
+    let flat_start: Vec<f64> = (0..6000)
+        .map(|t| if t < 3000 { 2.0 } else { 2.5 })
+        .collect();
+    for spec in [Spec::rsi(14).unwrap(), Spec::rsi(2).unwrap()] {
+        for series in [&x, &flat_start] {
+            let inputs = vec![series.clone()];
+            for piece_rows in [usize::MAX, 1500, 4096] {
+                compare(&spec, &inputs, piece_rows, "flat runs");
+            }
+            let ins = [series.as_slice()];
+            let mut want = vec![0.0; series.len()];
+            spec.run(&Sequential, &ins, &mut [&mut want]);
+            let got = run_on_devices(&spec, &ins, &[1.0, 0.5, 2.0], None).unwrap();
+            for t in spec.lookback()..series.len() {
+                assert_eq!(got[0][t].to_bits(), want[t].to_bits(), "{spec:?} row {t}");
             }
         }
     }

@@ -85,6 +85,7 @@ pub fn run(
                 // SAFETY: the backend lives only inside this closure's borrow of `dev`.
                 let be = unsafe { driver::CudaBackend::new(dev)? };
                 pipeline::run(&be, spec, inputs, outs, rows)?;
+                spec.finish(outs);
                 (be.h2d_bytes.get(), be.d2h_bytes.get())
             };
             dev.synchronize()?;

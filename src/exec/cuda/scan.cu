@@ -103,8 +103,14 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             a.out1[i] = a.in0[i] - y0;
             break;
         case TX_SCAN_RSI: {
+            // Halve two averages whose sum overflows (wilder.rs rsi_row); else the scale is 1.
+            const double h = tx_is_inf(y0 + y1) ? 0.5 : 1.0;
+            y0 = y0 * h;
+            y1 = y1 * h;
             const double total = y0 + y1;
-            a.out0[i] = (total != 0.0) ? 100.0 * (y0 / total) : 0.0;
+            const double v = 100.0 * (y0 / total);
+            // Hold below the normal range (wilder.rs rsi_row); NaN fails the test and computes.
+            a.out0[i] = (total < 2.2250738585072014e-308) ? tx_rsi_hold() : (tx_is_nan(v) ? tx_nan() : v);
             break;
         }
         case TX_SCAN_NATR: {

@@ -3,7 +3,7 @@
 // %K), wma.rs and flow.rs (roc). One thread per block of `w` rows of the grid, or per row.
 //
 // tx_moments, per block b of the grid that starts at `origin` (rows o = 0..w of the block):
-//   reference r = x[block start] if finite else 0.0; d = x - r.
+//   reference r = x[block start] if finite else 0.0 (tx_reference); d = x - r.
 //   Pass 1, right to left over the previous block from its offset w-1 down to o_lo+1: A1 = d + A1,
 //   A2 = d*d + A2 (from 0.0, reference r of block b), stored at the row of block b that needs it.
 //   Pass 2, left to right over block b: B1 = B1 + d, B2 = B2 + d*d (from 0.0). Row at offset o:
@@ -22,8 +22,7 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
     const tx_i64 start = a.origin + b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
     const tx_i64 o_hi = tx_min(a.hi, start + w) - start;
-    double r = a.x[start - a.base];
-    if (!tx_is_finite(r)) r = 0.0;
+    const double r = tx_reference(a.x[start - a.base]);
 
     // Pass 1: suffix sums of the previous block for rows o_lo .. min(o_hi, w-1).
     const tx_i64 mid_end = tx_min(o_hi, w - 1);
@@ -65,7 +64,8 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
         if (a.mode == TX_MOMENTS_STD) {
             a.out0[at] = sqrt(m2 * a.inv_denom);
         } else if (a.mode == TX_MOMENTS_ZSCORE) {
-            a.out0[at] = ((a.x[t - a.base] - r) - md) / sqrt(m2 * a.inv_w);
+            const double z = ((a.x[t - a.base] - r) - md) / sqrt(m2 * a.inv_w);
+            a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
@@ -146,8 +146,11 @@ extern "C" __global__ void tx_fastk(const RowArgs a) {
     if (t >= a.hi) return;
     const tx_i64 i = t - a.base;
     const double ll = a.b[i];
-    const double diff = (a.a[i] - ll) / 100.0;
-    a.out[i] = (diff != 0.0) ? (a.c[i] - ll) / diff : 0.0;
+    // Halve a range that overflows (extrema.rs fast_k); else the scale is 1 and no bit changes.
+    const double range = a.a[i] - ll;
+    const double h = tx_is_inf(range) ? 0.5 : 1.0;
+    const double diff = (a.a[i] * h - ll * h) / 100.0;
+    a.out[i] = (diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0;
 }
 
 // ROC(period) of a: ((x_t / x_{t-period}) - 1) * 100, or 0.0 when x_{t-period} == 0.

@@ -62,7 +62,7 @@ where
     }
     let handoff = ScanCarryHandoff::new();
     let host = HostPart::new(host, &handoff);
-    std::thread::scope(|scope| {
+    let seconds = std::thread::scope(|scope| {
         let host_job = scope.spawn(|| {
             // Closing tells the GPUs no further state will come, even if the host part panics.
             let _close = CloseOnDrop(&handoff);
@@ -85,7 +85,10 @@ where
                 "the host part of the device set panicked",
             )),
         }
-    })
+    })?;
+    // The parts were computed apart; steps over the whole column come last.
+    spec.finish(outs);
+    Ok(seconds)
 }
 
 /// The host members' splitter: the members' own [`DeviceSetSplit`], forwarding every scan's final
