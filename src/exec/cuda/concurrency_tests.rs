@@ -98,7 +98,7 @@ fn concurrent_multi_gpu_scans_do_not_deadlock() {
     ];
     let calls = {
         let slots = Arc::clone(&slots);
-        deadline(120, "8 threads of multi-GPU scans", move || {
+        deadline(60, "8 threads of multi-GPU scans", move || {
             std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..8u64)
                     .map(|t| {
@@ -147,7 +147,7 @@ fn concurrent_multi_gpu_scans_do_not_deadlock() {
 /// at a barrier, and every GPU can be locked again afterwards.
 #[test]
 fn a_panicking_member_fails_the_run_and_frees_the_others() {
-    deadline(120, "runs with a panicking member", || {
+    deadline(60, "runs with a panicking member", || {
         let slots = DeviceSlots::new(3, HostGpu::default);
         let x = series_zoo(9_000, 4)[0].clone();
         // Launches per member: ema drive, local, finish; macd twice that.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod locks;
 pub mod nvrtc;
 pub mod pipeline;
+pub mod sizing;
 
 #[cfg(test)]
 mod concurrency_tests;
@@ -33,6 +34,7 @@ use context::restoring;
 pub use discovery::{GpuInfo, GpuStatus};
 use error::catch;
 pub use error::{GpuError, GpuFailure};
+use sizing::{member_piece_rows, piece_rows};
 
 /// Discovery's result (runs discovery, and so initialises CUDA, on first use).
 pub fn status() -> GpuStatus {
@@ -46,28 +48,6 @@ pub struct GpuRun {
     pub h2d_bytes: usize,
     pub d2h_bytes: usize,
     pub pieces_rows: usize,
-}
-
-/// Output rows per piece: `THREADX_GPU_PIECE_ROWS`, else what half the free memory holds.
-fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
-    if let Some(r) = crate::exec::config::gpu_piece_rows() {
-        return r;
-    }
-    free_piece_rows(spec, free_rows)
-}
-
-/// Output rows per piece that fit in half of `free_rows` (f64 rows of free device memory) with
-/// every array a piece needs.
-fn free_piece_rows(spec: &Spec, free_rows: usize) -> usize {
-    let arrays = spec.inputs().len() + spec.outputs().len() + 6;
-    (free_rows / 2 / arrays).max(1 << 16)
-}
-
-/// Piece rows of each member of a multi-device call, each from that member's own free memory at
-/// the time of the call: a GPU shared with another process has less free than total memory,
-/// and pieces sized from its total would not fit.
-fn member_piece_rows(spec: &Spec, free_rows: &[usize]) -> Vec<usize> {
-    free_rows.iter().map(|f| piece_rows(spec, *f)).collect()
 }
 
 /// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
