@@ -173,7 +173,8 @@ impl Drop for CudaBuf {
     }
 }
 
-/// A call's view of one GPU, whose state stays locked (by [`with_device`]) while it lives.
+/// A call's view of one GPU, whose state stays locked (by [`with_device`], or by the call's
+/// [`LockedSet`](super::locks::LockedSet)) while it lives.
 pub struct CudaBackend {
     dev: std::cell::RefCell<&'static mut DeviceState>,
     /// Bytes moved each way, for the link model.
@@ -184,7 +185,8 @@ pub struct CudaBackend {
 impl CudaBackend {
     /// # Safety
     /// The backend must be dropped before `dev`'s borrow ends: create it inside the closure given
-    /// to [`with_device`] and do not move it out (it is neither `Send` nor `Clone`).
+    /// to [`with_device`] (or [`LockedSet::with`](super::locks::LockedSet::with)) and do not move
+    /// it out (it is neither `Send` nor `Clone`).
     pub unsafe fn new(dev: &mut DeviceState) -> Result<CudaBackend, GpuError> {
         dev.ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
         // SAFETY: the caller keeps the backend inside the borrow's scope (see above); the

@@ -51,7 +51,7 @@ pub struct GpuRun {
 }
 
 /// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
-/// per-device state slots of [`driver::with_device`].
+/// per-device state slots of [`driver::devices`].
 fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
