@@ -1,13 +1,14 @@
 //! The CUDA [`Backend`]: one context, stream and module per GPU, set up on the first call that
 //! uses that GPU and kept for the life of the process. Calls on one GPU are serialised (a mutex
-//! per device); device memory comes from the stream-ordered pool when the GPU has one.
+//! per device, taken by the rules of [`locks`](super::locks)); device memory comes from the
+//! stream-ordered pool when the GPU has one.
 //!
 //! Transfers read the caller's slices (Arrow buffers, in place) through two reusable pinned
 //! staging buffers: while the DMA engine copies one, the CPU fills the other, and downloads drain
 //! one while the next is in flight. Pinned memory is allocated without the write-combined flag,
 //! because the CPU reads downloads back out of it.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::sys::{CUdeviceptr, CUevent, CUstream};
 use cudarc::driver::{
@@ -17,6 +18,7 @@ use cudarc::driver::{
 use super::args::{Kernel, KernelArgs};
 use super::discovery::GpuInfo;
 use super::error::GpuError;
+use super::locks::DeviceSlots;
 use super::nvrtc;
 use super::pipeline::{Backend, DeviceBuffer};
 use crate::exec::config::GpuStep;
@@ -171,7 +173,8 @@ impl Drop for CudaBuf {
     }
 }
 
-/// A call's view of one GPU, whose state stays locked (by [`with_device`]) while it lives.
+/// A call's view of one GPU, whose state stays locked (by [`with_device`], or by the call's
+/// [`LockedSet`](super::locks::LockedSet)) while it lives.
 pub struct CudaBackend {
     dev: std::cell::RefCell<&'static mut DeviceState>,
     /// Bytes moved each way, for the link model.
@@ -182,7 +185,8 @@ pub struct CudaBackend {
 impl CudaBackend {
     /// # Safety
     /// The backend must be dropped before `dev`'s borrow ends: create it inside the closure given
-    /// to [`with_device`] and do not move it out (it is neither `Send` nor `Clone`).
+    /// to [`with_device`] (or [`LockedSet::with`](super::locks::LockedSet::with)) and do not move
+    /// it out (it is neither `Send` nor `Clone`).
     pub unsafe fn new(dev: &mut DeviceState) -> Result<CudaBackend, GpuError> {
         dev.ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
         // SAFETY: the caller keeps the backend inside the borrow's scope (see above); the
@@ -335,22 +339,30 @@ impl Backend for CudaBackend {
 
 /// Per-GPU state, opened on first use. `None` until then; an `Err` is remembered so a broken
 /// device is not retried on every call.
-type Slot = Mutex<Option<Result<DeviceState, GpuError>>>;
-static DEVICES: OnceLock<Vec<Slot>> = OnceLock::new();
+pub type Slot = Option<Result<DeviceState, GpuError>>;
+static DEVICES: OnceLock<DeviceSlots<Slot>> = OnceLock::new();
 
-/// Runs `f` with the GPU `index`'s state, opening it first if needed.
+/// Every real GPU's slot (`count` of them, fixed by the first call). All locking of GPUs goes
+/// through these slots and the rules of [`locks`](super::locks).
+pub fn devices(count: usize) -> &'static DeviceSlots<Slot> {
+    DEVICES.get_or_init(|| DeviceSlots::new(count, || None))
+}
+
+/// The state in a locked `slot`, opening GPU `info` first if needed.
+pub fn open<'s>(slot: &'s mut Slot, info: &GpuInfo) -> Result<&'s mut DeviceState, GpuError> {
+    match slot.get_or_insert_with(|| DeviceState::open(info.clone())) {
+        Ok(dev) => Ok(dev),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// Runs `f` with the GPU `index`'s state, opening it first if needed (single-device calls; a
+/// multi-device call locks its whole set at once, see [`locks`](super::locks)).
 pub fn with_device<T>(
     info: &GpuInfo,
     count: usize,
     f: impl FnOnce(&mut DeviceState) -> Result<T, GpuError>,
 ) -> Result<T, GpuError> {
-    let slots = DEVICES.get_or_init(|| (0..count).map(|_| Mutex::new(None)).collect());
-    let slot = slots
-        .get(info.index)
-        .ok_or(GpuError::NoDevice(info.index))?;
-    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-    match guard.get_or_insert_with(|| DeviceState::open(info.clone())) {
-        Ok(dev) => f(dev),
-        Err(e) => Err(e.clone()),
-    }
+    let mut guard = devices(count).lock_one(info.index)?;
+    f(open(&mut guard, info)?)
 }

@@ -81,6 +81,8 @@ pub struct HostBackend {
     pub launches: std::cell::Cell<usize>,
     /// Fail every launch from this one on (tests of error handling).
     pub fail_from_launch: Option<usize>,
+    /// Panic at this launch (tests of panics inside a member, as cudarc may panic).
+    pub panic_at_launch: Option<usize>,
 }
 
 impl HostBackend {
@@ -88,6 +90,7 @@ impl HostBackend {
         HostBackend {
             launches: std::cell::Cell::new(0),
             fail_from_launch: None,
+            panic_at_launch: None,
         }
     }
 }
@@ -137,6 +140,9 @@ impl Backend for HostBackend {
         })?;
         let grid = threads.div_ceil(BLOCK) as c_uint;
         self.launches.set(self.launches.get() + 1);
+        if self.panic_at_launch == Some(self.launches.get()) {
+            panic!("injected panic at launch {}", self.launches.get());
+        }
         if self
             .fail_from_launch
             .is_some_and(|n| self.launches.get() > n)
@@ -160,5 +166,31 @@ impl Backend for HostBackend {
             return Err(GpuError::KernelNotLoaded(kernel.name()));
         }
         Ok(())
+    }
+}
+
+/// Runs `f` on its own thread and returns its result, or fails the test if it is still running
+/// after `seconds`: a deadlock then fails instead of hanging the test run (the stuck thread is
+/// left behind; the test process ends with the run). A panic inside `f` fails the test with
+/// that panic.
+pub fn deadline<T: Send + 'static>(
+    seconds: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(seconds)) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => {
+            panic!("{what}: still running after {seconds} s (deadlock)")
+        }
+        Err(RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("{what}: ended without a result"),
+        },
     }
 }

@@ -159,7 +159,15 @@ fn run_on_devices(
         }
         body(&be)
     };
-    run_multi(&with_backend, spec, ins, &mut o, shares, usize::MAX, None)?;
+    run_multi(
+        &with_backend,
+        spec,
+        ins,
+        &mut o,
+        shares,
+        &vec![usize::MAX; shares.len()],
+        None,
+    )?;
     spec.finish(&mut o);
     Ok(got)
 }
@@ -279,7 +287,7 @@ fn host_members_and_gpus_fuse_to_the_single_device_bits() {
                         &ins,
                         tails,
                         &shares,
-                        usize::MAX,
+                        &vec![usize::MAX; shares.len()],
                         prefix,
                     )
                 },

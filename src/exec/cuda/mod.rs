@@ -5,15 +5,21 @@
 //!
 //! cudarc panics where it cannot load a library or symbol; every entry point here runs inside
 //! [`error::catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU
-//! instead.
+//! instead. Every entry point also puts the caller's current CUDA context back when it returns
+//! ([`context`]), and GPUs are locked by the rules of [`locks`].
 
 pub mod args;
+pub mod context;
 pub mod discovery;
 pub mod driver;
 pub mod error;
+pub mod locks;
 pub mod nvrtc;
 pub mod pipeline;
+pub mod sizing;
 
+#[cfg(test)]
+mod concurrency_tests;
 #[cfg(test)]
 mod family_tests;
 #[cfg(test)]
@@ -24,9 +30,11 @@ mod host_tests;
 use std::time::Instant;
 
 use crate::kernels::Spec;
+use context::restoring;
 pub use discovery::{GpuInfo, GpuStatus};
 use error::catch;
 pub use error::{GpuError, GpuFailure};
+use sizing::{member_piece_rows, piece_rows};
 
 /// Discovery's result (runs discovery, and so initialises CUDA, on first use).
 pub fn status() -> GpuStatus {
@@ -42,17 +50,8 @@ pub struct GpuRun {
     pub pieces_rows: usize,
 }
 
-/// Output rows per piece: `THREADX_GPU_PIECE_ROWS`, else what half the free memory holds.
-fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
-    if let Some(r) = crate::exec::config::gpu_piece_rows() {
-        return r;
-    }
-    let arrays = spec.inputs().len() + spec.outputs().len() + 6;
-    (free_rows / 2 / arrays).max(1 << 16)
-}
-
 /// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
-/// per-device state slots of [`driver::with_device`].
+/// per-device state slots of [`driver::devices`].
 fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
@@ -78,22 +77,24 @@ pub fn run(
 ) -> Result<GpuRun, GpuError> {
     let (info, count) = real_gpu(gpus, index)?;
     catch("CUDA", || {
-        driver::with_device(&info, count, |dev| {
-            let started = Instant::now();
-            let rows = piece_rows(spec, dev.free_rows()?);
-            let (h2d, d2h) = {
-                // SAFETY: the backend lives only inside this closure's borrow of `dev`.
-                let be = unsafe { driver::CudaBackend::new(dev)? };
-                pipeline::run(&be, spec, inputs, outs, rows)?;
-                spec.finish(outs);
-                (be.h2d_bytes.get(), be.d2h_bytes.get())
-            };
-            dev.synchronize()?;
-            Ok(GpuRun {
-                seconds: started.elapsed().as_secs_f64(),
-                h2d_bytes: h2d,
-                d2h_bytes: d2h,
-                pieces_rows: rows,
+        restoring(&context::Driver, || {
+            driver::with_device(&info, count, |dev| {
+                let started = Instant::now();
+                let rows = piece_rows(spec, dev.free_rows()?);
+                let (h2d, d2h) = {
+                    // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+                    let be = unsafe { driver::CudaBackend::new(dev)? };
+                    pipeline::run(&be, spec, inputs, outs, rows)?;
+                    spec.finish(outs);
+                    (be.h2d_bytes.get(), be.d2h_bytes.get())
+                };
+                dev.synchronize()?;
+                Ok(GpuRun {
+                    seconds: started.elapsed().as_secs_f64(),
+                    h2d_bytes: h2d,
+                    d2h_bytes: d2h,
+                    pieces_rows: rows,
+                })
             })
         })
     })
@@ -101,6 +102,11 @@ pub fn run(
 
 /// Computes `spec` across the real GPUs `indices` of `gpus` with `shares` of the rows (see
 /// [`pipeline::run_multi`]); returns each GPU's busy seconds.
+///
+/// Every GPU of the set is locked here, on the caller's thread, in ascending index order, before
+/// any member starts ([`locks::DeviceSlots::with_set`]: calls holding several GPUs must not
+/// deadlock each other). The caller's thread also opens each GPU and reads its free memory, so
+/// the caller's context is saved and restored around the whole call.
 pub fn run_multi(
     spec: &Spec,
     gpus: &GpuStatus,
@@ -116,22 +122,36 @@ pub fn run_multi(
         .collect::<Result<_, _>>()?;
     let count = found.first().map_or(0, |f| f.1);
     let infos: Vec<GpuInfo> = found.into_iter().map(|f| f.0).collect();
-    let with_backend = |d: usize,
-                        body: &mut dyn FnMut(&driver::CudaBackend) -> Result<(), GpuError>|
-     -> Result<(), GpuError> {
-        catch("CUDA", || {
-            driver::with_device(&infos[d], count, |dev| {
-                // SAFETY: the backend lives only inside this closure's borrow of `dev`.
-                let be = unsafe { driver::CudaBackend::new(dev)? };
-                body(&be)
-            })
+    catch("CUDA", || {
+        restoring(&context::Driver, || {
+            driver::devices(count).with_set(indices, |set| {
+                // Free memory now, with every member locked: no other threadx call can take
+                // memory from these GPUs until this call ends.
+                let free = (0..set.len())
+                    .map(|d| {
+                        set.with(d, |slot| driver::open(slot, &infos[d])?.free_rows())
+                            .and_then(|r| r)
+                    })
+                    .collect::<Result<Vec<usize>, GpuError>>()?;
+                let rows = member_piece_rows(spec, &free);
+                let with_backend =
+                    |d: usize,
+                     body: &mut dyn FnMut(&driver::CudaBackend) -> Result<(), GpuError>|
+                     -> Result<(), GpuError> {
+                        catch("CUDA", || {
+                            set.with(d, |slot| {
+                                let dev = driver::open(slot, &infos[d])?;
+                                // SAFETY: the backend lives only inside this closure's borrow
+                                // of `dev`.
+                                let be = unsafe { driver::CudaBackend::new(dev)? };
+                                body(&be)
+                            })?
+                        })
+                    };
+                pipeline::run_multi(&with_backend, spec, inputs, outs, shares, &rows, prefix)
+            })?
         })
-    };
-    // Windowed pieces sized for the smallest member (half its memory; scans hold each member's
-    // share in one piece, see pipeline::run_multi).
-    let smallest = infos.iter().map(|d| d.memory_bytes / 8).min().unwrap_or(0);
-    let rows = piece_rows(spec, smallest);
-    pipeline::run_multi(&with_backend, spec, inputs, outs, shares, rows, prefix)
+    })
 }
 
 /// Compiles every kernel for `arch` (no GPU needed) and returns the CUBIN size and NVRTC version.
@@ -148,47 +168,49 @@ pub fn measure_link(index: usize) -> Result<crate::exec::profile::schema::LinkMo
     use pipeline::Backend;
     let (info, count) = real_gpu(&status(), index)?;
     catch("CUDA link measurement", || {
-        driver::with_device(&info, count, |dev| {
-            // SAFETY: the backend lives only inside this closure's borrow of `dev`.
-            let be = unsafe { driver::CudaBackend::new(dev)? };
-            let sync = |be: &driver::CudaBackend| be.synchronize();
-            let big = vec![1.0f64; 8 << 20];
-            let mut back = vec![0.0f64; big.len()];
-            let mut buf = be.alloc(big.len())?;
-            let best = |f: &mut dyn FnMut() -> Result<(), GpuError>, runs: usize| {
-                let mut best = f64::INFINITY;
-                for _ in 0..runs {
-                    let t = Instant::now();
-                    f()?;
-                    best = best.min(t.elapsed().as_secs_f64());
-                }
-                Ok::<f64, GpuError>(best)
-            };
-            be.upload(&mut buf, &big)?;
-            sync(&be)?;
-            let bytes = (big.len() * 8) as f64;
-            let h2d = best(
-                &mut || {
-                    be.upload(&mut buf, &big)?;
-                    sync(&be)
-                },
-                3,
-            )?;
-            let d2h = best(&mut || be.download(&buf, 0, &mut back), 3)?;
-            let mut one = [0.0f64];
-            let latency = best(
-                &mut || {
-                    be.upload(&mut buf, &one)?;
-                    sync(&be)?;
-                    be.download(&buf, 0, &mut one)
-                },
-                10,
-            )?;
-            Ok(crate::exec::profile::schema::LinkModel {
-                h2d_gb_per_s: bytes / h2d / 1e9,
-                d2h_gb_per_s: bytes / d2h / 1e9,
-                latency_us: latency * 1e6 / 2.0,
-                samples: 1,
+        restoring(&context::Driver, || {
+            driver::with_device(&info, count, |dev| {
+                // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+                let be = unsafe { driver::CudaBackend::new(dev)? };
+                let sync = |be: &driver::CudaBackend| be.synchronize();
+                let big = vec![1.0f64; 8 << 20];
+                let mut back = vec![0.0f64; big.len()];
+                let mut buf = be.alloc(big.len())?;
+                let best = |f: &mut dyn FnMut() -> Result<(), GpuError>, runs: usize| {
+                    let mut best = f64::INFINITY;
+                    for _ in 0..runs {
+                        let t = Instant::now();
+                        f()?;
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    Ok::<f64, GpuError>(best)
+                };
+                be.upload(&mut buf, &big)?;
+                sync(&be)?;
+                let bytes = (big.len() * 8) as f64;
+                let h2d = best(
+                    &mut || {
+                        be.upload(&mut buf, &big)?;
+                        sync(&be)
+                    },
+                    3,
+                )?;
+                let d2h = best(&mut || be.download(&buf, 0, &mut back), 3)?;
+                let mut one = [0.0f64];
+                let latency = best(
+                    &mut || {
+                        be.upload(&mut buf, &one)?;
+                        sync(&be)?;
+                        be.download(&buf, 0, &mut one)
+                    },
+                    10,
+                )?;
+                Ok(crate::exec::profile::schema::LinkModel {
+                    h2d_gb_per_s: bytes / h2d / 1e9,
+                    d2h_gb_per_s: bytes / d2h / 1e9,
+                    latency_us: latency * 1e6 / 2.0,
+                    samples: 1,
+                })
             })
         })
     })

@@ -600,6 +600,8 @@ struct ScanExchange<'a> {
     carry_in: Option<&'a dyn CarrySource>,
     /// Seconds each member spent at the barriers.
     waited: std::sync::Mutex<Vec<f64>>,
+    /// Barriers each member has passed, so one that leaves early can stand in for the rest.
+    passes: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 /// Where a multi-device scan gets the states a prefix computed elsewhere ends in: one per scan
@@ -623,6 +625,9 @@ impl ScanExchange<'_> {
     fn wait(&self, me: usize) {
         let t = std::time::Instant::now();
         self.barrier.wait();
+        if let Some(p) = self.passes.get(me) {
+            p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if let Ok(mut w) = self.waited.lock() {
             if let Some(w) = w.get_mut(me) {
                 *w += t.elapsed().as_secs_f64();
@@ -636,6 +641,33 @@ impl ScanExchange<'_> {
 
     fn failed(&self) -> bool {
         self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Held by each member thread of a multi-device scan for its whole life. When the member leaves
+/// with barriers still ahead of it (its device never opened, it returned an error early, or it
+/// panicked and is unwinding), this fails the exchange and waits out the barriers it had not
+/// passed, so the other members are never left waiting for it.
+struct StandIn<'e, 'a> {
+    ex: &'e ScanExchange<'a>,
+    me: usize,
+    /// Barriers every member passes: two per scan stage, none for other families.
+    total: usize,
+}
+
+impl Drop for StandIn<'_, '_> {
+    fn drop(&mut self) {
+        let passed = self
+            .ex
+            .passes
+            .get(self.me)
+            .map_or(self.total, |p| p.load(std::sync::atomic::Ordering::SeqCst));
+        if passed < self.total {
+            self.ex.fail();
+            for _ in passed..self.total {
+                self.ex.wait(self.me);
+            }
+        }
     }
 }
 
@@ -670,8 +702,9 @@ pub fn share_ranges(from: usize, to: usize, shares: &[f64], align: usize) -> Vec
 /// ones run the local scans everywhere, chain the carries on the host in block order and then
 /// fix up everywhere (per stage, so MACD's signal sees the finished MACD line). The output is
 /// the single-device output, bit for bit. Returns each device's busy seconds (barrier waits
-/// excluded). Windowed members work in pieces of `piece_rows`; a scan member holds its whole
-/// share on the device at once (its carries must stay resident between the phases).
+/// excluded). Windowed member `d` works in pieces of `piece_rows[d]` (one size per device, from
+/// that device's free memory); a scan member holds its whole share on the device at once (its
+/// carries must stay resident between the phases).
 #[allow(clippy::too_many_arguments)]
 pub fn run_multi<B: Backend>(
     with_backend: &WithBackend<'_, B>,
@@ -679,12 +712,15 @@ pub fn run_multi<B: Backend>(
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
     shares: &[f64],
-    piece_rows: usize,
+    piece_rows: &[usize],
     prefix: Option<Prefix<'_>>,
 ) -> Result<Vec<f64>, GpuError> {
     let n = inputs.first().map_or(0, |x| x.len());
     let lookback = spec.lookback();
     let devices = shares.len();
+    if piece_rows.len() != devices {
+        return Err(GpuError::DeviceSet("one piece size per device is needed"));
+    }
     if n <= lookback || devices == 0 {
         return Ok(vec![0.0; devices]);
     }
@@ -730,6 +766,13 @@ pub fn run_multi<B: Backend>(
         carries: std::sync::Mutex::new(vec![Vec::new(); devices]),
         carry_in: prefix.map(|p| p.carries),
         waited: std::sync::Mutex::new(vec![0.0; devices]),
+        passes: (0..devices)
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+    };
+    let barriers = match &fam {
+        Family::Scans(stages) => stages.len() * 2,
+        _ => 0,
     };
     let results: Vec<Result<f64, GpuError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = per_device
@@ -738,7 +781,13 @@ pub fn run_multi<B: Backend>(
             .map(|(d, mut mine)| {
                 let (fam, exchange, ranges) = (&fam, &exchange, &ranges);
                 scope.spawn(move || {
+                    let _stand_in = StandIn {
+                        ex: exchange,
+                        me: d,
+                        total: barriers,
+                    };
                     let started = std::time::Instant::now();
+                    let piece_rows = piece_rows[d].max(1);
                     let (lo, hi) = ranges[d];
                     let rows = Rows {
                         from: lo.max(lookback),
@@ -757,20 +806,7 @@ pub fn run_multi<B: Backend>(
                         ),
                         _ => Ok(()),
                     };
-                    let mut entered = false;
-                    let mut guarded = |be: &B| {
-                        entered = true;
-                        body(be)
-                    };
-                    let r = with_backend(d, &mut guarded);
-                    if let (false, Family::Scans(stages)) = (entered, fam) {
-                        // The device never opened: stand in at every barrier so the other
-                        // members do not wait forever, and make them all give up.
-                        exchange.fail();
-                        for _ in 0..stages.len() * 2 {
-                            exchange.wait(d);
-                        }
-                    }
+                    let r = with_backend(d, &mut body);
                     r.map(|()| started.elapsed().as_secs_f64())
                 })
             })

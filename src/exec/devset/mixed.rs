@@ -8,7 +8,6 @@
 //! the GPUs run their local scans, and only the carry chain waits for the prefix.
 
 use super::handoff::{CloseOnDrop, ScanCarryHandoff};
-use super::split::DeviceSetSplit;
 use crate::exec::cuda::pipeline::Prefix;
 use crate::exec::cuda::GpuError;
 use crate::kernels::scan::SCAN_BLOCK;
@@ -38,16 +37,18 @@ pub fn host_prefix_rows(
 
 /// Runs `spec` with `host` on rows `0..split_at` and `gpus(tails, prefix)` on the rest, where
 /// `tails` are the outputs from row `split_at` on. `split_at` must be 0, or a multiple of the
-/// scan block that holds every seed row (see [`host_prefix_rows`]).
-pub fn run<F>(
+/// scan block that holds every seed row (see [`host_prefix_rows`]). `host` is the host members'
+/// splitter (a [`DeviceSetSplit`](super::DeviceSetSplit) in production).
+pub fn run<S, F>(
     spec: &Spec,
-    host: &DeviceSetSplit,
+    host: &S,
     split_at: usize,
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
     gpus: F,
 ) -> Result<Vec<f64>, GpuError>
 where
+    S: Splitter,
     F: FnOnce(&mut [&mut [f64]], Option<Prefix<'_>>) -> Result<Vec<f64>, GpuError> + Send,
 {
     let n = inputs.first().map_or(0, |x| x.len());
@@ -91,20 +92,21 @@ where
     Ok(seconds)
 }
 
-/// The host members' splitter: the members' own [`DeviceSetSplit`], forwarding every scan's final
-/// state to the GPUs through the hand-off.
-pub struct HostPart<'a> {
-    split: &'a DeviceSetSplit,
+/// The host members' splitter: the members' own splitter (a
+/// [`DeviceSetSplit`](super::DeviceSetSplit)), forwarding every scan's final state to the GPUs
+/// through the hand-off.
+pub struct HostPart<'a, S> {
+    split: &'a S,
     handoff: &'a ScanCarryHandoff,
 }
 
-impl<'a> HostPart<'a> {
-    pub fn new(split: &'a DeviceSetSplit, handoff: &'a ScanCarryHandoff) -> Self {
+impl<'a, S: Splitter> HostPart<'a, S> {
+    pub fn new(split: &'a S, handoff: &'a ScanCarryHandoff) -> Self {
         HostPart { split, handoff }
     }
 }
 
-impl Splitter for HostPart<'_> {
+impl<S: Splitter> Splitter for HostPart<'_, S> {
     fn for_each_piece<const K: usize, F>(&self, first_row: usize, outs: [&mut [f64]; K], fill: F)
     where
         F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
