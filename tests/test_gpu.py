@@ -587,3 +587,50 @@ def test_a_multi_device_split_over_real_gpus_and_the_cpu_has_the_single_device_b
             assert len(plan.split) >= 2, plan
             got = df.select(fn(*cols, **params, device=where, workload_tag="bits")).to_series()
             assert_same_values(got, want, f"{name} on {where}")
+
+
+@pytest.mark.parametrize("where", ["gpus", "all"])
+def test_concurrent_over_groups_on_a_device_set_finish_with_the_cpu_bits(
+    where, panel, tmp_path
+) -> None:
+    """`.over()` runs one device-set call per group, many at once on Polars' pool: with several
+    GPUs those calls hold overlapping GPU sets (`gpus`), or a GPU and the CPU (`all`). They must
+    all finish (a child process with a timeout turns a deadlock into a failure) with the CPU's
+    bits. `gpus` needs two GPUs; `all` runs with one."""
+    real = [d for d in threadx.gpu.devices() if not d["simulated"]]
+    if where == "gpus" and len(real) < 2:
+        pytest.skip(f"needs two GPUs, this machine has {len(real)}")
+    path = tmp_path / "panel.parquet"
+    panel.write_parquet(path)
+    script = f"""
+import polars as pl, threadx
+df = pl.read_parquet({str(path)!r})
+exprs = [
+    threadx.ema("close", 30, device={where!r}).over("symbol").alias("ema"),
+    threadx.macd("close", device={where!r}).over("symbol").alias("macd"),
+    threadx.rsi("close", 14, device={where!r}).over("symbol").alias("rsi"),
+    threadx.bollinger("close", 20, device={where!r}).over("symbol").alias("bb"),
+]
+for _ in range(3):
+    got = df.select(exprs)
+cpu = df.select([
+    threadx.ema("close", 30, device="cpu").over("symbol").alias("ema"),
+    threadx.macd("close", device="cpu").over("symbol").alias("macd"),
+    threadx.rsi("close", 14, device="cpu").over("symbol").alias("rsi"),
+    threadx.bollinger("close", 20, device="cpu").over("symbol").alias("bb"),
+])
+got.write_parquet({str(path)!r} + ".got")
+cpu.write_parquet({str(path)!r} + ".cpu")
+print("DONE")
+"""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"concurrent .over() calls on device={where!r} did not finish in 300 s")
+    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-3000:]
+    got = pl.read_parquet(str(path) + ".got")
+    cpu = pl.read_parquet(str(path) + ".cpu")
+    for col in cpu.columns:
+        assert_same_values(got[col], cpu[col], f"{col} over on {where}")
