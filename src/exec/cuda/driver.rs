@@ -19,6 +19,7 @@ use super::discovery::GpuInfo;
 use super::error::GpuError;
 use super::nvrtc;
 use super::pipeline::{Backend, DeviceBuffer};
+use super::reopen;
 use crate::exec::config::GpuStep;
 
 /// Rows (f64) per staging buffer: 8 MiB, large enough to run copies near link speed.
@@ -49,7 +50,7 @@ pub struct DeviceState {
     functions: Vec<(Kernel, CudaFunction)>,
     stages: [Stage; 2],
     async_alloc: bool,
-    pub compile_origin: &'static str,
+    pub compile_origin: String,
 }
 
 // SAFETY: the raw pinned pointers and events are only used while the device's mutex is held.
@@ -62,10 +63,13 @@ impl DeviceState {
         // SAFETY: no CudaSlice of this context is shared between streams.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(err("cuStreamCreate"))?;
-        let compiled = nvrtc::cubin(&info.arch())?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(compiled.cubin.to_vec()))
-            .map_err(err("cuModuleLoadData"))?;
+        let target = nvrtc::target_for(&info)?;
+        // A cached image the driver rejects is deleted and rebuilt once (image_cache).
+        let loaded = nvrtc::load(target, |image| {
+            ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
+                .map_err(err("cuModuleLoadData"))
+        })?;
+        let module = loaded.module;
         let mut functions = Vec::new();
         for k in Kernel::ALL {
             let f = module.load_function(k.name()).map_err(err(k.name()))?;
@@ -97,7 +101,7 @@ impl DeviceState {
             functions,
             stages,
             async_alloc,
-            compile_origin: compiled.origin,
+            compile_origin: loaded.origin,
         })
     }
 
@@ -333,9 +337,9 @@ impl Backend for CudaBackend {
     }
 }
 
-/// Per-GPU state, opened on first use. `None` until then; an `Err` is remembered so a broken
-/// device is not retried on every call.
-type Slot = Mutex<Option<Result<DeviceState, GpuError>>>;
+/// Per-GPU state, opened on first use. `None` until then; a failed open is retried after a
+/// backoff (see `reopen`), not on every call and not never.
+type Slot = Mutex<reopen::Slot<DeviceState>>;
 static DEVICES: OnceLock<Vec<Slot>> = OnceLock::new();
 
 /// Runs `f` with the GPU `index`'s state, opening it first if needed.
@@ -349,8 +353,6 @@ pub fn with_device<T>(
         .get(info.index)
         .ok_or(GpuError::NoDevice(info.index))?;
     let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-    match guard.get_or_insert_with(|| DeviceState::open(info.clone())) {
-        Ok(dev) => f(dev),
-        Err(e) => Err(e.clone()),
-    }
+    let dev = reopen::get_or_open(info.index, &mut guard, || DeviceState::open(info.clone()))?;
+    f(dev)
 }

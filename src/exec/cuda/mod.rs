@@ -7,12 +7,17 @@
 //! [`error::catch`], so such a panic becomes a [`GpuError`] and the call computes on the CPU
 //! instead.
 
+pub mod arch;
 pub mod args;
 pub mod discovery;
 pub mod driver;
 pub mod error;
+pub mod image_cache;
 pub mod nvrtc;
+pub mod nvrtc_lib;
+pub mod nvrtc_shadow;
 pub mod pipeline;
+pub mod reopen;
 
 #[cfg(test)]
 mod family_tests;
@@ -51,8 +56,9 @@ fn piece_rows(spec: &Spec, free_rows: usize) -> usize {
     (free_rows / 2 / arrays).max(1 << 16)
 }
 
-/// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
-/// per-device state slots of [`driver::with_device`].
+/// Real (not simulated) GPU `index` of `st` and the number of per-device state slots of
+/// [`driver::with_device`]: one past the highest real ordinal, since discovery may leave out a
+/// GPU that NVRTC cannot serve (its ordinal then has an unused slot).
 fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
@@ -64,7 +70,8 @@ fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> 
         .find(|d| d.index == index)
         .map(|d| (*d).clone())
         .ok_or(GpuError::NotRealGpu(index))?;
-    Ok((info, real.len()))
+    let slots = real.iter().map(|d| d.index + 1).max().unwrap_or(0);
+    Ok((info, slots))
 }
 
 /// Computes `spec` on GPU `index` of `gpus` (every row from the lookback on, like
