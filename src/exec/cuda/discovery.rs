@@ -159,7 +159,7 @@ static NVRTC: OnceLock<Result<LoadedNvrtc, String>> = OnceLock::new();
 
 /// Opens the first usable library of `candidates`, then each bare name for the dynamic loader;
 /// `by_name` gives the NVRTC a by-name open resolves to, to report a different one.
-fn open_nvrtc_from(
+pub(super) fn open_nvrtc_from(
     candidates: &[PathBuf],
     by_name: impl FnOnce() -> Option<nvrtc_shadow::Identity>,
 ) -> Result<LoadedNvrtc, String> {
@@ -377,4 +377,46 @@ pub fn status() -> GpuStatus {
         return real;
     }
     with_simulated(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(index: usize, cc: (i32, i32)) -> GpuInfo {
+        GpuInfo {
+            index,
+            name: format!("gpu{index}"),
+            uuid: String::new(),
+            compute_capability: cc,
+            memory_bytes: 0,
+            simulated: None,
+            kernel_build: None,
+            open_state: None,
+        }
+    }
+
+    #[test]
+    fn each_device_gets_its_build_and_one_nvrtc_cannot_serve_is_left_out_with_the_reason() {
+        let archs = [75, 80, 86, 89, 90];
+        let devices = vec![gpu(0, (6, 1)), gpu(1, (9, 0)), gpu(2, (12, 0))];
+        let (usable, reason) = with_builds(devices, &archs);
+        let builds: Vec<(usize, Option<&str>)> = usable
+            .iter()
+            .map(|d| (d.index, d.kernel_build.as_deref()))
+            .collect();
+        assert_eq!(
+            builds,
+            [
+                (1, Some("cubin sm_90")),
+                (2, Some("ptx compute_90 JIT by the driver"))
+            ]
+        );
+        let reason = reason.expect("GPU 0 is refused");
+        assert!(reason.starts_with("GPU 0 (gpu0): "), "{reason}");
+        assert!(reason.contains("sm_75 to sm_90"), "{reason}");
+        let (all, none) = with_builds(vec![gpu(0, (9, 0))], &archs);
+        assert_eq!(all.len(), 1);
+        assert_eq!(none, None);
+    }
 }

@@ -25,6 +25,8 @@ mod family_tests;
 mod host;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod nvrtc_fake_tests;
 
 use std::time::Instant;
 

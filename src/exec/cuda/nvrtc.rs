@@ -123,3 +123,41 @@ fn run_nvrtc(arch: &str, output: Output) -> Result<Vec<u8>, GpuError> {
             })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a real NVRTC (`THREADX_NVRTC`, or one on the loader path): it lists architectures, and
+    /// the PTX path emits code for the newest one with every f64 add and multiply explicitly
+    /// rounded (`.rn`, which the driver's JIT must keep: the same bits as the CUBIN path).
+    #[test]
+    fn the_ptx_path_compiles_with_explicit_rounding_where_nvrtc_is_installed() {
+        let Ok(nvrtc) = discovery::nvrtc_lib() else {
+            eprintln!("no NVRTC library: nothing to compile with");
+            return;
+        };
+        let newest = *nvrtc.archs.last().expect("NVRTC lists its architectures");
+        assert!(nvrtc.archs.contains(&80), "{:?}", nvrtc.archs);
+        let ptx = compile_target(Target::Ptx(newest)).expect("the PTX compiles");
+        assert_eq!(ptx.last(), Some(&0), "NUL-terminated for cuModuleLoadData");
+        let text = String::from_utf8_lossy(&ptx);
+        assert!(
+            text.contains(&format!(".target sm_{newest}")),
+            "no target line"
+        );
+        assert!(text.contains("add.rn.f64") && text.contains("mul.rn.f64"));
+        // --fmad=false: no multiply-add is contracted (the kernels call no fma() themselves).
+        assert!(!text.contains("fma.rn.f64"));
+    }
+
+    #[test]
+    fn cubin_and_ptx_images_never_share_a_cache_entry() {
+        let v = (12, 9);
+        let cubin = cache_name(Target::Cubin(80), v);
+        let ptx = cache_name(Target::Ptx(80), v);
+        assert_ne!(cubin, ptx);
+        assert!(cubin.starts_with("sm_80-") && cubin.ends_with("-nvrtc12.9.cubin"));
+        assert!(ptx.starts_with("compute_80-") && ptx.ends_with("-nvrtc12.9.ptx"));
+    }
+}
