@@ -54,20 +54,23 @@ fn fake(dir: &Path, file: &str, soname: &str, version: (i32, i32), archs: &str) 
 }
 
 /// The chosen library (a wheel's `libnvrtc.so.12`, NVRTC 12.9) and a toolkit's unversioned
-/// `libnvrtc.so` (NVRTC 11.1) in separate folders.
-fn two_copies(tag: &str) -> Option<(PathBuf, PathBuf)> {
+/// `libnvrtc.so` (NVRTC 11.1) in separate folders. Only a child process may load them with
+/// their real sonames: while loaded, the loader would hand them to any by-name open of
+/// `libnvrtc.so.12` in this process, i.e. to other tests' discovery.
+fn two_copies(tag: &str, real_sonames: bool) -> Option<(PathBuf, PathBuf)> {
     let root = std::env::temp_dir().join(format!("threadx-nvrtc-{tag}-{}", std::process::id()));
+    let soname = |real: &'static str, fake: &'static str| if real_sonames { real } else { fake };
     let wheel = fake(
         &root.join("wheel"),
         "libnvrtc.so.12",
-        "libnvrtc.so.12",
+        soname("libnvrtc.so.12", "libthreadx-fake-wheel.so"),
         (12, 9),
         "75, 80, 90",
     )?;
     let toolkit = fake(
         &root.join("toolkit"),
         "libnvrtc.so",
-        "libnvrtc.so",
+        soname("libnvrtc.so", "libthreadx-fake-toolkit.so"),
         (11, 1),
         "52, 80",
     )?;
@@ -76,7 +79,7 @@ fn two_copies(tag: &str) -> Option<(PathBuf, PathBuf)> {
 
 #[test]
 fn the_library_discovery_chose_answers_and_another_found_by_name_is_reported() {
-    let Some((wheel, toolkit)) = two_copies("inproc") else {
+    let Some((wheel, toolkit)) = two_copies("inproc", false) else {
         eprintln!("no C compiler: the fake NVRTCs cannot be built");
         return;
     };
@@ -127,7 +130,7 @@ fn the_status_names_the_nvrtc_that_compiles_and_the_one_the_loader_prefers() {
         );
         return;
     }
-    let Some((wheel, toolkit)) = two_copies("child") else {
+    let Some((wheel, toolkit)) = two_copies("child", true) else {
         eprintln!("no C compiler: the fake NVRTCs cannot be built");
         return;
     };
