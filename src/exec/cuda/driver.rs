@@ -75,15 +75,20 @@ impl DeviceState {
             let f = module.load_function(k.name()).map_err(err(k.name()))?;
             functions.push((k, f));
         }
+        // A failed open is retried (reopen.rs), so what a half-done open allocated is freed here
+        // rather than leaked once per retry.
         let stage = || -> Result<Stage, GpuError> {
-            // SAFETY: plain allocations in the bound context; freed in Drop.
+            // SAFETY: plain allocations in the bound context; freed in Drop, or below on failure.
             unsafe {
                 let ptr = result::malloc_host(STAGE_ROWS * 8, 0).map_err(err("cuMemHostAlloc"))?
                     as *mut f64;
                 let event = result::event::create(
                     cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
                 )
-                .map_err(err("cuEventCreate"))?;
+                .map_err(err("cuEventCreate"))
+                .inspect_err(|_| {
+                    let _ = result::free_host(ptr as *mut std::ffi::c_void);
+                })?;
                 Ok(Stage {
                     ptr,
                     event,
@@ -91,7 +96,15 @@ impl DeviceState {
                 })
             }
         };
-        let stages = [stage()?, stage()?];
+        let first = stage()?;
+        let second = stage().inspect_err(|_| {
+            // SAFETY: allocated just above and not shared; freed once.
+            unsafe {
+                let _ = result::free_host(first.ptr as *mut std::ffi::c_void);
+                let _ = result::event::destroy(first.event);
+            }
+        })?;
+        let stages = [first, second];
         let async_alloc = ctx.has_async_alloc();
         Ok(DeviceState {
             info,
