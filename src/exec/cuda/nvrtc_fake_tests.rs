@@ -128,6 +128,12 @@ fn the_status_names_the_nvrtc_that_compiles_and_the_one_the_loader_prefers() {
             mismatch.contains("toolkit/libnvrtc.so (NVRTC 11.1)"),
             "{st:?}"
         );
+        // The premise: cudarc's bindings, which discovery used to call, answer from the toolkit
+        // copy, so the status used to say 11.1 next to the wheel's path.
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: the fake library exports nvrtcVersion with its real signature.
+        unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+        assert_eq!((major, minor), (11, 1));
         return;
     }
     let Some((wheel, toolkit)) = two_copies("child", true) else {
