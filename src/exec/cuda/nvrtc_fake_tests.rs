@@ -109,6 +109,14 @@ fn the_library_discovery_chose_answers_and_another_found_by_name_is_reported() {
     let by_name = || Some(Identity::of(&same, "libnvrtc.so.12"));
     let n = discovery::open_nvrtc_from(std::slice::from_ref(&wheel), by_name).unwrap();
     assert_eq!(n.mismatch, None);
+    remove_root(&wheel);
+}
+
+/// Removes the folder holding both fakes (a loaded library stays mapped after its file goes).
+fn remove_root(wheel: &Path) {
+    if let Some(root) = wheel.parent().and_then(Path::parent) {
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
 
 /// In a child process (the loader path is fixed at start), with the toolkit copy first on
@@ -157,6 +165,7 @@ fn the_status_names_the_nvrtc_that_compiles_and_the_one_the_loader_prefers() {
         .expect("the test binary runs");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    remove_root(&wheel);
     assert!(out.status.success(), "child failed:\n{text}");
     assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
 }
