@@ -187,6 +187,8 @@ fn gpu_status(py: Python<'_>) -> PyResult<String> {
                 "arch": d.arch(),
                 "memory_bytes": d.memory_bytes,
                 "simulated": d.simulated.is_some(),
+                "kernel_build": d.kernel_build,
+                "open_state": d.open_state,
             })
         })
         .collect();
@@ -197,6 +199,8 @@ fn gpu_status(py: Python<'_>) -> PyResult<String> {
         "driver_version": status.driver_version,
         "nvrtc_version": status.nvrtc_version,
         "nvrtc_library": status.nvrtc_library,
+        "nvrtc_archs": status.nvrtc_archs,
+        "nvrtc_mismatch": status.nvrtc_mismatch,
     }))
 }
 

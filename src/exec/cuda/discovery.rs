@@ -1,14 +1,19 @@
-//! Finding the GPUs without ever panicking. cudarc opens `libcuda` and `libnvrtc` by bare name and
-//! panics when they are missing, so: probe both first; look for NVRTC where users have it (the
-//! CUDA toolkit, `CUDA_PATH` / `CUDA_HOME`, the NVIDIA Python wheels, `THREADX_NVRTC`) and open it
-//! by absolute path, which makes cudarc's later open by name return the library already loaded
-//! (the dynamic loader matches it by its soname); only then initialise the driver. Runs once, on
-//! the first call that needs a GPU, never at import (a `fork` after `cuInit` breaks the child).
+//! Finding the GPUs without ever panicking. cudarc opens `libcuda` by bare name and panics when it
+//! is missing, so it is probed first. NVRTC is looked for where users have it (the CUDA toolkit,
+//! `CUDA_PATH` / `CUDA_HOME`, the NVIDIA Python wheels, `THREADX_NVRTC`), opened by absolute path
+//! and called only through that handle (`nvrtc_lib`), so the library the status names is the one
+//! that compiles. Each device's build is chosen from the architectures that NVRTC supports
+//! (`arch::select`): a device it cannot serve is left out, with the reason, instead of being
+//! "available" while every call falls back to the CPU. Runs once, on the first call that needs a
+//! GPU, never at import (a `fork` after `cuInit` breaks the child).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+use super::arch;
 use super::error::{catch, GpuError};
+use super::nvrtc_lib::NvrtcLib;
+use super::nvrtc_shadow;
 use crate::exec::config;
 
 /// One usable GPU.
@@ -22,6 +27,12 @@ pub struct GpuInfo {
     /// `Some(slot)` for a simulated GPU (`THREADX_SIMULATED_GPUS`): it runs the CPU kernels at a
     /// relative speed, for tests and demos of multi-device balancing on any machine.
     pub simulated: Option<usize>,
+    /// What the driver gets for this device: "cubin sm_90", or "ptx compute_80 JIT by the driver"
+    /// when NVRTC cannot build SASS for it (see `arch`). `None` for a simulated GPU.
+    pub kernel_build: Option<String>,
+    /// Set while opening this device (context, module) has failed and is waiting to be retried:
+    /// "open failed at <time>: <error>; retrying after <s> s" (see `reopen`).
+    pub open_state: Option<String>,
 }
 
 impl GpuInfo {
@@ -59,6 +70,8 @@ fn with_simulated(mut status: GpuStatus) -> GpuStatus {
             compute_capability: (0, 0),
             memory_bytes: 0,
             simulated: Some(slot),
+            kernel_build: None,
+            open_state: None,
         });
     }
     status
@@ -72,6 +85,11 @@ pub struct GpuStatus {
     pub driver_version: Option<String>,
     pub nvrtc_version: Option<String>,
     pub nvrtc_library: Option<String>,
+    /// The real architectures the NVRTC in use builds SASS for (e.g. 75, 80, 90).
+    pub nvrtc_archs: Vec<i32>,
+    /// Set when a by-name open of libnvrtc (cudarc's, `LD_LIBRARY_PATH`'s) resolves to another
+    /// library than `nvrtc_library`; names both (see `nvrtc_shadow`).
+    pub nvrtc_mismatch: Option<String>,
 }
 
 /// Extra directories to look for NVRTC in, registered by the Python package at import (the
@@ -125,46 +143,60 @@ fn nvrtc_candidates() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The NVRTC library opened by absolute path (kept open for the life of the process).
-struct Nvrtc {
-    path: String,
-    _lib: libloading::Library,
+/// The NVRTC discovery chose, opened by absolute path and kept open for the life of the process;
+/// every NVRTC call goes through it (see `nvrtc_lib` for why not through cudarc's bindings).
+pub struct LoadedNvrtc {
+    pub path: String,
+    pub version: (i32, i32),
+    /// The real architectures it builds SASS for, sorted (see `arch::select`).
+    pub archs: Vec<i32>,
+    /// Another NVRTC that a by-name open resolves to (see `nvrtc_shadow`).
+    pub mismatch: Option<String>,
+    pub lib: NvrtcLib,
 }
 
-static NVRTC: OnceLock<Result<Nvrtc, String>> = OnceLock::new();
+static NVRTC: OnceLock<Result<LoadedNvrtc, String>> = OnceLock::new();
 
-fn open_nvrtc() -> Result<Nvrtc, String> {
-    let candidates = nvrtc_candidates();
+/// Opens the first usable library of `candidates`, then each bare name for the dynamic loader;
+/// `by_name` gives the NVRTC a by-name open resolves to, to report a different one.
+pub(super) fn open_nvrtc_from(
+    candidates: &[PathBuf],
+    by_name: impl FnOnce() -> Option<nvrtc_shadow::Identity>,
+) -> Result<LoadedNvrtc, String> {
     let mut errors = Vec::new();
-    for path in &candidates {
-        // SAFETY: loading NVRTC runs no initialisation code with preconditions.
-        match unsafe { libloading::Library::new(path) } {
-            Ok(lib) => {
-                // cudarc opens "libnvrtc.so.12" etc. by name; with ours loaded, that name now
-                // resolves to it. Check before the first cudarc call, which would panic otherwise.
-                // SAFETY: a presence probe that only opens and closes the library.
-                if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-                    return Ok(Nvrtc {
-                        path: path.display().to_string(),
-                        _lib: lib,
-                    });
+    let named = NVRTC_NAMES.iter().map(PathBuf::from);
+    for (i, path) in candidates.iter().cloned().chain(named).enumerate() {
+        let by_loader = i >= candidates.len();
+        let lib = match NvrtcLib::open(&path) {
+            Ok(lib) => lib,
+            Err(e) => {
+                // Bare names the loader does not find are no news; files that would not load are.
+                if !by_loader {
+                    errors.push(e);
                 }
-                errors.push(format!(
-                    "{}: loaded, but not under a name cudarc opens",
-                    path.display()
-                ));
+                continue;
             }
-            Err(e) => errors.push(format!("{}: {e}", path.display())),
-        }
-    }
-    // SAFETY: a presence probe that only opens and closes the library.
-    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Ok(Nvrtc {
-            path: "libnvrtc (found by the dynamic loader)".into(),
-            // SAFETY: as above; a name the probe just opened successfully.
-            _lib: unsafe { libloading::Library::new("libnvrtc.so.12") }
-                .or_else(|_| unsafe { libloading::Library::new("libnvrtc.so") })
-                .map_err(|e| e.to_string())?,
+        };
+        let read = lib.version().and_then(|v| Ok((v, lib.supported_archs()?)));
+        let (version, archs) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let ours = nvrtc_shadow::Identity::of(&lib, &path.display().to_string());
+        let path = if by_loader {
+            format!("{} (found by the dynamic loader)", ours.path)
+        } else {
+            path.display().to_string()
+        };
+        return Ok(LoadedNvrtc {
+            path,
+            version,
+            archs,
+            mismatch: by_name().and_then(|theirs| nvrtc_shadow::mismatch(&ours, &theirs)),
+            lib,
         });
     }
     let tried = if errors.is_empty() {
@@ -177,25 +209,23 @@ fn open_nvrtc() -> Result<Nvrtc, String> {
     Err(format!("NVRTC not found ({tried})"))
 }
 
+/// Opens NVRTC (once per process).
+pub fn nvrtc_lib() -> Result<&'static LoadedNvrtc, GpuError> {
+    NVRTC
+        .get_or_init(|| {
+            catch("NVRTC", || {
+                open_nvrtc_from(&nvrtc_candidates(), nvrtc_shadow::by_name)
+                    .map_err(GpuError::Unavailable)
+            })
+            .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| GpuError::Unavailable(e.clone()))
+}
+
 /// Opens NVRTC (once) and returns its path and version.
 pub fn nvrtc() -> Result<(String, (i32, i32)), GpuError> {
-    let lib = NVRTC
-        .get_or_init(open_nvrtc)
-        .as_ref()
-        .map_err(|e| GpuError::Unavailable(e.clone()))?;
-    let version = catch("nvrtcVersion", || {
-        let (mut major, mut minor) = (0, 0);
-        // SAFETY: NVRTC is loaded (above); plain out-parameters.
-        let rc = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
-        if rc == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
-            Ok((major, minor))
-        } else {
-            Err(GpuError::Unavailable(format!(
-                "nvrtcVersion failed: {rc:?}"
-            )))
-        }
-    })?;
-    Ok((lib.path.clone(), version))
+    nvrtc_lib().map(|n| (n.path.clone(), n.version))
 }
 
 fn version_string(v: i32) -> String {
@@ -209,10 +239,12 @@ fn discover() -> GpuStatus {
         return status;
     }
     // NVRTC needs no driver: report it whatever else is missing.
-    let nvrtc_found = nvrtc();
-    if let Ok((path, (major, minor))) = &nvrtc_found {
-        status.nvrtc_library = Some(path.clone());
-        status.nvrtc_version = Some(format!("{major}.{minor}"));
+    let nvrtc_found = nvrtc_lib();
+    if let Ok(n) = nvrtc_found {
+        status.nvrtc_library = Some(n.path.clone());
+        status.nvrtc_version = Some(format!("{}.{}", n.version.0, n.version.1));
+        status.nvrtc_archs = n.archs.clone();
+        status.nvrtc_mismatch = n.mismatch.clone();
     }
     // SAFETY: a presence probe that only opens and closes the library.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -256,6 +288,8 @@ fn discover() -> GpuStatus {
                 memory_bytes: unsafe { cudarc::driver::result::device::total_mem(dev) }
                     .unwrap_or(0),
                 simulated: None,
+                kernel_build: None,
+                open_state: None,
             });
         }
         Ok((v, devices))
@@ -272,8 +306,9 @@ fn discover() -> GpuStatus {
         status.reason = Some("the NVIDIA driver reports no CUDA devices".into());
         return status;
     }
-    match nvrtc_found {
-        Ok((_, (major, minor))) => {
+    let archs = match nvrtc_found {
+        Ok(n) => {
+            let (major, minor) = n.version;
             if major > driver / 1000 {
                 status.reason = Some(format!(
                     "NVRTC {major}.{minor} is newer than the driver's CUDA {}: its CUBINs would not \
@@ -283,14 +318,35 @@ fn discover() -> GpuStatus {
                 ));
                 return status;
             }
+            &n.archs
         }
         Err(e) => {
             status.reason = Some(format!("{e}: the kernels cannot be compiled"));
             return status;
         }
-    }
-    status.devices = devices;
+    };
+    let (usable, refused) = with_builds(devices, archs);
+    status.devices = usable;
+    status.reason = refused;
     status
+}
+
+/// Sets each device's `kernel_build` from the architectures NVRTC supports; a device NVRTC cannot
+/// serve at all is left out, and the second value says which and why.
+fn with_builds(devices: Vec<GpuInfo>, archs: &[i32]) -> (Vec<GpuInfo>, Option<String>) {
+    let mut usable = Vec::new();
+    let mut refused = Vec::new();
+    for mut d in devices {
+        match arch::select(archs, arch::arch_number(d.compute_capability)) {
+            Ok(target) => {
+                d.kernel_build = Some(target.to_string());
+                usable.push(d);
+            }
+            Err(e) => refused.push(format!("GPU {} ({}): {e}", d.index, d.name)),
+        }
+    }
+    let reason = (!refused.is_empty()).then(|| refused.join("; "));
+    (usable, reason)
 }
 
 fn format_uuid(b: &[std::ffi::c_char; 16]) -> String {
@@ -313,8 +369,54 @@ pub fn status() -> GpuStatus {
     let real = STATUS.get_or_init(discover);
     // Read only by GPU calls otherwise: an invalid value warns as soon as GPUs are looked at.
     let _ = (config::gpu_piece_rows(), config::gpu_injected_failure());
-    if !config::simulated_gpus_set() {
-        return real.clone();
+    let mut real = real.clone();
+    for d in &mut real.devices {
+        d.open_state = super::reopen::state(d.index);
     }
-    with_simulated(real.clone())
+    if !config::simulated_gpus_set() {
+        return real;
+    }
+    with_simulated(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(index: usize, cc: (i32, i32)) -> GpuInfo {
+        GpuInfo {
+            index,
+            name: format!("gpu{index}"),
+            uuid: String::new(),
+            compute_capability: cc,
+            memory_bytes: 0,
+            simulated: None,
+            kernel_build: None,
+            open_state: None,
+        }
+    }
+
+    #[test]
+    fn each_device_gets_its_build_and_one_nvrtc_cannot_serve_is_left_out_with_the_reason() {
+        let archs = [75, 80, 86, 89, 90];
+        let devices = vec![gpu(0, (6, 1)), gpu(1, (9, 0)), gpu(2, (12, 0))];
+        let (usable, reason) = with_builds(devices, &archs);
+        let builds: Vec<(usize, Option<&str>)> = usable
+            .iter()
+            .map(|d| (d.index, d.kernel_build.as_deref()))
+            .collect();
+        assert_eq!(
+            builds,
+            [
+                (1, Some("cubin sm_90")),
+                (2, Some("ptx compute_90 JIT by the driver"))
+            ]
+        );
+        let reason = reason.expect("GPU 0 is refused");
+        assert!(reason.starts_with("GPU 0 (gpu0): "), "{reason}");
+        assert!(reason.contains("sm_75 to sm_90"), "{reason}");
+        let (all, none) = with_builds(vec![gpu(0, (9, 0))], &archs);
+        assert_eq!(all.len(), 1);
+        assert_eq!(none, None);
+    }
 }

@@ -21,6 +21,7 @@ use super::error::GpuError;
 use super::locks::DeviceSlots;
 use super::nvrtc;
 use super::pipeline::{Backend, DeviceBuffer};
+use super::reopen;
 use crate::exec::config::GpuStep;
 
 /// Rows (f64) per staging buffer: 8 MiB, large enough to run copies near link speed.
@@ -51,7 +52,7 @@ pub struct DeviceState {
     functions: Vec<(Kernel, CudaFunction)>,
     stages: [Stage; 2],
     async_alloc: bool,
-    pub compile_origin: &'static str,
+    pub compile_origin: String,
 }
 
 // SAFETY: the raw pinned pointers and events are only used while the device's mutex is held.
@@ -64,24 +65,32 @@ impl DeviceState {
         // SAFETY: no CudaSlice of this context is shared between streams.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(err("cuStreamCreate"))?;
-        let compiled = nvrtc::cubin(&info.arch())?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(compiled.cubin.to_vec()))
-            .map_err(err("cuModuleLoadData"))?;
+        let target = nvrtc::target_for(&info)?;
+        // A cached image the driver rejects is deleted and rebuilt once (image_cache).
+        let loaded = nvrtc::load(target, |image| {
+            ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
+                .map_err(err("cuModuleLoadData"))
+        })?;
+        let module = loaded.module;
         let mut functions = Vec::new();
         for k in Kernel::ALL {
             let f = module.load_function(k.name()).map_err(err(k.name()))?;
             functions.push((k, f));
         }
+        // A failed open is retried (reopen.rs), so what a half-done open allocated is freed here
+        // rather than leaked once per retry.
         let stage = || -> Result<Stage, GpuError> {
-            // SAFETY: plain allocations in the bound context; freed in Drop.
+            // SAFETY: plain allocations in the bound context; freed in Drop, or below on failure.
             unsafe {
                 let ptr = result::malloc_host(STAGE_ROWS * 8, 0).map_err(err("cuMemHostAlloc"))?
                     as *mut f64;
                 let event = result::event::create(
                     cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
                 )
-                .map_err(err("cuEventCreate"))?;
+                .map_err(err("cuEventCreate"))
+                .inspect_err(|_| {
+                    let _ = result::free_host(ptr as *mut std::ffi::c_void);
+                })?;
                 Ok(Stage {
                     ptr,
                     event,
@@ -89,7 +98,15 @@ impl DeviceState {
                 })
             }
         };
-        let stages = [stage()?, stage()?];
+        let first = stage()?;
+        let second = stage().inspect_err(|_| {
+            // SAFETY: allocated just above and not shared; freed once.
+            unsafe {
+                let _ = result::free_host(first.ptr as *mut std::ffi::c_void);
+                let _ = result::event::destroy(first.event);
+            }
+        })?;
+        let stages = [first, second];
         let async_alloc = ctx.has_async_alloc();
         Ok(DeviceState {
             info,
@@ -99,7 +116,7 @@ impl DeviceState {
             functions,
             stages,
             async_alloc,
-            compile_origin: compiled.origin,
+            compile_origin: loaded.origin,
         })
     }
 
@@ -337,9 +354,9 @@ impl Backend for CudaBackend {
     }
 }
 
-/// Per-GPU state, opened on first use. `None` until then; an `Err` is remembered so a broken
-/// device is not retried on every call.
-pub type Slot = Option<Result<DeviceState, GpuError>>;
+/// Per-GPU state, opened on first use. `None` until then; a failed open is retried after a
+/// backoff (see `reopen`), not on every call and not never.
+pub type Slot = reopen::Slot<DeviceState>;
 static DEVICES: OnceLock<DeviceSlots<Slot>> = OnceLock::new();
 
 /// Every real GPU's slot (`count` of them, fixed by the first call). All locking of GPUs goes
@@ -350,10 +367,7 @@ pub fn devices(count: usize) -> &'static DeviceSlots<Slot> {
 
 /// The state in a locked `slot`, opening GPU `info` first if needed.
 pub fn open<'s>(slot: &'s mut Slot, info: &GpuInfo) -> Result<&'s mut DeviceState, GpuError> {
-    match slot.get_or_insert_with(|| DeviceState::open(info.clone())) {
-        Ok(dev) => Ok(dev),
-        Err(e) => Err(e.clone()),
-    }
+    reopen::get_or_open(info.index, slot, || DeviceState::open(info.clone()))
 }
 
 /// Runs `f` with the GPU `index`'s state, opening it first if needed (single-device calls; a

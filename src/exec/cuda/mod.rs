@@ -8,15 +8,20 @@
 //! instead. Every entry point also puts the caller's current CUDA context back when it returns
 //! ([`context`]), and GPUs are locked by the rules of [`locks`].
 
+pub mod arch;
 pub mod args;
 pub mod context;
 pub mod discovery;
 pub mod driver;
 pub mod error;
 pub mod locks;
+pub mod image_cache;
 pub mod nvrtc;
+pub mod nvrtc_lib;
+pub mod nvrtc_shadow;
 pub mod pipeline;
 pub mod sizing;
+pub mod reopen;
 
 #[cfg(test)]
 mod concurrency_tests;
@@ -26,6 +31,8 @@ mod family_tests;
 mod host;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod nvrtc_fake_tests;
 
 use std::time::Instant;
 
@@ -50,8 +57,9 @@ pub struct GpuRun {
     pub pieces_rows: usize,
 }
 
-/// Real (not simulated) GPU `index` of `st` and the number of real GPUs, which sizes the
-/// per-device state slots of [`driver::devices`].
+/// Real (not simulated) GPU `index` of `st` and the number of per-device state slots of
+/// [`driver::with_device`]: one past the highest real ordinal, since discovery may leave out a
+/// GPU that NVRTC cannot serve (its ordinal then has an unused slot).
 fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> {
     let real: Vec<&GpuInfo> = st
         .devices
@@ -63,7 +71,8 @@ fn real_gpu(st: &GpuStatus, index: usize) -> Result<(GpuInfo, usize), GpuError> 
         .find(|d| d.index == index)
         .map(|d| (*d).clone())
         .ok_or(GpuError::NotRealGpu(index))?;
-    Ok((info, real.len()))
+    let slots = real.iter().map(|d| d.index + 1).max().unwrap_or(0);
+    Ok((info, slots))
 }
 
 /// Computes `spec` on GPU `index` of `gpus` (every row from the lookback on, like

@@ -1,17 +1,19 @@
-//! Compiling the kernels: NVRTC turns the `.cu` sources into a CUBIN for one exact architecture
-//! (`sm_XY`; PTX from an NVRTC newer than the driver would not load) with the options the
-//! determinism spec requires: no FMA contraction, IEEE division and square root, no flush to zero.
-//! CUBINs are cached in memory and on disk next to the profile, keyed by architecture, a hash of
-//! the sources and options, and the NVRTC version, so a new process does not compile again.
-//! Needs no GPU: CI compiles every kernel wherever an NVRTC library is installed.
+//! Compiling the kernels: NVRTC (through our own handle, `nvrtc_lib`) turns the `.cu` sources
+//! into a CUBIN for the device's exact architecture, or into PTX for the driver to JIT when that
+//! NVRTC cannot build SASS for it (`arch::select`), with the options the determinism spec
+//! requires: no FMA contraction, IEEE division and square root, no flush to zero. Images are
+//! cached in memory and on disk next to the profile, keyed by target, a hash of the sources and
+//! options, and the NVRTC version, so a new process does not compile again; a cached image that
+//! does not load is rebuilt (`image_cache`). Needs no GPU: CI compiles every kernel wherever an
+//! NVRTC library is installed.
 
-use std::collections::HashMap;
-use std::ffi::{c_char, CString};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use super::discovery;
+use super::arch::{self, Target};
+use super::discovery::{self, GpuInfo};
 use super::error::{catch, GpuError};
+use super::image_cache::{self, Loaded};
+use super::nvrtc_lib::Output;
 
 /// The options every build uses (docs/architecture.md, "Determinism").
 pub const OPTIONS: &[&str] = &[
@@ -60,130 +62,102 @@ fn cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("kernels"))
 }
 
-fn cache_file(arch: &str, nvrtc: (i32, i32)) -> Option<PathBuf> {
-    cache_dir().map(|d| {
-        d.join(format!(
-            "{arch}-{:016x}-nvrtc{}.{}.cubin",
-            source_hash(),
-            nvrtc.0,
-            nvrtc.1
-        ))
-    })
+/// The cache's name for `target`'s image from NVRTC `nvrtc`: also its in-memory key.
+fn cache_name(target: Target, nvrtc: (i32, i32)) -> String {
+    format!(
+        "{}-{:016x}-nvrtc{}.{}.{}",
+        target.nvrtc_arch(),
+        source_hash(),
+        nvrtc.0,
+        nvrtc.1,
+        target.extension()
+    )
 }
 
-type Key = (String, (i32, i32));
-static MEMORY: Mutex<Option<HashMap<Key, Arc<Vec<u8>>>>> = Mutex::new(None);
-
-/// A compiled module and where it came from.
-pub struct Compiled {
-    pub cubin: Arc<Vec<u8>>,
-    pub nvrtc_version: (i32, i32),
-    /// "memory", "disk" or "nvrtc".
-    pub origin: &'static str,
+/// The build for `info`'s device with the NVRTC in use (see [`arch::select`]).
+pub fn target_for(info: &GpuInfo) -> Result<Target, GpuError> {
+    let nvrtc = discovery::nvrtc_lib()?;
+    arch::select(&nvrtc.archs, arch::arch_number(info.compute_capability))
 }
 
-/// The CUBIN of every kernel for `arch`, from the memory cache, the disk cache or NVRTC.
-pub fn cubin(arch: &str) -> Result<Compiled, GpuError> {
-    validate_arch(arch)?;
+/// Loads the kernels for `target` with `load` (the driver's module load), from the memory cache,
+/// the disk cache or NVRTC; a cached image that does not load is rebuilt once.
+pub fn load<M>(
+    target: Target,
+    load: impl FnMut(&[u8]) -> Result<M, GpuError>,
+) -> Result<Loaded<M>, GpuError> {
     let (_, version) = discovery::nvrtc()?;
-    let key = (arch.to_string(), version);
-    if let Some(hit) = MEMORY
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref()?.get(&key).cloned())
-    {
-        return Ok(Compiled {
-            cubin: hit,
-            nvrtc_version: version,
-            origin: "memory",
-        });
-    }
-    let file = cache_file(arch, version);
-    let (bytes, origin) = match file
-        .as_ref()
-        .and_then(|f| std::fs::read(f).ok())
-        .filter(|b| !b.is_empty())
-    {
-        Some(b) => (b, "disk"),
-        None => {
-            let b = compile(arch)?;
-            if let Some(f) = &file {
-                store(f, &b);
-            }
-            (b, "nvrtc")
-        }
-    };
-    let bytes = Arc::new(bytes);
-    if let Ok(mut m) = MEMORY.lock() {
-        m.get_or_insert_with(HashMap::new)
-            .insert(key, Arc::clone(&bytes));
-    }
-    Ok(Compiled {
-        cubin: bytes,
-        nvrtc_version: version,
-        origin,
-    })
+    let name = cache_name(target, version);
+    let file = cache_dir().map(|d| d.join(&name));
+    image_cache::load_or_rebuild(&name, file.as_deref(), load, || compile_target(target))
 }
 
-/// Writes a cache file atomically (temp + rename); a failure only costs a compile next time.
-fn store(path: &PathBuf, bytes: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().map_or("k".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-}
-
-/// Runs NVRTC. Errors carry the compiler log.
+/// Runs NVRTC for a CUBIN of `arch` (`sm_XY`, `sm_90a`). Errors carry the compiler log.
 pub fn compile(arch: &str) -> Result<Vec<u8>, GpuError> {
     validate_arch(arch)?;
-    discovery::nvrtc()?;
+    run_nvrtc(arch, Output::Cubin)
+}
+
+/// Runs NVRTC for `target`: a CUBIN, or a NUL-terminated PTX image. Errors carry the log.
+pub fn compile_target(target: Target) -> Result<Vec<u8>, GpuError> {
+    let output = match target {
+        Target::Cubin(_) => Output::Cubin,
+        Target::Ptx(_) => Output::Ptx,
+    };
+    run_nvrtc(&target.nvrtc_arch(), output)
+}
+
+fn run_nvrtc(arch: &str, output: Output) -> Result<Vec<u8>, GpuError> {
+    let nvrtc = discovery::nvrtc_lib()?;
+    let mut opts: Vec<String> = vec![format!("--gpu-architecture={arch}")];
+    opts.extend(OPTIONS.iter().map(|s| s.to_string()));
     catch("NVRTC", || {
-        use cudarc::nvrtc::{result, sys};
-        let src = CString::new(kernel_source()).map_err(|e| GpuError::Compile(e.to_string()))?;
-        let prog = result::create_program(&src, Some(c"threadx_kernels.cu"))
-            .map_err(|e| GpuError::Compile(format!("nvrtcCreateProgram: {e:?}")))?;
-        let mut opts: Vec<String> = vec![format!("--gpu-architecture={arch}")];
-        opts.extend(OPTIONS.iter().map(|s| s.to_string()));
-        // SAFETY: `prog` is a live program; it is destroyed exactly once below.
-        let compiled = unsafe { result::compile_program(prog, &opts) };
-        let out = match compiled {
-            Ok(()) => {
-                let mut size = 0usize;
-                // SAFETY: live program, out-parameter, then a buffer of exactly that size.
-                unsafe {
-                    sys::nvrtcGetCUBINSize(prog, &mut size)
-                        .result()
-                        .map_err(|e| GpuError::Compile(format!("nvrtcGetCUBINSize: {e:?}")))
-                        .and_then(|()| {
-                            let mut buf = vec![0u8; size];
-                            sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut c_char)
-                                .result()
-                                .map_err(|e| GpuError::Compile(format!("nvrtcGetCUBIN: {e:?}")))
-                                .map(|()| buf)
-                        })
-                }
-            }
-            Err(e) => {
-                // SAFETY: live program.
-                let log = unsafe { result::get_program_log(prog) }
-                    .map(|l| l.iter().map(|&c| c as u8 as char).collect::<String>())
-                    .unwrap_or_default();
-                Err(GpuError::Compile(format!(
-                    "NVRTC could not compile the kernels for {arch}: {e:?}: {}",
-                    log.trim_end_matches('\0').trim()
-                )))
-            }
-        };
-        // SAFETY: created above, destroyed once.
-        let _ = unsafe { result::destroy_program(prog) };
-        out
+        nvrtc
+            .lib
+            .compile(&kernel_source(), "threadx_kernels.cu", &opts, output)
+            .map_err(|e| match e {
+                GpuError::Compile(m) => GpuError::Compile(format!(
+                    "NVRTC could not compile the kernels for {arch}: {m}"
+                )),
+                other => other,
+            })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a real NVRTC (`THREADX_NVRTC`, or one on the loader path): it lists architectures, and
+    /// the PTX path emits code for the newest one with every f64 add and multiply explicitly
+    /// rounded (`.rn`, which the driver's JIT must keep: the same bits as the CUBIN path).
+    #[test]
+    fn the_ptx_path_compiles_with_explicit_rounding_where_nvrtc_is_installed() {
+        let Ok(nvrtc) = discovery::nvrtc_lib() else {
+            eprintln!("no NVRTC library: nothing to compile with");
+            return;
+        };
+        let newest = *nvrtc.archs.last().expect("NVRTC lists its architectures");
+        assert!(nvrtc.archs.contains(&80), "{:?}", nvrtc.archs);
+        let ptx = compile_target(Target::Ptx(newest)).expect("the PTX compiles");
+        assert_eq!(ptx.last(), Some(&0), "NUL-terminated for cuModuleLoadData");
+        let text = String::from_utf8_lossy(&ptx);
+        assert!(
+            text.contains(&format!(".target sm_{newest}")),
+            "no target line"
+        );
+        assert!(text.contains("add.rn.f64") && text.contains("mul.rn.f64"));
+        // --fmad=false: no multiply-add is contracted (the kernels call no fma() themselves).
+        assert!(!text.contains("fma.rn.f64"));
+    }
+
+    #[test]
+    fn cubin_and_ptx_images_never_share_a_cache_entry() {
+        let v = (12, 9);
+        let cubin = cache_name(Target::Cubin(80), v);
+        let ptx = cache_name(Target::Ptx(80), v);
+        assert_ne!(cubin, ptx);
+        assert!(cubin.starts_with("sm_80-") && cubin.ends_with("-nvrtc12.9.cubin"));
+        assert!(ptx.starts_with("compute_80-") && ptx.ends_with("-nvrtc12.9.ptx"));
+    }
 }

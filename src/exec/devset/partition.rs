@@ -65,6 +65,8 @@ mod tests {
             compute_capability: (9, 0),
             memory_bytes: 1 << 30,
             simulated,
+            kernel_build: None,
+            open_state: None,
         }
     }
 
