@@ -30,6 +30,8 @@ STATUS_TYPES = {
     "driver_version": (str, NoneType),
     "nvrtc_version": (str, NoneType),
     "nvrtc_library": (str, NoneType),
+    "nvrtc_archs": (list,),
+    "nvrtc_mismatch": (str, NoneType),
 }
 DEVICE_TYPES = {
     "index": (int,),
@@ -38,6 +40,8 @@ DEVICE_TYPES = {
     "compute_capability": (tuple,),
     "arch": (str,),
     "memory_bytes": (int,),
+    "kernel_build": (str, NoneType),
+    "open_state": (str, NoneType),
 }
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -33,7 +33,9 @@ def status() -> dict[str, Any]:
 
     Keys: ``available`` (bool), ``reason`` (why no GPU is usable, else ``None``), ``devices`` (as
     :func:`devices`), ``driver_version``, ``nvrtc_version`` and ``nvrtc_library`` (``None`` when
-    not found).
+    not found), ``nvrtc_archs`` (the architectures that NVRTC compiles for, e.g. ``[80, 90]``) and
+    ``nvrtc_mismatch`` (``None``, or which other NVRTC the loader would pick by name: threadx
+    compiles through the library it names in ``nvrtc_library`` either way).
     """
     st = json.loads(_internal.gpu_status())
     for d in st["devices"]:
@@ -43,8 +45,10 @@ def status() -> dict[str, Any]:
 
 def devices() -> list[dict[str, Any]]:
     """The usable GPUs: ``index``, ``name``, ``uuid``, ``compute_capability`` (major, minor),
-    ``arch`` (``"sm_90"``) and ``memory_bytes``. Empty when there is none; :func:`status` says
-    why."""
+    ``arch`` (``"sm_90"``), ``memory_bytes``, ``kernel_build`` (``"cubin sm_90"``, or ``"ptx
+    compute_80 JIT by the driver"`` when NVRTC cannot build for the device itself) and
+    ``open_state`` (``None``, or the last failed open and when it is retried). Empty when there is
+    none; :func:`status` says why."""
     return status()["devices"]
 
 

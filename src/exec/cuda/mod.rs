@@ -14,14 +14,14 @@ pub mod context;
 pub mod discovery;
 pub mod driver;
 pub mod error;
-pub mod locks;
 pub mod image_cache;
+pub mod locks;
 pub mod nvrtc;
 pub mod nvrtc_lib;
 pub mod nvrtc_shadow;
 pub mod pipeline;
-pub mod sizing;
 pub mod reopen;
+pub mod sizing;
 
 #[cfg(test)]
 mod concurrency_tests;
