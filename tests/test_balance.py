@@ -192,11 +192,15 @@ def test_profiling_finds_ratios_close_to_the_speeds(monkeypatch, speeds):
 
 def test_profiling_a_device_list_measures_those_devices(monkeypatch):
     simulate(monkeypatch, [1.0, 0.25, 1.0])
-    got = gpu.profile_auto_balance(
-        sample_size=200_000, runs=3, workload_tag="pair", devices=["GPU:1", " gpu:0 "]
-    )
-    assert list(got) == ["gpu:1", "gpu:0"]
-    assert got == pytest.approx({"gpu:1": 0.2, "gpu:0": 0.8}, rel=0.2)
+    runs = []
+    for _ in range(3):  # the median of three, as above: one run timed on a busy core is slow
+        got = gpu.profile_auto_balance(
+            sample_size=200_000, runs=3, workload_tag="pair", devices=["GPU:1", " gpu:0 "]
+        )
+        assert list(got) == ["gpu:1", "gpu:0"]
+        runs.append(got)
+    median = {k: float(np.median([r[k] for r in runs])) for k in ("gpu:1", "gpu:0")}
+    assert median == pytest.approx({"gpu:1": 0.2, "gpu:0": 0.8}, rel=0.2), runs
     every = gpu.profile_auto_balance(sample_size=20_000, runs=1, workload_tag="every")
     assert list(every) == ["gpu:0", "gpu:1", "gpu:2", "cpu"]
     assert sum(every.values()) == pytest.approx(1.0, abs=1e-12)
