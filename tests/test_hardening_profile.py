@@ -439,3 +439,68 @@ def test_item7_cli_profile_prune(tmp_path: Path):
     assert proc.returncode == 2 and "prune" in proc.stderr
     with pytest.raises(ValueError, match="days"):
         threadx.profile.prune(-1)
+
+
+# A large profile's first call takes this machine's entry from a fast search and parses the
+# rest in the background: the entry must be the real one, and the parse must still catch a
+# corrupt file (moved aside, this machine's entry kept).
+MACHINE_CHILD = """
+    import json, threadx
+    first = threadx.profile.machine()  # before anything waits for the full parse
+    threadx.profile.record("sma", 1000, "cpu:1", 1e-5)
+    print(json.dumps({"first": first, "flushed": threadx.profile.flush(),
+                      "after": threadx.profile.machine()}))
+"""
+
+
+def _large_profile(mine: dict, decoy: dict | None = None, tail: str = "}}") -> str:
+    now = int(time.time())
+    fid, _ = own()
+    entries = [f'"{i:016x}":{json.dumps(foreign_entry(i, now))}' for i in range(6000)]  # ~5 MB
+    if decoy is not None:  # the machine's key inside another entry, before the real one
+        entries.insert(
+            3, f'"{"e" * 16}":{json.dumps({**foreign_entry(0, now), "x": {fid: decoy}})}'
+        )
+    entries.insert(len(entries) // 2, f'"{fid}":{json.dumps(mine)}')
+    text = '{"schema_version":1,"machines":{' + ",".join(entries) + tail
+    assert len(text) > 4 << 20
+    return text
+
+
+@pytest.mark.parametrize("decoy", [False, True])
+def test_item7_large_profile_first_call_reads_this_machines_entry(tmp_path: Path, decoy: bool):
+    fid, fp = own()
+    mine = {"fingerprint": fp, "updated_unix": 5, "timings": {"rsi": {"2^12": {"cpu:1": stat_entry(7)}}},
+            "links": {}, "balance": {}}  # fmt: skip
+    fake = {**mine, "timings": {"wma": {"2^12": {"cpu:1": stat_entry(9)}}}}
+    profile = tmp_path / "profile.json"
+    profile.write_text(_large_profile(mine, fake if decoy else None))
+    proc = run_child(MACHINE_CHILD, profile)
+    assert proc.returncode == 0 and WARNING not in proc.stderr, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["flushed"] is True
+    assert out["after"]["timings"]["rsi"]["2^12"]["cpu:1"]["samples"] == 7, out["after"]
+    assert "wma" not in out["after"]["timings"]
+    if not decoy:
+        assert out["first"]["timings"]["rsi"] == out["after"]["timings"]["rsi"]
+    data = json.loads(profile.read_text())
+    assert data["machines"][fid]["timings"]["rsi"]["2^12"]["cpu:1"]["samples"] == 7
+
+
+def test_item7_large_corrupt_profile_is_moved_aside_by_the_background_parse(tmp_path: Path):
+    """As at load (item 3's rule): the whole file is kept as the backup, byte for byte, and the
+    new profile starts from this process's samples."""
+    fid, fp = own()
+    mine = {"fingerprint": fp, "updated_unix": 5, "timings": {"rsi": {"2^12": {"cpu:1": stat_entry(7)}}},
+            "links": {}, "balance": {}}  # fmt: skip
+    profile = tmp_path / "profile.json"
+    text = _large_profile(mine, tail="},GARBAGE")
+    profile.write_text(text)
+    proc = run_child(MACHINE_CHILD, profile)
+    assert proc.returncode == 0, proc.stderr
+    assert "moved it to" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["flushed"] is True
+    (aside,) = tmp_path.glob("profile.json.corrupt-*")
+    assert aside.read_text() == text
+    data = json.loads(profile.read_text())
+    assert data["machines"][fid]["timings"]["sma"]["2^9"]["cpu:1"]["samples"] == 1

@@ -66,7 +66,16 @@ pub struct ProfileState {
     pub memory_only: Option<String>,
     /// Identity of the file `file` was read from or written as (see [`store::FileId`]).
     file_id: Option<store::FileId>,
+    /// A large file's full parse, still running: `me` was taken from the file's text by a fast
+    /// search (`adopted_raw`), and [`ProfileState::settle`] joins this before `file` is used.
+    /// The thread returns the file and whether it is still the one `file_id` names.
+    parsing: Option<std::thread::JoinHandle<Result<(ProfileFile, bool), ReadError>>>,
+    adopted_raw: Option<String>,
 }
+
+/// Files at least this large are parsed in the background: the first call only needs this
+/// machine's entry (a 62 MB shared profile takes ~100 ms to parse, the entry well under 1 ms).
+const BACKGROUND_PARSE_BYTES: u64 = 4 << 20;
 
 impl ProfileState {
     /// This machine's entry.
@@ -74,8 +83,49 @@ impl ProfileState {
         &mut self.me
     }
 
+    /// Waits for a background parse of the file (see `parsing`) and takes its result: the file,
+    /// and this machine's entry from it if the fast search found something else. A file found
+    /// corrupt is moved aside, as at load.
+    fn settle(&mut self) {
+        let Some(parse) = self.parsing.take() else {
+            return;
+        };
+        let result = parse
+            .join()
+            .unwrap_or_else(|_| Err(ReadError::Corrupt("its parse panicked".into())));
+        match result {
+            Ok((file, same)) => {
+                if !same {
+                    self.file_id = None; // changed since the scan: the next flush re-reads it
+                }
+                let raw = file.machines.get(&self.machine_id).map(|v| v.get());
+                if raw != self.adopted_raw.as_deref() {
+                    // The fast search matched inside another entry: take the real one, and
+                    // this process's samples again.
+                    self.me = file
+                        .machine(&self.machine_id)
+                        .unwrap_or_else(|| MachineProfile::new(self.fingerprint.clone()));
+                    let pending: Vec<Sample> = self.pending.iter().cloned().collect();
+                    for s in &pending {
+                        self.me.push(s);
+                    }
+                }
+                self.file = Arc::new(file);
+            }
+            Err(e) => {
+                self.file_id = None;
+                if let Some(target) = self.target.clone() {
+                    let path = self.location.clone().unwrap_or_else(|| target.clone());
+                    read_failed(self, &path, &target, e);
+                }
+            }
+        }
+        self.adopted_raw = None;
+    }
+
     /// The whole profile as this process sees it: the file with this machine's current entry.
-    pub fn snapshot(&self) -> ProfileFile {
+    pub fn snapshot(&mut self) -> ProfileFile {
+        self.settle();
         let mut file = (*self.file).clone();
         if !self.me.timings.is_empty() || file.machines.contains_key(&self.machine_id) {
             file.set_machine(&self.machine_id, &self.me);
@@ -155,6 +205,8 @@ fn load(path: Option<PathBuf>) -> ProfileState {
         last_flush: Instant::now(),
         memory_only: None,
         file_id: None,
+        parsing: None,
+        adopted_raw: None,
     };
     let Some(path) = path else {
         state.memory_only = Some("no profile location (set THREADX_PROFILE or HOME)".into());
@@ -185,36 +237,74 @@ fn load(path: Option<PathBuf>) -> ProfileState {
     }
     state.target = Some(target.clone());
     let id = store::file_id(&target);
-    match store::read_profile(&target) {
-        Ok(Some(file)) => {
+    let read = store::regular_len(&target).and_then(|len| match len {
+        Some(len) if len >= BACKGROUND_PARSE_BYTES => {
+            if let Some(raw) = store::scan_entry(&target, &state.machine_id)? {
+                state.me = MachineProfile::from_json(&raw)
+                    .map(|(m, _)| m)
+                    .unwrap_or_else(|| MachineProfile::new(state.fingerprint.clone()));
+                state.adopted_raw = Some(raw);
+            }
+            // Trusted only if the full parse reads the file this scan saw (checked in `settle`).
+            state.file_id = id.clone();
+            let path = target.clone();
+            let parse = move || {
+                let file = store::read_profile(&path)?;
+                let same = id.is_some() && store::file_id(&path) == id;
+                Ok((file.unwrap_or_default(), same))
+            };
+            let handle = std::thread::Builder::new()
+                .name("threadx-profile-load".into())
+                .spawn(parse)
+                .map_err(ReadError::Io)?;
+            state.parsing = Some(handle);
+            Ok(None)
+        }
+        _ => {
+            let file = store::read_profile(&target)?;
             // Only trusted when the file did not change while it was read.
             state.file_id = id.filter(|id| store::file_id(&target).as_ref() == Some(id));
-            state.adopt(file)
+            Ok(file)
         }
+    });
+    match read {
+        Ok(Some(file)) => state.adopt(file),
         Ok(None) => {}
-        Err(ReadError::NotRegular(what)) => degrade(
-            &mut state,
+        Err(e) => read_failed(&mut state, &path, &target, e),
+    }
+    state
+}
+
+/// What a profile that cannot be read means: see [`load`] and [`ProfileState::settle`].
+fn read_failed(
+    state: &mut ProfileState,
+    path: &std::path::Path,
+    target: &std::path::Path,
+    e: ReadError,
+) {
+    match e {
+        ReadError::NotRegular(what) => degrade(
+            state,
             format!(
                 "the profile location {} is {what}, not a regular file: it is left alone",
                 path.display()
             ),
         ),
-        Err(ReadError::Corrupt(why)) => match store::move_aside(&target) {
-            Ok(aside) => warn_moved_aside(&path, &aside, &why),
+        ReadError::Corrupt(why) => match store::move_aside(target) {
+            Ok(aside) => warn_moved_aside(path, &aside, &why),
             Err(e) => degrade(
-                &mut state,
+                state,
                 format!(
                     "the profile {} is unusable ({why}) and could not be moved aside ({e})",
                     path.display()
                 ),
             ),
         },
-        Err(ReadError::Io(e)) => degrade(
-            &mut state,
+        ReadError::Io(e) => degrade(
+            state,
             format!("cannot read the profile {} ({e})", path.display()),
         ),
     }
-    state
 }
 
 fn degrade(state: &mut ProfileState, why: String) {
@@ -429,6 +519,7 @@ pub fn prune(days: Option<u64>) -> Result<Vec<String>, String> {
     };
     if target.is_none() {
         let mut st = state();
+        st.settle();
         let removed = Arc::make_mut(&mut st.file).expire(cutoff, &id);
         return Ok(removed);
     }
@@ -448,6 +539,7 @@ fn apply_with(
             st.adopt(file);
             return Ok(Vec::new());
         };
+        st.settle();
         let pending: Vec<Sample> = std::mem::take(&mut st.pending).into();
         let cached = st.file_id.clone().map(|id| (id, Arc::clone(&st.file)));
         (path, st.fingerprint.clone(), pending, cached)
@@ -552,6 +644,7 @@ pub fn reset() -> Result<(), String> {
     {
         let mut st = state();
         st.pending.clear();
+        st.settle();
         Arc::make_mut(&mut st.file).machines.remove(&id);
         st.me = MachineProfile::new(st.fingerprint.clone());
     }

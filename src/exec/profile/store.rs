@@ -162,13 +162,74 @@ pub fn read_profile(path: &Path) -> Result<Option<ProfileFile>, ReadError> {
     read_bytes(path)?.map(|b| parse_profile(&b)).transpose()
 }
 
-fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
     let Some(mut file) = open_regular(path)? else {
         return Ok(None);
     };
     let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize + 1));
     io::Read::read_to_end(&mut file, &mut bytes).map_err(ReadError::Io)?;
     Ok(Some(bytes))
+}
+
+/// The length of the regular file at `path` (`None`: no file), opened as [`read_bytes`] opens it.
+pub fn regular_len(path: &Path) -> Result<Option<u64>, ReadError> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(file.metadata().map_err(ReadError::Io)?.len()))
+}
+
+/// The raw text of the entry under `id` in the profile at `path`, found without parsing or
+/// keeping the rest: the first `"<id>":` followed by one JSON value. The file streams through one
+/// small buffer (reading a 62 MB file into fresh memory costs ~50 ms of page faults alone). A fast
+/// path for the first call on a large shared profile; the caller confirms it against the full
+/// parse later ([`parse_profile`]), since the same characters could occur inside another entry.
+pub fn scan_entry(path: &Path, id: &str) -> Result<Option<String>, ReadError> {
+    let Some(mut file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let key = format!("\"{id}\":");
+    let carry = key.len() + 3; // a key cut by the chunk's end, and a cut UTF-8 sequence
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    loop {
+        let n = io::Read::read(&mut file, &mut buf[filled..]).map_err(ReadError::Io)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        filled += n;
+        let text = match std::str::from_utf8(&buf[..filled]) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        if let Some(at) = text.find(&key) {
+            let mut entry = buf[at + key.len()..filled].to_vec();
+            return read_one_value(&mut file, &mut entry);
+        }
+        let keep_from = filled.saturating_sub(carry).min(text.len());
+        buf.copy_within(keep_from..filled, 0);
+        filled -= keep_from;
+    }
+}
+
+/// The first JSON value of `entry`, reading more of `file` while it is cut short.
+fn read_one_value(file: &mut File, entry: &mut Vec<u8>) -> Result<Option<String>, ReadError> {
+    loop {
+        let mut de = serde_json::Deserializer::from_slice(entry);
+        match <Box<serde_json::value::RawValue> as serde::Deserialize>::deserialize(&mut de) {
+            Ok(raw) => return Ok(Some(raw.get().to_string())),
+            Err(e) if e.is_eof() => {
+                let before = entry.len();
+                entry.resize(before + (64 << 10), 0);
+                let n = io::Read::read(file, &mut entry[before..]).map_err(ReadError::Io)?;
+                entry.truncate(before + n);
+                if n == 0 {
+                    return Ok(None);
+                }
+            }
+            Err(_) => return Ok(None),
+        }
+    }
 }
 
 pub fn parse_profile(bytes: &[u8]) -> Result<ProfileFile, ReadError> {
