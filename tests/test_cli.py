@@ -176,9 +176,9 @@ def test_autotune_writes_the_profile(tmp_path: Path):
     fid, _ = own()
     timings = json.loads(profile.read_text())["machines"][fid]["timings"]
     assert set(timings) == {"sma"}
-    assert {c: s["samples"] for c, s in timings["sma"]["2^8"].items()} == {
-        c: 2 for c in candidates()
-    }
+    # Every candidate, and every call of each measurement (repeated to 20 ms) is a sample.
+    samples = {c: s["samples"] for c, s in timings["sma"]["2^8"].items()}
+    assert set(samples) == set(candidates()) and min(samples.values()) >= 2, samples
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,53 @@ from threadx._workloads import frame as _frame
 from threadx.planning import explain
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+#: Each measurement repeats the call until it has lasted this long, and reports the time per call:
+#: a 1,000-row call takes microseconds, and one such reading is mostly timer and scheduler noise.
+MIN_MEASURE_SECONDS = 0.02
+
+# Indirections the noise tests replace with a synthetic clock (tests/test_autotune_noise.py).
+_clock = time.perf_counter
+
+
+def _run(df, expr) -> None:
+    df.select(expr)
+
+
+def _measure(call, min_seconds: float = MIN_MEASURE_SECONDS) -> tuple[float, int]:
+    """Seconds per call of ``call()`` repeated until ``min_seconds`` have passed, and how many
+    calls that took."""
+    calls, t0 = 0, _clock()
+    while True:
+        call()
+        calls += 1
+        elapsed = _clock() - t0
+        if elapsed >= min_seconds:
+            return elapsed / calls, calls
+
+
+def _spread(times: Sequence[float]) -> float:
+    """The noise of a set of measurements: half their range (0 for one measurement; a lone
+    reading then has to be beaten outright)."""
+    return (max(times) - min(times)) / 2 if len(times) > 1 else 0.0
+
+
+def _cost(backend: str) -> tuple[int, int]:
+    """Preference order when times tie within the noise: fewer CPU workers first, GPUs last."""
+    kind, _, n = backend.partition(":")
+    return (0, int(n)) if kind == "cpu" and n.isdigit() else (1, 0)
+
+
+def pick(medians: dict[str, float], spreads: dict[str, float]) -> str:
+    """The backend to prefer: in order of cost (fewer workers first), a costlier candidate
+    replaces the current pick only when it is faster by more than both their spreads."""
+    order = sorted(medians, key=lambda b: (_cost(b), b))
+    best = order[0]
+    for b in order[1:]:
+        if medians[best] - medians[b] > spreads.get(best, 0.0) + spreads.get(b, 0.0):
+            best = b
+    return best
+
+
 #: The largest size autotune accepts: it builds a frame of this many rows (8 bytes per column).
 MAX_SIZE = 2**32
 
@@ -53,8 +100,10 @@ def _gpu_targets(devices: Sequence[str] | None) -> list[int]:
 
 @dataclass
 class TuneSummary:
-    """What ``autotune`` measured: per indicator and size, the median wall time of every backend
-    and the fastest one; ``crossovers`` lists the sizes at which the fastest backend changes."""
+    """What ``autotune`` measured: per indicator and size, the median time per call of every
+    backend (``timings_ms``) and the noise of those measurements (``spread_ms``, half their
+    range). ``best`` prefers fewer workers unless more win by more than the noise, and
+    ``crossovers`` lists the sizes at which that choice changes."""
 
     sizes: list[int]
     runs: int
@@ -63,10 +112,11 @@ class TuneSummary:
     profile_path: str | None = None
     #: Per GPU (``"gpu:<i>"``): the measured link (GB/s each way, latency in µs).
     links: dict[str, dict[str, float]] = field(default_factory=dict)
+    spread_ms: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
 
     def best(self, indicator: str, size: int) -> str:
-        t = self.timings_ms[indicator][size]
-        return min(t, key=t.__getitem__)
+        spreads = self.spread_ms.get(indicator, {}).get(size, {})
+        return pick(self.timings_ms[indicator][size], spreads)
 
     def __repr__(self) -> str:
         head = (
@@ -107,8 +157,11 @@ def autotune(
 ) -> TuneSummary:
     """Time every candidate backend of every indicator at every size and write the profile.
 
-    Each (indicator, size, backend) runs once to warm up and ``runs`` more times; every run is a
-    sample in the profile. ``devices`` are the placements to measure: ``"cpu"`` (all worker counts
+    Each (indicator, size, backend) is measured once to warm up and ``runs`` more times; each
+    measurement repeats the call until it has lasted ``MIN_MEASURE_SECONDS`` (20 ms) and counts
+    the time per call, and every call is a sample in the profile. The fastest backend per size is
+    chosen with the measurements' spread: more workers (or a GPU) must win by more than the noise
+    (see :func:`pick`), so noise alone never reports a crossover. ``devices`` are the placements to measure: ``"cpu"`` (all worker counts
     the planner considers), ``"gpu"`` (every usable GPU) or ``"gpu:<i>"``; by default the CPU and
     every usable GPU. For each GPU the host<->device link is measured first and stored too (the
     planner predicts unmeasured sizes from it). Returns a :class:`TuneSummary`.
@@ -156,20 +209,22 @@ def autotune(
             df = _frame(n)
             for ind in chosen:
                 per_backend: dict[str, float] = {}
+                spreads: dict[str, float] = {}
                 for backend, workers, device in plans[(ind, n)]:
                     expr = _expr(ind, device)
                     _internal.set_threads(workers)
                     times = []
                     for r in range(runs + 1):
-                        t0 = time.perf_counter()
-                        df.select(expr)
-                        if r:
-                            times.append(time.perf_counter() - t0)
+                        seconds, _ = _measure(lambda: _run(df, expr))  # noqa: B023
+                        if r:  # the first is the warm-up
+                            times.append(seconds)
                         if bar is not None:
                             bar.set_postfix_str(f"{ind} {n:,} {backend}", refresh=False)
                             bar.update(1)
                     per_backend[backend] = statistics.median(times) * 1e3
+                    spreads[backend] = _spread(times) * 1e3
                 summary.timings_ms.setdefault(ind, {})[n] = per_backend
+                summary.spread_ms.setdefault(ind, {})[n] = spreads
     finally:
         restore = None if (previous is not None and str(previous) == env_threads) else previous
         _internal.set_threads(restore)
