@@ -18,6 +18,7 @@ from threadx import indicators as _indicators
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
 from threadx._registry import catalog, lookback
 from threadx.indicators import *
+from threadx.parallel import ParallelMapError, configure_threads, parallel_map
 from threadx.planning import CpuInfo, Explanation, cpu_info, explain, optimal_workers
 from threadx.tuning import TuneSummary, autotune
 
@@ -48,16 +49,19 @@ def get_threads() -> int | None:
 __all__ = [
     "CpuInfo",
     "Explanation",
+    "ParallelMapError",
     "TuneSummary",
     "__version__",
     "autotune",
     "catalog",
+    "configure_threads",
     "cpu_info",
     "explain",
     "get_threads",
     "gpu",
     "lookback",
     "optimal_workers",
+    "parallel_map",
     "profile",
     "set_threads",
 ]

@@ -27,13 +27,49 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(**json.loads(_internal.cpu_info()))
 
 
-def optimal_workers(n_rows: int | None = None, indicator: str | None = None) -> int:
+def optimal_workers(
+    n_rows: int | None = None,
+    indicator: str | None = None,
+    *,
+    kind: str | None = None,
+    n_items: int | None = None,
+    max_workers: int | None = None,
+) -> int:
     """The worker count the planner would use for ``n_rows`` rows of ``indicator`` (outside a
-    Polars parallel context; inside one it is always 1). ``None`` rows: a large input."""
+    Polars parallel context; inside one it is always 1). ``None`` rows: a large input.
+
+    With ``kind="cpu"`` or ``kind="io"``: the worker count ``threadx.parallel_map`` uses for
+    ``n_items`` items (``None``: a large input) with ``use_processes=True`` (``"cpu"``) or ``False``
+    (``"io"``) and ``max_workers`` (1 means the items run inline). ``n_rows`` and ``indicator``
+    belong to indicator calls and ``n_items`` / ``max_workers`` to ``kind``; mixing them is a
+    ValueError."""
+    where = "optimal_workers"
+    if kind is None:
+        for name, value in (("n_items", n_items), ("max_workers", max_workers)):
+            if value is not None:
+                raise ValueError(
+                    f"threadx.{where}: {name} needs kind='cpu' or kind='io', got kind=None"
+                )
+    else:
+        from threadx import parallel
+
+        if not isinstance(kind, str) or kind not in parallel.KINDS:
+            raise ValueError(f"threadx.{where}: kind must be 'cpu', 'io' or None, got {kind!r}")
+        for name, value in (("n_rows", n_rows), ("indicator", indicator)):
+            if value is not None:
+                raise ValueError(
+                    f"threadx.{where}: {name} must be None with kind={kind!r} (use n_items), "
+                    f"got {value!r}"
+                )
+        if n_items is not None:
+            n_items = check.integer(where, "n_items", n_items, 0, check.MAX_ROWS)
+        if max_workers is not None:
+            max_workers = check.integer(where, "max_workers", max_workers, 1, parallel.MAX_WORKERS)
+        return parallel.plan_workers(kind, n_items, max_workers)
     if n_rows is not None:
-        n_rows = check.integer("optimal_workers", "n_rows", n_rows, 0, check.MAX_ROWS)
+        n_rows = check.integer(where, "n_rows", n_rows, 0, check.MAX_ROWS)
     if indicator is not None:
-        indicator = _find("optimal_workers", indicator).name
+        indicator = _find(where, indicator).name
     return _internal.optimal_workers(n_rows, indicator)
 
 
