@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
-from threadx import _internal, parallel, planning
+from threadx import _internal, parallel
 
 TESTS = Path(__file__).resolve().parent
 PERIODS = [5, 10, 20, 50]
@@ -238,8 +238,8 @@ def test_optimal_workers_rules_on_other_machines(
     io: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = planning.CpuInfo("fake", physical, logical, logical > physical)
-    monkeypatch.setattr(planning, "cpu_info", lambda: fake)
+    fake = threadx.CpuInfo("fake", physical, logical, logical > physical)
+    monkeypatch.setattr(parallel, "cpu_info", lambda: fake)
     assert threadx.optimal_workers(kind="cpu", n_items=n_items) == cpu
     assert threadx.optimal_workers(kind="io", n_items=n_items) == io
 

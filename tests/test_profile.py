@@ -906,14 +906,16 @@ def test_autotune_measures_every_candidate(fresh: Path, unforced):
     for ind in ("sma", "rsi"):
         assert set(timings[ind]) == {"2^8", "2^11"}
         for b in ("2^8", "2^11"):
-            assert {c: s["samples"] for c, s in timings[ind][b].items()} == {c: 2 for c in cands}
+            # Every candidate; each measurement repeats the call to 20 ms, every call a sample.
+            samples = {c: s["samples"] for c, s in timings[ind][b].items()}
+            assert set(samples) == set(cands) and min(samples.values()) >= 2, samples
 
     threadx.set_threads(3)
     summary = threadx.autotune(sizes=[700], runs=2, indicators=["ema"], progress=False)
     assert threadx.get_threads() == 3  # a user's forced count is restored
     threadx.set_threads(None)
     ema = threadx.profile.machine()["timings"]["ema"]["2^9"]
-    assert {c: s["samples"] for c, s in ema.items()} == {c: 3 for c in cands}
+    assert set(ema) == set(cands) and min(s["samples"] for s in ema.values()) >= 3, ema
 
 
 def test_autotune_rejects_bad_arguments(fresh: Path):

@@ -16,10 +16,11 @@ import atexit
 from threadx import _internal, gpu, profile
 from threadx import indicators as _indicators
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
+from threadx._cpu import CpuInfo, cpu_info
 from threadx._registry import catalog, lookback
 from threadx.indicators import *
 from threadx.parallel import ParallelMapError, configure_threads, parallel_map
-from threadx.planning import CpuInfo, Explanation, cpu_info, explain, optimal_workers
+from threadx.planning import Explanation, explain, optimal_workers
 from threadx.tuning import TuneSummary, autotune
 
 __version__: str = _internal.version()

@@ -29,8 +29,9 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from threadx import _internal, planning
+from threadx import _internal
 from threadx import _validate as check
+from threadx._cpu import cpu_info
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -81,12 +82,12 @@ class _RemoteTraceback(Exception):
 def _cpu_cap() -> int:
     """The most CPU workers: the physical cores, one left to the system from 8 cores up (the
     indicator planner's rule, ``src/exec/planner/workers.rs``)."""
-    p = max(planning.cpu_info().physical_cores, 1)
+    p = max(cpu_info().physical_cores, 1)
     return p - 1 if p >= 8 else p
 
 
 def _io_cap() -> int:
-    return min(IO_MAX_WORKERS, IO_WORKERS_PER_CORE * max(planning.cpu_info().logical_cores, 1))
+    return min(IO_MAX_WORKERS, IO_WORKERS_PER_CORE * max(cpu_info().logical_cores, 1))
 
 
 def plan_workers(kind: str, n_items: int | None, max_workers: int | None = None) -> int:
@@ -264,7 +265,7 @@ def parallel_map(
 
     if use_processes:
         size = chunksize or _chunksize(n, workers)
-        physical = max(planning.cpu_info().physical_cores, 1)
+        physical = max(cpu_info().physical_cores, 1)
         threads = max(1, physical // workers)
         forced = _internal.get_threads()
         if forced is not None:
@@ -384,7 +385,7 @@ def configure_threads() -> dict[str, dict[str, Any]]:
     Returns ``{variable: {"value": str, "set": bool, "why": str}}``: the value in the environment
     now, whether this call set it, and why.
     """
-    physical = str(max(planning.cpu_info().physical_cores, 1))
+    physical = str(max(cpu_info().physical_cores, 1))
     libs = _mapped_libraries()
     report: dict[str, dict[str, Any]] = {}
     late: list[str] = []

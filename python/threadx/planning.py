@@ -1,4 +1,4 @@
-"""The planner's view from Python: ``explain``, ``cpu_info`` and ``optimal_workers``."""
+"""The planner's view from Python: ``explain`` and ``optimal_workers`` (``cpu_info`` is in ``_cpu``)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,6 @@ from threadx._registry import find as _find
 
 #: Every indicator's name, in catalog order.
 INDICATORS = _registry.NAMES
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    model: str
-    physical_cores: int
-    logical_cores: int
-    hyperthreading: bool
-
-
-def cpu_info() -> CpuInfo:
-    """The CPU model, physical and logical cores, and whether hyperthreading is on."""
-    return CpuInfo(**json.loads(_internal.cpu_info()))
 
 
 def optimal_workers(
