@@ -219,7 +219,7 @@ impl Splitter for PanickingHost {
 /// host part's error instead of hanging.
 #[test]
 fn a_panicking_host_part_releases_the_gpus() {
-    use crate::exec::devset::mixed;
+    use super::host::run_mixed_on_host_gpus;
     use crate::kernels::scan::SCAN_BLOCK;
     deadline(60, "a mixed set whose host part panics", || {
         let x = series_zoo(8_000, 6)[0].clone();
@@ -227,26 +227,13 @@ fn a_panicking_host_part_releases_the_gpus() {
             let ins: [&[f64]; 1] = [&x];
             let mut got = vec![vec![0.0; x.len()]; spec.outputs().len()];
             let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let with_backend = |_d: usize,
-                                body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
-             -> Result<(), GpuError> { body(&HostBackend::new()) };
-            let r = mixed::run(
+            let r = run_mixed_on_host_gpus(
                 &spec,
                 &PanickingHost,
                 2 * SCAN_BLOCK,
                 &ins,
                 &mut o,
-                |tails, prefix| {
-                    run_multi(
-                        &with_backend,
-                        &spec,
-                        &ins,
-                        tails,
-                        &[1.0, 1.0],
-                        &[usize::MAX; 2],
-                        prefix,
-                    )
-                },
+                &[1.0, 1.0],
             );
             assert_eq!(
                 r,

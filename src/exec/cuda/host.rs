@@ -194,3 +194,29 @@ pub fn deadline<T: Send + 'static>(
         },
     }
 }
+
+/// `devset::mixed::run` as production runs it: `host` computes rows `..split_at`, and fresh
+/// host-built GPUs with `shares` of the rest (one piece each) compute the tail.
+pub fn run_mixed_on_host_gpus<S: crate::kernels::split::Splitter>(
+    spec: &crate::kernels::Spec,
+    host: &S,
+    split_at: usize,
+    ins: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    shares: &[f64],
+) -> Result<Vec<f64>, GpuError> {
+    let with_backend = |_d: usize,
+                        body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
+     -> Result<(), GpuError> { body(&HostBackend::new()) };
+    crate::exec::devset::mixed::run(spec, host, split_at, ins, outs, |tails, prefix| {
+        super::pipeline::run_multi(
+            &with_backend,
+            spec,
+            ins,
+            tails,
+            shares,
+            &vec![usize::MAX; shares.len()],
+            prefix,
+        )
+    })
+}

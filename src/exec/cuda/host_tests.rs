@@ -271,28 +271,8 @@ fn host_members_and_gpus_fuse_to_the_single_device_bits() {
             let shares: Vec<f64> = (0..1 + rng.below(3)).map(|_| 0.1 + rng.uniform()).collect();
             let mut got = vec![vec![0.0; n]; spec.outputs().len()];
             let mut o: Vec<&mut [f64]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let with_backend = |_d: usize,
-                                body: &mut dyn FnMut(&HostBackend) -> Result<(), GpuError>|
-             -> Result<(), GpuError> { body(&HostBackend::new()) };
-            crate::exec::devset::mixed::run(
-                &spec,
-                &host,
-                split_at,
-                &ins,
-                &mut o,
-                |tails, prefix| {
-                    run_multi(
-                        &with_backend,
-                        &spec,
-                        &ins,
-                        tails,
-                        &shares,
-                        &vec![usize::MAX; shares.len()],
-                        prefix,
-                    )
-                },
-            )
-            .unwrap();
+            super::host::run_mixed_on_host_gpus(&spec, &host, split_at, &ins, &mut o, &shares)
+                .unwrap();
             for j in 0..want.len() {
                 for t in spec.lookback()..n {
                     let (g, w) = (got[j][t], want[j][t]);
