@@ -90,12 +90,12 @@ impl DeviceSetSplit {
     }
 
     /// Runs `work` as member `i` would: the CPU member in parallel, a simulated GPU on one
-    /// thread and then idle until it has taken `1/speed` times as long.
+    /// thread and then idle until it has taken `1/speed` times its nominal time (`simulated`).
     fn as_member<T>(&self, i: usize, rows: usize, work: impl FnOnce(&Member) -> T) -> T {
         let started = Instant::now();
         let out = work(&self.members[i]);
         if let Member::Simulated { speed } = self.members[i] {
-            simulated::pace(speed, started);
+            simulated::pace(speed, started, rows);
         }
         if let Ok(mut t) = self.times.lock() {
             t[i].rows += rows;
