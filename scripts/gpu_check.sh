@@ -66,7 +66,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: runs it, logs to the report folder, 
 
 step status 120 "$PY" -c 'import json, threadx; s = threadx.gpu.status(); print(json.dumps(s, indent=1)); raise SystemExit(0 if s["available"] else 1)'
 step gpu_tests 420 "$PY" -m pytest -q -p no:cacheprovider -m gpu -x --durations=10 \
-    --junitxml="$REPORT_DIR/gpu_tests.xml" tests/test_gpu.py
+    --junitxml="$REPORT_DIR/gpu_tests.xml" tests/test_gpu.py tests/test_gpu_auto_profiling.py
 step bench_gpu 180 "$PY" benchmarks/bench_gpu.py --sizes "${GPU_CHECK_SIZES:-1e5,1e6,1e7}" --runs 3
 
 echo "== report: $REPORT ($([ $status -eq 0 ] && echo 'all steps passed' || echo 'a step FAILED'))"

@@ -14,9 +14,9 @@ one test never steer another. The tests name the simulated GPUs ``gpu:0``, ``gpu
 come after the real GPUs, so the module is skipped where a real GPU is usable (``tests/test_gpu.py``
 covers real devices).
 
-The two profiling-accuracy tests time devices one after another: on a machine whose cores are
-saturated by other work they measure ratios near equal shares (a simulated GPU sleeps for most of
-its time and so suffers less from the contention), so run them on an otherwise idle machine.
+The two profiling-accuracy tests time devices one after another. A simulated GPU lasts a nominal
+100 ns per row over its speed and mostly sleeps, so other load on the machine barely moves the
+measured ratios.
 """
 
 from __future__ import annotations

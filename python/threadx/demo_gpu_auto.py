@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SIM = "THREADX_SIMULATED_GPUS"
-#: The speeds (relative to one CPU thread) of the simulated GPUs used when no real GPU is usable.
+#: The speeds (relative to a nominal device of 100 ns per row) of the simulated GPUs used when no
+#: real GPU is usable.
 SIM_SPEEDS = "1.0,0.5"
 
 SECTIONS = (
@@ -98,7 +99,7 @@ def say(text: str) -> None:
 
 def _gpu_line(d: dict[str, Any]) -> str:
     if d.get("simulated"):
-        return f"gpu:{d['index']}  {d['name']}  [SIMULATED: a CPU thread slowed to that speed]"
+        return f"gpu:{d['index']}  {d['name']}  [SIMULATED: a CPU thread paced to that speed]"
     mem = d.get("memory_bytes") or 0
     return f"gpu:{d['index']}  {d['name']} ({d.get('arch')}, {mem / 2**30:.0f} GiB)"
 
@@ -320,7 +321,7 @@ def section_balance(plan: Plan) -> None:
         if simulated:
             print(
                 f"  no real GPU here: using SIMULATED GPUs ({SIM}={SIM_SPEEDS}, speeds relative "
-                "to one CPU thread)"
+                "to a nominal device of 100 ns per row)"
             )
         for d in devs:
             print(f"    {_gpu_line(d)}")
