@@ -476,12 +476,6 @@ def test_forced_devices_and_worker_counts_override_the_profile(
     assert only.predicted_ms == pytest.approx(30.0 * rows / 1e6, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the planner's one-worker rules (a small-input threshold learned from CPU "
-    "timings, and 'one usable core') return cpu:1 before GPU and set candidates are weighed, "
-    "although explain lists them as measured and predicted far faster",
-)
 def test_a_gpu_measured_faster_is_not_dropped_by_the_cpu_small_input_rule(
     monkeypatch, isolated_profile: Path, planner_free
 ):

@@ -63,8 +63,14 @@ mod tests {
             let t = Instant::now();
             pace(speed, t, 50_000);
             let ms = t.elapsed().as_secs_f64() * 1e3;
-            assert!(ms >= want_ms, "speed {speed}: {ms} ms, want at least {want_ms}");
-            assert!(ms < want_ms * 3.0 + 20.0, "speed {speed}: {ms} ms, want about {want_ms}");
+            assert!(
+                ms >= want_ms,
+                "speed {speed}: {ms} ms, want at least {want_ms}"
+            );
+            assert!(
+                ms < want_ms * 3.0 + 20.0,
+                "speed {speed}: {ms} ms, want about {want_ms}"
+            );
         }
     }
 }

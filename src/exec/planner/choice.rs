@@ -1,7 +1,8 @@
 //! Step 2 of planning a call: choosing among the candidates.
 //!
 //! In order: a forced worker count wins; inside Polars' parallel sections one worker; small
-//! inputs (or one core) one worker. Otherwise, with every CPU candidate trusted ([`MIN_SAMPLES`]
+//! inputs (or one core) one CPU worker, against which a measured GPU or device set still competes
+//! on predicted time (those rules are about threads, not devices). Otherwise, with every CPU candidate trusted ([`MIN_SAMPLES`]
 //! samples; StarPU waits for ≥10 per history model, our buckets are finer and calls cheaper) the
 //! fastest prediction wins; else the conservative default (the thread heuristic) runs. Now and
 //! then — on a low exploration draw — an unmeasured candidate is tried instead, or a measured one
@@ -110,7 +111,7 @@ pub fn choose(req: &PlanRequest, found: &Candidates) -> Plan {
         } else {
             format!("small input (< {small} rows): one worker")
         };
-        return finish.cpu(1, why, false);
+        return one_worker_or_device(req, found, &finish, why);
     }
     let trusted: Vec<&Candidate> = candidates
         .iter()
@@ -188,4 +189,48 @@ pub fn choose(req: &PlanRequest, found: &Candidates) -> Plan {
         ),
         false,
     )
+}
+
+/// Where threads do not pay off (a small input, one core): one CPU worker, unless a GPU or device
+/// set candidate (listed only where GPUs are considered) is measured and predicted faster than
+/// that worker, measured too. An unmeasured one is explored now and then, as below.
+fn one_worker_or_device(
+    req: &PlanRequest,
+    found: &Candidates,
+    finish: &Finish,
+    why: String,
+) -> Plan {
+    let devices = found.devices();
+    if let Some(g) = devices.iter().find(|c| c.samples < MIN_SAMPLES) {
+        if req.draw < EXPLORE_RATE {
+            let why = format!(
+                "exploring {} ({} of {MIN_SAMPLES} samples in bucket {})",
+                g.backend, g.samples, finish.bucket
+            );
+            return finish.on(g, why, true);
+        }
+    }
+    let one = found
+        .cpu()
+        .iter()
+        .find(|c| c.workers == 1)
+        .filter(|c| c.samples >= MIN_SAMPLES)
+        .and_then(|c| c.predicted_ms);
+    let faster = devices
+        .iter()
+        .filter(|c| c.samples >= MIN_SAMPLES)
+        .filter_map(|c| Some((c, c.predicted_ms?)))
+        .filter(|(_, ms)| one.is_some_and(|one| *ms < one))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match (faster, one) {
+        (Some((c, ms)), Some(one)) => finish.on(
+            c,
+            format!(
+                "{why}, but {} is predicted faster ({ms:.3} ms against {one:.3} ms)",
+                c.backend
+            ),
+            false,
+        ),
+        _ => finish.cpu(1, why, false),
+    }
 }
