@@ -1,8 +1,9 @@
-//! Layer 3: the Polars glue. One generic `#[polars_expr]` entry point, [`indicator`], serves every
+//! Layer 3: the Polars glue. One generic plugin entry point (`ffi`: `indicator`) serves every
 //! indicator: it finds the declaration named in its kwargs in the registry, builds the validated
-//! call, converts the Series to contiguous `f64` slices (zero-copy for a single null-free Float64
-//! chunk), applies the null contract, calls `exec`, and builds the output Series or Struct. No
-//! math here, and nothing per indicator: adding one to the registry adds it here.
+//! call, reads the inputs as Float64 columns (`inputs`), converts them to contiguous `f64`
+//! slices (zero-copy for a single null-free Float64 chunk), applies the null contract, calls
+//! `exec`, and builds the output Series or Struct. No math here, and nothing per indicator:
+//! adding one to the registry adds it here.
 //!
 //! Null contract (docs/architecture.md): a row is missing when any input is null; missing rows
 //! are dropped before the kernel runs and come back as null; the first `lookback` non-missing rows
@@ -11,14 +12,16 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use polars::prelude::*;
-use pyo3_polars::derive::{polars_expr, CallerContext};
-use pyo3_polars::export::polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_core::prelude::*;
 use serde::Deserialize;
 
 use crate::exec::{self, CallContext, Device};
 use crate::kernels::registry;
 use crate::kernels::{ParamError, Spec};
+
+mod ffi;
+mod inputs;
 
 fn param_error(e: ParamError) -> PolarsError {
     PolarsError::ComputeError(e.to_string().into())
@@ -48,12 +51,9 @@ impl IndicatorKwargs {
 
 /// The output field: Float64 named after the first input (the receiver), or a Struct of Float64
 /// fields named by the declaration's outputs.
-fn indicator_field(input_fields: &[Field], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
+fn indicator_field(input_names: &[PlSmallStr], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
     let spec = kwargs.spec()?;
-    let name = input_fields
-        .first()
-        .map(|f| f.name().clone())
-        .unwrap_or_default();
+    let name = input_names.first().cloned().unwrap_or_default();
     let outputs = spec.outputs();
     if outputs.len() == 1 {
         return Ok(Field::new(name, DataType::Float64));
@@ -63,52 +63,6 @@ fn indicator_field(input_fields: &[Field], kwargs: IndicatorKwargs) -> PolarsRes
         .map(|n| Field::new((*n).into(), DataType::Float64))
         .collect();
     Ok(Field::new(name, DataType::Struct(fields)))
-}
-
-/// Every indicator. Inputs come in the declaration's call order (receiver first).
-#[polars_expr(output_type_func_with_kwargs=indicator_field)]
-fn indicator(
-    inputs: &[Series],
-    context: CallerContext,
-    kwargs: IndicatorKwargs,
-) -> PolarsResult<Series> {
-    compute(
-        inputs,
-        context,
-        kwargs.spec(),
-        &kwargs.device,
-        kwargs.workload_tag.as_deref(),
-    )
-}
-
-/// Casts every input to Float64 after checking it is numeric (or Null) and as long as the first.
-fn float_inputs(spec: &Spec, inputs: &[Series]) -> PolarsResult<Vec<Float64Chunked>> {
-    let names = spec.inputs();
-    polars_ensure!(
-        inputs.len() == names.len(),
-        ComputeError: "threadx.{}: expected {} input column(s) ({}), got {}",
-        spec.name(), names.len(), names.join(", "), inputs.len()
-    );
-    let len = inputs[0].len();
-    inputs
-        .iter()
-        .zip(names.iter())
-        .map(|(s, arg)| {
-            polars_ensure!(
-                // A Null-dtype column (all rows null) gives all-null Float64, as Polars' rolling
-                // functions do.
-                s.dtype().is_primitive_numeric() || s.dtype().is_decimal() || s.dtype().is_null(),
-                ComputeError: "threadx.{}: expected a numeric column for `{}`, got {} (column '{}')",
-                spec.name(), arg, s.dtype(), s.name()
-            );
-            polars_ensure!(
-                s.len() == len,
-                ComputeError: "threadx.{}: expected all inputs to have the same length, got {} for `{}` and {} for `{}`",
-                spec.name(), len, names[0], s.len(), arg
-            );
-            Ok(s.cast(&DataType::Float64)?.f64()?.clone())
-        })
-        .collect()
 }
 
 /// The values of a null-free column as one contiguous slice (borrowed when already contiguous).
@@ -318,25 +272,26 @@ fn warmup_validity(len: usize, lookback: usize) -> Option<Bitmap> {
     Some(bits.into())
 }
 
-/// Runs `spec` on `inputs` under the null contract and returns the output Series.
+/// Runs `spec` on the input columns `cols` under the null contract and returns the output
+/// Series, named `name` (the receiver's). `caller_parallel`: Polars runs this call inside one of
+/// its parallel sections.
 fn compute(
-    inputs: &[Series],
-    context: CallerContext,
-    spec: PolarsResult<Spec>,
+    name: PlSmallStr,
+    cols: Vec<Float64Chunked>,
+    caller_parallel: bool,
+    spec: Spec,
     device: &str,
     workload_tag: Option<&str>,
 ) -> PolarsResult<Series> {
-    let spec = spec?;
     let device = Device::parse(device)
         .map_err(|m| PolarsError::ComputeError(format!("threadx.{}: {m}", spec.name()).into()))?;
-    let cols = float_inputs(&spec, inputs)?;
     let n = cols[0].len();
     // With nulls: the runs of rows where every input is present. The kernel runs on those rows
     // compacted to the front, and its outputs are moved back in place (`expand_in_place`): one
     // pass over the values each way, nothing per row but a copy.
     let runs = present_rows(&cols).map(|mask| (set_runs(&mask), mask));
     let ctx = CallContext {
-        caller_parallel: context.parallel() || exec::on_polars_pool_thread(),
+        caller_parallel: caller_parallel || exec::on_polars_pool_thread(),
     };
     // Large inputs outside Polars' parallel sections: the passes use the call's planned workers.
     let pass_workers = if runs.is_none() || ctx.caller_parallel || n < PARALLEL_PASS_ROWS {
@@ -398,7 +353,6 @@ fn compute(
         })
         .collect();
 
-    let name = inputs[0].name().clone();
     if series.len() == 1 {
         Ok(series
             .into_iter()
