@@ -14,6 +14,7 @@
 //! older threadx can read a newer file of the same schema version.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -27,20 +28,50 @@ pub const EWMA_ALPHA: f64 = 0.25;
 /// A sample counts at most this many times the current average.
 pub const OUTLIER_CLIP: f64 = 3.0;
 
+/// One entry's JSON text, shared: cloning the file (each write starts from the one in memory)
+/// copies pointers, not the text of thousands of other machines' entries.
+#[derive(Debug, Clone)]
+pub struct RawEntry(Arc<RawValue>);
+
+impl std::ops::Deref for RawEntry {
+    type Target = RawValue;
+    fn deref(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl From<Box<RawValue>> for RawEntry {
+    fn from(raw: Box<RawValue>) -> Self {
+        RawEntry(Arc::from(raw))
+    }
+}
+
+impl Serialize for RawEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (*self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(RawEntry::from)
+    }
+}
+
 /// The whole file. Entries are kept as raw JSON text and only this machine's is parsed: entries of
 /// other machines or builds (possibly written by a newer threadx with fields we do not know) go
 /// back to disk byte for byte, never parsed into a tree (a shared profile can hold thousands).
 #[derive(Debug, Clone)]
 pub struct ProfileFile {
     pub schema_version: u32,
-    pub machines: BTreeMap<String, Box<RawValue>>,
+    pub machines: BTreeMap<String, RawEntry>,
     /// Top-level fields of a newer writer, preserved.
-    pub extra: BTreeMap<String, Box<RawValue>>,
+    pub extra: BTreeMap<String, RawEntry>,
 }
 
 impl PartialEq for ProfileFile {
     fn eq(&self, other: &Self) -> bool {
-        fn same(a: &BTreeMap<String, Box<RawValue>>, b: &BTreeMap<String, Box<RawValue>>) -> bool {
+        fn same(a: &BTreeMap<String, RawEntry>, b: &BTreeMap<String, RawEntry>) -> bool {
             a.len() == b.len()
                 && a.iter()
                     .zip(b)
@@ -86,7 +117,7 @@ impl<'de> Deserialize<'de> for ProfileFile {
                         "schema_version" => version = Some(a.next_value::<u32>()?),
                         "machines" => machines = Some(a.next_value()?),
                         _ => {
-                            extra.insert(key, a.next_value::<Box<RawValue>>()?);
+                            extra.insert(key, a.next_value::<RawEntry>()?);
                         }
                     }
                 }
@@ -128,34 +159,145 @@ impl ProfileFile {
 
     pub fn set_machine(&mut self, id: &str, entry: &MachineProfile) {
         if let Ok(v) = serde_json::value::to_raw_value(entry) {
-            self.machines.insert(id.to_string(), v);
+            self.machines.insert(id.to_string(), v.into());
         }
     }
 
     /// Removes the entries (other than `keep`) whose `updated_unix` is known (non-zero) and older
-    /// than `cutoff`; returns their ids. Reads only that field of each entry.
+    /// than `cutoff`; returns their ids. Reads only that field of each entry: a byte scan finds
+    /// it among the entry's top-level members (skipping the fingerprint before it, not parsing
+    /// the timings after it); an entry the scan cannot read is parsed as JSON instead.
     pub fn expire(&mut self, cutoff: u64, keep: &str) -> Vec<String> {
         #[derive(Deserialize)]
         struct Stamp {
             #[serde(default)]
             updated_unix: Option<u64>,
         }
+        let stamp = |raw: &str| match top_level_u64(raw, "updated_unix") {
+            Scan::Found(t) => Some(t),
+            Scan::Absent => None,
+            Scan::Unsure => serde_json::from_str::<Stamp>(raw)
+                .ok()
+                .and_then(|s| s.updated_unix),
+        };
         let old: Vec<String> = self
             .machines
             .iter()
             .filter(|(k, _)| k.as_str() != keep)
-            .filter(|(_, v)| {
-                serde_json::from_str::<Stamp>(v.get())
-                    .ok()
-                    .and_then(|s| s.updated_unix)
-                    .is_some_and(|t| t != 0 && t < cutoff)
-            })
+            .filter(|(_, v)| stamp(v.get()).is_some_and(|t| t != 0 && t < cutoff))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &old {
             self.machines.remove(k);
         }
         old
+    }
+}
+
+/// What a scan for one top-level member found.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// The member, an unsigned integer.
+    Found(u64),
+    /// The object has no such member.
+    Absent,
+    /// Something the scan does not decide: not an object, escapes in a key, another value type.
+    Unsure,
+}
+
+/// The unsigned integer under `key` among the top-level members of the JSON object `raw`, found
+/// by skipping values without parsing them (strings and nesting only are tracked). Valid JSON
+/// is assumed (the file was parsed); anything unusual is `Unsure`, for the caller to parse.
+fn top_level_u64(raw: &str, key: &str) -> Scan {
+    let b = raw.as_bytes();
+    let ws = |mut i: usize| {
+        while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    // The index just past the string starting at `i` (a `"`), and whether it had escapes.
+    let string_end = |i: usize| -> Option<(usize, bool)> {
+        let mut j = i + 1;
+        let mut escaped = false;
+        loop {
+            match *b.get(j)? {
+                b'"' => return Some((j + 1, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                _ => j += 1,
+            }
+        }
+    };
+    // The index just past the value starting at `i`.
+    let value_end = |i: usize| -> Option<usize> {
+        match *b.get(i)? {
+            b'"' => string_end(i).map(|(e, _)| e),
+            b'{' | b'[' => {
+                let (mut depth, mut j) = (0usize, i);
+                loop {
+                    match *b.get(j)? {
+                        b'"' => {
+                            j = string_end(j)?.0;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+            }
+            _ => Some(
+                i + b[i..]
+                    .iter()
+                    .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())?,
+            ),
+        }
+    };
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return Scan::Unsure;
+    }
+    i = ws(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Scan::Absent;
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return Scan::Unsure;
+        }
+        let Some((key_end, escaped)) = string_end(i) else {
+            return Scan::Unsure;
+        };
+        if escaped {
+            return Scan::Unsure;
+        }
+        let name = &raw[i + 1..key_end - 1];
+        i = ws(key_end);
+        if b.get(i) != Some(&b':') {
+            return Scan::Unsure;
+        }
+        i = ws(i + 1);
+        let Some(end) = value_end(i) else {
+            return Scan::Unsure;
+        };
+        if name == key {
+            return raw[i..end].parse().map_or(Scan::Unsure, Scan::Found);
+        }
+        i = ws(end);
+        match b.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => return Scan::Absent,
+            _ => return Scan::Unsure,
+        }
     }
 }
 
@@ -431,6 +573,57 @@ pub fn bucket_exponent(rows: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scan agrees with a full parse on every entry it decides, and decides the usual ones.
+    #[test]
+    fn the_stamp_scan_agrees_with_a_json_parse() {
+        let cases = [
+            (
+                r#"{"fingerprint":{"a":"}{\"x"},"updated_unix":1700000000,"timings":{}}"#,
+                true,
+            ),
+            (r#" { "updated_unix" : 5 } "#, true),
+            (r#"{"timings":{"updated_unix":9},"updated_unix":7}"#, true),
+            (r#"{"links":[{"updated_unix":1},"]"],"balance":{}}"#, true),
+            (r#"{}"#, true),
+            (r#"{"a":[1,{"b":[]}],"c":"d\"e","updated_unix":0}"#, true),
+            (r#"{"updated_unix":-5}"#, false),
+            (r#"{"updated_unix":1.5}"#, false),
+            (r#"{"updated_unix":null}"#, false),
+            (r#"{"updated_unix":"12"}"#, false),
+            (r#"{"updated\u005funix":3}"#, false),
+            (r#"[1,2]"#, false),
+        ];
+        for (raw, decided) in cases {
+            let parsed: Option<u64> = serde_json::from_str::<Value>(raw)
+                .ok()
+                .and_then(|v| v.get("updated_unix").cloned())
+                .and_then(|v| v.as_u64());
+            match top_level_u64(raw, "updated_unix") {
+                Scan::Found(t) => assert_eq!(Some(t), parsed, "{raw}"),
+                Scan::Absent => assert_eq!(parsed, None, "{raw}"),
+                Scan::Unsure => assert!(!decided, "{raw}: the scan should decide this one"),
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_drops_old_entries_of_other_machines_only() {
+        let text = r#"{"schema_version":1,"machines":{
+            "old":{"fingerprint":{},"updated_unix":100},
+            "new":{"fingerprint":{},"updated_unix":900},
+            "never":{"fingerprint":{},"updated_unix":0},
+            "odd":{"updated_unix":1.0e2},
+            "me":{"updated_unix":1}}}"#;
+        let mut file: ProfileFile = serde_json::from_str(text).unwrap();
+        let copy = file.clone();
+        assert_eq!(file.expire(500, "me"), vec!["old".to_string()]);
+        let left: Vec<&str> = file.machines.keys().map(String::as_str).collect();
+        assert_eq!(left, ["me", "never", "new", "odd"]);
+        // Clones share the entries' text and are unaffected.
+        assert_eq!(copy.machines.len(), 5);
+        assert_eq!(copy.machines["new"].get(), file.machines["new"].get());
+    }
 
     #[test]
     fn ewma_follows_the_formula() {
