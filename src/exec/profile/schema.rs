@@ -534,6 +534,9 @@ pub struct LinkModel {
     pub h2d_gb_per_s: f64,
     pub d2h_gb_per_s: f64,
     pub latency_us: f64,
+    /// How many measurements the figures come from; optional, so a link written by hand as the
+    /// docs show it (the three figures) is accepted.
+    #[serde(default)]
     pub samples: u64,
 }
 
@@ -655,6 +658,19 @@ mod tests {
         assert_eq!(size_bucket(1023), "2^9");
         assert_eq!(size_bucket(1024), "2^10");
         assert_eq!(size_bucket(1_000_000), "2^19");
+    }
+
+    #[test]
+    fn a_link_written_as_documented_is_kept() {
+        let fp = serde_json::to_string(&super::super::fingerprint::Fingerprint::current()).unwrap();
+        let text = format!(
+            r#"{{"fingerprint": {fp}, "links": {{"gpu:x":
+                {{"h2d_gb_per_s": 20.0, "d2h_gb_per_s": 25.0, "latency_us": 8.0}}}}}}"#
+        );
+        let (m, problems) = MachineProfile::from_json(&text).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(m.links["gpu:x"].h2d_gb_per_s, 20.0);
+        assert_eq!(m.links["gpu:x"].samples, 0);
     }
 
     #[test]
