@@ -87,7 +87,9 @@ pub fn set(req: &PlanRequest, set: DeviceSet) -> Result<Plan, ExecError> {
         rows: req.rows,
         size_bucket: size_bucket(req.rows),
         backend: Placement::Set(set),
-        workers: worker_cap(req.cpu),
+        // The CPU member's workers: a forced count (set_threads) as on the CPU alone, so that
+        // profile_auto_balance, which times the CPU with that count, measures what runs here.
+        workers: req.forced_threads.unwrap_or_else(|| worker_cap(req.cpu)),
         reason: format!(
             "forced by device='{}': split {} ({source})",
             req.device,

@@ -148,6 +148,20 @@ fn auto_picks_the_gpu_only_when_its_measured_time_wins() {
 }
 
 #[test]
+fn a_forced_set_runs_its_cpu_member_on_the_forced_worker_count() {
+    let c = cpu(4);
+    let gpus = [gpu(0, None)];
+    let mut r = req(1000, &c, None);
+    r.gpus = &gpus;
+    r.device = &Device::All;
+    assert_eq!(plan(&r).unwrap().workers, worker_cap(&c));
+    r.forced_threads = Some(2);
+    let p = plan(&r).unwrap();
+    assert_eq!(p.backend, Placement::Set(DeviceSet::All));
+    assert_eq!(p.workers, 2);
+}
+
+#[test]
 fn forced_sets_use_stored_ratios_then_throughputs_then_equal_shares() {
     let c = cpu(4);
     let gpus = [gpu(0, None), gpu(1, None)];
