@@ -40,7 +40,7 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 if [ -d target/release/deps ] && ls target/release/deps/libpolars_core-* >/dev/null 2>&1; then
     what="building threadx (release, incremental)"
 else
-    what="compiling threadx and Polars in release mode: about 20 minutes the first time on 2 cores"
+    what="compiling threadx and Polars in release mode: about 7 minutes the first time on 2 cores"
 fi
 setup_step "$what" maturin develop --release
 "$VENV_PY" -c "import threadx" # fail early if the build did not install
