@@ -256,12 +256,9 @@ def _bind(select: Callable[[pl.Expr], pl.DataFrame], e: pl.Expr) -> Callable[[],
 
 
 def time_once(b: Backend, case: Case) -> float | None:
-    """One timed call; ``None`` (and ``b.error`` set) when it failed."""
-    if b.kind == "auto":
-        try:
-            b.picks.append(threadx.explain(case.indicator, case.rows).backend)
-        except Exception as exc:  # noqa: BLE001  (reported in the table, never fatal)
-            b.picks.append(f"? ({exc})")
+    """One timed call; ``None`` (and ``b.error`` set) when it failed. For ``auto``, the plan is
+    asked for after the call: asked right before, its work (planning, JSON, Python objects) ran
+    only ahead of auto's timed calls and cost them 10-20 us of cold caches at small sizes."""
     before = threadx.get_threads()
     try:
         if b.threads is not None:
@@ -275,6 +272,11 @@ def time_once(b: Backend, case: Case) -> float | None:
     finally:
         if b.threads is not None:
             threadx.set_threads(before)
+        if b.kind == "auto":
+            try:
+                b.picks.append(threadx.explain(case.indicator, case.rows).backend)
+            except Exception as exc:  # noqa: BLE001  (reported in the table, never fatal)
+                b.picks.append(f"? ({exc})")
 
 
 def measure(cases: list[Case], runs: int, progress: bool) -> None:
