@@ -2,7 +2,7 @@
 //! `all`, `gpu:<i>,<j>`). No candidates are weighed; an impossible request is an error that says
 //! why.
 
-use super::lookup::{lookup, predicted_ms};
+use super::lookup::{entry_line, lookup, predicted_ms};
 use super::plan::{Candidate, Plan};
 use super::request::PlanRequest;
 use super::shares::{members_of, shares_for};
@@ -64,9 +64,13 @@ pub fn gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecError> 
             backend,
             workers: 1,
             predicted_ms: stat.as_ref().map(|(_, s)| predicted_ms(s, req.rows)),
-            samples: stat.map_or(0, |(_, s)| s.samples),
+            samples: stat.as_ref().map_or(0, |(_, s)| s.samples),
         }],
-        profile_entries: Vec::new(),
+        // The entry the prediction came from, as `auto` plans list theirs.
+        profile_entries: stat
+            .iter()
+            .map(|(used, s)| entry_line(req.indicator, used, &gpu.profile_key, s))
+            .collect(),
     })
 }
 

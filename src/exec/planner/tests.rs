@@ -91,6 +91,27 @@ fn forced_gpu_picks_the_listed_device_or_explains_why_not() {
 }
 
 #[test]
+fn a_forced_gpu_plan_lists_the_profile_entry_behind_its_prediction() {
+    let c = cpu(4);
+    let gpus = [gpu(0, None)];
+    let rows = GPU_AUTO_MIN_ROWS;
+    let measured = cpu_and_gpu_profile(rows, 2.0, 0.5);
+    let mut r = req(rows, &c, Some(&measured));
+    r.gpus = &gpus;
+    r.device = &Device::Gpu(None);
+    let p = plan(&r).unwrap();
+    assert!(p.candidates[0].samples > 0);
+    assert_eq!(p.profile_entries.len(), 1, "{:?}", p.profile_entries);
+    assert!(
+        p.profile_entries[0].contains("gpu:uuid-0"),
+        "{:?}",
+        p.profile_entries
+    );
+    r.profile = None;
+    assert!(plan(&r).unwrap().profile_entries.is_empty());
+}
+
+#[test]
 fn auto_picks_the_gpu_only_when_its_measured_time_wins() {
     let c = cpu(4);
     let gpus = [gpu(0, None)];
