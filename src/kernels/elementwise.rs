@@ -7,14 +7,19 @@
 //! [`map_rows`] is split-invariant whatever the splitter does.
 //!
 //! The op codes ([`Op`], shared with the CUDA kernel `tx_elementwise` in `family.cu`), with inputs
-//! `a`, `b`, `c` and rows `t >= first_row(op)`:
+//! `a`, `b`, `c`, `d` and rows `t >= first_row(op)`:
 //! * `Add`: `a_t + b_t`; `Sub`: `a_t - b_t`; `Mul`: `a_t * b_t`; `Div`: `a_t / b_t` (IEEE: a zero
 //!   divisor gives ±inf or NaN, no guard);
 //! * `TrueRange` (TA-Lib TRANGE; `a` = high, `b` = low, `c` = close; rows `t >= 1`):
 //!   `nan_max(nan_max(h_t - l_t, |c_{t-1} - h_t|), |c_{t-1} - l_t|)`, the operations of
 //!   `wilder::true_range` (`nan_max` propagates NaN and returns its second operand on ties);
 //! * `TypicalPrice` (TA-Lib TYPPRICE; `a` = high, `b` = low, `c` = close):
-//!   `((h_t + l_t) + c_t) / 3.0`.
+//!   `((h_t + l_t) + c_t) / 3.0`;
+//! * `AvgPrice` (TA-Lib AVGPRICE; `a` = open, `b` = high, `c` = low, `d` = close):
+//!   `(((h_t + l_t) + c_t) + o_t) / 4.0`, TA-Lib's order (open is added last);
+//! * `MedPrice` (TA-Lib MEDPRICE; `a` = high, `b` = low): `(h_t + l_t) / 2.0`;
+//! * `WclPrice` (TA-Lib WCLPRICE; `a` = high, `b` = low, `c` = close):
+//!   `((h_t + l_t) + c_t * 2.0) / 4.0`.
 
 use super::extrema::nan_max;
 use super::split::Splitter;
@@ -58,16 +63,22 @@ pub enum Op {
     Div = 3,
     TrueRange = 4,
     TypicalPrice = 5,
+    AvgPrice = 6,
+    MedPrice = 7,
+    WclPrice = 8,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 9] = [
         Op::Add,
         Op::Sub,
         Op::Mul,
         Op::Div,
         Op::TrueRange,
         Op::TypicalPrice,
+        Op::AvgPrice,
+        Op::MedPrice,
+        Op::WclPrice,
     ];
 
     /// The first row the op defines (its lookback).
@@ -78,17 +89,18 @@ impl Op {
         }
     }
 
-    /// How many inputs it reads (`a`, then `b`, then `c`).
+    /// How many inputs it reads (`a`, then `b`, `c`, `d`).
     pub fn inputs(self) -> usize {
         match self {
-            Op::TrueRange | Op::TypicalPrice => 3,
+            Op::AvgPrice => 4,
+            Op::TrueRange | Op::TypicalPrice | Op::WclPrice => 3,
             _ => 2,
         }
     }
 
     /// Row `t` of the op (see the module doc); unused inputs may be empty.
     #[inline(always)]
-    pub fn at(self, t: usize, a: &[f64], b: &[f64], c: &[f64]) -> f64 {
+    pub fn at(self, t: usize, [a, b, c, d]: &[&[f64]; 4]) -> f64 {
         match self {
             Op::Add => a[t] + b[t],
             Op::Sub => a[t] - b[t],
@@ -102,6 +114,9 @@ impl Op {
                 )
             }
             Op::TypicalPrice => ((a[t] + b[t]) + c[t]) / 3.0,
+            Op::AvgPrice => (((b[t] + c[t]) + d[t]) + a[t]) / 4.0,
+            Op::MedPrice => (a[t] + b[t]) / 2.0,
+            Op::WclPrice => ((a[t] + b[t]) + c[t] * 2.0) / 4.0,
         }
     }
 }
@@ -116,9 +131,9 @@ pub fn apply<S: Splitter>(split: &S, op: Op, inputs: &[&[f64]], out: &mut [f64])
         op.inputs()
     );
     let get = |j: usize| inputs.get(j).copied().unwrap_or(&[]);
-    let (a, b, c) = (get(0), get(1), get(2));
-    map_rows(split, op.first_row(), [a, b, c], [out], |t, [a, b, c]| {
-        [op.at(t, a, b, c)]
+    let abcd = [get(0), get(1), get(2), get(3)];
+    map_rows(split, op.first_row(), abcd, [out], |t, abcd| {
+        [op.at(t, abcd)]
     });
 }
 
@@ -130,8 +145,8 @@ mod tests {
     use crate::kernels::testing::{assert_bits_eq, random_cuts, series_zoo, Lcg};
     use crate::kernels::wilder;
 
-    /// High, low, close from a zoo series, with NaN, ±inf and zeros sprinkled in.
-    fn hlc(n: usize, seed: u64) -> Vec<[Vec<f64>; 3]> {
+    /// High, low, close and open from a zoo series, with NaN, ±inf and zeros sprinkled in.
+    fn hlc(n: usize, seed: u64) -> Vec<[Vec<f64>; 4]> {
         let mut rng = Lcg(seed);
         series_zoo(n, seed)
             .into_iter()
@@ -143,17 +158,21 @@ mod tests {
                     l[rng.below(n)] =
                         [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][rng.below(4)];
                 }
-                [h, l, c]
+                let o: Vec<f64> = c.iter().zip(&spread).map(|(c, s)| c + 0.3 * s).collect();
+                [h, l, c, o]
             })
             .collect()
     }
 
-    fn run_op<S: Splitter>(s: &S, op: Op, [h, l, c]: &[Vec<f64>; 3]) -> Vec<f64> {
+    fn run_op<S: Splitter>(s: &S, op: Op, [h, l, c, o]: &[Vec<f64>; 4]) -> Vec<f64> {
         let mut out = vec![-7.0; h.len()];
-        let ins: Vec<&[f64]> = [h, l, c][..op.inputs()]
-            .iter()
-            .map(|v| v.as_slice())
-            .collect();
+        // AvgPrice takes open first: (o, h, l, c); the others take (h, l, c).
+        let all = if op == Op::AvgPrice {
+            [o, h, l, c]
+        } else {
+            [h, l, c, o]
+        };
+        let ins: Vec<&[f64]> = all[..op.inputs()].iter().map(|v| v.as_slice()).collect();
         apply(s, op, &ins, &mut out);
         out
     }
@@ -161,7 +180,7 @@ mod tests {
     #[test]
     fn ops_match_their_definitions() {
         for s in hlc(500, 3) {
-            let [h, l, c] = &s;
+            let [h, l, c, o] = &s;
             let tr = run_op(&Sequential, Op::TrueRange, &s);
             assert_eq!(tr[0], -7.0, "row 0 is untouched");
             let want: Vec<f64> = (1..h.len())
@@ -177,6 +196,20 @@ mod tests {
             let tp = run_op(&Sequential, Op::TypicalPrice, &s);
             let want: Vec<f64> = (0..h.len()).map(|t| (h[t] + l[t] + c[t]) / 3.0).collect();
             assert_bits_eq(&tp, &want, "typical price");
+            // TA-Lib's expressions, in its order of operations.
+            let ap = run_op(&Sequential, Op::AvgPrice, &s);
+            let want: Vec<f64> = (0..h.len())
+                .map(|t| (h[t] + l[t] + c[t] + o[t]) / 4.0)
+                .collect();
+            assert_bits_eq(&ap, &want, "average price");
+            let mp = run_op(&Sequential, Op::MedPrice, &s);
+            let want: Vec<f64> = (0..h.len()).map(|t| (h[t] + l[t]) / 2.0).collect();
+            assert_bits_eq(&mp, &want, "median price");
+            let wp = run_op(&Sequential, Op::WclPrice, &s);
+            let want: Vec<f64> = (0..h.len())
+                .map(|t| (h[t] + l[t] + (c[t] * 2.0)) / 4.0)
+                .collect();
+            assert_bits_eq(&wp, &want, "weighted close price");
             for (op, f) in [
                 (Op::Add, (|a, b| a + b) as fn(f64, f64) -> f64),
                 (Op::Sub, |a, b| a - b),
@@ -202,7 +235,7 @@ mod tests {
                 }
             }
             // Several outputs at once, with a lag.
-            let [h, l, c] = &s;
+            let [h, l, c, _] = &s;
             let two = |sp: &dyn Fn(&mut [f64], &mut [f64])| {
                 let (mut x, mut y) = (vec![0.0; h.len()], vec![0.0; h.len()]);
                 sp(&mut x, &mut y);

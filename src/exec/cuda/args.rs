@@ -148,6 +148,6 @@ kernel_args!(
     /// `ElementwiseArgs` (`family.cu`): `tx_elementwise`, one thread per row; `op` is
     /// `kernels::elementwise::Op as i64`.
     ElementwiseArgs {
-        a: u64, b: u64, c: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
+        a: u64, b: u64, c: u64, d: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
     }
 );

@@ -1,5 +1,6 @@
-// Kernel-family primitives that no indicator launches yet (src/kernels/comoments.rs, varscan.rs,
-// elementwise.rs), with the exact operation sequences of those modules' specs. Same conventions as
+// Kernel-family primitives (src/kernels/comoments.rs, varscan.rs, elementwise.rs), with the exact
+// operation sequences of those modules' specs; tx_elementwise runs the price transforms, TRANGE and
+// the math operators, the others no indicator launches yet. Same conventions as
 // window.cu and scan.cu: one thread per block of the grid for windowed kernels, per scan block for
 // local scans, per row for maps; `base` is the global row of element 0 of every array of a launch.
 //
@@ -19,7 +20,7 @@
 //   block's last (A, L) goes to ends. The host chains C_{k+1} = L_end + A_end*C_k
 //   (varscan::chain_carries).
 // tx_varscan_finish: one thread per row: y = seed at the seed row, else y = L_t + A_t*C_k.
-// tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`).
+// tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`; inputs a, b, c, d).
 
 #define TX_CO_SUMS 0
 #define TX_CO_CENTRED 1
@@ -31,6 +32,9 @@
 #define TX_OP_DIV 3
 #define TX_OP_TRUE_RANGE 4
 #define TX_OP_TYPICAL_PRICE 5
+#define TX_OP_AVG_PRICE 6
+#define TX_OP_MED_PRICE 7
+#define TX_OP_WCL_PRICE 8
 
 struct CoMomentsArgs {
     const double* x;
@@ -73,6 +77,7 @@ struct ElementwiseArgs {
     const double* a;
     const double* b;
     const double* c;
+    const double* d;  // AvgPrice's close; unused by the other ops
     double* out;
     tx_i64 base;
     tx_i64 lo;
@@ -222,6 +227,15 @@ extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
         }
         case TX_OP_TYPICAL_PRICE:
             r = ((a.a[i] + a.b[i]) + a.c[i]) / 3.0;
+            break;
+        case TX_OP_AVG_PRICE:  // a = open, b = high, c = low, d = close; TA-Lib adds open last
+            r = (((a.b[i] + a.c[i]) + a.d[i]) + a.a[i]) / 4.0;
+            break;
+        case TX_OP_MED_PRICE:  // a = high, b = low
+            r = (a.a[i] + a.b[i]) / 2.0;
+            break;
+        case TX_OP_WCL_PRICE:  // a = high, b = low, c = close
+            r = ((a.a[i] + a.b[i]) + a.c[i] * 2.0) / 4.0;
             break;
         default:
             r = tx_nan();

@@ -257,8 +257,14 @@ fn elementwise_kernel_matches_rust() {
         let (c, v) = (&zoo[5], &zoo[4]);
         let h: Vec<f64> = c.iter().zip(v).map(|(c, v)| c + v.abs() * 1e-2).collect();
         let l: Vec<f64> = c.iter().zip(v).map(|(c, v)| c - v.abs() * 7e-3).collect();
-        let inputs = [h.as_slice(), l.as_slice(), c.as_slice()];
+        let o: Vec<f64> = c.iter().zip(v).map(|(c, v)| c - v.abs() * 3e-3).collect();
         for op in Op::ALL {
+            // AvgPrice reads (open, high, low, close), the others (high, low, close).
+            let inputs = if op == Op::AvgPrice {
+                [o.as_slice(), h.as_slice(), l.as_slice(), c.as_slice()]
+            } else {
+                [h.as_slice(), l.as_slice(), c.as_slice(), o.as_slice()]
+            };
             let first = op.first_row();
             if first >= n {
                 continue;
@@ -276,6 +282,7 @@ fn elementwise_kernel_matches_rust() {
                         a: bufs[0].addr(),
                         b: bufs[1].addr(),
                         c: bufs[2].addr(),
+                        d: bufs[3].addr(),
                         out: out.addr(),
                         base: base as i64,
                         lo: lo as i64,
