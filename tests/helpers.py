@@ -24,16 +24,22 @@ CATALOG = threadx.catalog()
 _ROWS = {r["name"]: r for r in CATALOG.iter_rows(named=True)}
 NAMES = list(_ROWS)
 
-#: The test frame's column for each registry input (``real`` is the close).
+#: The test frame's column for each registry input (``real`` and ``real0`` are the close,
+#: ``real1`` the open).
 COLUMN = {"real": "close", "open": "open", "high": "high", "low": "low", "close": "close",
-          "volume": "volume"}  # fmt: skip
+          "volume": "volume", "real0": "close", "real1": "open"}  # fmt: skip
 
 # name -> positional input columns of the function form, `threadx.<name>(*INPUTS[name], ...)`
 INPUTS: dict[str, tuple[str, ...]] = {
     n: tuple(COLUMN[i] for i in r["inputs"]) for n, r in _ROWS.items()
 }
 
-# name -> keyword inputs of the namespace form, `pl.col("close").threadx.<name>(**NS_INPUTS[name])`
+# name -> the column the namespace form is called on (the receiver's: close, or high for medprice,
+# the close for real0)
+RECEIVER: dict[str, str] = {n: COLUMN[r["receiver"]] for n, r in _ROWS.items()}
+
+# name -> keyword inputs of the namespace form,
+# `pl.col(RECEIVER[name]).threadx.<name>(**NS_INPUTS[name])`
 NS_INPUTS: dict[str, dict[str, str]] = {
     n: {i: COLUMN[i] for i in r["inputs"] if i != r["receiver"]} for n, r in _ROWS.items()
 }

@@ -19,6 +19,7 @@ from helpers import (
     NAMES,
     NS_INPUTS,
     PARAMS,
+    RECEIVER,
     STRUCT_FIELDS,
     assert_bits_equal,
     fields,
@@ -38,7 +39,7 @@ def func_expr(name: str, **override) -> pl.Expr:
 
 
 def ns_expr(name: str, **override) -> pl.Expr:
-    method = getattr(pl.col("close").threadx, name)
+    method = getattr(pl.col(RECEIVER[name]).threadx, name)
     return method(**NS_INPUTS[name], **{**PARAMS[name], **override})
 
 
@@ -66,7 +67,7 @@ def test_namespace_and_function_forms_are_identical(name: str, data: pl.DataFram
     assert_bits_equal(run(data, doubled), run(twice, func_expr(name)), f"{name} (derived)")
     # the namespace with expressions for the other inputs
     ns_inputs = {k: pl.col(v) for k, v in NS_INPUTS[name].items()}
-    ns = getattr(pl.col("close").threadx, name)(**ns_inputs, **params)
+    ns = getattr(pl.col(RECEIVER[name]).threadx, name)(**ns_inputs, **params)
     assert_bits_equal(run(data, ns), want, f"{name} (namespace, Expr inputs)")
 
 
@@ -158,7 +159,8 @@ def _check_dtype(name, dtype) -> None:
     high = close + rng.integers(0, 5, n)
     low = close - rng.integers(0, 5, n)
     volume = rng.integers(1, 100, n)
-    base = pl.DataFrame({"high": high, "low": low, "close": close, "volume": volume})
+    open_ = close + rng.integers(-2, 3, n)  # avgprice's open, the math operators' real1
+    base = pl.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume})
     if dtype == pl.Float32:
         base = base.with_columns(pl.all().cast(pl.Float32) + 0.1)  # non-integral f32 values
     typed = base.with_columns(pl.all().cast(dtype))
@@ -186,7 +188,7 @@ def test_mixed_input_dtypes(name: str, data: pl.DataFrame) -> None:
 )
 def test_non_numeric_input_is_a_compute_error(name, values, dtype_pattern) -> None:
     inputs = INPUTS[name]
-    df = pl.DataFrame({c: [1.0, 2.0, 3.0] for c in ("high", "low", "close", "volume")})
+    df = pl.DataFrame({c: [1.0, 2.0, 3.0] for c in ("open", "high", "low", "close", "volume")})
     for col in inputs:  # every input position is checked, not only the first
         bad = df.with_columns(pl.Series(col, values))
         with pytest.raises(ComputeError) as exc:

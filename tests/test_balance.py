@@ -36,6 +36,7 @@ from helpers import (
     NAMES,
     NS_INPUTS,
     PARAMS,
+    RECEIVER,
     assert_bits_equal,
     indicator_expr,
     nan_at,
@@ -146,7 +147,7 @@ def call(name: str, form: str = "function", **kw) -> pl.Expr:
     """`name` with the helpers' parameters, as a function or as a namespace method."""
     if form == "function":
         return indicator_expr(name, PARAMS[name], **kw)
-    method = getattr(pl.col("close").threadx, name)
+    method = getattr(pl.col(RECEIVER[name]).threadx, name)
     return method(**NS_INPUTS[name], **PARAMS[name], **kw)
 
 

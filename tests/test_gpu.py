@@ -30,6 +30,7 @@ from helpers import (
     NAMES,
     NS_INPUTS,
     PARAMS,
+    RECEIVER,
     assert_bits_equal,
     fields,
     lookback,
@@ -115,7 +116,7 @@ def build(
     """`threadx.<name>(*inputs, **params, device=device)`, or the namespace form on "close"."""
     if form == "func":
         return getattr(threadx, name)(*(inputs or INPUTS[name]), **params, device=device)
-    method = getattr(pl.col("close").threadx, name)
+    method = getattr(pl.col(RECEIVER[name]).threadx, name)
     return method(**NS_INPUTS[name], **params, device=device)
 
 

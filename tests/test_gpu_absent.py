@@ -19,7 +19,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 import threadx
-from helpers import NAMES, NS_INPUTS, PARAMS, assert_bits_equal, indicator_expr, ohlcv, run
+from helpers import (
+    NAMES,
+    NS_INPUTS,
+    PARAMS,
+    RECEIVER,
+    assert_bits_equal,
+    indicator_expr,
+    ohlcv,
+    run,
+)
 from polars.exceptions import ComputeError
 
 NoneType = type(None)
@@ -113,7 +122,7 @@ FEW = ["sma", "bollinger", "macd", "atr", "obv"]
 def build(name: str, device: str, form: str) -> pl.Expr:
     if form == "func":
         return indicator_expr(name, PARAMS[name], device=device)
-    method = getattr(pl.col("close").threadx, name)
+    method = getattr(pl.col(RECEIVER[name]).threadx, name)
     return method(**NS_INPUTS[name], **PARAMS[name], device=device)
 
 

@@ -229,6 +229,45 @@ def ref_obv(c, v):
     return out
 
 
+# Elementwise functions: TA-Lib's expressions, in its order of operations (NumPy adds left to
+# right, like C).
+def ref_avgprice(o, h, lo, c):
+    return (h + lo + c + o) / 4.0
+
+
+def ref_medprice(h, lo):
+    return (h + lo) / 2.0
+
+
+def ref_typprice(h, lo, c):
+    return (h + lo + c) / 3.0
+
+
+def ref_wclprice(h, lo, c):
+    return (h + lo + c * 2.0) / 4.0
+
+
+def ref_trange(h, lo, c):
+    return _true_range(h, lo, c)
+
+
+def ref_add(a, b):
+    return a + b
+
+
+def ref_sub(a, b):
+    return a - b
+
+
+def ref_mult(a, b):
+    return a * b
+
+
+def ref_div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a / b
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -245,7 +284,7 @@ NULL_POLICY_PARAMS = {
 class Ind:
     name: str
     ref: Callable  # (*input arrays, **params) -> array or dict of arrays
-    kind: str  # "windowed", "recursive", "roc"
+    kind: str  # "windowed", "recursive", "roc", "elementwise"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -280,6 +319,15 @@ INDICATORS = [
     Ind("natr", ref_natr, "recursive"),
     Ind("stoch", ref_stoch, "windowed"),
     Ind("obv", ref_obv, "recursive"),
+    Ind("avgprice", ref_avgprice, "elementwise"),
+    Ind("medprice", ref_medprice, "elementwise"),
+    Ind("typprice", ref_typprice, "elementwise"),
+    Ind("wclprice", ref_wclprice, "elementwise"),
+    Ind("trange", ref_trange, "elementwise"),
+    Ind("add", ref_add, "elementwise"),
+    Ind("sub", ref_sub, "elementwise"),
+    Ind("mult", ref_mult, "elementwise"),
+    Ind("div", ref_div, "elementwise"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]
@@ -580,6 +628,36 @@ def test_roc_nan_reaches_only_t_and_t_plus_n(row: int, data: pl.DataFrame) -> No
     keep = ~expect
     keep[:n] = False
     np.testing.assert_array_equal(vals[keep].view(np.uint64), clean[keep].view(np.uint64))
+
+
+ELEMENTWISE = [i for i in INDICATORS if i.kind == "elementwise"]
+
+
+@pytest.mark.parametrize("ind", ELEMENTWISE, ids=[i.name for i in ELEMENTWISE])
+@pytest.mark.parametrize("row", [1, 137, 599])
+def test_elementwise_nan_reaches_only_the_rows_reading_it(
+    ind: Ind, row: int, data: pl.DataFrame
+) -> None:
+    """A NaN in an input reaches exactly the rows whose map reads it: row t for every input,
+    except TRANGE's close, which enters row t + 1 only (as the previous close)."""
+    clean = run(data, ind.expr()).to_numpy()
+    lb = ind.lookback()
+    for col in ind.inputs:
+        got = run(with_nan(data, col, row), ind.expr())
+        assert got.null_count() == lb
+        vals = got.to_numpy()
+        hit = row + 1 if (ind.name == "trange" and col == ind.inputs[-1]) else row
+        expect = np.zeros(len(vals), dtype=bool)
+        if lb <= hit < len(vals):
+            expect[hit] = True
+        got_nan = np.isnan(vals)
+        got_nan[:lb] = False
+        np.testing.assert_array_equal(got_nan, expect, err_msg=f"{ind.name}: NaN in {col}@{row}")
+        keep = ~expect
+        keep[:lb] = False
+        np.testing.assert_array_equal(
+            vals[keep].view(np.uint64), clean[keep].view(np.uint64), err_msg=ind.name
+        )
 
 
 @pytest.mark.parametrize("ind", INDICATORS, ids=IDS)

@@ -1,11 +1,13 @@
 """threadx against TA-Lib 0.8.2 on long random walks: values and warm-up length.
 
 Every indicator with a TA-Lib twin is run through a Polars ``DataFrame.select`` (struct outputs
-unnested) on two 100_000-row OHLCV random walks and compared with TA-Lib on the same NumPy arrays:
+unnested) on two (elementwise functions: three) 100_000-row OHLCV random walks and compared with TA-Lib on the same NumPy arrays:
 
 * ``walk``: a geometric random walk (0.1 % per-row volatility, prices between about 40 and 110,
   a narrow enough range that TA-Lib's own running sums stay accurate), continuous prices,
   log-normal float volumes;
+* ``big`` (elementwise functions only): prices near 1e6 with per-row moves near 1e-6, where
+  sums of four nearly equal large prices round differently in any other order of additions;
 * ``tick``: the same kind of walk with every price rounded to a 0.01 tick, so ties are common
   (equal consecutive closes, ``open == close``, ``high == low`` bars, flat windows) and the
   zero-change / zero-range branches of RSI, OBV, STOCH, ATR and STDDEV are exercised (4 % of
@@ -15,6 +17,8 @@ unnested) on two 100_000-row OHLCV random walks and compared with TA-Lib on the 
 For each output column, after the warm-up, ``|threadx - talib| / max(|talib|, floor) <= 1e-9``.
 The floor is indicator-specific and only matters where the TA-Lib value is (close to) zero; each
 one is derived from the scale of the series and justified next to its definition below.
+Cases marked ``exact`` (the elementwise functions, which replicate TA-Lib's operations in its
+order) must moreover equal TA-Lib bit for bit after the warm-up.
 Warm-up: the number of leading nulls in threadx's column equals the number of leading NaNs in
 TA-Lib's (and TA-Lib's documented lookback), and threadx has no other null and no NaN.
 
@@ -59,16 +63,17 @@ class Market:
         return float(np.median(self.close))
 
 
-def _make_market(seed: int, tick: float | None) -> Market:
+def _make_market(seed: int, tick: float | None, level: float = 100.0, scale: float = 1.0) -> Market:
+    """`level`: the starting price; `scale` multiplies every per-row move (returns, gaps, wicks)."""
     rng = np.random.default_rng(seed)
     n = N_ROWS
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, n)))
+    close = level * np.exp(np.cumsum(rng.normal(0.0, 0.001 * scale, n)))
     # Open: previous close with a small gap; the first open is a gap off the first close.
-    gap = np.exp(rng.normal(0.0, 0.0003, n))
+    gap = np.exp(rng.normal(0.0, 0.0003 * scale, n))
     open_ = np.concatenate(([close[0]], close[:-1])) * gap
     # Wicks: non-negative excursions beyond the body (about half of them exactly 0 on ticks).
-    up = np.abs(rng.normal(0.0, 0.0008, n))
-    down = np.abs(rng.normal(0.0, 0.0008, n))
+    up = np.abs(rng.normal(0.0, 0.0008 * scale, n))
+    down = np.abs(rng.normal(0.0, 0.0008 * scale, n))
     if tick is not None:
         close = np.round(close / tick) * tick
         open_ = np.round(open_ / tick) * tick
@@ -102,12 +107,17 @@ def _market(name: str) -> Market:
             _MARKETS[name] = _make_market(SEED, None)
         elif name == "tick":
             _MARKETS[name] = _make_market(SEED + 1, 0.01)
+        elif name == "big":
+            # Prices near 1e6 with tiny moves (1e-6 per row): sums of near-equal large values.
+            _MARKETS[name] = _make_market(SEED + 2, None, level=1e6, scale=1e-3)
         else:  # pragma: no cover - test-definition error
             raise KeyError(name)
     return _MARKETS[name]
 
 
 DATASETS = ["walk", "tick"]
+#: The elementwise functions (price transforms, TRANGE, math operators) also run on ``big``.
+ELEMENTWISE_DATASETS = ["walk", "tick", "big"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +208,10 @@ class Case:
     # output name -> floor function
     floors: dict[str, Callable[[Market, np.ndarray], float]]
     is_struct: bool = False
+    # bit-identical to TA-Lib after the warm-up (TA-Lib's arithmetic replicated operation by
+    # operation), on top of the relative-error check
+    exact: bool = False
+    datasets: tuple[str, ...] = tuple(DATASETS)
 
 
 def _sma(p: int) -> Case:
@@ -344,6 +358,30 @@ def _obv(volume_col: str) -> Case:
     )
 
 
+def _exact_floor(m: Market, ta: np.ndarray) -> float:
+    # Bit-exact cases: any difference fails the bit check anyway, so the floor only keeps the
+    # relative error defined where TA-Lib's value is 0 (SUB of equal ticks, a 0 true range).
+    return 1e-300
+
+
+#: The market arrays by registry input column.
+def _arrays(m: Market, cols: tuple[str, ...]) -> list[np.ndarray]:
+    return [getattr(m, c) for c in cols]
+
+
+def _elementwise(name: str, cols: tuple[str, ...], lookback: int = 0) -> Case:
+    """``threadx.<name>(*cols)`` against ``talib.<NAME>`` on the same columns, bit for bit."""
+    fn = getattr(talib, name.upper())
+    return Case(
+        lambda: getattr(threadx, name)(*cols),
+        lambda m: {"value": fn(*_arrays(m, cols))},
+        lookback,
+        {"value": _exact_floor},
+        exact=True,
+        datasets=tuple(ELEMENTWISE_DATASETS),
+    )
+
+
 CASES: dict[str, Case] = {
     # SMA/EMA/WMA: default 30, the minimum 2, a small and a large period.
     "sma-30": _sma(30),
@@ -398,6 +436,26 @@ CASES: dict[str, Case] = {
     "obv-volume": _obv("volume"),
     "obv-volume_big": _obv("volume_big"),
     "obv-volume_small": _obv("volume_small"),
+    # Elementwise functions (no parameters): their inputs in TA-Lib's roles, and a second input
+    # set with the columns in other roles (sums in another order of magnitude of the terms).
+    "avgprice-ohlc": _elementwise("avgprice", ("open", "high", "low", "close")),
+    "avgprice-clho": _elementwise("avgprice", ("close", "low", "high", "open")),
+    "medprice-hl": _elementwise("medprice", ("high", "low")),
+    "medprice-oc": _elementwise("medprice", ("open", "close")),
+    "typprice-hlc": _elementwise("typprice", ("high", "low", "close")),
+    "typprice-col": _elementwise("typprice", ("close", "open", "low")),
+    "wclprice-hlc": _elementwise("wclprice", ("high", "low", "close")),
+    "wclprice-lho": _elementwise("wclprice", ("low", "high", "open")),
+    "trange-hlc": _elementwise("trange", ("high", "low", "close"), 1),
+    "trange-olc": _elementwise("trange", ("open", "low", "close"), 1),
+    "add-co": _elementwise("add", ("close", "open")),
+    "add-hv": _elementwise("add", ("high", "volume")),
+    "sub-co": _elementwise("sub", ("close", "open")),
+    "sub-lh": _elementwise("sub", ("low", "high")),
+    "mult-co": _elementwise("mult", ("close", "open")),
+    "mult-vl": _elementwise("mult", ("volume", "low")),
+    "div-co": _elementwise("div", ("close", "open")),
+    "div-vh": _elementwise("div", ("volume", "high")),
 }
 
 
@@ -433,8 +491,9 @@ def _max_rel_error(tx: np.ndarray, ta: np.ndarray, floor: float) -> tuple[float,
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dataset", DATASETS)
-@pytest.mark.parametrize("case_id", list(CASES))
+@pytest.mark.parametrize(
+    ("case_id", "dataset"), [(c, d) for c, case in CASES.items() for d in case.datasets]
+)
 def test_matches_talib(case_id: str, dataset: str) -> None:
     case = CASES[case_id]
     m = _market(dataset)
@@ -469,6 +528,13 @@ def test_matches_talib(case_id: str, dataset: str) -> None:
             f"{case_id}/{dataset} {name}: max rel error {err:.3g} at row {i + tx_warmup}: "
             f"threadx {tx[i]!r} vs TA-Lib {tb[i]!r} (floor {floor:.3g})"
         )
+        if case.exact:
+            differ = np.flatnonzero(tx.view(np.uint64) != tb.view(np.uint64))
+            assert differ.size == 0, (
+                f"{case_id}/{dataset} {name}: {differ.size} rows differ from TA-Lib in their bits, "
+                f"first at row {differ[0] + tx_warmup}: {tx[differ[0]]!r} vs {tb[differ[0]]!r}"
+            )
+            report.append("bit-exact")
     print(f"\n[parity] {case_id:<18} {dataset:<5} max rel err: " + ", ".join(report))
 
 

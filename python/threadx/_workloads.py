@@ -7,9 +7,10 @@ import polars as pl
 
 from threadx import _registry
 
-#: The frame column each registry input reads (``real`` is the close).
+#: The frame column each registry input reads (``real`` and ``real0`` are the close,
+#: ``real1`` the open).
 COLUMN = {"real": "close", "open": "open", "high": "high", "low": "low", "close": "close",
-          "volume": "volume"}  # fmt: skip
+          "volume": "volume", "real0": "close", "real1": "open"}  # fmt: skip
 
 
 def frame(rows: int) -> pl.DataFrame:

@@ -417,16 +417,290 @@ def obv(
     )
 
 
+def avgprice(
+    open: IntoExpr,
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Average price (open + high + low + close) / 4, in TA-Lib's order of additions (TA-Lib
+    AVGPRICE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    open:
+        Input column: a column name or an expression.
+    high:
+        Input column: a column name or an expression.
+    low:
+        Input column: a column name or an expression.
+    close:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "avgprice", {"open": open, "high": high, "low": low, "close": close}, {}, device, workload_tag
+    )
+
+
+def medprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Median price (high + low) / 2 (TA-Lib MEDPRICE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    high:
+        Input column: a column name or an expression.
+    low:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "medprice", {"high": high, "low": low}, {}, device, workload_tag
+    )
+
+
+def typprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Typical price (high + low + close) / 3 (TA-Lib TYPPRICE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    high:
+        Input column: a column name or an expression.
+    low:
+        Input column: a column name or an expression.
+    close:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "typprice", {"high": high, "low": low, "close": close}, {}, device, workload_tag
+    )
+
+
+def wclprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Weighted close price (high + low + close * 2) / 4 (TA-Lib WCLPRICE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    high:
+        Input column: a column name or an expression.
+    low:
+        Input column: a column name or an expression.
+    close:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "wclprice", {"high": high, "low": low, "close": close}, {}, device, workload_tag
+    )
+
+
+def trange(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """True range: the largest of high - low, |previous close - high| and |previous close - low|
+    (TA-Lib TRANGE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 1.
+
+    Parameters
+    ----------
+    high:
+        Input column: a column name or an expression.
+    low:
+        Input column: a column name or an expression.
+    close:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "trange", {"high": high, "low": low, "close": close}, {}, device, workload_tag
+    )
+
+
+def add(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Row-wise sum real0 + real1 (TA-Lib ADD).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "add", {"real0": real0, "real1": real1}, {}, device, workload_tag
+    )
+
+
+def sub(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Row-wise difference real0 - real1 (TA-Lib SUB).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "sub", {"real0": real0, "real1": real1}, {}, device, workload_tag
+    )
+
+
+def mult(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Row-wise product real0 * real1 (TA-Lib MULT).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "mult", {"real0": real0, "real1": real1}, {}, device, workload_tag
+    )
+
+
+def div(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Row-wise quotient real0 / real1 (IEEE: a zero divisor gives ±inf or NaN) (TA-Lib DIV).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "div", {"real0": real0, "real1": real1}, {}, device, workload_tag
+    )
+
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
 
 __all__ = [
+    "add",
     "atr",
+    "avgprice",
     "bbands",
     "bollinger",
+    "div",
     "ema",
     "macd",
+    "medprice",
+    "mult",
     "natr",
     "obv",
     "roc",
@@ -435,6 +709,10 @@ __all__ = [
     "sma",
     "stddev",
     "stoch",
+    "sub",
+    "trange",
+    "typprice",
+    "wclprice",
     "wma",
     "zscore",
 ]

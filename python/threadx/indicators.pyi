@@ -137,16 +137,107 @@ def obv(
 ) -> pl.Expr:
     ...
 
+def avgprice(
+    open: IntoExpr,
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def medprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def typprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def wclprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def trange(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def add(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def sub(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def mult(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def div(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
 
 __all__ = [
+    "add",
     "atr",
+    "avgprice",
     "bbands",
     "bollinger",
+    "div",
     "ema",
     "macd",
+    "medprice",
+    "mult",
     "natr",
     "obv",
     "roc",
@@ -155,6 +246,10 @@ __all__ = [
     "sma",
     "stddev",
     "stoch",
+    "sub",
+    "trange",
+    "typprice",
+    "wclprice",
     "wma",
     "zscore",
 ]

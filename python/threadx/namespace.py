@@ -388,6 +388,248 @@ class ThreadxNamespace:
             "obv", {"close": self._expr, "volume": volume}, {}, device, workload_tag
         )
 
+    def avgprice(
+        self,
+        open: IntoExpr,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Average price (open + high + low + close) / 4, in TA-Lib's order of additions (TA-Lib
+        AVGPRICE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        open:
+            Input column: a column name or an expression.
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "avgprice", {"open": open, "high": high, "low": low, "close": self._expr}, {}, device, workload_tag
+        )
+
+    def medprice(
+        self,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Median price (high + low) / 2 (TA-Lib MEDPRICE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "medprice", {"high": self._expr, "low": low}, {}, device, workload_tag
+        )
+
+    def typprice(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Typical price (high + low + close) / 3 (TA-Lib TYPPRICE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "typprice", {"high": high, "low": low, "close": self._expr}, {}, device, workload_tag
+        )
+
+    def wclprice(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Weighted close price (high + low + close * 2) / 4 (TA-Lib WCLPRICE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "wclprice", {"high": high, "low": low, "close": self._expr}, {}, device, workload_tag
+        )
+
+    def trange(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """True range: the largest of high - low, |previous close - high| and |previous close -
+        low| (TA-Lib TRANGE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 1.
+
+        Parameters
+        ----------
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "trange", {"high": high, "low": low, "close": self._expr}, {}, device, workload_tag
+        )
+
+    def add(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row-wise sum real0 + real1 (TA-Lib ADD).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "add", {"real0": self._expr, "real1": real1}, {}, device, workload_tag
+        )
+
+    def sub(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row-wise difference real0 - real1 (TA-Lib SUB).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "sub", {"real0": self._expr, "real1": real1}, {}, device, workload_tag
+        )
+
+    def mult(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row-wise product real0 * real1 (TA-Lib MULT).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "mult", {"real0": self._expr, "real1": real1}, {}, device, workload_tag
+        )
+
+    def div(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row-wise quotient real0 / real1 (IEEE: a zero divisor gives ±inf or NaN) (TA-Lib DIV).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "div", {"real0": self._expr, "real1": real1}, {}, device, workload_tag
+        )
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

@@ -144,6 +144,92 @@ class ThreadxNamespace:
     ) -> pl.Expr:
         ...
 
+    def avgprice(
+        self,
+        open: IntoExpr,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def medprice(
+        self,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def typprice(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def wclprice(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def trange(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def add(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def sub(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def mult(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def div(
+        self,
+        real1: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

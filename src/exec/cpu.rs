@@ -187,6 +187,7 @@ mod tests {
         for spec in all_specs() {
             for n in [0, 1, 2, spec.lookback(), spec.lookback() + 1, 1500, 5_000] {
                 let inputs: Vec<&[f64]> = match spec.inputs().len() {
+                    4 => vec![&c[..n], &l[..n], &h[..n], &l[..n]],
                     3 => vec![&c[..n], &h[..n], &l[..n]],
                     2 => vec![&c[..n], &h[..n]],
                     _ => vec![&c[..n]],
@@ -226,6 +227,7 @@ mod tests {
         for spec in all_specs() {
             let inputs = |m: usize| -> Vec<&[f64]> {
                 match spec.inputs().len() {
+                    4 => vec![&c[..m], &l[..m], &h[..m], &l[..m]],
                     3 => vec![&c[..m], &h[..m], &l[..m]],
                     2 => vec![&c[..m], &h[..m]],
                     _ => vec![&c[..m]],
@@ -263,6 +265,15 @@ mod tests {
             Spec::stoch(5, 3, 3).unwrap(),
             Spec::Obv,
         ]
+        .into_iter()
+        .chain(
+            [
+                "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult",
+                "div",
+            ]
+            .map(|name| crate::kernels::registry::build_named(name, []).unwrap()),
+        )
+        .collect()
     }
 
     /// Every indicator, 1..=16 rayon workers, identical bits to the single-piece run.
@@ -276,6 +287,7 @@ mod tests {
         let vol: Vec<f64> = (0..c.len()).map(|_| rng.below(10_000) as f64).collect();
         for spec in all_specs() {
             let inputs: Vec<&[f64]> = match spec.inputs().len() {
+                4 => vec![c, &l, &h, &l],
                 3 => vec![c, &h, &l],
                 2 => vec![c, &vol],
                 _ => vec![c],

@@ -117,6 +117,14 @@ fn cases() -> Vec<(String, Spec)> {
         add(format!("stoch({a},{b},{c})"), Spec::stoch(a, b, c).unwrap());
     }
     add("obv".into(), Spec::Obv);
+    for name in [
+        "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult", "div",
+    ] {
+        add(
+            name.into(),
+            crate::kernels::registry::build_named(name, []).unwrap(),
+        );
+    }
     out
 }
 
@@ -146,6 +154,10 @@ fn inputs<'a>(spec: &Spec, cols: &'a [Vec<f64>; 4]) -> Vec<&'a [f64]> {
             "high" => cols[1].as_slice(),
             "low" => cols[2].as_slice(),
             "volume" => cols[3].as_slice(),
+            // No open column: avgprice's open reads the low (a legal bar), and the math
+            // operators' second operand the volume, so no case sees one column twice.
+            "open" => cols[2].as_slice(),
+            "real1" => cols[3].as_slice(),
             _ => cols[0].as_slice(),
         })
         .collect()

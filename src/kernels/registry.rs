@@ -18,6 +18,7 @@
 //! parameter.
 
 pub use super::declaration::{self, f64_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD};
+use super::elementwise::{self, Op};
 use super::split::Splitter;
 use super::{ema, extrema, flow, moments, wilder, wma};
 
@@ -33,6 +34,9 @@ pub const CPU_AND_CUDA: Devices = Devices {
 
 const ONE_PRICE: &[&str] = &["real"];
 const HLC: &[&str] = &["high", "low", "close"];
+const OHLC: &[&str] = &["open", "high", "low", "close"];
+const HL: &[&str] = &["high", "low"];
+const TWO_REALS: &[&str] = &["real0", "real1"];
 const VALUE: &[Output] = &[f64_out("value", "real")];
 
 fn period(v: &[f64], i: usize) -> usize {
@@ -288,6 +292,132 @@ pub static INDICATORS: &[Indicator] = &[
         devices: CPU_AND_CUDA,
         build: |_| Ok(Spec::Obv),
     },
+    Indicator {
+        name: "avgprice",
+        talib: Some("AVGPRICE"),
+        group: "Price Transform",
+        summary: "Average price (open + high + low + close) / 4, in TA-Lib's order of additions",
+        inputs: OHLC,
+        receiver: "close",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::AvgPrice)),
+    },
+    Indicator {
+        name: "medprice",
+        talib: Some("MEDPRICE"),
+        group: "Price Transform",
+        summary: "Median price (high + low) / 2",
+        inputs: HL,
+        receiver: "high",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::MedPrice)),
+    },
+    Indicator {
+        name: "typprice",
+        talib: Some("TYPPRICE"),
+        group: "Price Transform",
+        summary: "Typical price (high + low + close) / 3",
+        inputs: HLC,
+        receiver: "close",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::TypicalPrice)),
+    },
+    Indicator {
+        name: "wclprice",
+        talib: Some("WCLPRICE"),
+        group: "Price Transform",
+        summary: "Weighted close price (high + low + close * 2) / 4",
+        inputs: HLC,
+        receiver: "close",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::WclPrice)),
+    },
+    Indicator {
+        name: "trange",
+        talib: Some("TRANGE"),
+        group: "Volatility Indicators",
+        summary: "True range: the largest of high - low, |previous close - high| and |previous close - low|",
+        inputs: HLC,
+        receiver: "close",
+        outputs: VALUE,
+        params: &[],
+        lookback: "1",
+        composition: "elementwise map over a lag",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::TrueRange)),
+    },
+    Indicator {
+        name: "add",
+        talib: Some("ADD"),
+        group: "Math Operators",
+        summary: "Row-wise sum real0 + real1",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::Add)),
+    },
+    Indicator {
+        name: "sub",
+        talib: Some("SUB"),
+        group: "Math Operators",
+        summary: "Row-wise difference real0 - real1",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::Sub)),
+    },
+    Indicator {
+        name: "mult",
+        talib: Some("MULT"),
+        group: "Math Operators",
+        summary: "Row-wise product real0 * real1",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::Mul)),
+    },
+    Indicator {
+        name: "div",
+        talib: Some("DIV"),
+        group: "Math Operators",
+        summary: "Row-wise quotient real0 / real1 (IEEE: a zero divisor gives ±inf or NaN)",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "elementwise map",
+        devices: CPU_AND_CUDA,
+        build: |_| Ok(Spec::Elementwise(Op::Div)),
+    },
 ];
 
 /// One indicator call's parameters, validated.
@@ -336,6 +466,8 @@ pub enum Spec {
         slowd: usize,
     },
     Obv,
+    /// A row-wise map of the elementwise family (price transforms, TRANGE, math operators).
+    Elementwise(Op),
 }
 
 impl Spec {
@@ -398,6 +530,17 @@ impl Spec {
             Spec::Natr { .. } => "natr",
             Spec::Stoch { .. } => "stoch",
             Spec::Obv => "obv",
+            Spec::Elementwise(op) => match op {
+                Op::AvgPrice => "avgprice",
+                Op::MedPrice => "medprice",
+                Op::TypicalPrice => "typprice",
+                Op::WclPrice => "wclprice",
+                Op::TrueRange => "trange",
+                Op::Add => "add",
+                Op::Sub => "sub",
+                Op::Mul => "mult",
+                Op::Div => "div",
+            },
         }
     }
 
@@ -421,6 +564,7 @@ impl Spec {
                 slowd,
             } => fastk + slowk + slowd - 3,
             Spec::Obv => 0,
+            Spec::Elementwise(op) => op.first_row(),
         }
     }
 
@@ -428,6 +572,18 @@ impl Spec {
     /// names the output after it, never after `high`), then the others in TA-Lib order.
     pub fn inputs(&self) -> Vec<&'static str> {
         self.def().call_inputs().collect()
+    }
+
+    /// `inputs` (in [`Self::inputs`]' order, the receiver first) back in TA-Lib's order.
+    pub fn talib_order<'a>(&self, inputs: &[&'a [f64]]) -> Vec<&'a [f64]> {
+        let def = self.def();
+        def.inputs
+            .iter()
+            .map(|name| {
+                let at = def.call_inputs().position(|n| n == *name);
+                inputs[at.expect("every TA-Lib input is a call input")]
+            })
+            .collect()
     }
 
     /// Names of the outputs (struct fields when there are several).
@@ -488,6 +644,9 @@ impl Spec {
                 d,
             ),
             (Spec::Obv, [o]) => flow::obv(split, inputs[0], inputs[1], o),
+            (Spec::Elementwise(op), [o]) => {
+                elementwise::apply(split, op, &self.talib_order(inputs), o)
+            }
             (spec, outs) => unreachable!(
                 "{} takes {} outputs, got {}",
                 spec.name(),
@@ -650,5 +809,24 @@ mod tests {
         assert_eq!(Spec::stoch(5, 3, 3).unwrap().lookback(), 8);
         assert_eq!(Spec::atr(14).unwrap().lookback(), 14);
         assert_eq!(Spec::Obv.lookback(), 0);
+        assert_eq!(build_named("trange", []).unwrap().lookback(), 1);
+        assert_eq!(build_named("avgprice", []).unwrap().lookback(), 0);
+    }
+
+    #[test]
+    fn elementwise_inputs_reach_the_op_in_talib_order() {
+        // avgprice is called with close first; the op reads (open, high, low, close).
+        let spec = build_named("avgprice", []).unwrap();
+        assert_eq!(spec.inputs(), ["close", "open", "high", "low"]);
+        let (c, o, h, l) = ([4.0], [1.0], [2.0], [3.0]);
+        let ordered = spec.talib_order(&[&c, &o, &h, &l]);
+        assert_eq!(ordered, [&o[..], &h[..], &l[..], &c[..]]);
+        let mut out = [0.0];
+        spec.run(
+            &crate::kernels::split::Sequential,
+            &[&c, &o, &h, &l],
+            &mut [&mut out],
+        );
+        assert_eq!(out[0], (((2.0 + 3.0) + 4.0) + 1.0) / 4.0);
     }
 }

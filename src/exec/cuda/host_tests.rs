@@ -33,6 +33,11 @@ fn specs() -> Vec<Spec> {
         v.extend(Spec::stoch(f, s, d).ok());
     }
     v.push(Spec::Obv);
+    for name in [
+        "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult", "div",
+    ] {
+        v.extend(crate::kernels::registry::build_named(name, []).ok());
+    }
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
     v
@@ -63,7 +68,13 @@ fn inputs_for(spec: &Spec, x: &[f64], other: &[f64]) -> Vec<Vec<f64>> {
             let spread: Vec<f64> = other.iter().map(|v| v.abs() * 1e-3).collect();
             let high = x.iter().zip(&spread).map(|(c, s)| c + s).collect();
             let low = x.iter().zip(&spread).map(|(c, s)| c - s * 0.5).collect();
-            vec![x.to_vec(), high, low]
+            let mut v = vec![x.to_vec(), high, low];
+            if spec.inputs().len() == 4 {
+                // (close, open, high, low): an open between low and high.
+                let open = x.iter().zip(&spread).map(|(c, s)| c - s * 0.2).collect();
+                v.insert(1, open);
+            }
+            v
         }
     }
 }

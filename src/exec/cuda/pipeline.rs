@@ -12,6 +12,7 @@
 
 use super::args::*;
 use super::error::GpuError;
+use crate::kernels::elementwise::Op;
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
 use crate::kernels::{ema, wilder, Spec};
@@ -45,6 +46,7 @@ enum Family {
     Window(Window),
     Stoch(usize, usize, usize),
     Scans(Vec<Stage>),
+    Elementwise(Op),
 }
 
 /// Output rows `[from, to)` of a call, written to output slices whose element 0 is row `out_base`.
@@ -105,6 +107,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             let (rec, inv) = wilder::atr_recurrence((inputs[1], inputs[2], inputs[0]), period);
             one(mode, &rec, inv, [In::Input(0), In::Input(1), In::Input(2)])
         }
+        Spec::Elementwise(op) => Family::Elementwise(op),
         Spec::Obv => {
             let rec = Recurrence {
                 decay: [1.0],
@@ -181,6 +184,9 @@ pub fn run<B: Backend>(
         Family::Window(op) => windowed(be, op, inputs[0], outs, rows, piece_rows),
         Family::Stoch(fk, sk, sd) => stoch(be, inputs, (fk, sk, sd), outs, rows, piece_rows),
         Family::Scans(stages) => scans(be, inputs, &stages, outs, lookback, piece_rows),
+        Family::Elementwise(op) => {
+            elementwise(be, op, &spec.talib_order(inputs), outs, rows, piece_rows)
+        }
     }
 }
 
@@ -350,6 +356,48 @@ fn windowed<B: Backend>(
         for (out, buf) in outs.iter_mut().zip(&bufs) {
             be.download(buf, lo - base, &mut out[a..b])?;
         }
+    }
+    Ok(())
+}
+
+/// `tx_elementwise`: each piece `[lo, hi)` uploads its inputs (in the op's order, TA-Lib's) from
+/// row `lo - op.first_row()`, the earliest row its first output row reads.
+fn elementwise<B: Backend>(
+    be: &B,
+    op: Op,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let lag = op.first_row();
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
+    let cap = plan
+        .iter()
+        .map(|&(lo, hi)| hi - (lo - lag))
+        .max()
+        .unwrap_or(0);
+    let mut ins = alloc_n(be, op.inputs(), cap)?;
+    let out = be.alloc(cap.max(1))?;
+    for (lo, hi) in plan {
+        let base = lo - lag;
+        for (buf, x) in ins.iter_mut().zip(inputs) {
+            be.upload(buf, &x[base..hi])?;
+        }
+        let args = ElementwiseArgs {
+            a: addr_at(&ins, 0),
+            b: addr_at(&ins, 1),
+            c: addr_at(&ins, 2),
+            d: addr_at(&ins, 3),
+            out: out.addr(),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            op: op as i64,
+        };
+        be.launch(Kernel::Elementwise, hi - lo, &args)?;
+        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
+        be.download(&out, lo - base, &mut outs[0][a..b])?;
     }
     Ok(())
 }
@@ -803,6 +851,14 @@ pub fn run_multi<B: Backend>(
                         }
                         Family::Scans(stages) => scan_member(
                             be, inputs, stages, &mut mine, d, ranges, lookback, exchange,
+                        ),
+                        Family::Elementwise(op) if rows.from < rows.to => elementwise(
+                            be,
+                            *op,
+                            &spec.talib_order(inputs),
+                            &mut mine,
+                            rows,
+                            piece_rows,
                         ),
                         _ => Ok(()),
                     };
