@@ -7,7 +7,9 @@ A plain module (no fixtures): the test files import it as ``from helpers import 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 
 import numpy as np
 import polars as pl
@@ -211,3 +213,22 @@ def digest(s: pl.Series) -> str:
         h.update(np.packbits(nulls).tobytes())
         h.update(np.ascontiguousarray(f.to_numpy()[~nulls]).view(np.uint64).tobytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def profile_at(path):
+    """This process profiles into ``path`` (and no worker count is forced) for the block; the
+    suite's ``THREADX_PROFILE`` is restored afterwards. For tests that must not see, or leave,
+    samples of other tests."""
+    old = os.environ.get("THREADX_PROFILE")
+    os.environ["THREADX_PROFILE"] = str(path)
+    threadx.profile.reload()
+    try:
+        yield path
+    finally:
+        threadx.set_threads(None)
+        if old is None:
+            del os.environ["THREADX_PROFILE"]
+        else:
+            os.environ["THREADX_PROFILE"] = old
+        threadx.profile.reload()

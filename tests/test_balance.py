@@ -42,6 +42,7 @@ from helpers import (
     nan_at,
     null_where,
     ohlcv,
+    profile_at,
     run,
 )
 from hypothesis import HealthCheck, given, settings
@@ -68,19 +69,8 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """No simulated GPUs, and an empty profile file of the test's own (the suite's profile is
     restored afterwards)."""
     monkeypatch.delenv(SIM, raising=False)
-    path = tmp_path / "profile.json"
-    old = os.environ.get("THREADX_PROFILE")
-    os.environ["THREADX_PROFILE"] = str(path)
-    threadx.profile.reload()
-    try:
+    with profile_at(tmp_path / "profile.json") as path:
         yield path
-    finally:
-        threadx.set_threads(None)
-        if old is None:
-            del os.environ["THREADX_PROFILE"]
-        else:
-            os.environ["THREADX_PROFILE"] = old
-        threadx.profile.reload()
 
 
 def simulate(monkeypatch: pytest.MonkeyPatch, speeds: list[float]) -> list[str]:

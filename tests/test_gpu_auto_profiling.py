@@ -68,6 +68,7 @@ from helpers import (
     nan_at,
     null_where,
     ohlcv,
+    profile_at,
 )
 from threadx import gpu
 
@@ -98,19 +99,8 @@ def isolated_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An empty profile file of the test's own and no simulated GPU; the suite's
     ``THREADX_PROFILE`` (and no forced worker count) restored afterwards."""
     monkeypatch.delenv(SIM, raising=False)
-    path = tmp_path / "profile.json"
-    old = os.environ.get("THREADX_PROFILE")
-    os.environ["THREADX_PROFILE"] = str(path)
-    threadx.profile.reload()
-    try:
+    with profile_at(tmp_path / "profile.json") as path:
         yield path
-    finally:
-        threadx.set_threads(None)
-        if old is None:
-            del os.environ["THREADX_PROFILE"]
-        else:
-            os.environ["THREADX_PROFILE"] = old
-        threadx.profile.reload()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import threadx
+from helpers import profile_at
 from threadx.planning import INDICATORS
 
 EWMA_ALPHA = 0.25
@@ -141,19 +142,8 @@ def check_sma_output(npy: Path) -> None:
 @pytest.fixture
 def fresh(tmp_path):
     """This process profiles into an empty temporary file for the test; restored afterwards."""
-    path = tmp_path / "profile.json"
-    old = os.environ.get("THREADX_PROFILE")
-    os.environ["THREADX_PROFILE"] = str(path)
-    threadx.profile.reload()
-    try:
+    with profile_at(tmp_path / "profile.json") as path:
         yield path
-    finally:
-        threadx.set_threads(None)
-        if old is None:
-            del os.environ["THREADX_PROFILE"]
-        else:
-            os.environ["THREADX_PROFILE"] = old
-        threadx.profile.reload()
 
 
 @pytest.fixture

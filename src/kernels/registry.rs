@@ -580,6 +580,9 @@ impl Spec {
         def.inputs
             .iter()
             .map(|name| {
+                // Cannot fail: `call_inputs` is the receiver followed by every other TA-Lib input
+                // (`Indicator::call_inputs`), so each name is found; the plugin has checked that
+                // `inputs` holds one column per call input.
                 let at = def.call_inputs().position(|n| n == *name);
                 inputs[at.expect("every TA-Lib input is a call input")]
             })
