@@ -43,6 +43,40 @@ def best_of(fn: Callable[[], object], runs: int) -> float:
     return best * 1e3
 
 
+def interleaved(cases: list[tuple], rounds: int, runs: int) -> dict[str, dict[str, list[float]]]:
+    """Best-of-`runs` times (ms) of each case's two calls, per round, rounds interleaved.
+
+    `cases` holds `(family, name, threadx call, peer call, target ratio or None)`; the result maps
+    each name to its per-round times, `{"threadx": [...], "peer": [...]}`.
+    """
+    times = {c[1]: {"threadx": [], "peer": []} for c in cases}
+    for _ in range(rounds):
+        for _, name, ours, peer, _ in cases:
+            times[name]["threadx"].append(best_of(ours, runs))
+            times[name]["peer"].append(best_of(peer, runs))
+    return times
+
+
+def report_ratios(cases: list[tuple], times: dict[str, dict[str, list[float]]]) -> None:
+    """One line per case: best times, their ratio, the spread of per-round ratios, the verdict."""
+    head = (
+        f"{'family':<10} {'case':<24} {'threadx ms':>10} {'TA-Lib ms':>10} {'ratio':>7} "
+        f"{'spread':>13} {'target':>7}  verdict"
+    )
+    print(head)
+    print("-" * len(head))
+    for family, name, _, _, target in cases:
+        t, ta = np.array(times[name]["threadx"]), np.array(times[name]["peer"])
+        ratio = t.min() / ta.min()
+        per_round = t / ta
+        verdict = "-" if target is None else ("met" if ratio <= target else "missed")
+        shown = "-" if target is None else f"{target:.1f}x"
+        print(
+            f"{family:<10} {name:<24} {t.min():>10.2f} {ta.min():>10.2f} {ratio:>6.2f}x "
+            f"{per_round.min():>5.2f}-{per_round.max():.2f}x {shown:>7}  {verdict}"
+        )
+
+
 def ohlcv(n: int, seed: int = 42) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))

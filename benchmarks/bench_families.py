@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import polars as pl
 import talib
 import threadx
-from bench import best_of, ohlcv  # best-of-N wall time in ms and the OHLCV walk, shared
+from bench import interleaved, ohlcv, report_ratios  # shared: the OHLCV walk, the timing loop
 
 # (family, case, threadx expression builder, TA-Lib call builder, target ratio)
 CASES = [
@@ -53,35 +52,17 @@ def main() -> None:
 
     df = ohlcv(args.rows)
     arrays = {"c": df["close"].to_numpy(), "h": df["high"].to_numpy(), "l": df["low"].to_numpy()}
-    times: dict[str, dict[str, list[float]]] = {
-        name: {"threadx": [], "talib": []} for _, name, _, _, _ in CASES
-    }
-    for _ in range(args.rounds):
-        for _, name, make, ta, _ in CASES:
-            expr = make()
-            times[name]["threadx"].append(best_of(lambda e=expr: df.select(e), args.runs))
-            times[name]["talib"].append(best_of(lambda f=ta: f(arrays), args.runs))
-
+    cases = []
+    for family, name, make, ta, target in CASES:
+        expr = make()
+        cases.append((family, name, lambda e=expr: df.select(e), lambda f=ta: f(arrays), target))
+    times = interleaved(cases, args.rounds, args.runs)
     print(
         f"threadx {threadx.__version__} ({threadx.optimal_workers(args.rows)} workers for "
         f"{args.rows:,} rows), TA-Lib {talib.__version__}, polars {pl.__version__}; "
         f"{args.rounds} interleaved rounds, best of {args.runs} each\n"
     )
-    head = (
-        f"{'family':<9} {'case':<16} {'threadx ms':>10} {'TA-Lib ms':>10} {'ratio':>7} "
-        f"{'spread':>13} {'target':>7}  verdict"
-    )
-    print(head)
-    print("-" * len(head))
-    for family, name, _, _, target in CASES:
-        t, ta = np.array(times[name]["threadx"]), np.array(times[name]["talib"])
-        ratio = t.min() / ta.min()
-        per_round = t / ta
-        verdict = "met" if ratio <= target else "missed"
-        print(
-            f"{family:<9} {name:<16} {t.min():>10.2f} {ta.min():>10.2f} {ratio:>6.2f}x "
-            f"{per_round.min():>5.2f}-{per_round.max():.2f}x {target:>6.1f}x  {verdict}"
-        )
+    report_ratios(cases, times)
 
 
 if __name__ == "__main__":
