@@ -68,6 +68,9 @@ PARAMS: dict[str, dict] = {
     "natr": {"period": 8},
     "stoch": {"fastk_period": 6, "slowk_period": 3, "slowd_period": 4},
     "obv": {},
+    "correl": {"period": 8},
+    "percentile": {"period": 9, "percentile": 40.0},
+    "percentrank": {"period": 10},
 }
 for _name, _row in _ROWS.items():
     PARAMS.setdefault(

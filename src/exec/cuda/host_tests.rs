@@ -23,6 +23,7 @@ fn specs() -> Vec<Spec> {
         v.extend(Spec::zscore(p).ok());
         v.extend(Spec::bollinger(p, 2.0).ok());
         v.extend(Spec::rolling_std(p, 0).ok());
+        v.extend(Spec::rolling_var(p).ok());
     }
     v.extend(Spec::rolling_std(20, 1).ok());
     v.extend(Spec::bollinger(5, 1.5).ok());

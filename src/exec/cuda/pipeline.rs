@@ -86,6 +86,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             moments(MOMENTS_STD, period, 1.0 / (period - ddof) as f64, 0.0)
         }
         Spec::Zscore { period } => moments(MOMENTS_ZSCORE, period, 0.0, 0.0),
+        Spec::RollingVar { period } => moments(MOMENTS_VAR, period, 0.0, 0.0),
         Spec::Bollinger { period, std_dev } => moments(MOMENTS_BOLLINGER, period, 0.0, std_dev),
         Spec::Wma { period } => Family::Window(Window::Wma { w: period }),
         Spec::Roc { period } => Family::Window(Window::Roc { period }),
@@ -248,7 +249,11 @@ impl Window {
     /// Scratch buffers beyond the outputs (suffix sums that cannot live in an output array).
     fn scratch(&self) -> usize {
         match *self {
-            Window::Moments { mode, .. } if mode == MOMENTS_STD || mode == MOMENTS_ZSCORE => 1,
+            Window::Moments { mode, .. }
+                if mode == MOMENTS_STD || mode == MOMENTS_ZSCORE || mode == MOMENTS_VAR =>
+            {
+                1
+            }
             _ => 0,
         }
     }
