@@ -1,7 +1,8 @@
 """threadx against TA-Lib 0.8.2 on long random walks: values and warm-up length.
 
 Every indicator with a TA-Lib twin is run through a Polars ``DataFrame.select`` (struct outputs
-unnested) on two (elementwise functions: three) 100_000-row OHLCV random walks and compared with TA-Lib on the same NumPy arrays:
+unnested) on two (elementwise and statistic functions: three) 100_000-row OHLCV random walks and
+compared with TA-Lib on the same NumPy arrays:
 
 * ``walk``: a geometric random walk (0.1 % per-row volatility, prices between about 40 and 110,
   a narrow enough range that TA-Lib's own running sums stay accurate), continuous prices,
@@ -413,8 +414,8 @@ def _correl_floor(m: Market, ta: np.ndarray) -> float:
 
 def _beta_floor(m: Market, ta: np.ndarray) -> float:
     # BETA is unbounded but of order 0.1-1 here; TA-Lib's absolute error is <= ~4e-12
-    # (measured against long-double two-pass sums of the returns), so a floor of 0.01 keeps it ~3x below the tolerance for
-    # betas near 0 while every ordinary beta is checked relatively.
+    # (measured against long-double two-pass sums of the returns), so a floor of 0.01 keeps it
+    # ~3x below the tolerance for betas near 0 while every ordinary beta is checked relatively.
     return 1e-2
 
 
@@ -622,7 +623,13 @@ CASES: dict[str, Case] = {
     "correl-200": _correl(200),
     **{
         f"{name}-{p}": _linreg(name, p)
-        for name in ("linearreg", "linearreg_angle", "linearreg_intercept", "linearreg_slope", "tsf")
+        for name in (
+            "linearreg",
+            "linearreg_angle",
+            "linearreg_intercept",
+            "linearreg_slope",
+            "tsf",
+        )
         for p in (14, 2, 5, 50, 500)
     },
     # VAR (threadx.rolling_var): default 5, the minimum 1, 20, a large period.
