@@ -468,13 +468,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 1, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (correlation)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: tx_comoments (CORREL mode) exists and is bit-checked, but the CUDA pipeline has no two-input window family to launch it",
-            ),
-        },
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Correl { period: period(v, 0) }),
     },
     Indicator {

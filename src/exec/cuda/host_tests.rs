@@ -39,6 +39,9 @@ fn specs() -> Vec<Spec> {
     ] {
         v.extend(crate::kernels::registry::build_named(name, []).ok());
     }
+    for p in [1, 2, 3, 7, 30, 100] {
+        v.extend(crate::kernels::registry::build_named("correl", [("period", p as f64)]).ok());
+    }
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
     v
