@@ -51,6 +51,11 @@ STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
     n: (tuple(r["outputs"]) if len(r["outputs"]) > 1 else None) for n, r in _ROWS.items()
 }
 
+#: The indicators with a CUDA twin, which forced GPUs and device sets place; the others are
+#: declared CPU-only (with a reason), and asking for a GPU is an error naming that reason.
+GPU_NAMES = [n for n in NAMES if "cuda" in _ROWS[n]["devices"]]
+CPU_ONLY_NAMES = [n for n in NAMES if "cuda" not in _ROWS[n]["devices"]]
+
 # name -> a small parameter set (short warm-ups): test_api and test_contexts use it as is,
 # test_null_policy with its own rolling_std / bollinger entries, test_determinism has its own.
 # An indicator without an entry here is tested at its defaults (see the end of this block).
@@ -68,6 +73,9 @@ PARAMS: dict[str, dict] = {
     "natr": {"period": 8},
     "stoch": {"fastk_period": 6, "slowk_period": 3, "slowd_period": 4},
     "obv": {},
+    "correl": {"period": 8},
+    "percentile": {"period": 9, "percentile": 40.0},
+    "percentrank": {"period": 10},
 }
 for _name, _row in _ROWS.items():
     PARAMS.setdefault(

@@ -26,6 +26,7 @@ import polars as pl
 import pytest
 import threadx
 from helpers import (
+    GPU_NAMES,
     INPUTS,
     NAMES,
     NS_INPUTS,
@@ -95,8 +96,13 @@ PARAM_SETS: dict[str, list[dict]] = {
 for _name in NAMES:
     PARAM_SETS.setdefault(_name, [PARAMS[_name], {}])
 
+# Forced-GPU cases: the indicators with a CUDA twin (CPU-only ones are kept off GPUs, see
+# test_api.py and test_balance.py for their errors).
 CASES: list[tuple[str, dict, tuple[str, ...]]] = [
-    (name, params, INPUTS[name]) for name, sets in PARAM_SETS.items() for params in sets
+    (name, params, INPUTS[name])
+    for name, sets in PARAM_SETS.items()
+    if name in GPU_NAMES
+    for params in sets
 ]
 
 
@@ -454,7 +460,7 @@ def test_small_device_pieces(monkeypatch, with_nulls) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GPU_NAMES)
 def test_forced_gpu_0_and_namespace_form(name, with_nulls) -> None:
     params = FIRST[name]
     want = with_nulls.select(build(name, params, "cpu").alias("out"))["out"]
@@ -464,7 +470,7 @@ def test_forced_gpu_0_and_namespace_form(name, with_nulls) -> None:
             assert_same_values(got, want, f"{name} {device!r} {form}")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GPU_NAMES)
 def test_missing_gpu_ordinal_is_a_compute_error(name, frame) -> None:
     df = frame(1_000)
     first_missing = max(d["index"] for d in threadx.gpu.devices()) + 1
@@ -510,11 +516,11 @@ def _fallback_lines(stderr: str) -> list[str]:
 @pytest.mark.parametrize("kind", ["launch", "alloc"])
 def test_injected_failure_falls_back_to_cpu(kind, monkeypatch, capfd, frame) -> None:
     df = frame(100_000)
-    want = {name: df.select(build(name, FIRST[name], "cpu").alias("o"))["o"] for name in NAMES}
+    want = {name: df.select(build(name, FIRST[name], "cpu").alias("o"))["o"] for name in GPU_NAMES}
     capfd.readouterr()
     monkeypatch.setenv("THREADX_GPU_INJECT_FAILURE", kind)
     for _ in range(3):
-        for name in NAMES:
+        for name in GPU_NAMES:
             got = df.select(build(name, FIRST[name], "gpu").alias("o"))["o"]
             assert_same_values(got, want[name], f"{name} injected {kind}")
     lines = _fallback_lines(capfd.readouterr().err)
@@ -522,7 +528,7 @@ def test_injected_failure_falls_back_to_cpu(kind, monkeypatch, capfd, frame) -> 
     assert len(lines) <= 1, lines
     assert all("threadx" in line for line in lines), lines
     monkeypatch.delenv("THREADX_GPU_INJECT_FAILURE")
-    for name in NAMES:  # the GPU works again
+    for name in GPU_NAMES:  # the GPU works again
         got = df.select(build(name, FIRST[name], "gpu").alias("o"))["o"]
         assert_same_values(got, want[name], f"{name} after injected {kind}")
 
@@ -531,7 +537,7 @@ _CHILD = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])  # the tests folder, for helpers
 import polars as pl, threadx
-from helpers import NAMES, PARAMS, digest, indicator_expr, ohlcv
+from helpers import GPU_NAMES as NAMES, PARAMS, digest, indicator_expr, ohlcv
 
 def run(df, name, device):
     return digest(df.select(indicator_expr(name, PARAMS[name], device=device).alias("o"))["o"])

@@ -381,7 +381,32 @@ def _signed(df: pl.DataFrame, seed: int) -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+#: Outputs that are not a power of the price scale times a scale-free value: LINEARREG_ANGLE is
+#: atan of the slope (checked against the slope below).
+NOT_HOMOGENEOUS = {"linearreg_angle"}
+
+
+@pytest.mark.parametrize("top", [1e306, 1.5e308])
+@pytest.mark.parametrize("shape", ["walk", "signed"])
+def test_item11_angle_is_the_atan_of_the_slope_under_overflow(top: float, shape: str) -> None:
+    """LINEARREG_ANGLE on scaled prices is atan(LINEARREG_SLOPE) in degrees, row for row: the
+    slope's own overflow behaviour is checked by the homogeneous test."""
+    base = ohlcv(600, seed=11)
+    if shape == "signed":
+        base = _signed(base, 11)
+    factor = top / float(base.select(pl.all().abs().max()).max_horizontal().item())
+    df = base.with_columns(pl.all() * factor)
+    p = PARAMS["linearreg_angle"]
+    angle = run(df, indicator_expr("linearreg_angle", p)).to_numpy()
+    slope = run(df, indicator_expr("linearreg_slope", p)).to_numpy()
+    with np.errstate(invalid="ignore"):
+        want = np.degrees(np.arctan(slope))
+    np.testing.assert_array_equal(np.isnan(angle), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(angle[ok], want[ok], rtol=1e-14, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NOT_HOMOGENEOUS])
 @pytest.mark.parametrize("top", [1e306, 1.5e308])
 @pytest.mark.parametrize("shape", ["walk", "signed"])
 def test_item11_overflow_gives_non_finite_never_a_wrong_finite_value(

@@ -268,6 +268,120 @@ def ref_div(a, b):
         return a / b
 
 
+# Statistic functions: two-pass NumPy formulas over each window.
+def _returns(v):
+    """One-row returns (v_t - v_{t-1}) / v_{t-1}; 0 where the base is exactly 0 (and at row 0)."""
+    r = np.zeros(len(v))
+    if len(v) > 1:
+        base = v[:-1]
+        with np.errstate(all="ignore"):
+            r[1:] = np.where(base == 0.0, 0.0, (v[1:] - base) / np.where(base == 0.0, 1.0, base))
+    return r
+
+
+def _cov_windows(a, b, period):
+    """(centred sum of squares of a, of b, of cross-products) per window of `period` rows."""
+    wa, wb = _windows(a, period), _windows(b, period)
+    da = wa - wa.mean(axis=1, keepdims=True)
+    db = wb - wb.mean(axis=1, keepdims=True)
+    return (da * da).sum(axis=1), (db * db).sum(axis=1), (da * db).sum(axis=1)
+
+
+def ref_beta(x, y, period):
+    out = _nan(len(x))
+    if len(x) > period:
+        sxx, _, sxy = _cov_windows(_returns(x), _returns(y), period)
+        with np.errstate(all="ignore"):
+            beta = np.where(sxx == 0.0, 0.0, sxy / sxx)
+        out[period:] = beta[1:]
+    return out
+
+
+def ref_correl(x, y, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        sxx, syy, sxy = _cov_windows(x, y, period)
+        den = sxx * syy
+        with np.errstate(all="ignore"):
+            out[period - 1 :] = np.where(den == 0.0, 0.0, sxy / np.sqrt(den))
+    return out
+
+
+def _linreg_ref(x, period, what):
+    out = _nan(len(x))
+    if len(x) >= period:
+        j = np.arange(period, dtype=np.float64)
+        dj = j - j.mean()
+        win = _windows(x, period)
+        slope = ((win - win.mean(axis=1, keepdims=True)) * dj).sum(axis=1) / (dj * dj).sum()
+        b = win.mean(axis=1) - slope * j.mean()  # the fitted value at the oldest row
+        out[period - 1 :] = {
+            "value": b + slope * (period - 1),
+            "angle": np.degrees(np.arctan(slope)),
+            "intercept": b,
+            "slope": slope,
+            "tsf": b + slope * period,
+        }[what]
+    return out
+
+
+def ref_linearreg(x, period):
+    return _linreg_ref(x, period, "value")
+
+
+def ref_linearreg_angle(x, period):
+    return _linreg_ref(x, period, "angle")
+
+
+def ref_linearreg_intercept(x, period):
+    return _linreg_ref(x, period, "intercept")
+
+
+def ref_linearreg_slope(x, period):
+    return _linreg_ref(x, period, "slope")
+
+
+def ref_tsf(x, period):
+    return _linreg_ref(x, period, "tsf")
+
+
+def ref_var(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).var(axis=1)
+    return out
+
+
+def ref_avgdev(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        win = _windows(x, period)
+        out[period - 1 :] = np.abs(win - win.mean(axis=1, keepdims=True)).mean(axis=1)
+    return out
+
+
+def ref_percentile(x, period, percentile):
+    """The ceil(percentile * period / 100)-th smallest value of each window (nearest rank)."""
+    out = _nan(len(x))
+    if len(x) >= period:
+        rank = min(max(int(np.ceil(percentile * period / 100.0)), 1), period)
+        win = _windows(x, period)
+        vals = np.sort(win, axis=1)[:, rank - 1]
+        out[period - 1 :] = np.where(np.isnan(win).any(axis=1), np.nan, vals)
+    return out
+
+
+def ref_percentrank(x, period):
+    """Percent of the `period` previous values strictly below the current one."""
+    out = _nan(len(x))
+    for t in range(period, len(x)):
+        prev = x[t - period : t]
+        if np.isnan(prev).any() or np.isnan(x[t]):
+            continue
+        out[t] = np.count_nonzero(prev < x[t]) / period * 100.0
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -328,6 +442,17 @@ INDICATORS = [
     Ind("sub", ref_sub, "elementwise"),
     Ind("mult", ref_mult, "elementwise"),
     Ind("div", ref_div, "elementwise"),
+    Ind("beta", ref_beta, "windowed"),
+    Ind("correl", ref_correl, "windowed"),
+    Ind("linearreg", ref_linearreg, "windowed"),
+    Ind("linearreg_angle", ref_linearreg_angle, "windowed"),
+    Ind("linearreg_intercept", ref_linearreg_intercept, "windowed"),
+    Ind("linearreg_slope", ref_linearreg_slope, "windowed"),
+    Ind("tsf", ref_tsf, "windowed"),
+    Ind("rolling_var", ref_var, "windowed"),
+    Ind("avgdev", ref_avgdev, "windowed"),
+    Ind("percentile", ref_percentile, "windowed"),
+    Ind("percentrank", ref_percentrank, "windowed"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]

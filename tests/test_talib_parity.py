@@ -1,13 +1,17 @@
 """threadx against TA-Lib 0.8.2 on long random walks: values and warm-up length.
 
 Every indicator with a TA-Lib twin is run through a Polars ``DataFrame.select`` (struct outputs
-unnested) on two (elementwise functions: three) 100_000-row OHLCV random walks and compared with TA-Lib on the same NumPy arrays:
+unnested) on two (elementwise and statistic functions: three) 100_000-row OHLCV random walks and
+compared with TA-Lib on the same NumPy arrays:
 
 * ``walk``: a geometric random walk (0.1 % per-row volatility, prices between about 40 and 110,
   a narrow enough range that TA-Lib's own running sums stay accurate), continuous prices,
   log-normal float volumes;
-* ``big`` (elementwise functions only): prices near 1e6 with per-row moves near 1e-6, where
-  sums of four nearly equal large prices round differently in any other order of additions;
+* ``big`` (elementwise and statistic functions, AVGDEV, PERCENTILE, PERCENTRANK): prices near 1e6
+  with per-row moves near 1e-6 (relative), where sums of four nearly equal large prices round
+  differently in any other order of additions (LINEARREG_SLOPE and _ANGLE, whose TA-Lib sums
+  lose the offset's digits, are compared with TA-Lib on the closes minus their median, an exact
+  subtraction: ``_offset``);
 * ``tick``: the same kind of walk with every price rounded to a 0.01 tick, so ties are common
   (equal consecutive closes, ``open == close``, ``high == low`` bars, flat windows) and the
   zero-change / zero-range branches of RSI, OBV, STOCH, ATR and STDDEV are exercised (4 % of
@@ -382,6 +386,154 @@ def _elementwise(name: str, cols: tuple[str, ...], lookback: int = 0) -> Case:
     )
 
 
+# --- Statistic functions (BETA, CORREL, LINEARREG family, TSF, VAR), AVGDEV, PERCENTILE,
+# PERCENTRANK. These run on all three datasets.
+STAT_DATASETS = ("walk", "tick", "big")
+
+
+def _offset(m: Market) -> float:
+    """The price level ``c`` (median close) that the LINEARREG_SLOPE / _ANGLE references subtract.
+    Every close lies in ``[c/2, 2c]``, so ``x - c`` is exact (Sterbenz) and the slope is the same
+    number. TA-Lib's slope carries an absolute error of a few hundred ulps of the values it is
+    given (measured against long-double sums: 1.6e-11 on walk at period 2 and 1.6e-7 on big,
+    where the exact slope is the plain difference x_t - x_{t-1}); given the shifted closes its
+    error drops to <= 3.2e-12 on walk and tick and ~0 on big."""
+    c = m.price_scale
+    assert np.all((m.close >= c / 2) & (m.close <= 2 * c))
+    return c
+
+
+def _correl_floor(m: Market, ta: np.ndarray) -> float:
+    # CORREL lies in [-1, 1] and crosses 0. TA-Lib's running sums give it an absolute error up
+    # to ~2e-11 at periods >= 10 on these datasets (measured against long-double two-pass sums);
+    # a floor of 0.1 keeps that ~5x below the tolerance. (At period 2 TA-Lib's error reaches
+    # 2e-8 where the exact value is +-1, above any sensible tolerance, so period 2 is not a
+    # case; the Rust tests check threadx's period-2 values against a two-pass reference.)
+    return 0.1
+
+
+def _beta_floor(m: Market, ta: np.ndarray) -> float:
+    # BETA is unbounded but of order 0.1-1 here; TA-Lib's absolute error is <= ~4e-12
+    # (measured against long-double two-pass sums of the returns), so a floor of 0.01 keeps it
+    # ~3x below the tolerance for betas near 0 while every ordinary beta is checked relatively.
+    return 1e-2
+
+
+def _slope_floor(m: Market, ta: np.ndarray) -> float:
+    # LINEARREG_SLOPE (price per row) crosses 0. Even on the shifted closes (_offset) TA-Lib's
+    # slope carries an absolute error up to 3.2e-12 (walk, period 5; measured against
+    # long-double sums), which is relative noise for slopes near 0. Floor: a fifth of the
+    # median per-row move |dx| (9e-3 on walk, 1.4e-2 on tick, 0.13 on big; the median |slope|
+    # is 0.045 at period 2 and 0.013 at period 14 on walk), which keeps that noise below 4e-10.
+    return 0.2 * float(np.median(np.abs(np.diff(m.close))))
+
+
+def _angle_floor(m: Market, ta: np.ndarray) -> float:
+    # LINEARREG_ANGLE = atan(slope) in degrees: near 0 it is slope * 180/pi, so the slope's
+    # floor in degrees.
+    return _slope_floor(m, ta) * 180.0 / np.pi
+
+
+def _beta(p: int) -> Case:
+    # BETA of the open's returns on the close's (real0 = close, real1 = open).
+    return Case(
+        lambda: threadx.beta("close", "open", p),
+        lambda m: {"value": talib.BETA(m.close, m.open, p)},
+        p,
+        {"value": _beta_floor},
+        datasets=STAT_DATASETS,
+    )
+
+
+def _correl(p: int) -> Case:
+    return Case(
+        lambda: threadx.correl("close", "open", p),
+        lambda m: {"value": talib.CORREL(m.close, m.open, p)},
+        p - 1,
+        {"value": _correl_floor},
+        datasets=STAT_DATASETS,
+    )
+
+
+# name -> (TA-Lib function, shift-invariant output, floor). The fitted values (price level) are
+# compared with TA-Lib on the closes themselves; the slope and angle with TA-Lib on the exactly
+# shifted closes (_offset).
+_LINREG = {
+    "linearreg": (talib.LINEARREG, False, _price_floor),
+    "linearreg_angle": (talib.LINEARREG_ANGLE, True, _angle_floor),
+    "linearreg_intercept": (talib.LINEARREG_INTERCEPT, False, _price_floor),
+    "linearreg_slope": (talib.LINEARREG_SLOPE, True, _slope_floor),
+    "tsf": (talib.TSF, False, _price_floor),
+}
+
+
+def _linreg(name: str, p: int) -> Case:
+    fn, shift, floor = _LINREG[name]
+
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        return {"value": fn(m.close - _offset(m) if shift else m.close, p)}
+
+    return Case(
+        lambda: getattr(threadx, name)("close", p),
+        ta,
+        p - 1,
+        {"value": floor},
+        datasets=STAT_DATASETS,
+    )
+
+
+def _var(p: int) -> Case:
+    # TA-Lib's VAR takes nbdev and ignores it.
+    return Case(
+        lambda: threadx.rolling_var("close", p),
+        lambda m: {"value": talib.VAR(m.close, p, 1.0)},
+        p - 1,
+        {"value": _variance_floor},
+        datasets=STAT_DATASETS,
+    )
+
+
+def _variance_floor(m: Market, ta: np.ndarray) -> float:
+    # VAR: STDDEV's floor squared (a variance's relative error is about twice its square root's),
+    # so TA-Lib's rounding stays as far below the tolerance as for STDDEV (flat tick windows have
+    # a variance of exactly 0).
+    return (1e-4 * m.price_scale) ** 2
+
+
+def _avgdev(p: int) -> Case:
+    return Case(
+        lambda: threadx.avgdev("close", p),
+        lambda m: {"value": talib.AVGDEV(m.close, p)},
+        p - 1,
+        {"value": _dispersion_floor},
+        datasets=STAT_DATASETS,
+    )
+
+
+def _percentile(p: int, q: float) -> Case:
+    # Order statistics: values of the window, so bit for bit.
+    return Case(
+        lambda: threadx.percentile("close", p, q),
+        lambda m: {"value": talib.PERCENTILE(m.close, p, q)},
+        p - 1,
+        {"value": _exact_floor},
+        exact=True,
+        datasets=STAT_DATASETS,
+    )
+
+
+def _percentrank(p: int) -> Case:
+    # count / p * 100 with an integer count: bit for bit.
+    return Case(
+        lambda: threadx.percentrank("close", p),
+        lambda m: {"value": talib.PERCENTRANK(m.close, p)},
+        p,
+        {"value": _exact_floor},
+        exact=True,
+        datasets=STAT_DATASETS,
+    )
+
+
 CASES: dict[str, Case] = {
     # SMA/EMA/WMA: default 30, the minimum 2, a small and a large period.
     "sma-30": _sma(30),
@@ -456,6 +608,51 @@ CASES: dict[str, Case] = {
     "mult-vl": _elementwise("mult", ("volume", "low")),
     "div-co": _elementwise("div", ("close", "open")),
     "div-vh": _elementwise("div", ("volume", "high")),
+    # Statistic functions: the default period first, then the minimum and others.
+    # BETA: no period 2. Two returns that differ by a tiny amount make TA-Lib's un-shifted sums
+    # lose up to 1e-8 (walk row 79582: TA-Lib -1053.982506815876, a long-double two-pass
+    # -1053.982493808862, threadx -1053.98249380893); the Rust tests check period 2.
+    "beta-5": _beta(5),
+    "beta-1": _beta(1),
+    "beta-10": _beta(10),
+    "beta-30": _beta(30),
+    "beta-300": _beta(300),
+    "correl-30": _correl(30),
+    "correl-1": _correl(1),
+    "correl-10": _correl(10),
+    "correl-200": _correl(200),
+    **{
+        f"{name}-{p}": _linreg(name, p)
+        for name in (
+            "linearreg",
+            "linearreg_angle",
+            "linearreg_intercept",
+            "linearreg_slope",
+            "tsf",
+        )
+        for p in (14, 2, 5, 50, 500)
+    },
+    # VAR (threadx.rolling_var): default 5, the minimum 1, 20, a large period.
+    "var-5": _var(5),
+    "var-1": _var(1),
+    "var-20": _var(20),
+    "var-1000": _var(1000),
+    "avgdev-14": _avgdev(14),
+    "avgdev-2": _avgdev(2),
+    "avgdev-5": _avgdev(5),
+    "avgdev-100": _avgdev(100),
+    # PERCENTILE (period, percentile): default (30, 50), the extremes 0 and 100, others.
+    "percentile-30-50": _percentile(30, 50.0),
+    "percentile-2-100": _percentile(2, 100.0),
+    "percentile-5-0": _percentile(5, 0.0),
+    "percentile-10-90": _percentile(10, 90.0),
+    "percentile-14-33.3": _percentile(14, 33.3),
+    "percentile-101-25": _percentile(101, 25.0),
+    "percentile-1000-50": _percentile(1000, 50.0),
+    "percentrank-100": _percentrank(100),
+    "percentrank-2": _percentrank(2),
+    "percentrank-10": _percentrank(10),
+    "percentrank-500": _percentrank(500),
 }
 
 

@@ -686,32 +686,367 @@ def div(
     )
 
 
+def beta(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    period: int = 5,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Beta, the regression slope of real1's one-row returns on real0's (0 when real0's returns are
+    constant) (TA-Lib BETA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    period:
+        Number of returns in the window (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "beta", {"real0": real0, "real1": real1}, {"period": period}, device, workload_tag
+    )
+
+
+def correl(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Pearson's correlation coefficient of real0 and real1, 0 when either is constant (TA-Lib
+    CORREL).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real0:
+        Input column: a column name or an expression.
+    real1:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "correl", {"real0": real0, "real1": real1}, {"period": period}, device, workload_tag
+    )
+
+
+def linearreg(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Least-squares line of the window, evaluated at its newest row (TA-Lib LINEARREG).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "linearreg", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def linearreg_angle(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Angle of the least-squares slope, in degrees (TA-Lib LINEARREG_ANGLE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "linearreg_angle", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def linearreg_intercept(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Least-squares line of the window, evaluated at its oldest row (TA-Lib LINEARREG_INTERCEPT).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "linearreg_intercept", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def linearreg_slope(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Slope of the least-squares line of the window, per row (TA-Lib LINEARREG_SLOPE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "linearreg_slope", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def tsf(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Time series forecast, the least-squares line of the window evaluated one row ahead (TA-Lib
+    TSF).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "tsf", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def rolling_var(
+    real: IntoExpr,
+    period: int = 5,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Rolling population variance (TA-Lib's VAR, whose nbdev has no effect and is not taken) (TA-
+    Lib VAR).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "rolling_var", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def avgdev(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Average absolute deviation from the window mean (TA-Lib AVGDEV).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "avgdev", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def percentile(
+    real: IntoExpr,
+    period: int = 30,
+    percentile: float = 50.0,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Nearest-rank percentile of the window, its ceil(percentile * period / 100)-th smallest value
+    (TA-Lib PERCENTILE).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    percentile:
+        Percentile in [0, 100] (float in [0, 100]; TA-Lib: ``percentile``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "percentile", {"real": real}, {"period": period, "percentile": percentile}, device, workload_tag
+    )
+
+
+def percentrank(
+    real: IntoExpr,
+    period: int = 100,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Percent of the previous period values strictly below the current one (TA-Lib PERCENTRANK).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Number of previous values (int in [2, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "percentrank", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
+var = rolling_var
 
 __all__ = [
     "add",
     "atr",
+    "avgdev",
     "avgprice",
     "bbands",
+    "beta",
     "bollinger",
+    "correl",
     "div",
     "ema",
+    "linearreg",
+    "linearreg_angle",
+    "linearreg_intercept",
+    "linearreg_slope",
     "macd",
     "medprice",
     "mult",
     "natr",
     "obv",
+    "percentile",
+    "percentrank",
     "roc",
     "rolling_std",
+    "rolling_var",
     "rsi",
     "sma",
     "stddev",
     "stoch",
     "sub",
     "trange",
+    "tsf",
     "typprice",
+    "var",
     "wclprice",
     "wma",
     "zscore",

@@ -223,32 +223,147 @@ def div(
 ) -> pl.Expr:
     ...
 
+def beta(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    period: int = 5,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def correl(
+    real0: IntoExpr,
+    real1: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def linearreg(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def linearreg_angle(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def linearreg_intercept(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def linearreg_slope(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def tsf(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def rolling_var(
+    real: IntoExpr,
+    period: int = 5,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def avgdev(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def percentile(
+    real: IntoExpr,
+    period: int = 30,
+    percentile: float = 50.0,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def percentrank(
+    real: IntoExpr,
+    period: int = 100,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
+var = rolling_var
 
 __all__ = [
     "add",
     "atr",
+    "avgdev",
     "avgprice",
     "bbands",
+    "beta",
     "bollinger",
+    "correl",
     "div",
     "ema",
+    "linearreg",
+    "linearreg_angle",
+    "linearreg_intercept",
+    "linearreg_slope",
     "macd",
     "medprice",
     "mult",
     "natr",
     "obv",
+    "percentile",
+    "percentrank",
     "roc",
     "rolling_std",
+    "rolling_var",
     "rsi",
     "sma",
     "stddev",
     "stoch",
     "sub",
     "trange",
+    "tsf",
     "typprice",
+    "var",
     "wclprice",
     "wma",
     "zscore",

@@ -630,6 +630,298 @@ class ThreadxNamespace:
             "div", {"real0": self._expr, "real1": real1}, {}, device, workload_tag
         )
 
+    def beta(
+        self,
+        real1: IntoExpr,
+        period: int = 5,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Beta, the regression slope of real1's one-row returns on real0's (0 when real0's returns
+        are constant) (TA-Lib BETA).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        period:
+            Number of returns in the window (int in [1, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "beta", {"real0": self._expr, "real1": real1}, {"period": period}, device, workload_tag
+        )
+
+    def correl(
+        self,
+        real1: IntoExpr,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Pearson's correlation coefficient of real0 and real1, 0 when either is constant (TA-Lib
+        CORREL).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        real1:
+            Input column: a column name or an expression.
+        period:
+            Window length (int in [1, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "correl", {"real0": self._expr, "real1": real1}, {"period": period}, device, workload_tag
+        )
+
+    def linearreg(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Least-squares line of the window, evaluated at its newest row (TA-Lib LINEARREG).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "linearreg", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def linearreg_angle(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Angle of the least-squares slope, in degrees (TA-Lib LINEARREG_ANGLE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "linearreg_angle", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def linearreg_intercept(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Least-squares line of the window, evaluated at its oldest row (TA-Lib
+        LINEARREG_INTERCEPT).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "linearreg_intercept", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def linearreg_slope(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Slope of the least-squares line of the window, per row (TA-Lib LINEARREG_SLOPE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "linearreg_slope", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def tsf(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Time series forecast, the least-squares line of the window evaluated one row ahead (TA-
+        Lib TSF).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "tsf", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def rolling_var(
+        self,
+        period: int = 5,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Rolling population variance (TA-Lib's VAR, whose nbdev has no effect and is not taken)
+        (TA-Lib VAR).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [1, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "rolling_var", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def avgdev(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Average absolute deviation from the window mean (TA-Lib AVGDEV).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "avgdev", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def percentile(
+        self,
+        period: int = 30,
+        percentile: float = 50.0,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Nearest-rank percentile of the window, its ceil(percentile * period / 100)-th smallest
+        value (TA-Lib PERCENTILE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        percentile:
+            Percentile in [0, 100] (float in [0, 100]; TA-Lib: ``percentile``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "percentile", {"real": self._expr}, {"period": period, "percentile": percentile}, device, workload_tag
+        )
+
+    def percentrank(
+        self,
+        period: int = 100,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Percent of the previous period values strictly below the current one (TA-Lib
+        PERCENTRANK).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period.
+
+        Parameters
+        ----------
+        period:
+            Number of previous values (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "percentrank", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger
+    var = rolling_var

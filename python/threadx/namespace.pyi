@@ -230,6 +230,109 @@ class ThreadxNamespace:
     ) -> pl.Expr:
         ...
 
+    def beta(
+        self,
+        real1: IntoExpr,
+        period: int = 5,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def correl(
+        self,
+        real1: IntoExpr,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def linearreg(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def linearreg_angle(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def linearreg_intercept(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def linearreg_slope(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def tsf(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def rolling_var(
+        self,
+        period: int = 5,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def avgdev(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def percentile(
+        self,
+        period: int = 30,
+        percentile: float = 50.0,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def percentrank(
+        self,
+        period: int = 100,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger
+    var = rolling_var

@@ -273,6 +273,22 @@ mod tests {
             ]
             .map(|name| crate::kernels::registry::build_named(name, []).unwrap()),
         )
+        .chain(
+            [
+                "beta",
+                "correl",
+                "linearreg",
+                "linearreg_angle",
+                "linearreg_intercept",
+                "linearreg_slope",
+                "tsf",
+                "rolling_var",
+                "avgdev",
+                "percentile",
+                "percentrank",
+            ]
+            .map(|name| crate::kernels::registry::build_named(name, []).unwrap()),
+        )
         .collect()
     }
 

@@ -37,11 +37,25 @@
 //! NATR, threadx tests exactly zero. Rounding may put `|correl|` an ulp or two past 1; it is not
 //! clamped. A window holding a NaN (or an infinity) gives NaN.
 //!
+//! **LINEARREG family** (TA-Lib LINEARREG, _SLOPE, _INTERCEPT, _ANGLE, TSF): `x` is the row index
+//! `s` itself (as a double; exact below 2^53), so `rx = b*w` and every `dx` is a small exact
+//! integer; `y` is the price. With `h = (w - 1) * 0.5` (the mean position in the window, oldest
+//! row at 0): `slope = m_xy / m_xx`; `intercept = mean_y - slope*h` (the fitted value at the oldest
+//! row of the window, TA-Lib's `b`); `linearreg = intercept + slope*(w - 1)` (at the newest row);
+//! `tsf = intercept + slope*w` (one row ahead); `angle = atan(slope) * (180.0 / π)` in degrees
+//! (the platform's `atan`; CPU only). Periods start at 2, so `m_xx > 0`.
+//!
+//! **BETA** (TA-Lib BETA): `x` and `y` are the one-row returns of the two input series,
+//! `ret_s = (v_s - v_{s-1}) / v_{s-1}`, `0.0` when `v_{s-1} == 0.0` (TA-Lib tests `|v| < 1e-8`;
+//! threadx tests exactly zero, as ROC does) and `0.0` at row 0 (never in a window of an output
+//! row). Each return is recomputed where a sum reads it, never stored. `beta = m_xy / m_xx`, `0.0`
+//! when `m_xx == 0.0` (the first series' returns are constant over the window); NaN passes. The
+//! window of row `t` is the returns of rows `t - w + 1 ..= t`, so the lookback is `w` (TA-Lib's).
+//!
 //! Accuracy: the shift bounds the relative error of `m_xx`, `m_yy` by about `w·ε` (see
 //! `moments.rs`); `m_xy` is accurate to `w·ε·sqrt(m_xx·m_yy)`. Cost O(1) amortised per row; a
 //! piece of rows `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1`.
 
-use super::moments::reference;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
 
@@ -135,6 +149,16 @@ pub enum CoStat {
     Mxy,
 }
 
+/// A block's reference: the value when finite, else `0.0` (`moments::reference`).
+#[inline(always)]
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// `[x, y, x*x, y*y, x*y]` after the shift.
 #[inline(always)]
 fn summands(x: f64, y: f64, rx: f64, ry: f64) -> [f64; 5] {
@@ -146,14 +170,14 @@ fn summands(x: f64, y: f64, rx: f64, ry: f64) -> [f64; 5] {
 /// The shifted sums of every window ending in `[lo, hi)` (`lo >= w - 1`), row by row in order as
 /// `emit(t, sums)`.
 fn sums_rows(
-    x: &[f64],
-    y: &[f64],
+    x: impl Fn(usize) -> f64,
+    y: impl Fn(usize) -> f64,
     w: usize,
     lo: usize,
     hi: usize,
     mut emit: impl FnMut(usize, &CoSums),
 ) {
-    debug_assert!(lo + 1 >= w && hi <= x.len() && hi <= y.len());
+    debug_assert!(lo + 1 >= w);
     if lo >= hi {
         return;
     }
@@ -163,13 +187,13 @@ fn sums_rows(
             let bs = b * w;
             let o_lo = lo.max(bs) - bs;
             let o_hi = hi.min(bs + w) - bs; // exclusive
-            let (rx, ry) = (reference(x, bs), reference(y, bs));
+            let (rx, ry) = (finite_or_zero(x(bs)), finite_or_zero(y(bs)));
             // Suffix sums of block b - 1 for the rows o_lo .. min(o_hi, w - 1): offsets w-1 down to
             // o_lo + 1, stored at the offset they start from.
             if o_lo < o_hi.min(w - 1) {
                 let mut acc = [0.0f64; 5];
                 for j in (o_lo + 1..w).rev() {
-                    let v = summands(x[bs - w + j], y[bs - w + j], rx, ry);
+                    let v = summands(x(bs - w + j), y(bs - w + j), rx, ry);
                     for c in 0..5 {
                         acc[c] = v[c] + acc[c];
                         suf[c][j] = acc[c];
@@ -179,7 +203,7 @@ fn sums_rows(
             // Prefix sums of block b from its start; rows from o_lo on are emitted.
             let mut acc = [0.0f64; 5];
             for o in 0..o_hi {
-                let v = summands(x[bs + o], y[bs + o], rx, ry);
+                let v = summands(x(bs + o), y(bs + o), rx, ry);
                 for c in 0..5 {
                     acc[c] = acc[c] + v[c];
                 }
@@ -219,6 +243,23 @@ pub fn run_comoments<S: Splitter, const K: usize>(
 ) {
     assert_eq!(x.len(), y.len(), "comoments: x and y differ in length");
     let n = x.len();
+    if w == 0 || n < w {
+        return;
+    }
+    run_comoments_of(split, n, |i| x[i], |i| y[i], w, outs, write);
+}
+
+/// [`run_comoments`] over two series given by their values at each row (`n` rows): a derived
+/// series (returns, the row index) is read where the sums need it, never stored.
+fn run_comoments_of<S: Splitter, const K: usize>(
+    split: &S,
+    n: usize,
+    x: impl Fn(usize) -> f64 + Sync + Send + Copy,
+    y: impl Fn(usize) -> f64 + Sync + Send + Copy,
+    w: usize,
+    outs: [&mut [f64]; K],
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &CoSums) + Sync + Send,
+) {
     if w == 0 || n < w {
         return;
     }
@@ -266,6 +307,81 @@ pub fn correl_of(s: &CoSums, iw: f64) -> f64 {
     } else {
         s.m_xy(iw) / den.sqrt()
     }
+}
+
+/// One output of the LINEARREG family (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinReg {
+    /// TA-Lib LINEARREG: the fitted value at the newest row.
+    Value,
+    /// TA-Lib LINEARREG_SLOPE.
+    Slope,
+    /// TA-Lib LINEARREG_INTERCEPT: the fitted value at the oldest row of the window.
+    Intercept,
+    /// TA-Lib LINEARREG_ANGLE: the slope's angle in degrees.
+    Angle,
+    /// TA-Lib TSF: the fitted value one row past the newest.
+    Tsf,
+}
+
+/// The least-squares line of `y` against the row index over `period` rows (`period >= 2`), as
+/// `what`. Rows `< period - 1` are left untouched.
+pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, out: &mut [f64]) {
+    let iw = 1.0 / period as f64;
+    let h = (period - 1) as f64 * 0.5;
+    let (last, ahead) = ((period - 1) as f64, period as f64);
+    run_comoments_of(
+        split,
+        y.len(),
+        |i| i as f64,
+        |i| y[i],
+        period,
+        [out],
+        |[o], i, _, s| {
+            let slope = s.m_xy(iw) / s.m_xx(iw);
+            let intercept = || s.mean_y(iw) - slope * h;
+            o[i] = match what {
+                LinReg::Slope => slope,
+                LinReg::Intercept => intercept(),
+                LinReg::Value => intercept() + slope * last,
+                LinReg::Tsf => intercept() + slope * ahead,
+                LinReg::Angle => slope.atan() * (180.0 / std::f64::consts::PI),
+            };
+        },
+    );
+}
+
+/// The one-row return of `v` at row `s` (see the module doc).
+#[inline(always)]
+fn one_row_return(v: &[f64], s: usize) -> f64 {
+    if s == 0 {
+        return 0.0;
+    }
+    let p = v[s - 1];
+    if p == 0.0 {
+        0.0
+    } else {
+        (v[s] - p) / p
+    }
+}
+
+/// TA-Lib BETA: the regression slope of `y`'s one-row returns on `x`'s over `period` returns
+/// (module doc). Rows `< period` are unspecified (row `period - 1` is written).
+pub fn beta<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &mut [f64]) {
+    let iw = 1.0 / period as f64;
+    let n = x.len().min(y.len());
+    run_comoments_of(
+        split,
+        n,
+        |i| one_row_return(x, i),
+        |i| one_row_return(y, i),
+        period,
+        [out],
+        |[o], i, _, s| {
+            let mxx = s.m_xx(iw);
+            o[i] = if mxx == 0.0 { 0.0 } else { s.m_xy(iw) / mxx };
+        },
+    );
 }
 
 #[cfg(test)]
@@ -488,6 +604,149 @@ mod tests {
                         assert_bits_eq(g, want, "comoments split");
                     }
                     assert_bits_eq(&run_correl(&cuts, &x, &y, w), &whole_c, "correl split");
+                }
+            }
+        }
+    }
+
+    const LINREG_ALL: [LinReg; 5] = [
+        LinReg::Value,
+        LinReg::Slope,
+        LinReg::Intercept,
+        LinReg::Angle,
+        LinReg::Tsf,
+    ];
+
+    fn run_linreg<S: Splitter>(s: &S, y: &[f64], w: usize, what: LinReg) -> Vec<f64> {
+        let mut out = vec![f64::NAN; y.len()];
+        linreg(s, y, w, what, &mut out);
+        out
+    }
+
+    fn run_beta<S: Splitter>(s: &S, x: &[f64], y: &[f64], w: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        beta(s, x, y, w, &mut out);
+        out
+    }
+
+    #[test]
+    fn linreg_matches_a_two_pass_reference() {
+        for y in series_zoo(1500, 4) {
+            for w in [2, 3, 7, 14, 50] {
+                let got: Vec<Vec<f64>> = LINREG_ALL
+                    .iter()
+                    .map(|&k| run_linreg(&Sequential, &y, w, k))
+                    .collect();
+                let js: Vec<f64> = (0..w).map(|j| j as f64).collect();
+                for t in w - 1..y.len() {
+                    let win = &y[t + 1 - w..=t];
+                    let [mj, my, mjj, myy, mjy] = naive_window(&js, win);
+                    let slope = mjy / mjj;
+                    let b = my - slope * mj;
+                    // Natural scales: the slope's is sd(y)/sd(j); the fitted values' the data's.
+                    let s_scale = (myy / mjj).sqrt() + my.abs() * 1e-16;
+                    let tol = 1e-12 * w as f64;
+                    let want = [
+                        b + slope * (w - 1) as f64,
+                        slope,
+                        b,
+                        slope.atan().to_degrees(),
+                        b + slope * w as f64,
+                    ];
+                    let scales = [
+                        my.abs() + s_scale * w as f64,
+                        s_scale,
+                        my.abs() + s_scale * w as f64,
+                        57.3 * s_scale,
+                        my.abs() + s_scale * w as f64,
+                    ];
+                    for k in 0..5 {
+                        assert!(
+                            (got[k][t] - want[k]).abs() <= tol * scales[k] + 1e-300,
+                            "{:?} w={w} t={t}: {} vs {}",
+                            LINREG_ALL[k],
+                            got[k][t],
+                            want[k]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn returns(v: &[f64]) -> Vec<f64> {
+        (0..v.len())
+            .map(|s| {
+                if s == 0 || v[s - 1] == 0.0 {
+                    0.0
+                } else {
+                    (v[s] - v[s - 1]) / v[s - 1]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn beta_matches_a_two_pass_reference_on_returns() {
+        for (x, y) in pairs(1200, 17).into_iter().take(10) {
+            let (rx, ry) = (returns(&x), returns(&y));
+            for w in [1, 2, 5, 20, 60] {
+                let got = run_beta(&Sequential, &x, &y, w);
+                for t in w..x.len() {
+                    let [_, _, mxx, myy, mxy] =
+                        naive_window(&rx[t + 1 - w..=t], &ry[t + 1 - w..=t]);
+                    if mxx == 0.0 || !mxx.is_finite() {
+                        continue; // the zero branch is tested below
+                    }
+                    let want = mxy / mxx;
+                    let tol = 1e-11 * w as f64 * ((myy / mxx).sqrt() + want.abs());
+                    assert!(
+                        (got[t] - want).abs() <= tol,
+                        "w={w} t={t}: {} vs {want}",
+                        got[t]
+                    );
+                }
+            }
+        }
+        // Constant first series: beta 0; a zero price gives a 0 return; a NaN poisons the
+        // windows of the two returns that read it.
+        let y: Vec<f64> = (0..60).map(|i| 10.0 + (i as f64 * 0.7).sin()).collect();
+        let flat = vec![4.0; 60];
+        let b = run_beta(&Sequential, &flat, &y, 5);
+        assert!(b[5..].iter().all(|v| v.to_bits() == 0.0f64.to_bits()));
+        let mut x: Vec<f64> = (0..60).map(|i| 5.0 + (i as f64 * 0.3).cos()).collect();
+        x[20] = 0.0;
+        x[40] = f64::NAN;
+        let b = run_beta(&Sequential, &x, &y, 5);
+        let (rx, ry) = (returns(&x), returns(&y));
+        assert_eq!(rx[21], 0.0);
+        for t in 5..60 {
+            assert_eq!(b[t].is_nan(), (40..46).contains(&t), "row {t}");
+            if !(40..46).contains(&t) {
+                let [_, _, mxx, _, mxy] = naive_window(&rx[t - 4..=t], &ry[t - 4..=t]);
+                assert!((b[t] - mxy / mxx).abs() < 1e-9, "row {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn linreg_and_beta_give_identical_bits_for_every_split() {
+        let mut rng = Lcg(31);
+        for (x, y) in pairs(2500, 23).into_iter().step_by(2) {
+            for w in [2, 3, 14, 77, 1024] {
+                for k in LINREG_ALL {
+                    let whole = run_linreg(&Sequential, &y, w, k);
+                    for _ in 0..3 {
+                        let cuts = CutAt(random_cuts(&mut rng, y.len(), 16));
+                        let got = run_linreg(&cuts, &y, w, k);
+                        assert_bits_eq(&got[w - 1..], &whole[w - 1..], "linreg split");
+                    }
+                }
+                let whole = run_beta(&Sequential, &x, &y, w);
+                for _ in 0..3 {
+                    let cuts = CutAt(random_cuts(&mut rng, x.len(), 16));
+                    let got = run_beta(&cuts, &x, &y, w);
+                    assert_bits_eq(&got[w..], &whole[w..], "beta split");
                 }
             }
         }

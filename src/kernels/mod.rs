@@ -15,6 +15,7 @@ pub mod ema;
 pub mod extrema;
 pub mod flow;
 pub mod moments;
+pub mod order;
 pub mod registry;
 pub mod scan;
 pub mod scratch;

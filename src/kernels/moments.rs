@@ -1,4 +1,5 @@
-//! Rolling mean and variance on the global block grid: `sma`, `rolling_std`, `zscore`, `bollinger`.
+//! Rolling mean and variance on the global block grid: `sma`, `rolling_std`, `rolling_var`,
+//! `zscore`, `bollinger`, and `avgdev` (the mean plus a direct pass over the window).
 //!
 //! # Spec (the answer is defined by this sequence of IEEE-754 double operations, no FMA)
 //!
@@ -17,10 +18,18 @@
 //!
 //! Then, with `iw = 1.0 / w`: `md = S1 * iw`, `mean = r + md`, `m2 = S2 - S1 * md`, or `0.0` if that is
 //! negative (a rounding residue below the data's conditioning limit; NaN passes). Outputs: `sma = mean`;
-//! `rolling_std = sqrt(m2 * (1.0 / (w - ddof)))`; `zscore = ((x_t - r) - md) / sqrt(m2 * iw)`;
+//! `rolling_std = sqrt(m2 * (1.0 / (w - ddof)))`; `rolling_var = m2 * iw` (so `sqrt(rolling_var)` has
+//! the bits of `rolling_std` with `ddof = 0`); `zscore = ((x_t - r) - md) / sqrt(m2 * iw)`;
 //! `bollinger`: `dev = k * sqrt(m2 * iw)`, `middle = mean`, `upper = mean + dev`, `lower = mean - dev`.
 //! The mean is the same operations whether or not the variance is needed, so `bollinger.middle` is
 //! bit-identical to `sma`.
+//!
+//!
+//! `avgdev` (mean absolute deviation, TA-Lib's AVGDEV) is not a sum of moments: per row,
+//! `mean` as above (the bits of `sma`), then `dev = Σ |x_s - mean|` summed left to right from
+//! `0.0` over `s = t - w + 1 ..= t` (`acc = acc + |x_s - mean|`), and `avgdev = dev / w` (a
+//! division, as TA-Lib). A window holding a NaN or an infinity gives NaN. Cost O(w) per row (TA-Lib's
+//! is two passes of `w`), and the same halo as the mean.
 //!
 //! Accuracy: because `r` is a value of the window, `Σd² <= w·m2`, so the relative error of `m2` is
 //! at most about `w·ε` and in practice a few `ε` (≈1e-16 against exact rational arithmetic on prices
@@ -501,6 +510,43 @@ pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize
     });
 }
 
+/// Rolling population variance (TA-Lib's VAR): `m2 * (1.0 / w)`, the value whose square root is
+/// `rolling_std` with `ddof = 0`.
+pub fn rolling_var<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let inv_w = 1.0 / period as f64;
+    run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
+        for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
+            let m2 = second_moment(*s1, *s2, s1 * inv_w);
+            *dst = m2 * inv_w;
+        }
+    });
+}
+
+/// Mean absolute deviation around the window mean (TA-Lib's AVGDEV; see the module doc): the
+/// `sma` of each window, then one left-to-right pass of `|x - mean|` over it, divided by `w`.
+pub fn avgdev<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, w) = (x.len(), period);
+    if w == 0 || n < w {
+        return;
+    }
+    let wf = w as f64;
+    split.for_each_piece(w - 1, [&mut out[w - 1..n]], |lo, [piece]| {
+        let hi = lo + piece.len();
+        with_scratch(GROUP * w, |suf| {
+            sma_rows(&x[..hi], 0, w, (lo, hi), suf, piece)
+        });
+        for (i, dst) in piece.iter_mut().enumerate() {
+            let t = lo + i;
+            let mean = *dst;
+            let mut dev = 0.0f64;
+            for v in &x[t + 1 - w..=t] {
+                dev = dev + (v - mean).abs();
+            }
+            *dst = dev / wf;
+        }
+    });
+}
+
 /// `(x - rolling mean) / rolling population std`, computed in shifted coordinates so it stays
 /// accurate on offset data; a window of identical values gives NaN (0/0).
 pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
@@ -555,6 +601,81 @@ mod tests {
     use crate::kernels::reference as naive;
     use crate::kernels::split::{CutAt, Sequential};
     use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    #[test]
+    fn var_is_the_square_of_population_std_and_split_invariant() {
+        let mut rng = Lcg(11);
+        for x in series_zoo(3000, 5) {
+            for w in [1, 2, 5, 20, 77] {
+                let (mut var, mut std) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                rolling_var(&Sequential, &x, w, &mut var);
+                rolling_std(&Sequential, &x, w, 0, &mut std);
+                let root: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
+                assert_bits_eq(&root[w - 1..], &std[w - 1..], "sqrt(var) vs std");
+                for _ in 0..4 {
+                    let mut cut = vec![0.0; x.len()];
+                    rolling_var(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, w, &mut cut);
+                    assert_bits_eq(&cut[w - 1..], &var[w - 1..], "rolling_var cuts");
+                }
+            }
+        }
+    }
+
+    /// Naive two-pass mean absolute deviation with a compensated mean: the reference.
+    fn naive_avgdev(win: &[f64]) -> f64 {
+        let n = win.len() as f64;
+        let (mut s, mut c) = (0.0f64, 0.0f64);
+        for &v in win {
+            let t = s + v;
+            c += if s.abs() >= v.abs() {
+                (s - t) + v
+            } else {
+                (v - t) + s
+            };
+            s = t;
+        }
+        let mean = (s + c) / n;
+        win.iter().map(|v| (v - mean).abs()).sum::<f64>() / n
+    }
+
+    #[test]
+    fn avgdev_matches_a_naive_reference_and_every_split() {
+        let mut rng = Lcg(17);
+        for x in series_zoo(2500, 8) {
+            let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for w in [1, 2, 3, 5, 9, 14, 64, 300] {
+                let mut whole = vec![0.0; x.len()];
+                avgdev(&Sequential, &x, w, &mut whole);
+                for t in w - 1..x.len() {
+                    let want = naive_avgdev(&x[t + 1 - w..=t]);
+                    // The mean's rounding moves the result by at most |mean error|, a few ulps
+                    // of the data's magnitude.
+                    let tol = 1e-13 * want.abs() + 64.0 * f64::EPSILON * scale;
+                    assert!(
+                        (whole[t] - want).abs() <= tol,
+                        "w={w} t={t}: {} vs {want}",
+                        whole[t]
+                    );
+                }
+                for _ in 0..4 {
+                    let mut cut = vec![0.0; x.len()];
+                    avgdev(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, w, &mut cut);
+                    assert_bits_eq(&cut[w - 1..], &whole[w - 1..], "avgdev cuts");
+                }
+            }
+        }
+        // A NaN poisons exactly the windows holding it; a flat window is exactly 0.
+        let mut x = vec![3.25; 40];
+        x[30] = f64::NAN;
+        let mut out = vec![0.0; 40];
+        avgdev(&Sequential, &x, 5, &mut out);
+        for (t, v) in out.iter().enumerate().skip(4) {
+            assert_eq!(v.is_nan(), (30..35).contains(&t), "row {t}");
+            if t < 30 {
+                assert_eq!(v.to_bits(), 0.0f64.to_bits(), "row {t}");
+            }
+        }
+    }
 
     fn run_sma<S: Splitter>(s: &S, x: &[f64], w: usize) -> Vec<f64> {
         let mut out = vec![0.0; x.len()];

@@ -17,10 +17,11 @@
 //! rules between parameters (MACD's `fast < slow`), so no kernel ever sees an out-of-range
 //! parameter.
 
+use super::comoments::{self, LinReg};
 pub use super::declaration::{self, f64_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD};
 use super::elementwise::{self, Op};
 use super::split::Splitter;
-use super::{ema, extrema, flow, moments, wilder, wma};
+use super::{ema, extrema, flow, moments, order, wilder, wma};
 
 /// An indicator's declaration, building a [`Spec`].
 pub type Indicator = declaration::Declaration<Spec>;
@@ -30,6 +31,24 @@ pub const CPU_AND_CUDA: Devices = Devices {
     cpu: true,
     cuda: true,
     no_cuda_reason: None,
+};
+
+/// The LINEARREG family: CPU only.
+const CPU_ONLY_LINREG: Devices = Devices {
+    cpu: true,
+    cuda: false,
+    no_cuda_reason: Some(
+        "no CUDA twin yet: tx_comoments reads stored series, not the row index; LINEARREG_ANGLE's atan is the platform's",
+    ),
+};
+
+/// PERCENTILE and PERCENTRANK: CPU only.
+const CPU_ONLY_ORDER: Devices = Devices {
+    cpu: true,
+    cuda: false,
+    no_cuda_reason: Some(
+        "no CUDA twin: the sorted sliding window is sequential within a piece (a GPU would need one window per thread, re-sorted from its halo)",
+    ),
 };
 
 const ONE_PRICE: &[&str] = &["real"];
@@ -418,6 +437,214 @@ pub static INDICATORS: &[Indicator] = &[
         devices: CPU_AND_CUDA,
         build: |_| Ok(Spec::Elementwise(Op::Div)),
     },
+    Indicator {
+        name: "beta",
+        talib: Some("BETA"),
+        group: "Statistic Functions",
+        summary: "Beta, the regression slope of real1's one-row returns on real0's (0 when real0's returns are constant)",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[Param::period("period", 5, 1, "timeperiod", "Number of returns in the window")],
+        lookback: "period",
+        composition: "windowed co-moments (one-row returns, read in place)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: tx_comoments reads stored series, and BETA's returns are derived per read",
+            ),
+        },
+        build: |v| Ok(Spec::Beta { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "correl",
+        talib: Some("CORREL"),
+        group: "Statistic Functions",
+        summary: "Pearson's correlation coefficient of real0 and real1, 0 when either is constant",
+        inputs: TWO_REALS,
+        receiver: "real0",
+        outputs: VALUE,
+        params: &[Param::period("period", 30, 1, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (correlation)",
+        devices: CPU_AND_CUDA,
+        build: |v| Ok(Spec::Correl { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "linearreg",
+        talib: Some("LINEARREG"),
+        group: "Statistic Functions",
+        summary: "Least-squares line of the window, evaluated at its newest row",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (row index, price)",
+        devices: CPU_ONLY_LINREG,
+        build: |v| {
+            Ok(Spec::LinReg {
+                period: period(v, 0),
+                what: LinReg::Value,
+            })
+        },
+    },
+    Indicator {
+        name: "linearreg_angle",
+        talib: Some("LINEARREG_ANGLE"),
+        group: "Statistic Functions",
+        summary: "Angle of the least-squares slope, in degrees",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (row index, price)",
+        devices: CPU_ONLY_LINREG,
+        build: |v| {
+            Ok(Spec::LinReg {
+                period: period(v, 0),
+                what: LinReg::Angle,
+            })
+        },
+    },
+    Indicator {
+        name: "linearreg_intercept",
+        talib: Some("LINEARREG_INTERCEPT"),
+        group: "Statistic Functions",
+        summary: "Least-squares line of the window, evaluated at its oldest row",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (row index, price)",
+        devices: CPU_ONLY_LINREG,
+        build: |v| {
+            Ok(Spec::LinReg {
+                period: period(v, 0),
+                what: LinReg::Intercept,
+            })
+        },
+    },
+    Indicator {
+        name: "linearreg_slope",
+        talib: Some("LINEARREG_SLOPE"),
+        group: "Statistic Functions",
+        summary: "Slope of the least-squares line of the window, per row",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (row index, price)",
+        devices: CPU_ONLY_LINREG,
+        build: |v| {
+            Ok(Spec::LinReg {
+                period: period(v, 0),
+                what: LinReg::Slope,
+            })
+        },
+    },
+    Indicator {
+        name: "tsf",
+        talib: Some("TSF"),
+        group: "Statistic Functions",
+        summary: "Time series forecast, the least-squares line of the window evaluated one row ahead",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed co-moments (row index, price)",
+        devices: CPU_ONLY_LINREG,
+        build: |v| {
+            Ok(Spec::LinReg {
+                period: period(v, 0),
+                what: LinReg::Tsf,
+            })
+        },
+    },
+    Indicator {
+        name: "rolling_var",
+        talib: Some("VAR"),
+        group: "Statistic Functions",
+        summary: "Rolling population variance (TA-Lib's VAR, whose nbdev has no effect and is not taken)",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 5, 1, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed moments (variance)",
+        devices: CPU_AND_CUDA,
+        build: |v| Ok(Spec::RollingVar { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "avgdev",
+        talib: Some("AVGDEV"),
+        group: "Price Transform",
+        summary: "Average absolute deviation from the window mean",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed moments (mean) + a direct pass over the window",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the per-row pass of |x - mean| over the window is not a CUDA primitive",
+            ),
+        },
+        build: |v| Ok(Spec::AvgDev { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "percentile",
+        talib: Some("PERCENTILE"),
+        group: "Statistic Functions",
+        summary: "Nearest-rank percentile of the window, its ceil(percentile * period / 100)-th smallest value",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[
+            Param::period("period", 30, 2, "timeperiod", "Window length"),
+            Param {
+                name: "percentile",
+                kind: Kind::Float,
+                default: 50.0,
+                min: 0.0,
+                max: 100.0,
+                talib: Some("percentile"),
+                below: None,
+                doc: "Percentile in [0, 100]",
+            },
+        ],
+        lookback: "period - 1",
+        composition: "sorted sliding window (order statistics)",
+        devices: CPU_ONLY_ORDER,
+        build: |v| {
+            Ok(Spec::Percentile {
+                period: period(v, 0),
+                percentile: v[1],
+            })
+        },
+    },
+    Indicator {
+        name: "percentrank",
+        talib: Some("PERCENTRANK"),
+        group: "Statistic Functions",
+        summary: "Percent of the previous period values strictly below the current one",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 100, 2, "timeperiod", "Number of previous values")],
+        lookback: "period",
+        composition: "sorted sliding window (order statistics)",
+        devices: CPU_ONLY_ORDER,
+        build: |v| Ok(Spec::PercentRank { period: period(v, 0) }),
+    },
 ];
 
 /// One indicator call's parameters, validated.
@@ -468,6 +695,30 @@ pub enum Spec {
     Obv,
     /// A row-wise map of the elementwise family (price transforms, TRANGE, math operators).
     Elementwise(Op),
+    Beta {
+        period: usize,
+    },
+    Correl {
+        period: usize,
+    },
+    /// One output of the LINEARREG family (LINEARREG, _ANGLE, _INTERCEPT, _SLOPE, TSF).
+    LinReg {
+        period: usize,
+        what: LinReg,
+    },
+    RollingVar {
+        period: usize,
+    },
+    AvgDev {
+        period: usize,
+    },
+    Percentile {
+        period: usize,
+        percentile: f64,
+    },
+    PercentRank {
+        period: usize,
+    },
 }
 
 impl Spec {
@@ -507,6 +758,9 @@ impl Spec {
     pub fn stoch(fastk: i64, slowk: i64, slowd: i64) -> Result<Self, ParamError> {
         build_ints("stoch", &[fastk, slowk, slowd])
     }
+    pub fn rolling_var(p: i64) -> Result<Self, ParamError> {
+        build_ints("rolling_var", &[p])
+    }
 
     /// This call's declaration in the registry.
     pub fn def(&self) -> &'static Indicator {
@@ -541,6 +795,19 @@ impl Spec {
                 Op::Mul => "mult",
                 Op::Div => "div",
             },
+            Spec::Beta { .. } => "beta",
+            Spec::Correl { .. } => "correl",
+            Spec::LinReg { what, .. } => match what {
+                LinReg::Value => "linearreg",
+                LinReg::Angle => "linearreg_angle",
+                LinReg::Intercept => "linearreg_intercept",
+                LinReg::Slope => "linearreg_slope",
+                LinReg::Tsf => "tsf",
+            },
+            Spec::RollingVar { .. } => "rolling_var",
+            Spec::AvgDev { .. } => "avgdev",
+            Spec::Percentile { .. } => "percentile",
+            Spec::PercentRank { .. } => "percentrank",
         }
     }
 
@@ -565,6 +832,12 @@ impl Spec {
             } => fastk + slowk + slowd - 3,
             Spec::Obv => 0,
             Spec::Elementwise(op) => op.first_row(),
+            Spec::Correl { period }
+            | Spec::LinReg { period, .. }
+            | Spec::RollingVar { period }
+            | Spec::AvgDev { period }
+            | Spec::Percentile { period, .. } => period - 1,
+            Spec::Beta { period } | Spec::PercentRank { period } => period,
         }
     }
 
@@ -650,6 +923,15 @@ impl Spec {
             (Spec::Elementwise(op), [o]) => {
                 elementwise::apply(split, op, &self.talib_order(inputs), o)
             }
+            (Spec::Beta { period }, [o]) => comoments::beta(split, x, inputs[1], period, o),
+            (Spec::Correl { period }, [o]) => comoments::correl(split, x, inputs[1], period, o),
+            (Spec::LinReg { period, what }, [o]) => comoments::linreg(split, x, period, what, o),
+            (Spec::RollingVar { period }, [o]) => moments::rolling_var(split, x, period, o),
+            (Spec::AvgDev { period }, [o]) => moments::avgdev(split, x, period, o),
+            (Spec::Percentile { period, percentile }, [o]) => {
+                order::percentile(split, x, period, percentile, o)
+            }
+            (Spec::PercentRank { period }, [o]) => order::percentrank(split, x, period, o),
             (spec, outs) => unreachable!(
                 "{} takes {} outputs, got {}",
                 spec.name(),

@@ -73,6 +73,7 @@ pub const MOMENTS_SMA: i64 = 0;
 pub const MOMENTS_STD: i64 = 1;
 pub const MOMENTS_ZSCORE: i64 = 2;
 pub const MOMENTS_BOLLINGER: i64 = 3;
+pub const MOMENTS_VAR: i64 = 4;
 
 pub const SCAN_EMA: i64 = 0;
 pub const SCAN_MACD: i64 = 1;

@@ -24,6 +24,7 @@ typedef long long tx_i64;
 #define TX_MOMENTS_STD 1
 #define TX_MOMENTS_ZSCORE 2
 #define TX_MOMENTS_BOLLINGER 3
+#define TX_MOMENTS_VAR 4
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0

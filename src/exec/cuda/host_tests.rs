@@ -23,6 +23,7 @@ fn specs() -> Vec<Spec> {
         v.extend(Spec::zscore(p).ok());
         v.extend(Spec::bollinger(p, 2.0).ok());
         v.extend(Spec::rolling_std(p, 0).ok());
+        v.extend(Spec::rolling_var(p).ok());
     }
     v.extend(Spec::rolling_std(20, 1).ok());
     v.extend(Spec::bollinger(5, 1.5).ok());
@@ -37,6 +38,9 @@ fn specs() -> Vec<Spec> {
         "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult", "div",
     ] {
         v.extend(crate::kernels::registry::build_named(name, []).ok());
+    }
+    for p in [1, 2, 3, 7, 30, 100] {
+        v.extend(crate::kernels::registry::build_named("correl", [("period", p as f64)]).ok());
     }
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());

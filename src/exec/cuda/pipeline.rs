@@ -44,6 +44,8 @@ pub trait Backend {
 /// How an indicator runs on a GPU.
 enum Family {
     Window(Window),
+    /// `tx_comoments` in its CORREL mode over two inputs, window `w`.
+    Correl(usize),
     Stoch(usize, usize, usize),
     Scans(Vec<Stage>),
     Elementwise(Op),
@@ -86,6 +88,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             moments(MOMENTS_STD, period, 1.0 / (period - ddof) as f64, 0.0)
         }
         Spec::Zscore { period } => moments(MOMENTS_ZSCORE, period, 0.0, 0.0),
+        Spec::RollingVar { period } => moments(MOMENTS_VAR, period, 0.0, 0.0),
         Spec::Bollinger { period, std_dev } => moments(MOMENTS_BOLLINGER, period, 0.0, std_dev),
         Spec::Wma { period } => Family::Window(Window::Wma { w: period }),
         Spec::Roc { period } => Family::Window(Window::Roc { period }),
@@ -108,6 +111,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             one(mode, &rec, inv, [In::Input(0), In::Input(1), In::Input(2)])
         }
         Spec::Elementwise(op) => Family::Elementwise(op),
+        Spec::Correl { period } => Family::Correl(period),
         Spec::Obv => {
             let rec = Recurrence {
                 decay: [1.0],
@@ -182,6 +186,7 @@ pub fn run<B: Backend>(
     };
     match family(spec, inputs)? {
         Family::Window(op) => windowed(be, op, inputs[0], outs, rows, piece_rows),
+        Family::Correl(w) => correl(be, w, inputs, outs, rows, piece_rows),
         Family::Stoch(fk, sk, sd) => stoch(be, inputs, (fk, sk, sd), outs, rows, piece_rows),
         Family::Scans(stages) => scans(be, inputs, &stages, outs, lookback, piece_rows),
         Family::Elementwise(op) => {
@@ -248,7 +253,11 @@ impl Window {
     /// Scratch buffers beyond the outputs (suffix sums that cannot live in an output array).
     fn scratch(&self) -> usize {
         match *self {
-            Window::Moments { mode, .. } if mode == MOMENTS_STD || mode == MOMENTS_ZSCORE => 1,
+            Window::Moments { mode, .. }
+                if mode == MOMENTS_STD || mode == MOMENTS_ZSCORE || mode == MOMENTS_VAR =>
+            {
+                1
+            }
             _ => 0,
         }
     }
@@ -356,6 +365,60 @@ fn windowed<B: Backend>(
         for (out, buf) in outs.iter_mut().zip(&bufs) {
             be.download(buf, lo - base, &mut out[a..b])?;
         }
+    }
+    Ok(())
+}
+
+/// `tx_comoments` (CORREL mode): each piece `[lo, hi)` uploads both inputs from the start of the
+/// grid block holding `lo - w + 1` (the halo of `comoments.rs`); the five suffix sums live in
+/// scratch buffers.
+fn correl<B: Backend>(
+    be: &B,
+    w: usize,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let (x, y) = (inputs[0], inputs[1]);
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
+    let cap = plan
+        .iter()
+        .map(|&(lo, hi)| hi - halo(lo))
+        .max()
+        .unwrap_or(0);
+    let (mut xb, mut yb) = (be.alloc(cap.max(1))?, be.alloc(cap.max(1))?);
+    let out = be.alloc(cap.max(1))?;
+    let s = alloc_n(be, 5, cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        be.upload(&mut yb, &y[base..hi])?;
+        let args = CoMomentsArgs {
+            x: xb.addr(),
+            y: yb.addr(),
+            out0: out.addr(),
+            out1: 0,
+            out2: 0,
+            out3: 0,
+            out4: 0,
+            s0: addr_at(&s, 0),
+            s1: addr_at(&s, 1),
+            s2: addr_at(&s, 2),
+            s3: addr_at(&s, 3),
+            s4: addr_at(&s, 4),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            origin: 0,
+            w: w as i64,
+            mode: CO_CORREL,
+            inv_w: 1.0 / w as f64,
+        };
+        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
+        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
+        be.download(&out, lo - base, &mut outs[0][a..b])?;
     }
     Ok(())
 }
@@ -845,6 +908,9 @@ pub fn run_multi<B: Backend>(
                     let mut body = |be: &B| match fam {
                         Family::Window(op) if rows.from < rows.to => {
                             windowed(be, *op, inputs[0], &mut mine, rows, piece_rows)
+                        }
+                        Family::Correl(w) if rows.from < rows.to => {
+                            correl(be, *w, inputs, &mut mine, rows, piece_rows)
                         }
                         Family::Stoch(fk, sk, sd) if rows.from < rows.to => {
                             stoch(be, inputs, (*fk, *sk, *sd), &mut mine, rows, piece_rows)

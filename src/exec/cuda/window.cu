@@ -66,6 +66,8 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
         } else if (a.mode == TX_MOMENTS_ZSCORE) {
             const double z = ((a.x[t - a.base] - r) - md) / sqrt(m2 * a.inv_w);
             a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
+        } else if (a.mode == TX_MOMENTS_VAR) {
+            a.out0[at] = m2 * a.inv_w;
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
