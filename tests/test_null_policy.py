@@ -23,6 +23,7 @@ from helpers import (
     INPUTS,
     NAMES,
     PARAMS,
+    ROW_FIELDS,
     assert_bits_equal,
     fields,
     indicator_expr,
@@ -268,6 +269,83 @@ def ref_div(a, b):
         return a / b
 
 
+def ref_sum(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).sum(axis=1)
+    return out
+
+
+def ref_max(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).max(axis=1)  # NaN propagates
+    return out
+
+
+def ref_min(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).min(axis=1)
+    return out
+
+
+def _talib_index(x, period, better):
+    """TA-Lib's MAXINDEX / MININDEX loop: when the remembered row leaves the window, rescan it
+    for the first strictly best row; else an incoming row that ties or beats it is taken. NaN
+    ranks above every number (a window holding one reports a NaN's row, as MAX reports NaN)."""
+
+    def above(a, b):
+        return better(a, b) or (math.isnan(a) and not math.isnan(b))
+
+    out = _nan(len(x))
+    h = -1
+    for t in range(period - 1, len(x)):
+        trailing = t - period + 1
+        if h < trailing:
+            h = trailing
+            for i in range(trailing + 1, t + 1):
+                if above(x[i], x[h]):
+                    h = i
+        elif not above(x[h], x[t]):
+            h = t
+        out[t] = h
+    return out
+
+
+def ref_maxindex(x, period):
+    return _talib_index(x, period, lambda a, b: a > b)
+
+
+def ref_minindex(x, period):
+    return _talib_index(x, period, lambda a, b: a < b)
+
+
+def ref_minmax(x, period):
+    return {"min": ref_min(x, period), "max": ref_max(x, period)}
+
+
+def ref_minmaxindex(x, period):
+    return {"minidx": ref_minindex(x, period), "maxidx": ref_maxindex(x, period)}
+
+
+def ref_midpoint(x, period):
+    return (ref_max(x, period) + ref_min(x, period)) / 2.0
+
+
+def ref_midprice(h, lo, period):
+    return (ref_max(h, period) + ref_min(lo, period)) / 2.0
+
+
+def ref_donchian(h, lo, period):
+    upper, lower = ref_max(h, period), ref_min(lo, period)
+    return {"upper": upper, "middle": (upper + lower) / 2.0, "lower": lower}
+
+
+def ref_cumsum(x):
+    return np.cumsum(x)
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -284,7 +362,7 @@ NULL_POLICY_PARAMS = {
 class Ind:
     name: str
     ref: Callable  # (*input arrays, **params) -> array or dict of arrays
-    kind: str  # "windowed", "recursive", "roc", "elementwise"
+    kind: str  # "windowed", "index" (rows of a window's extremum), "recursive", "roc", "elementwise"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -328,6 +406,17 @@ INDICATORS = [
     Ind("sub", ref_sub, "elementwise"),
     Ind("mult", ref_mult, "elementwise"),
     Ind("div", ref_div, "elementwise"),
+    Ind("sum", ref_sum, "windowed"),
+    Ind("max", ref_max, "windowed"),
+    Ind("min", ref_min, "windowed"),
+    Ind("maxindex", ref_maxindex, "index"),
+    Ind("minindex", ref_minindex, "index"),
+    Ind("minmax", ref_minmax, "windowed"),
+    Ind("minmaxindex", ref_minmaxindex, "index"),
+    Ind("midpoint", ref_midpoint, "windowed"),
+    Ind("midprice", ref_midprice, "windowed"),
+    Ind("donchian", ref_donchian, "windowed"),
+    Ind("cumsum", ref_cumsum, "recursive"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]
@@ -352,12 +441,29 @@ def field_arrays(s: pl.Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def scatter_expected(compact: pl.Series, present: np.ndarray) -> pl.Series:
-    """Put the rows of `compact` back on the rows where `present` is True; others null."""
+def scatter_expected(compact: pl.Series, present: np.ndarray, name: str) -> pl.Series:
+    """Put the rows of `compact` (indicator `name` on the present rows) back on the rows where
+    `present` is True; others null. A row output (MAXINDEX's) counts rows of the input column,
+    so its values, rows of the compacted frame, become the rows they came from."""
     idx = np.full(len(present), None, dtype=object)
     idx[present] = np.arange(int(present.sum()))
     take = pl.Series("i", idx.tolist(), dtype=pl.UInt32)
-    return pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+    out = pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+    rows = ROW_FIELDS[name]
+    if not rows:
+        return out
+    where = pl.Series(np.flatnonzero(present).astype(np.int32))
+
+    def back(s: pl.Series) -> pl.Series:
+        mapped = where.gather(s.fill_null(0).cast(pl.UInt32)) if len(where) else s
+        return pl.select(pl.when(s.is_null()).then(None).otherwise(mapped)).to_series()
+
+    if out.dtype == pl.Struct:
+        cols = [
+            (back(v) if k in rows else v).alias(k) for k, v in fields(out).items()
+        ]
+        return pl.DataFrame(cols).select(pl.struct(pl.all()).alias(out.name)).to_series()
+    return back(out).alias(out.name)
 
 
 def assert_matches_reference(got: pl.Series, ref: dict, lookback: int, what: str) -> None:
@@ -443,7 +549,9 @@ def check_null_scatter(df: pl.DataFrame, ind: Ind, params: dict | None = None) -
     present = present_mask(df, ind.inputs)
     compact = run(df.filter(pl.Series(present)), expr)
     assert len(got) == df.height
-    assert_bits_equal(got, scatter_expected(compact, present), f"{ind.name} null scatter")
+    assert_bits_equal(
+        got, scatter_expected(compact, present, ind.name), f"{ind.name} null scatter"
+    )
     # missing rows and the first `lookback` present rows are null, nothing else (no NaN input)
     lb = ind.lookback(**params)
     for k, (vals, nulls) in field_arrays(got).items():
@@ -576,6 +684,29 @@ def test_windowed_nan_only_in_windows_holding_it(ind: Ind, row: int, data: pl.Da
             )
 
 
+INDEX = [i for i in INDICATORS if i.kind == "index"]
+
+
+@pytest.mark.parametrize("ind", INDEX, ids=[i.name for i in INDEX])
+@pytest.mark.parametrize("row", [137, 180, 5])
+def test_index_of_a_window_holding_nan_is_the_nan_row(ind: Ind, row: int, data: pl.DataFrame) -> None:
+    """MAX gives NaN for the windows holding a NaN, so MAXINDEX gives the NaN's row there (an
+    Int32 has no NaN); every other row is the NaN-free answer."""
+    clean = arrays_of(data)
+    lb = ind.lookback()
+    got = field_arrays(run(with_nan(data, ind.inputs[0], row), ind.expr()))
+    ref = ind.reference(clean)
+    for k, (vals, nulls) in got.items():
+        assert nulls[:lb].all() and not nulls[lb:].any()
+        t = np.arange(len(vals))
+        holds = (t >= row) & (t <= row + lb) & (t >= lb)
+        assert (vals[holds] == row).all(), f"{ind.name}.{k} NaN@{row}"
+        # Rows after the NaN left the window: TA-Lib's loop rescans where it would have kept a
+        # tied row, so only the rows before the NaN are compared with the NaN-free run.
+        before = ~holds & ~nulls & (t < row)
+        np.testing.assert_array_equal(vals[before], ref[k][before], err_msg=ind.name)
+
+
 def _first_poisoned(ind: Ind, col: str, row: int) -> int:
     """First output row a NaN at `row` of `col` reaches (the seed window is poisoned whole)."""
     if ind.name in ("atr", "natr") and col == "close":
@@ -670,7 +801,8 @@ def test_nan_and_nulls_together_match_reference(ind: Ind, data: pl.DataFrame) ->
     check_nan = run(df, ind.expr())
     present = present_mask(df, ind.inputs)
     compact_df = df.filter(pl.Series(present))
-    assert_bits_equal(check_nan, scatter_expected(run(compact_df, ind.expr()), present), ind.name)
+    compact = run(compact_df, ind.expr())
+    assert_bits_equal(check_nan, scatter_expected(compact, present, ind.name), ind.name)
     assert_matches_reference(
         run(compact_df, ind.expr()), ind.reference(arrays_of(compact_df)), ind.lookback(), ind.name
     )
@@ -703,6 +835,19 @@ def _case(draw, ind: Ind):
             "period": draw(st.integers(2, 8)),
             "std_dev": draw(st.sampled_from([0.0, 0.5, 2.0, 3.25])),
         }
+    elif name in (
+        "sum",
+        "max",
+        "min",
+        "maxindex",
+        "minindex",
+        "minmax",
+        "minmaxindex",
+        "midpoint",
+        "midprice",
+        "donchian",
+    ):
+        params = {"period": draw(st.integers(2, 8))}
     elif name in ("roc", "atr", "natr"):
         params = {"period": draw(st.integers(1, 8))}
     elif name == "macd":
@@ -744,7 +889,7 @@ def test_property_nulls_scatter_and_reference(ind: Ind, data) -> None:
     present = present_mask(df, ind.inputs)
     compact_df = df.filter(pl.Series(present, dtype=pl.Boolean))
     compact = run(compact_df, expr)
-    assert_bits_equal(got, scatter_expected(compact, present), ind.name)
+    assert_bits_equal(got, scatter_expected(compact, present, ind.name), ind.name)
     with np.errstate(all="ignore"):
         ref = ind.reference(arrays_of(compact_df), **params)
     assert_matches_reference(compact, ref, ind.lookback(**params), f"{ind.name}{params}")
