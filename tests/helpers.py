@@ -36,6 +36,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     n: tuple(COLUMN[i] for i in r["inputs"]) for n, r in _ROWS.items()
 }
 
+# the indicators with a CUDA twin (the others are CPU-only, with a reason in the catalog): the
+# suites that place work on (simulated) GPUs run these
+GPU_NAMES = [n for n, r in _ROWS.items() if "cuda" in r["devices"]]
+
 # name -> the column the namespace form is called on (the receiver's: close, or high for medprice,
 # the close for real0)
 RECEIVER: dict[str, str] = {n: COLUMN[r["receiver"]] for n, r in _ROWS.items()}
@@ -68,9 +72,7 @@ FIELD_DTYPES: dict[str, dict[str, pl.DataType]] = {
 # name -> the fields ("value" for a plain output) that hold rows of the input column
 ROW_FIELDS: dict[str, tuple[str, ...]] = {
     n: tuple(
-        f
-        for f, o in zip(STRUCT_FIELDS[n] or ("value",), r["outputs"])
-        if o in r["row_outputs"]
+        f for f, o in zip(STRUCT_FIELDS[n] or ("value",), r["outputs"]) if o in r["row_outputs"]
     )
     for n, r in _ROWS.items()
 }
@@ -253,6 +255,31 @@ def assert_bits_equal(
         assert bad.size == 0, f"{what} {k}: {bad.size} values differ in bits; " + "; ".join(
             _show(i, gv, wv) for i in bad[:3]
         )
+
+
+def scatter_back(compact: pl.Series, present: np.ndarray, name: str) -> pl.Series:
+    """Indicator `name`'s result on the present rows alone (`compact`) put back on the rows where
+    `present` is True; others null. A row output (MAXINDEX's) counts rows of the input column,
+    so its values, rows of the compacted frame, become the rows they came from."""
+    idx = np.full(len(present), None, dtype=object)
+    idx[present] = np.arange(int(present.sum()))
+    take = pl.Series("i", idx.tolist(), dtype=pl.UInt32)
+    out = pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+    rows = ROW_FIELDS[name]
+    if not rows:
+        return out
+    where = pl.Series(np.flatnonzero(present).astype(np.int32))
+
+    def back(s: pl.Series) -> pl.Series:
+        if s.len() == 0 or s.null_count() == s.len():
+            return s
+        mapped = where.gather(s.fill_null(0).cast(pl.UInt32))
+        return pl.select(pl.when(s.is_null()).then(None).otherwise(mapped)).to_series()
+
+    if out.dtype == pl.Struct:
+        cols = [(back(v) if k in rows else v).alias(k) for k, v in fields(out).items()]
+        return pl.DataFrame(cols).select(pl.struct(pl.all()).alias(out.name)).to_series()
+    return back(out).alias(out.name)
 
 
 def digest(s: pl.Series) -> str:

@@ -35,9 +35,9 @@ import numpy as np
 import polars as pl
 import pytest
 import talib
-from talib import abstract as talib_abstract
 import threadx
 from helpers import assert_bits_equal
+from talib import abstract as talib_abstract
 
 N_ROWS = 100_000
 SEED = 20240611
