@@ -55,6 +55,36 @@ STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
 #: declared CPU-only (with a reason), and asking for a GPU is an error naming that reason.
 GPU_NAMES = [n for n in NAMES if "cuda" in _ROWS[n]["devices"]]
 CPU_ONLY_NAMES = [n for n in NAMES if "cuda" not in _ROWS[n]["devices"]]
+_DTYPES = {"Float64": pl.Float64, "Int32": pl.Int32}
+
+# name -> {field: Polars dtype} of its outputs (a plain output is the one field "value"): Float64,
+# or Int32 for the rows of the input column that MAXINDEX and its kin return
+FIELD_DTYPES: dict[str, dict[str, pl.DataType]] = {
+    n: dict(
+        zip(
+            STRUCT_FIELDS[n] or ("value",),
+            (_DTYPES[d] for d in r["output_dtypes"]),
+        )
+    )
+    for n, r in _ROWS.items()
+}
+
+# name -> the fields ("value" for a plain output) that hold rows of the input column
+ROW_FIELDS: dict[str, tuple[str, ...]] = {
+    n: tuple(
+        f for f, o in zip(STRUCT_FIELDS[n] or ("value",), r["outputs"]) if o in r["row_outputs"]
+    )
+    for n, r in _ROWS.items()
+}
+
+
+def result_dtype(name: str) -> pl.DataType:
+    """The dtype of `name`'s result: its one output's, or the Struct of its fields."""
+    f = FIELD_DTYPES[name]
+    if STRUCT_FIELDS[name] is None:
+        return f["value"]
+    return pl.Struct([pl.Field(k, d) for k, d in f.items()])
+
 
 # name -> a small parameter set (short warm-ups): test_api and test_contexts use it as is,
 # test_null_policy with its own rolling_std / bollinger entries, test_determinism has its own.
@@ -76,6 +106,16 @@ PARAMS: dict[str, dict] = {
     "correl": {"period": 8},
     "percentile": {"period": 9, "percentile": 40.0},
     "percentrank": {"period": 10},
+    "sum": {"period": 9},
+    "max": {"period": 9},
+    "min": {"period": 9},
+    "maxindex": {"period": 9},
+    "minindex": {"period": 9},
+    "minmax": {"period": 9},
+    "minmaxindex": {"period": 9},
+    "midpoint": {"period": 9},
+    "midprice": {"period": 9},
+    "donchian": {"period": 9},
 }
 for _name, _row in _ROWS.items():
     PARAMS.setdefault(
@@ -182,19 +222,27 @@ def _show(i: int, g: np.ndarray, w: np.ndarray) -> str:
 def assert_bits_equal(
     got: pl.Series, want: pl.Series, what: str = "", *, nan_payloads: bool = True
 ) -> None:
-    """Same dtype and fields, every field Float64 of the same length, the same null mask and the
-    same bits in every non-null value (the sign of zero included). With ``nan_payloads=False`` a
-    NaN only has to meet a NaN: a NaN the arithmetic makes (0/0, inf - inf) has the platform's
-    default payload, which x86 and NVIDIA GPUs choose differently."""
+    """Same dtype and fields, every field Float64 (or Int32: a row output) of the same length, the
+    same null mask and the same bits in every non-null value (the sign of zero included; Int32:
+    the same integers). With ``nan_payloads=False`` a NaN only has to meet a NaN: a NaN the
+    arithmetic makes (0/0, inf - inf) has the platform's default payload, which x86 and NVIDIA
+    GPUs choose differently."""
     assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
     gf, wf = fields(got), fields(want)
     assert list(gf) == list(wf), what
     for k in gf:
         g, w = gf[k], wf[k]
-        assert g.dtype == w.dtype == pl.Float64, (what, k, g.dtype, w.dtype)
+        assert g.dtype == w.dtype and g.dtype in (pl.Float64, pl.Int32), (what, k, g.dtype)
         assert len(g) == len(w), (what, k, len(g), len(w))
         gn, wn = g.is_null().to_numpy(), w.is_null().to_numpy()
         np.testing.assert_array_equal(gn, wn, err_msg=f"{what} {k}: null masks differ")
+        if g.dtype == pl.Int32:
+            gi, wi = g.fill_null(0).to_numpy(), w.fill_null(0).to_numpy()
+            bad = np.flatnonzero((gi != wi) & ~gn)
+            assert bad.size == 0, f"{what} {k}: {bad.size} rows differ, first at row {bad[0]}: " + (
+                f"got {gi[bad[0]]} want {wi[bad[0]]}" if bad.size else ""
+            )
+            continue
         gv, wv = g.to_numpy(), w.to_numpy()  # nulls read as NaN; masked below
         same = ~gn
         if not nan_payloads:
@@ -212,6 +260,31 @@ def assert_bits_equal(
         )
 
 
+def scatter_back(compact: pl.Series, present: np.ndarray, name: str) -> pl.Series:
+    """Indicator `name`'s result on the present rows alone (`compact`) put back on the rows where
+    `present` is True; others null. A row output (MAXINDEX's) counts rows of the input column,
+    so its values, rows of the compacted frame, become the rows they came from."""
+    idx = np.full(len(present), None, dtype=object)
+    idx[present] = np.arange(int(present.sum()))
+    take = pl.Series("i", idx.tolist(), dtype=pl.UInt32)
+    out = pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+    rows = ROW_FIELDS[name]
+    if not rows:
+        return out
+    where = pl.Series(np.flatnonzero(present).astype(np.int32))
+
+    def back(s: pl.Series) -> pl.Series:
+        if s.len() == 0 or s.null_count() == s.len():
+            return s
+        mapped = where.gather(s.fill_null(0).cast(pl.UInt32))
+        return pl.select(pl.when(s.is_null()).then(None).otherwise(mapped)).to_series()
+
+    if out.dtype == pl.Struct:
+        cols = [(back(v) if k in rows else v).alias(k) for k, v in fields(out).items()]
+        return pl.DataFrame(cols).select(pl.struct(pl.all()).alias(out.name)).to_series()
+    return back(out).alias(out.name)
+
+
 def digest(s: pl.Series) -> str:
     """sha256 over every field's null mask and the bits of its non-null values."""
     h = hashlib.sha256()
@@ -219,6 +292,9 @@ def digest(s: pl.Series) -> str:
         nulls = f.is_null().to_numpy()
         h.update(k.encode())
         h.update(np.packbits(nulls).tobytes())
+        if f.dtype.is_integer():
+            h.update(np.ascontiguousarray(f.fill_null(0).to_numpy()[~nulls], np.int64).tobytes())
+            continue
         h.update(np.ascontiguousarray(f.to_numpy()[~nulls]).view(np.uint64).tobytes())
     return h.hexdigest()
 

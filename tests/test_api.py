@@ -16,6 +16,7 @@ import pytest
 import threadx
 from helpers import (
     CPU_ONLY_NAMES,
+    FIELD_DTYPES,
     INPUTS,
     NAMES,
     NS_INPUTS,
@@ -27,6 +28,7 @@ from helpers import (
     indicator_expr,
     lookback,
     ohlcv,
+    result_dtype,
     run,
 )
 from polars.exceptions import ComputeError
@@ -80,10 +82,11 @@ def test_output_dtype_and_length(name: str, data: pl.DataFrame) -> None:
         assert len(out) == data.height
         schema = data.lazy().select(expr.alias("out")).collect_schema()
         if fields_ is None:
-            assert out.dtype == pl.Float64
-            assert schema["out"] == pl.Float64
+            assert out.dtype == result_dtype(name)
+            assert schema["out"] == result_dtype(name)
         else:
-            want = pl.Struct([pl.Field(f, pl.Float64) for f in fields_])
+            want = result_dtype(name)
+            assert want == pl.Struct([pl.Field(f, FIELD_DTYPES[name][f]) for f in fields_])
             assert out.dtype == want
             assert schema["out"] == want  # the planned type is the actual one
             assert out.struct.fields == list(fields_)
@@ -169,7 +172,7 @@ def _check_dtype(name, dtype) -> None:
     got = run(typed, func_expr(name))
     want = run(as_f64, func_expr(name))
     assert_bits_equal(got, want, f"{name} {dtype}")
-    assert all(s.dtype == pl.Float64 for s in fields(got).values())
+    assert {k: s.dtype for k, s in fields(got).items()} == FIELD_DTYPES[name]
 
 
 @pytest.mark.parametrize("name", ["atr", "obv"])
@@ -319,7 +322,7 @@ def test_period_bounds_are_inclusive(name, param, minimum, data: pl.DataFrame) -
     for value in values:
         out = fields(run(short, func_expr(name, **_fit(name, param, value))))
         for s in out.values():
-            assert len(s) == 30 and s.dtype == pl.Float64
+            assert len(s) == 30 and s.dtype in (pl.Float64, pl.Int32)
             if value >= 30:
                 assert s.null_count() == 30  # shorter than the warm-up
 
@@ -537,11 +540,7 @@ def test_empty_series(name: str) -> None:
     for build in (func_expr, ns_expr):
         out = run(empty, build(name))
         assert len(out) == 0
-        fields_ = STRUCT_FIELDS[name]
-        if fields_ is None:
-            assert out.dtype == pl.Float64
-        else:
-            assert out.dtype == pl.Struct([pl.Field(f, pl.Float64) for f in fields_])
+        assert out.dtype == result_dtype(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -553,7 +552,7 @@ def test_short_series_are_all_null(name: str, data: pl.DataFrame) -> None:
         out = fields(run(data.head(n), func_expr(name)))
         for f, s in out.items():
             assert len(s) == n, (name, f, n)
-            assert s.dtype == pl.Float64
+            assert s.dtype == FIELD_DTYPES[name][f]
             expected_nulls = min(lb, n)
             assert s.null_count() == expected_nulls, (name, f, n)
             assert s.head(expected_nulls).null_count() == expected_nulls

@@ -30,7 +30,18 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
-from helpers import CATALOG, INPUTS, NAMES, NS_INPUTS, STRUCT_FIELDS, fields, lookback, run
+from helpers import (
+    CATALOG,
+    FIELD_DTYPES,
+    INPUTS,
+    NAMES,
+    NS_INPUTS,
+    fields,
+    lookback,
+    result_dtype,
+    run,
+    scatter_back,
+)
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from polars.exceptions import ComputeError
@@ -280,8 +291,7 @@ def collect(df: pl.DataFrame, expr: pl.Expr, name: str) -> pl.Series | None:
 
 
 def expected_dtype(name: str) -> pl.DataType:
-    f = STRUCT_FIELDS[name]
-    return pl.Float64 if f is None else pl.Struct([pl.Field(k, pl.Float64) for k in f])
+    return result_dtype(name)
 
 
 def _bits(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -308,12 +318,10 @@ def assert_same(got: pl.Series, want: pl.Series, what: str) -> None:
         )
 
 
-def scatter(compact: pl.Series, present: np.ndarray) -> pl.Series:
-    """The rows of `compact` put back on the rows where `present` is True; others null."""
-    idx = np.full(len(present), None, dtype=object)
-    idx[present] = np.arange(int(present.sum()))
-    take = pl.Series("i", idx.tolist(), dtype=pl.UInt32)
-    return pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+def scatter(compact: pl.Series, present: np.ndarray, name: str) -> pl.Series:
+    """The rows of `compact` put back on the rows where `present` is True; others null (row
+    outputs renumbered to rows of the input column)."""
+    return scatter_back(compact, present, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +404,7 @@ def test_fuzz_data(name: str, data) -> None:
     expect_null = ~present
     expect_null[np.flatnonzero(present)[: warmup(name, params)]] = True
     for k, f in fields(got).items():
-        assert f.dtype == pl.Float64, (k, f.dtype)
+        assert f.dtype == FIELD_DTYPES[name][k], (k, f.dtype)
         np.testing.assert_array_equal(
             f.is_null().to_numpy(), expect_null, err_msg=f"{name}.{k} null rows ({params})"
         )
@@ -404,7 +412,7 @@ def test_fuzz_data(name: str, data) -> None:
     # the compacted (drop_nulls) computation scattered back
     compact = collect(df.filter(pl.Series(present, dtype=pl.Boolean)), expr, name)
     assert compact is not None, "the compacted frame must be accepted like the full one"
-    assert_same(got, scatter(compact, present), f"{name}{params} vs compacted")
+    assert_same(got, scatter(compact, present, name), f"{name}{params} vs compacted")
 
     # the Float64-cast input
     if dtypes != {pl.Float64}:

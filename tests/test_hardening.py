@@ -16,7 +16,18 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
-from helpers import INPUTS, NAMES, PARAMS, assert_bits_equal, fields, indicator_expr, ohlcv, run
+from helpers import (
+    FIELD_DTYPES,
+    INPUTS,
+    NAMES,
+    PARAMS,
+    assert_bits_equal,
+    fields,
+    indicator_expr,
+    ohlcv,
+    run,
+    scatter_back,
+)
 
 
 def _python(script: str, env: dict[str, str] | None = None, timeout: float = 120):
@@ -161,7 +172,8 @@ def test_item13_cli_huge_size_is_an_argparse_error() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# item 14: a Null-dtype column gives all-null Float64, as Polars' rolling functions do
+# item 14: a Null-dtype column gives all-null Float64 (Int32 for row outputs), as Polars' rolling
+# functions do
 # --------------------------------------------------------------------------------------------
 
 
@@ -172,8 +184,8 @@ def test_item14_null_dtype_column_gives_all_null_float64(name: str) -> None:
     assert all(dt == pl.Null for dt in df.dtypes)
     out = run(df, indicator_expr(name, PARAMS[name]))
     assert len(out) == n
-    for f in fields(out).values():
-        assert f.dtype == pl.Float64
+    for k, f in fields(out).items():
+        assert f.dtype == FIELD_DTYPES[name][k]
         assert f.null_count() == n
     assert pl.Series([None] * n).rolling_mean(3).dtype == pl.Float64  # Polars' own behaviour
 
@@ -219,18 +231,12 @@ def test_item15_valid_simulated_speeds_still_run() -> None:
 
 
 def _by_definition(df: pl.DataFrame, name: str) -> dict[str, pl.Series]:
-    """Drop the rows where any input is null, compute on one null-free chunk, scatter back."""
+    """Drop the rows where any input is null, compute on one null-free chunk, scatter back (row
+    outputs renumbered to rows of the input, `helpers.scatter_back`)."""
     cols = list(dict.fromkeys(INPUTS[name]))
     present = df.select(pl.all_horizontal([pl.col(c).is_not_null() for c in cols])).to_series()
-    rows = [i for i, p in enumerate(present.to_list()) if p]
     dense = run(df.filter(present).rechunk(), indicator_expr(name, PARAMS[name]))
-    out = {}
-    for k, f in fields(dense).items():
-        full: list[float | None] = [None] * len(df)
-        for i, v in zip(rows, f.to_list()):
-            full[i] = v
-        out[k] = pl.Series(k, full, dtype=pl.Float64)
-    return out
+    return fields(scatter_back(dense, present.to_numpy(), name))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -259,8 +265,8 @@ def test_item16_null_compaction_and_scatter_are_exact(name: str, pattern: str) -
     got = fields(run(df, indicator_expr(name, PARAMS[name])))
     want = _by_definition(df, name)
     for k, f in got.items():
-        assert f.dtype == pl.Float64 and len(f) == n
-        assert_bits_equal(f.rename(k), want[k], f"{name}.{k} {pattern}")
+        assert f.dtype == FIELD_DTYPES[name][k] and len(f) == n
+        assert_bits_equal(f.rename(k), want[k].rename(k), f"{name}.{k} {pattern}")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -285,7 +291,8 @@ def test_item16_parallel_null_passes_are_exact(name: str) -> None:
             assert len(got) == n
             for k, f in fields(got).items():
                 assert f.filter(~present).null_count() == int((~present).sum()), (name, k)
-            assert_bits_equal(got.filter(present), dense, f"{name} workers={workers}")
+            want = scatter_back(dense, present.to_numpy(), name).alias(got.name)
+            assert_bits_equal(got, want, f"{name} workers={workers}")
     finally:
         threadx.set_threads(previous)
 

@@ -31,6 +31,7 @@ from helpers import (
     ohlcv,
     present_mask,
     run,
+    scatter_back,
 )
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -382,6 +383,83 @@ def ref_percentrank(x, period):
     return out
 
 
+def ref_sum(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).sum(axis=1)
+    return out
+
+
+def ref_max(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).max(axis=1)  # NaN propagates
+    return out
+
+
+def ref_min(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        out[period - 1 :] = _windows(x, period).min(axis=1)
+    return out
+
+
+def _talib_index(x, period, better):
+    """TA-Lib's MAXINDEX / MININDEX loop: when the remembered row leaves the window, rescan it
+    for the first strictly best row; else an incoming row that ties or beats it is taken. NaN
+    ranks above every number (a window holding one reports a NaN's row, as MAX reports NaN)."""
+
+    def above(a, b):
+        return better(a, b) or (math.isnan(a) and not math.isnan(b))
+
+    out = _nan(len(x))
+    h = -1
+    for t in range(period - 1, len(x)):
+        trailing = t - period + 1
+        if h < trailing:
+            h = trailing
+            for i in range(trailing + 1, t + 1):
+                if above(x[i], x[h]):
+                    h = i
+        elif not above(x[h], x[t]):
+            h = t
+        out[t] = h
+    return out
+
+
+def ref_maxindex(x, period):
+    return _talib_index(x, period, lambda a, b: a > b)
+
+
+def ref_minindex(x, period):
+    return _talib_index(x, period, lambda a, b: a < b)
+
+
+def ref_minmax(x, period):
+    return {"min": ref_min(x, period), "max": ref_max(x, period)}
+
+
+def ref_minmaxindex(x, period):
+    return {"minidx": ref_minindex(x, period), "maxidx": ref_maxindex(x, period)}
+
+
+def ref_midpoint(x, period):
+    return (ref_max(x, period) + ref_min(x, period)) / 2.0
+
+
+def ref_midprice(h, lo, period):
+    return (ref_max(h, period) + ref_min(lo, period)) / 2.0
+
+
+def ref_donchian(h, lo, period):
+    upper, lower = ref_max(h, period), ref_min(lo, period)
+    return {"upper": upper, "middle": (upper + lower) / 2.0, "lower": lower}
+
+
+def ref_cumsum(x):
+    return np.cumsum(x)
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -398,7 +476,9 @@ NULL_POLICY_PARAMS = {
 class Ind:
     name: str
     ref: Callable  # (*input arrays, **params) -> array or dict of arrays
-    kind: str  # "windowed", "recursive", "roc", "elementwise"
+    kind: (
+        str  # "windowed", "index" (rows of a window's extremum), "recursive", "roc", "elementwise"
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -453,6 +533,17 @@ INDICATORS = [
     Ind("avgdev", ref_avgdev, "windowed"),
     Ind("percentile", ref_percentile, "windowed"),
     Ind("percentrank", ref_percentrank, "windowed"),
+    Ind("sum", ref_sum, "windowed"),
+    Ind("max", ref_max, "windowed"),
+    Ind("min", ref_min, "windowed"),
+    Ind("maxindex", ref_maxindex, "index"),
+    Ind("minindex", ref_minindex, "index"),
+    Ind("minmax", ref_minmax, "windowed"),
+    Ind("minmaxindex", ref_minmaxindex, "index"),
+    Ind("midpoint", ref_midpoint, "windowed"),
+    Ind("midprice", ref_midprice, "windowed"),
+    Ind("donchian", ref_donchian, "windowed"),
+    Ind("cumsum", ref_cumsum, "recursive"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]
@@ -477,12 +568,10 @@ def field_arrays(s: pl.Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def scatter_expected(compact: pl.Series, present: np.ndarray) -> pl.Series:
-    """Put the rows of `compact` back on the rows where `present` is True; others null."""
-    idx = np.full(len(present), None, dtype=object)
-    idx[present] = np.arange(int(present.sum()))
-    take = pl.Series("i", idx.tolist(), dtype=pl.UInt32)
-    return pl.DataFrame({"c": compact}).select(pl.col("c").gather(take)).to_series()
+def scatter_expected(compact: pl.Series, present: np.ndarray, name: str) -> pl.Series:
+    """Put the rows of `compact` (indicator `name` on the present rows) back on the rows where
+    `present` is True; others null (row outputs renumbered, see helpers.scatter_back)."""
+    return scatter_back(compact, present, name)
 
 
 def assert_matches_reference(got: pl.Series, ref: dict, lookback: int, what: str) -> None:
@@ -568,7 +657,7 @@ def check_null_scatter(df: pl.DataFrame, ind: Ind, params: dict | None = None) -
     present = present_mask(df, ind.inputs)
     compact = run(df.filter(pl.Series(present)), expr)
     assert len(got) == df.height
-    assert_bits_equal(got, scatter_expected(compact, present), f"{ind.name} null scatter")
+    assert_bits_equal(got, scatter_expected(compact, present, ind.name), f"{ind.name} null scatter")
     # missing rows and the first `lookback` present rows are null, nothing else (no NaN input)
     lb = ind.lookback(**params)
     for k, (vals, nulls) in field_arrays(got).items():
@@ -671,6 +760,8 @@ RECURSIVE = [i for i in INDICATORS if i.kind == "recursive"]
 
 def _nan_span(ind: Ind, col: str, field: str) -> int:
     """Rows after a NaN in input `col` whose windows (behind output `field`) still hold it."""
+    if ind.name == "donchian" and (col, field) in (("high", "lower"), ("low", "upper")):
+        return -1  # the upper band reads only high, the lower band only low
     if ind.name != "stoch":
         return ind.lookback()
     p = ind.params
@@ -699,6 +790,31 @@ def test_windowed_nan_only_in_windows_holding_it(ind: Ind, row: int, data: pl.Da
             np.testing.assert_allclose(
                 vals[unaffected], ref[k][unaffected], rtol=1e-9, atol=1e-8, err_msg=ind.name
             )
+
+
+INDEX = [i for i in INDICATORS if i.kind == "index"]
+
+
+@pytest.mark.parametrize("ind", INDEX, ids=[i.name for i in INDEX])
+@pytest.mark.parametrize("row", [137, 180, 5])
+def test_index_of_a_window_holding_nan_is_the_nan_row(
+    ind: Ind, row: int, data: pl.DataFrame
+) -> None:
+    """MAX gives NaN for the windows holding a NaN, so MAXINDEX gives the NaN's row there (an
+    Int32 has no NaN); every other row is the NaN-free answer."""
+    clean = arrays_of(data)
+    lb = ind.lookback()
+    got = field_arrays(run(with_nan(data, ind.inputs[0], row), ind.expr()))
+    ref = ind.reference(clean)
+    for k, (vals, nulls) in got.items():
+        assert nulls[:lb].all() and not nulls[lb:].any()
+        t = np.arange(len(vals))
+        holds = (t >= row) & (t <= row + lb) & (t >= lb)
+        assert (vals[holds] == row).all(), f"{ind.name}.{k} NaN@{row}"
+        # Rows after the NaN left the window: TA-Lib's loop rescans where it would have kept a
+        # tied row, so only the rows before the NaN are compared with the NaN-free run.
+        before = ~holds & ~nulls & (t < row)
+        np.testing.assert_array_equal(vals[before], ref[k][before], err_msg=ind.name)
 
 
 def _first_poisoned(ind: Ind, col: str, row: int) -> int:
@@ -795,7 +911,8 @@ def test_nan_and_nulls_together_match_reference(ind: Ind, data: pl.DataFrame) ->
     check_nan = run(df, ind.expr())
     present = present_mask(df, ind.inputs)
     compact_df = df.filter(pl.Series(present))
-    assert_bits_equal(check_nan, scatter_expected(run(compact_df, ind.expr()), present), ind.name)
+    compact = run(compact_df, ind.expr())
+    assert_bits_equal(check_nan, scatter_expected(compact, present, ind.name), ind.name)
     assert_matches_reference(
         run(compact_df, ind.expr()), ind.reference(arrays_of(compact_df)), ind.lookback(), ind.name
     )
@@ -828,6 +945,19 @@ def _case(draw, ind: Ind):
             "period": draw(st.integers(2, 8)),
             "std_dev": draw(st.sampled_from([0.0, 0.5, 2.0, 3.25])),
         }
+    elif name in (
+        "sum",
+        "max",
+        "min",
+        "maxindex",
+        "minindex",
+        "minmax",
+        "minmaxindex",
+        "midpoint",
+        "midprice",
+        "donchian",
+    ):
+        params = {"period": draw(st.integers(2, 8))}
     elif name in ("roc", "atr", "natr"):
         params = {"period": draw(st.integers(1, 8))}
     elif name == "macd":
@@ -869,7 +999,7 @@ def test_property_nulls_scatter_and_reference(ind: Ind, data) -> None:
     present = present_mask(df, ind.inputs)
     compact_df = df.filter(pl.Series(present, dtype=pl.Boolean))
     compact = run(compact_df, expr)
-    assert_bits_equal(got, scatter_expected(compact, present), ind.name)
+    assert_bits_equal(got, scatter_expected(compact, present, ind.name), ind.name)
     with np.errstate(all="ignore"):
         ref = ind.reference(arrays_of(compact_df), **params)
     assert_matches_reference(compact, ref, ind.lookback(**params), f"{ind.name}{params}")

@@ -18,6 +18,7 @@ import test_talib_parity
 import threadx
 from helpers import (
     CATALOG,
+    COLUMN,
     INPUTS,
     NAMES,
     NS_INPUTS,
@@ -25,6 +26,7 @@ from helpers import (
     RECEIVER,
     STRUCT_FIELDS,
     ohlcv,
+    result_dtype,
     run,
     talib_params,
 )
@@ -81,6 +83,25 @@ def test_catalog_matches_talib_declarations():
         ta_params = set(info["parameters"])
         for p in r["params"]:
             assert p["talib"] is None or p["talib"] in ta_params, (r["name"], p)
+
+
+@pytest.mark.parametrize("row", TWINS, ids=[r["name"] for r in TWINS])
+def test_output_dtypes_follow_talib(row):
+    """Outputs TA-Lib returns as integers (MAXINDEX's rows) are Int32 row outputs, and only those;
+    every other output is Float64. A real call returns those dtypes."""
+    info = abstract.Function(row["talib"]).info
+    df = ohlcv(200, 3)
+    arrays = {c: df[c].to_numpy() for c in df.columns}
+    inputs = [arrays[COLUMN[i]] for i in row["inputs"]]
+    res = getattr(talib, row["talib"])(*inputs)
+    res = list(res) if isinstance(res, list | tuple) else [res]
+    kinds = dict(zip(info["output_names"], (np.asarray(a).dtype.kind for a in res)))
+    for name, ta_name, dtype in zip(row["outputs"], row["talib_outputs"], row["output_dtypes"]):
+        want = "Int32" if kinds[ta_name] == "i" else "Float64"
+        assert dtype == want, (row["name"], name, dtype, kinds[ta_name])
+        assert (name in row["row_outputs"]) == (want == "Int32"), (row["name"], name)
+    out = run(df, getattr(threadx, row["name"])(*INPUTS[row["name"]]))
+    assert out.dtype == result_dtype(row["name"]), (row["name"], out.dtype)
 
 
 @pytest.mark.parametrize("row", TWINS, ids=[r["name"] for r in TWINS])

@@ -41,6 +41,7 @@ import pytest
 import talib
 import threadx
 from helpers import assert_bits_equal
+from talib import abstract as talib_abstract
 
 N_ROWS = 100_000
 SEED = 20240611
@@ -534,6 +535,77 @@ def _percentrank(p: int) -> Case:
     )
 
 
+ALL_DATASETS = ("walk", "tick", "big")
+
+
+def _sum_floor(m: Market, ta: np.ndarray) -> float:
+    # SUM / CUMSUM of positive prices: values are at least one price, never near 0, so the floor
+    # never binds (a millionth of the price level keeps the formula defined). TA-Lib's running
+    # sum carries an absolute drift of order sqrt(rows) * eps * |sum|, ~1e-13 relative here.
+    return 1e-6 * m.price_scale
+
+
+def _window(name: str, p: int | None, floor=_price_floor, exact: bool = False) -> Case:
+    """``threadx.<name>("close", p)`` against ``talib.<NAME>(close, p)`` (``p`` None: no
+    parameter); a tuple result is mapped onto the registry's output names in TA-Lib's order.
+    Integer outputs (MAXINDEX's rows) are compared exactly whatever ``exact`` says."""
+    fn = getattr(talib, name.upper())
+    args = () if p is None else (p,)
+    outs = threadx.catalog().filter(pl.col("name") == name)["outputs"][0].to_list()
+    ta_names = threadx.catalog().filter(pl.col("name") == name)["talib_outputs"][0].to_list()
+    info = talib_abstract.Function(name.upper()).info["output_names"]
+    order = [outs[ta_names.index(t)] for t in info]
+
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        res = fn(m.close, *args)
+        if isinstance(res, tuple):
+            return dict(zip(order, res))
+        return {"value": res}
+
+    return Case(
+        lambda: getattr(threadx, name)("close", *args),
+        ta,
+        0 if p is None else p - 1,
+        {o: floor for o in (order if len(order) > 1 else ["value"])},
+        is_struct=len(order) > 1,
+        exact=exact,
+        datasets=ALL_DATASETS,
+    )
+
+
+def _hl(name: str, p: int) -> Case:
+    """MIDPRICE / DONCHIAN on (high, low): TA-Lib's arithmetic, so bit for bit."""
+    fn = getattr(talib, name.upper())
+
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        res = fn(m.high, m.low, p)
+        if isinstance(res, tuple):
+            return dict(zip(("upper", "middle", "lower"), res))
+        return {"value": res}
+
+    struct = name == "donchian"
+    return Case(
+        lambda: getattr(threadx, name)("high", "low", p),
+        ta,
+        p - 1,
+        {k: _price_floor for k in (("upper", "middle", "lower") if struct else ("value",))},
+        is_struct=struct,
+        exact=True,
+        datasets=ALL_DATASETS,
+    )
+
+
+def _cumsum(col: str) -> Case:
+    # CUMSUM has no parameter: its two "parameter sets" are two inputs (prices and volumes).
+    return Case(
+        lambda: threadx.cumsum(col),
+        lambda m: {"value": talib.CUMSUM(getattr(m, col))},
+        0,
+        {"value": _sum_floor},
+        datasets=ALL_DATASETS,
+    )
+
+
 CASES: dict[str, Case] = {
     # SMA/EMA/WMA: default 30, the minimum 2, a small and a large period.
     "sma-30": _sma(30),
@@ -653,6 +725,44 @@ CASES: dict[str, Case] = {
     "percentrank-2": _percentrank(2),
     "percentrank-10": _percentrank(10),
     "percentrank-500": _percentrank(500),
+    # SUM: a block-grid window sum, TA-Lib a running sum (not bit-exact).
+    "sum-30": _window("sum", 30, _sum_floor),
+    "sum-2": _window("sum", 2, _sum_floor),
+    "sum-500": _window("sum", 500, _sum_floor),
+    # MAX / MIN / MINMAX: exact values, so bit for bit; default 30, the minimum 2, a large one.
+    "max-30": _window("max", 30, exact=True),
+    "max-2": _window("max", 2, exact=True),
+    "max-200": _window("max", 200, exact=True),
+    "min-30": _window("min", 30, exact=True),
+    "min-2": _window("min", 2, exact=True),
+    "min-200": _window("min", 200, exact=True),
+    # MAXINDEX / MININDEX / MINMAXINDEX: identical rows, including TA-Lib's choice among the ties
+    # of the tick data.
+    "maxindex-30": _window("maxindex", 30),
+    "maxindex-2": _window("maxindex", 2),
+    "maxindex-14": _window("maxindex", 14),
+    "maxindex-500": _window("maxindex", 500),
+    "minindex-30": _window("minindex", 30),
+    "minindex-2": _window("minindex", 2),
+    "minindex-500": _window("minindex", 500),
+    "minmax-30": _window("minmax", 30, exact=True),
+    "minmax-2": _window("minmax", 2, exact=True),
+    "minmax-99": _window("minmax", 99, exact=True),
+    "minmaxindex-30": _window("minmaxindex", 30),
+    "minmaxindex-2": _window("minmaxindex", 2),
+    "minmaxindex-77": _window("minmaxindex", 77),
+    # MIDPOINT / MIDPRICE / DONCHIAN: (highest + lowest) / 2.0 as TA-Lib computes it.
+    "midpoint-14": _window("midpoint", 14, exact=True),
+    "midpoint-2": _window("midpoint", 2, exact=True),
+    "midpoint-100": _window("midpoint", 100, exact=True),
+    "midprice-14": _hl("midprice", 14),
+    "midprice-2": _hl("midprice", 2),
+    "midprice-100": _hl("midprice", 100),
+    "donchian-20": _hl("donchian", 20),
+    "donchian-2": _hl("donchian", 2),
+    "donchian-55": _hl("donchian", 55),
+    "cumsum-close": _cumsum("close"),
+    "cumsum-volume": _cumsum("volume"),
 }
 
 
@@ -702,8 +812,23 @@ def test_matches_talib(case_id: str, dataset: str) -> None:
     report = []
     for name, ta in expected.items():
         col = out.get_column(name)
-        assert col.dtype == pl.Float64, (name, col.dtype)
         assert ta.shape == (N_ROWS,)
+        if ta.dtype.kind == "i":
+            # An integer output (MAXINDEX's rows): Int32, null through TA-Lib's lookback (TA-Lib
+            # writes 0 there), and the same integers after it.
+            assert col.dtype == pl.Int32, (name, col.dtype)
+            tx_warmup = _leading(col.is_null().to_numpy())
+            assert tx_warmup == case.lookback, (name, tx_warmup, case.lookback)
+            assert col.null_count() == tx_warmup, f"{name}: nulls after the warm-up"
+            tx_int = col.to_numpy()[tx_warmup:]
+            differ = np.flatnonzero(tx_int != ta[tx_warmup:])
+            assert differ.size == 0, (
+                f"{case_id}/{dataset} {name}: {differ.size} rows differ from TA-Lib, first at row "
+                f"{differ[0] + tx_warmup}: {tx_int[differ[0]]} vs {ta[tx_warmup + differ[0]]}"
+            )
+            report.append(f"{name}=identical")
+            continue
+        assert col.dtype == pl.Float64, (name, col.dtype)
 
         # Warm-up: same length as TA-Lib's NaN prefix, and as the documented lookback.
         ta_warmup = _leading(np.isnan(ta))

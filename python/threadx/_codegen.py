@@ -56,7 +56,9 @@ def _params_sig(ind: Indicator) -> list[str]:
 def _returns(ind: Indicator) -> str:
     if len(ind.outputs) == 1:
         return ind.output_dtypes[0]
-    return "Struct{" + ", ".join(ind.outputs) + "}"
+    if set(ind.output_dtypes) == {"Float64"}:
+        return "Struct{" + ", ".join(ind.outputs) + "}"
+    return "Struct{" + ", ".join(f"{o}: {d}" for o, d in zip(ind.outputs, ind.output_dtypes)) + "}"
 
 
 def _docstring(ind: Indicator, inputs: list[str], indent: str) -> str:

@@ -53,6 +53,8 @@ class Indicator:
     outputs: tuple[str, ...]
     talib_outputs: tuple[str, ...]
     output_dtypes: tuple[str, ...]
+    #: outputs holding rows of the input column (Int32, e.g. MAXINDEX)
+    row_outputs: tuple[str, ...]
     params: tuple[Param, ...]
     lookback: str
     composition: str
@@ -84,6 +86,7 @@ def _load() -> tuple[Indicator, ...]:
                 outputs=tuple(o["name"] for o in d["outputs"]),
                 talib_outputs=tuple(o["talib"] for o in d["outputs"]),
                 output_dtypes=tuple(o["dtype"] for o in d["outputs"]),
+                row_outputs=tuple(o["name"] for o in d["outputs"] if o["row"]),
                 params=tuple(
                     Param(
                         name=p["name"],
@@ -235,7 +238,8 @@ def catalog() -> pl.DataFrame:
     """Every indicator, one row each: ``name``, ``group``, ``talib`` (the TA-Lib twin or null),
     ``alias`` (its lowercase TA-Lib name when that differs), ``inputs`` (TA-Lib order),
     ``receiver`` (the input the ``pl.Expr.threadx`` method is called on),
-    ``outputs`` (field names) and ``talib_outputs`` (TA-Lib's names for them), ``params`` (list of
+    ``outputs`` (field names) and ``talib_outputs`` (TA-Lib's names for them), ``output_dtypes``
+    (``Float64``, or ``Int32`` for ``row_outputs``: rows of the input column), ``params`` (list of
     structs: ``name``, ``kind``, ``default``, ``min``, ``max`` (null: unbounded), ``talib``,
     ``below``, ``doc``), ``lookback`` (in words), ``composition`` (kernel families) and ``devices``."""
     param_fields = {
@@ -259,6 +263,8 @@ def catalog() -> pl.DataFrame:
             "receiver": [i.receiver for i in INDICATORS],
             "outputs": [list(i.outputs) for i in INDICATORS],
             "talib_outputs": [list(i.talib_outputs) for i in INDICATORS],
+            "output_dtypes": [list(i.output_dtypes) for i in INDICATORS],
+            "row_outputs": [list(i.row_outputs) for i in INDICATORS],
             "params": [[vars(p) for p in i.params] for i in INDICATORS],
             "lookback": [i.lookback for i in INDICATORS],
             "composition": [i.composition for i in INDICATORS],
@@ -274,6 +280,8 @@ def catalog() -> pl.DataFrame:
             "receiver": pl.String,
             "outputs": pl.List(pl.String),
             "talib_outputs": pl.List(pl.String),
+            "output_dtypes": pl.List(pl.String),
+            "row_outputs": pl.List(pl.String),
             "params": pl.List(pl.Struct(param_fields)),
             "lookback": pl.String,
             "composition": pl.String,

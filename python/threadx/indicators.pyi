@@ -325,6 +325,101 @@ def percentrank(
 ) -> pl.Expr:
     ...
 
+def sum(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def max(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def min(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def maxindex(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def minindex(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def minmax(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def minmaxindex(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def midpoint(
+    real: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def midprice(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def donchian(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def cumsum(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
@@ -339,14 +434,24 @@ __all__ = [
     "beta",
     "bollinger",
     "correl",
+    "cumsum",
     "div",
+    "donchian",
     "ema",
     "linearreg",
     "linearreg_angle",
     "linearreg_intercept",
     "linearreg_slope",
     "macd",
+    "max",
+    "maxindex",
     "medprice",
+    "midpoint",
+    "midprice",
+    "min",
+    "minindex",
+    "minmax",
+    "minmaxindex",
     "mult",
     "natr",
     "obv",
@@ -360,6 +465,7 @@ __all__ = [
     "stddev",
     "stoch",
     "sub",
+    "sum",
     "trange",
     "tsf",
     "typprice",

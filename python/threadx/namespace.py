@@ -921,6 +921,284 @@ class ThreadxNamespace:
             "percentrank", {"real": self._expr}, {"period": period}, device, workload_tag
         )
 
+    def sum(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Rolling sum over the window (TA-Lib SUM).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "sum", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def max(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Highest value over the window (a window holding a NaN gives NaN) (TA-Lib MAX).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "max", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def min(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Lowest value over the window (a window holding a NaN gives NaN) (TA-Lib MIN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "min", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def maxindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row (in the input column) of the highest value over the window, with TA-Lib's choice
+        among ties (TA-Lib MAXINDEX).
+
+        Returns Int32, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "maxindex", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def minindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Row (in the input column) of the lowest value over the window, with TA-Lib's choice
+        among ties (TA-Lib MININDEX).
+
+        Returns Int32, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "minindex", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def minmax(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Lowest and highest values over the window (TA-Lib MINMAX).
+
+        Returns Struct{min, max}, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "minmax", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def minmaxindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Rows (in the input column) of the lowest and highest values over the window, with TA-
+        Lib's choice among ties (TA-Lib MINMAXINDEX).
+
+        Returns Struct{minidx: Int32, maxidx: Int32}, as long as the input. Warm-up (null rows):
+        period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "minmaxindex", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def midpoint(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Midpoint over the window, (highest + lowest) / 2 (TA-Lib MIDPOINT).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "midpoint", {"real": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def midprice(
+        self,
+        low: IntoExpr,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Midpoint price over the window, (highest high + lowest low) / 2 (TA-Lib MIDPRICE).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "midprice", {"high": self._expr, "low": low}, {"period": period}, device, workload_tag
+        )
+
+    def donchian(
+        self,
+        low: IntoExpr,
+        period: int = 20,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Donchian channels: highest high, lowest low and their midpoint (TA-Lib DONCHIAN).
+
+        Returns Struct{upper, middle, lower}, as long as the input. Warm-up (null rows): period
+        - 1.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        period:
+            Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "donchian", {"high": self._expr, "low": low}, {"period": period}, device, workload_tag
+        )
+
+    def cumsum(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Cumulative sum from the first row (TA-Lib CUMSUM).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "cumsum", {"real": self._expr}, {}, device, workload_tag
+        )
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

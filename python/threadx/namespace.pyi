@@ -332,6 +332,101 @@ class ThreadxNamespace:
     ) -> pl.Expr:
         ...
 
+    def sum(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def max(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def min(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def maxindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def minindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def minmax(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def minmaxindex(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def midpoint(
+        self,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def midprice(
+        self,
+        low: IntoExpr,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def donchian(
+        self,
+        low: IntoExpr,
+        period: int = 20,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def cumsum(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

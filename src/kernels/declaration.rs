@@ -90,15 +90,30 @@ pub struct Output {
     pub name: &'static str,
     /// TA-Lib's name of this output (`real`, `upperband`, …).
     pub talib: &'static str,
-    /// The Polars dtype.
+    /// The Polars dtype: `Float64`, or `Int32` for a row number ([`i32_out`]).
     pub dtype: &'static str,
+    /// The values are row numbers of the input (TA-Lib's MAXINDEX): the kernel writes rows of the
+    /// non-null rows it sees (as `f64`), and the plugin maps them to rows of the input column.
+    pub row: bool,
 }
 
+/// A Float64 output.
 pub const fn f64_out(name: &'static str, talib: &'static str) -> Output {
     Output {
         name,
         talib,
         dtype: "Float64",
+        row: false,
+    }
+}
+
+/// An Int32 output holding a row of the input column (MAXINDEX, MININDEX, MINMAXINDEX).
+pub const fn i32_out(name: &'static str, talib: &'static str) -> Output {
+    Output {
+        name,
+        talib,
+        dtype: "Int32",
+        row: true,
     }
 }
 

@@ -1,5 +1,5 @@
-//! Rolling maximum / minimum on the global block grid (van Herk / Gil–Werman) and the stochastic
-//! oscillator built on them.
+//! Rolling maximum / minimum on the global block grid (van Herk / Gil–Werman), the indicators
+//! built on them (MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN) and the stochastic oscillator.
 //!
 //! # Spec
 //! Blocks of `w` rows aligned to row 0. For row `t` at offset `o` in block `b`: if `o = w - 1` the
@@ -8,6 +8,11 @@
 //! the suffix folds `pick(x, acc)` right to left. `pick` propagates NaN (a window holding a NaN gives
 //! NaN, unlike `f64::max`) and returns its second operand on ties. Max and min are exact, so any
 //! fold order would give the same value; the order is fixed anyway so ±0.0 ties are reproducible.
+//!
+//! MIDPOINT / MIDPRICE / DONCHIAN's middle (TA-Lib's arithmetic): `(HH_t + LL_t) / 2.0`, with `HH`
+//! the rolling max (of `x`, or of `high`) and `LL` the rolling min (of `x`, or of `low`); DONCHIAN's
+//! upper and lower bands are `HH` and `LL`, MINMAX's outputs `LL` and `HH`. A window holding a NaN
+//! gives NaN (TA-Lib's comparisons would skip it).
 //!
 //! STOCH (TA-Lib, SMA smoothing): `fastk_t = (close_t - LL_t) / ((HH_t - LL_t) / 100)`, or `0.0`
 //! when `HH_t - LL_t == 0`, with `HH`/`LL` the rolling max of `high` / min of `low` over
@@ -348,6 +353,93 @@ pub fn rolling_min_index<S: Splitter>(
     run_extrema_index::<S, Min>(split, x, w, value, row)
 }
 
+/// The rolling maximum of `high` and minimum of `low` (both `w` rows, [`van_herk_rows`]) of
+/// every row `t >= w - 1`, handed to `write(outs_tile, hh, ll)` one tile of rows at a time
+/// (MIN/MAX/MINMAX pass one series as both).
+fn run_max_min<S: Splitter, const K: usize>(
+    split: &S,
+    high: &[f64],
+    low: &[f64],
+    w: usize,
+    outs: [&mut [f64]; K],
+    write: impl Fn([&mut [f64]; K], &[f64], &[f64]) + Sync + Send,
+) {
+    let n = high.len();
+    if w == 0 || n < w {
+        return;
+    }
+    let tail = outs.map(|o| &mut o[w - 1..n]);
+    split.for_each_piece(w - 1, tail, |lo, mut piece| {
+        let hi = lo + piece[0].len();
+        let span = tile_rows(w).min(hi - lo);
+        with_scratch(2 * span + w + 1, |scratch| {
+            let [hh, ll, suf] = carve(scratch, [span, span, w + 1]);
+            for t0 in (lo..hi).step_by(span) {
+                let t1 = (t0 + span).min(hi);
+                let (hh, ll) = (&mut hh[..t1 - t0], &mut ll[..t1 - t0]);
+                van_herk_rows::<Max>(high, w, (t0, t1), suf, hh);
+                van_herk_rows::<Min>(low, w, (t0, t1), suf, ll);
+                let tile = piece.each_mut().map(|p| &mut p[t0 - lo..t1 - lo]);
+                write(tile, hh, ll);
+            }
+        })
+    });
+}
+
+/// TA-Lib's midpoint of a highest and a lowest value: `(hh + ll) / 2.0`.
+#[inline(always)]
+fn mid(hh: f64, ll: f64) -> f64 {
+    (hh + ll) / 2.0
+}
+
+/// MINMAX: the rolling minimum and maximum (bit-identical to [`rolling_min`] and
+/// [`rolling_max`]); rows `< w - 1` untouched.
+pub fn min_max<S: Splitter>(split: &S, x: &[f64], w: usize, min: &mut [f64], max: &mut [f64]) {
+    run_max_min(split, x, x, w, [min, max], |[mn, mx], hh, ll| {
+        mn.copy_from_slice(ll);
+        mx.copy_from_slice(hh);
+    });
+}
+
+/// MIDPOINT (TA-Lib): `(max + min) / 2.0` of the window of `x`; rows `< w - 1` untouched.
+pub fn midpoint<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
+    midprice(split, x, x, w, out)
+}
+
+/// MIDPRICE (TA-Lib): `(highest high + lowest low) / 2.0`; rows `< w - 1` untouched.
+pub fn midprice<S: Splitter>(split: &S, high: &[f64], low: &[f64], w: usize, out: &mut [f64]) {
+    run_max_min(split, high, low, w, [out], |[o], hh, ll| {
+        for ((d, &h), &l) in o.iter_mut().zip(hh).zip(ll) {
+            *d = mid(h, l);
+        }
+    });
+}
+
+/// DONCHIAN (TA-Lib): upper = highest high, lower = lowest low, middle = `(upper + lower) / 2.0`
+/// (bit-identical to [`midprice`]); rows `< w - 1` untouched.
+pub fn donchian<S: Splitter>(
+    split: &S,
+    high: &[f64],
+    low: &[f64],
+    w: usize,
+    [upper, middle, lower]: [&mut [f64]; 3],
+) {
+    run_max_min(
+        split,
+        high,
+        low,
+        w,
+        [upper, middle, lower],
+        |[u, m, l], hh, ll| {
+            u.copy_from_slice(hh);
+            l.copy_from_slice(ll);
+            for ((d, &h), &l) in m.iter_mut().zip(hh).zip(ll) {
+                *d = mid(h, l);
+            }
+        },
+    );
+}
+
 /// TA-Lib's fast %K of one row from its highest high and lowest low: a branch-free select, so the
 /// loop over a tile vectorises (the division of a zero range is computed and thrown away).
 #[inline(always)]
@@ -545,6 +637,68 @@ mod tests {
     use crate::kernels::reference as naive;
     use crate::kernels::split::{CutAt, Sequential};
     use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    #[test]
+    fn max_min_combinations_are_the_extrema_bits_and_split_invariant() {
+        let mut rng = Lcg(19);
+        let mut inputs = series_zoo(2000, 7);
+        inputs.push(awkward(2000, 3));
+        for x in &inputs {
+            let y: Vec<f64> = x.iter().rev().copied().collect();
+            for w in [1, 2, 3, 5, 14, 40, 500] {
+                let n = x.len();
+                let (mut hh, mut ll) = (vec![0.0; n], vec![0.0; n]);
+                rolling_max(&Sequential, x, w, &mut hh);
+                rolling_min(&Sequential, &y, w, &mut ll);
+                let mid: Vec<f64> = hh.iter().zip(&ll).map(|(h, l)| (h + l) / 2.0).collect();
+                let all = |split: &CutAt| {
+                    let (mut mp, mut u, mut m, mut l) =
+                        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                    let (mut mn, mut mx) = (vec![0.0; n], vec![0.0; n]);
+                    midprice(split, x, &y, w, &mut mp);
+                    donchian(split, x, &y, w, [&mut u, &mut m, &mut l]);
+                    min_max(split, x, w, &mut mn, &mut mx);
+                    [mp, u, m, l, mn, mx]
+                };
+                let whole = all(&CutAt(vec![]));
+                let t = w - 1;
+                let canon0 = |v: &[f64]| -> Vec<f64> {
+                    v.iter()
+                        .map(|&a| if a.is_nan() { f64::NAN } else { a })
+                        .collect()
+                };
+                assert_bits_eq(&canon0(&whole[0][t..]), &canon0(&mid[t..]), "midprice");
+                assert_bits_eq(&whole[1][t..], &hh[t..], "donchian upper");
+                assert_bits_eq(
+                    &canon0(&whole[2][t..]),
+                    &canon0(&mid[t..]),
+                    "donchian middle",
+                );
+                assert_bits_eq(&whole[3][t..], &ll[t..], "donchian lower");
+                let mut lx = vec![0.0; n];
+                rolling_min(&Sequential, x, w, &mut lx);
+                assert_bits_eq(&whole[4][t..], &lx[t..], "minmax min");
+                assert_bits_eq(&whole[5][t..], &hh[t..], "minmax max");
+                let mut mp = vec![0.0; n];
+                midpoint(&Sequential, x, w, &mut mp);
+                let own: Vec<f64> = hh.iter().zip(&lx).map(|(h, l)| (h + l) / 2.0).collect();
+                assert_bits_eq(&canon0(&mp[t..]), &canon0(&own[t..]), "midpoint");
+                // A sum of two NaNs may keep either payload (the compiler may swap the operands
+                // of a vectorised add), so NaNs are compared as NaN.
+                let canon = |v: &[f64]| -> Vec<f64> {
+                    v.iter()
+                        .map(|&a| if a.is_nan() { f64::NAN } else { a })
+                        .collect()
+                };
+                for _ in 0..3 {
+                    let got = all(&CutAt(random_cuts(&mut rng, n, 16)));
+                    for (g, w0) in got.iter().zip(&whole) {
+                        assert_bits_eq(&canon(&g[t..]), &canon(&w0[t..]), "cuts");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn max_min_match_naive_including_nan() {

@@ -13,6 +13,7 @@ pub mod declaration;
 pub mod elementwise;
 pub mod ema;
 pub mod extrema;
+pub mod extrema_index;
 pub mod flow;
 pub mod moments;
 pub mod order;

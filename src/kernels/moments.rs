@@ -1,5 +1,5 @@
-//! Rolling mean and variance on the global block grid: `sma`, `rolling_std`, `rolling_var`,
-//! `zscore`, `bollinger`, and `avgdev` (the mean plus a direct pass over the window).
+//! Rolling mean, sum and variance on the global block grid: `sma`, `rolling_sum`, `rolling_std`,
+//! `rolling_var`, `zscore`, `bollinger`, and `avgdev` (the mean plus a direct pass over the window).
 //!
 //! # Spec (the answer is defined by this sequence of IEEE-754 double operations, no FMA)
 //!
@@ -20,6 +20,7 @@
 //! negative (a rounding residue below the data's conditioning limit; NaN passes). Outputs: `sma = mean`;
 //! `rolling_std = sqrt(m2 * (1.0 / (w - ddof)))`; `rolling_var = m2 * iw` (so `sqrt(rolling_var)` has
 //! the bits of `rolling_std` with `ddof = 0`); `zscore = ((x_t - r) - md) / sqrt(m2 * iw)`;
+//! `rolling_sum = r * w + S1` (`w` as a double; TA-Lib's SUM);
 //! `bollinger`: `dev = k * sqrt(m2 * iw)`, `middle = mean`, `upper = mean + dev`, `lower = mean - dev`.
 //! The mean is the same operations whether or not the variance is needed, so `bollinger.middle` is
 //! bit-identical to `sma`.
@@ -547,6 +548,17 @@ pub fn avgdev<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
     });
 }
 
+/// Rolling sum (TA-Lib's SUM): `r * w + S1` (the window's reference times its length, plus the
+/// shifted sum), exact when the data and their sums are integers below 2^53.
+pub fn rolling_sum<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let wf = period as f64;
+    run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
+        for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
+            *dst = r * wf + s1;
+        }
+    });
+}
+
 /// `(x - rolling mean) / rolling population std`, computed in shifted coordinates so it stays
 /// accurate on offset data; a window of identical values gives NaN (0/0).
 pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
@@ -673,6 +685,35 @@ mod tests {
             assert_eq!(v.is_nan(), (30..35).contains(&t), "row {t}");
             if t < 30 {
                 assert_eq!(v.to_bits(), 0.0f64.to_bits(), "row {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_sum_matches_naive_is_exact_on_integers_and_split_invariant() {
+        let mut rng = Lcg(23);
+        let ints: Vec<f64> = (0..2500).map(|_| rng.below(1000) as f64 - 300.0).collect();
+        for x in series_zoo(2500, 9).into_iter().chain([ints.clone()]) {
+            for w in [1, 2, 5, 30, 77, 300] {
+                let mut got = vec![0.0; x.len()];
+                rolling_sum(&Sequential, &x, w, &mut got);
+                let want: Vec<f64> = (w - 1..x.len())
+                    .map(|t| x[t + 1 - w..=t].iter().sum::<f64>())
+                    .collect();
+                // Both sums are within (w + 2)·ε·Σ|x| of the exact one (the wave crosses 0).
+                for (i, (g, v)) in got[w - 1..].iter().zip(&want).enumerate() {
+                    let abs: f64 = x[i..i + w].iter().map(|v| v.abs()).sum();
+                    let bound = 2.0 * (w as f64 + 2.0) * f64::EPSILON * abs;
+                    assert!((g - v).abs() <= bound, "sum row {}: {g} vs {v}", i + w - 1);
+                }
+                if x == ints {
+                    assert_bits_eq(&got[w - 1..], &want, "integer sums are exact");
+                }
+                for _ in 0..4 {
+                    let mut cut = vec![0.0; x.len()];
+                    rolling_sum(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, w, &mut cut);
+                    assert_bits_eq(&cut[w - 1..], &got[w - 1..], "sum cuts");
+                }
             }
         }
     }

@@ -18,10 +18,12 @@
 //! parameter.
 
 use super::comoments::{self, LinReg};
-pub use super::declaration::{self, f64_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD};
+pub use super::declaration::{
+    self, f64_out, i32_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD,
+};
 use super::elementwise::{self, Op};
 use super::split::Splitter;
-use super::{ema, extrema, flow, moments, order, wilder, wma};
+use super::{ema, extrema, extrema_index, flow, moments, order, wilder, wma};
 
 /// An indicator's declaration, building a [`Spec`].
 pub type Indicator = declaration::Declaration<Spec>;
@@ -57,6 +59,22 @@ const OHLC: &[&str] = &["open", "high", "low", "close"];
 const HL: &[&str] = &["high", "low"];
 const TWO_REALS: &[&str] = &["real0", "real1"];
 const VALUE: &[Output] = &[f64_out("value", "real")];
+
+/// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: CPU only for now.
+const WINDOW_EXTREMA_CPU: Devices = Devices {
+    cpu: true,
+    cuda: false,
+    no_cuda_reason: Some("no CUDA twin yet: the CUDA extrema kernel only serves stoch's %K"),
+};
+
+/// MAXINDEX, MININDEX, MINMAXINDEX.
+const EXTREMA_INDEX_CPU: Devices = Devices {
+    cpu: true,
+    cuda: false,
+    no_cuda_reason: Some(
+        "TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode",
+    ),
+};
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize
@@ -645,6 +663,172 @@ pub static INDICATORS: &[Indicator] = &[
         devices: CPU_ONLY_ORDER,
         build: |v| Ok(Spec::PercentRank { period: period(v, 0) }),
     },
+    Indicator {
+        name: "sum",
+        talib: Some("SUM"),
+        group: "Math Operators",
+        summary: "Rolling sum over the window",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed moments (sum)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: tx_moments has no sum mode"),
+        },
+        build: |v| Ok(Spec::Sum { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "max",
+        talib: Some("MAX"),
+        group: "Math Operators",
+        summary: "Highest value over the window (a window holding a NaN gives NaN)",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::Max { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "min",
+        talib: Some("MIN"),
+        group: "Math Operators",
+        summary: "Lowest value over the window (a window holding a NaN gives NaN)",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::Min { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "maxindex",
+        talib: Some("MAXINDEX"),
+        group: "Math Operators",
+        summary: "Row (in the input column) of the highest value over the window, with TA-Lib's choice among ties",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: &[i32_out("value", "integer")],
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema (row with TA-Lib's tie rule)",
+        devices: EXTREMA_INDEX_CPU,
+        build: |v| Ok(Spec::MaxIndex { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "minindex",
+        talib: Some("MININDEX"),
+        group: "Math Operators",
+        summary: "Row (in the input column) of the lowest value over the window, with TA-Lib's choice among ties",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: &[i32_out("value", "integer")],
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema (row with TA-Lib's tie rule)",
+        devices: EXTREMA_INDEX_CPU,
+        build: |v| Ok(Spec::MinIndex { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "minmax",
+        talib: Some("MINMAX"),
+        group: "Math Operators",
+        summary: "Lowest and highest values over the window",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: &[f64_out("min", "min"), f64_out("max", "max")],
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::MinMax { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "minmaxindex",
+        talib: Some("MINMAXINDEX"),
+        group: "Math Operators",
+        summary: "Rows (in the input column) of the lowest and highest values over the window, with TA-Lib's choice among ties",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: &[i32_out("minidx", "minidx"), i32_out("maxidx", "maxidx")],
+        params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema (rows with TA-Lib's tie rule)",
+        devices: EXTREMA_INDEX_CPU,
+        build: |v| Ok(Spec::MinMaxIndex { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "midpoint",
+        talib: Some("MIDPOINT"),
+        group: "Overlap Studies",
+        summary: "Midpoint over the window, (highest + lowest) / 2",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema + elementwise midpoint",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::Midpoint { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "midprice",
+        talib: Some("MIDPRICE"),
+        group: "Overlap Studies",
+        summary: "Midpoint price over the window, (highest high + lowest low) / 2",
+        inputs: HL,
+        receiver: "high",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema + elementwise midpoint",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::Midprice { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "donchian",
+        talib: Some("DONCHIAN"),
+        group: "Overlap Studies",
+        summary: "Donchian channels: highest high, lowest low and their midpoint",
+        inputs: HL,
+        receiver: "high",
+        outputs: &[
+            f64_out("upper", "upperband"),
+            f64_out("middle", "middleband"),
+            f64_out("lower", "lowerband"),
+        ],
+        params: &[Param::period("period", 20, 2, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "windowed extrema + elementwise midpoint",
+        devices: WINDOW_EXTREMA_CPU,
+        build: |v| Ok(Spec::Donchian { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "cumsum",
+        talib: Some("CUMSUM"),
+        group: "Math Operators",
+        summary: "Cumulative sum from the first row",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[],
+        lookback: "0",
+        composition: "linear scan (running total)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the CUDA scan has no plain running-total drive"),
+        },
+        build: |_| Ok(Spec::Cumsum),
+    },
 ];
 
 /// One indicator call's parameters, validated.
@@ -719,6 +903,37 @@ pub enum Spec {
     PercentRank {
         period: usize,
     },
+    Sum {
+        period: usize,
+    },
+    Max {
+        period: usize,
+    },
+    Min {
+        period: usize,
+    },
+    MaxIndex {
+        period: usize,
+    },
+    MinIndex {
+        period: usize,
+    },
+    MinMax {
+        period: usize,
+    },
+    MinMaxIndex {
+        period: usize,
+    },
+    Midpoint {
+        period: usize,
+    },
+    Midprice {
+        period: usize,
+    },
+    Donchian {
+        period: usize,
+    },
+    Cumsum,
 }
 
 impl Spec {
@@ -808,6 +1023,17 @@ impl Spec {
             Spec::AvgDev { .. } => "avgdev",
             Spec::Percentile { .. } => "percentile",
             Spec::PercentRank { .. } => "percentrank",
+            Spec::Sum { .. } => "sum",
+            Spec::Max { .. } => "max",
+            Spec::Min { .. } => "min",
+            Spec::MaxIndex { .. } => "maxindex",
+            Spec::MinIndex { .. } => "minindex",
+            Spec::MinMax { .. } => "minmax",
+            Spec::MinMaxIndex { .. } => "minmaxindex",
+            Spec::Midpoint { .. } => "midpoint",
+            Spec::Midprice { .. } => "midprice",
+            Spec::Donchian { .. } => "donchian",
+            Spec::Cumsum => "cumsum",
         }
     }
 
@@ -838,6 +1064,17 @@ impl Spec {
             | Spec::AvgDev { period }
             | Spec::Percentile { period, .. } => period - 1,
             Spec::Beta { period } | Spec::PercentRank { period } => period,
+            Spec::Sum { period }
+            | Spec::Max { period }
+            | Spec::Min { period }
+            | Spec::MaxIndex { period }
+            | Spec::MinIndex { period }
+            | Spec::MinMax { period }
+            | Spec::MinMaxIndex { period }
+            | Spec::Midpoint { period }
+            | Spec::Midprice { period }
+            | Spec::Donchian { period } => period - 1,
+            Spec::Cumsum => 0,
         }
     }
 
@@ -932,6 +1169,24 @@ impl Spec {
                 order::percentile(split, x, period, percentile, o)
             }
             (Spec::PercentRank { period }, [o]) => order::percentrank(split, x, period, o),
+            (Spec::Sum { period }, [o]) => moments::rolling_sum(split, x, period, o),
+            (Spec::Max { period }, [o]) => extrema::rolling_max(split, x, period, o),
+            (Spec::Min { period }, [o]) => extrema::rolling_min(split, x, period, o),
+            (Spec::MaxIndex { period }, [o]) => extrema_index::max_index(split, x, period, o),
+            (Spec::MinIndex { period }, [o]) => extrema_index::min_index(split, x, period, o),
+            (Spec::MinMax { period }, [mn, mx]) => extrema::min_max(split, x, period, mn, mx),
+            (Spec::MinMaxIndex { period }, [mn, mx]) => {
+                extrema_index::min_index(split, x, period, mn);
+                extrema_index::max_index(split, x, period, mx);
+            }
+            (Spec::Midpoint { period }, [o]) => extrema::midpoint(split, x, period, o),
+            (Spec::Midprice { period }, [o]) => {
+                extrema::midprice(split, inputs[0], inputs[1], period, o)
+            }
+            (Spec::Donchian { period }, [u, m, l]) => {
+                extrema::donchian(split, inputs[0], inputs[1], period, [u, m, l])
+            }
+            (Spec::Cumsum, [o]) => flow::cumsum(split, x, o),
             (spec, outs) => unreachable!(
                 "{} takes {} outputs, got {}",
                 spec.name(),

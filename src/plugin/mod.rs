@@ -49,20 +49,75 @@ impl IndicatorKwargs {
     }
 }
 
-/// The output field: Float64 named after the first input (the receiver), or a Struct of Float64
-/// fields named by the declaration's outputs.
+/// The Polars dtype of a declared output: Int32 for rows ([`registry::i32_out`]), else Float64.
+fn output_dtype(o: &registry::Output) -> DataType {
+    if o.row {
+        DataType::Int32
+    } else {
+        DataType::Float64
+    }
+}
+
+/// The output field: the one output named after the first input (the receiver), or a Struct of
+/// fields named by the declaration's outputs; Float64, or Int32 for row outputs.
 fn indicator_field(input_names: &[PlSmallStr], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
     let spec = kwargs.spec()?;
     let name = input_names.first().cloned().unwrap_or_default();
-    let outputs = spec.outputs();
-    if outputs.len() == 1 {
-        return Ok(Field::new(name, DataType::Float64));
+    let outputs = spec.def().outputs;
+    if let [one] = outputs {
+        return Ok(Field::new(name, output_dtype(one)));
     }
     let fields = outputs
         .iter()
-        .map(|n| Field::new((*n).into(), DataType::Float64))
+        .map(|o| Field::new(o.name.into(), output_dtype(o)))
         .collect();
     Ok(Field::new(name, DataType::Struct(fields)))
+}
+
+/// A row output as Int32: each value, a row of the rows the kernel saw (the non-null ones, in
+/// order), becomes that row's position in the input column (`runs`: the present rows; `None`:
+/// every row). Rows that are null in `validity` are 0 (their value is not read).
+fn row_output(
+    name: PlSmallStr,
+    rows: &[f64],
+    runs: Option<&[(usize, usize)]>,
+    validity: Option<Bitmap>,
+) -> Series {
+    // The kernel's row `k` is the `k`-th present row: `starts[i]` is the compacted row where run
+    // `i` begins.
+    let starts: Vec<usize> = runs
+        .map(|r| {
+            r.iter()
+                .scan(0usize, |acc, &(_, len)| {
+                    let at = *acc;
+                    *acc += len;
+                    Some(at)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let map = |k: usize| -> usize {
+        match runs {
+            None => k,
+            Some(runs) => {
+                let i = starts.partition_point(|&s| s <= k).saturating_sub(1);
+                runs.get(i).map_or(0, |&(start, _)| start + (k - starts[i]))
+            }
+        }
+    };
+    let valid = |t: usize| validity.as_ref().is_none_or(|v| v.get_bit(t));
+    let values: Vec<i32> = rows
+        .iter()
+        .enumerate()
+        .map(|(t, &v)| {
+            if valid(t) && v >= 0.0 && v < rows.len() as f64 {
+                i32::try_from(map(v as usize)).unwrap_or(i32::MAX)
+            } else {
+                0
+            }
+        })
+        .collect();
+    Int32Chunked::from_vec_validity(name, values, validity).into_series()
 }
 
 /// The values of a null-free column as one contiguous slice (borrowed when already contiguous).
@@ -340,7 +395,7 @@ fn compute(
     };
     let series: Vec<Series> = outs
         .into_iter()
-        .zip(spec.outputs())
+        .zip(spec.def().outputs)
         .map(|(mut out, field)| {
             if let Some((runs, _)) = &runs {
                 if pass_workers > 1 {
@@ -349,7 +404,12 @@ fn compute(
                     expand_in_place(&mut out, runs);
                 }
             }
-            Float64Chunked::from_vec_validity(field.into(), out, validity.clone()).into_series()
+            let name: PlSmallStr = field.name.into();
+            if field.row {
+                let runs = runs.as_ref().map(|(r, _)| r.as_slice());
+                return row_output(name, &out, runs, validity.clone());
+            }
+            Float64Chunked::from_vec_validity(name, out, validity.clone()).into_series()
         })
         .collect();
 
