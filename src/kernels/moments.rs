@@ -20,7 +20,7 @@
 //! `rolling_std = sqrt(m2 * (1.0 / (w - ddof)))`; `zscore = ((x_t - r) - md) / sqrt(m2 * iw)`;
 //! `bollinger`: `dev = k * sqrt(m2 * iw)`, `middle = mean`, `upper = mean + dev`, `lower = mean - dev`.
 //! The mean is the same operations whether or not the variance is needed, so `bollinger.middle` is
-//! bit-identical to `sma`.
+//! bit-identical to `sma`. `rolling_sum = S1 + r * w` (the window's sum, `w` as a double).
 //!
 //! Accuracy: because `r` is a value of the window, `Σd² <= w·m2`, so the relative error of `m2` is
 //! at most about `w·ε` and in practice a few `ε` (≈1e-16 against exact rational arithmetic on prices
@@ -501,6 +501,17 @@ pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize
     });
 }
 
+/// Rolling sum of `period` values (TA-Lib's SUM): `S1 + r * w`, the shifted sum plus the
+/// reference times the window length; rows `< period - 1` untouched.
+pub fn rolling_sum<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let w = period as f64;
+    run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
+        for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
+            *dst = s1 + r * w;
+        }
+    });
+}
+
 /// `(x - rolling mean) / rolling population std`, computed in shifted coordinates so it stays
 /// accurate on offset data; a window of identical values gives NaN (0/0).
 pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
@@ -571,6 +582,30 @@ mod tests {
                 assert_close(&got[w - 1..], &want[w - 1..], 1e-12, "sma");
             }
         }
+    }
+
+    #[test]
+    fn rolling_sum_matches_naive_sum_and_splits() {
+        let mut rng = Lcg(23);
+        for x in series_zoo(3000, 13) {
+            for w in [1, 2, 5, 25, 77] {
+                let mut whole = vec![0.0; x.len()];
+                rolling_sum(&Sequential, &x, w, &mut whole);
+                let want: Vec<f64> = naive::rolling_mean(&x, w)
+                    .iter()
+                    .map(|m| m * w as f64)
+                    .collect();
+                assert_close(&whole[w - 1..], &want[w - 1..], 1e-11, "rolling_sum");
+                for _ in 0..4 {
+                    let mut got = vec![0.0; x.len()];
+                    rolling_sum(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, w, &mut got);
+                    assert_bits_eq(&got[w - 1..], &whole[w - 1..], "rolling_sum cuts");
+                }
+            }
+        }
+        let mut flat = [0.0; 6];
+        rolling_sum(&Sequential, &[1.0; 6], 5, &mut flat);
+        assert_eq!(flat[4..], [5.0, 5.0]);
     }
 
     #[test]
