@@ -16,7 +16,22 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
-from helpers import INPUTS, NAMES, PARAMS, assert_bits_equal, fields, indicator_expr, ohlcv, run
+from helpers import (
+    CATALOG,
+    INPUTS,
+    NAMES,
+    PARAMS,
+    assert_bits_equal,
+    fields,
+    indicator_expr,
+    ohlcv,
+    run,
+)
+
+#: The indicators that are homogeneous functions of the prices (scaling every price by s scales
+#: the output by s^d). The math transforms are not (sin(256 x) is no power of 256 times sin(x));
+#: their overflow behaviour is the C library's, checked bit for bit against TA-Lib instead.
+HOMOGENEOUS = [r["name"] for r in CATALOG.iter_rows(named=True) if r["group"] != "Math Transform"]
 
 
 def _python(script: str, env: dict[str, str] | None = None, timeout: float = 120):
@@ -381,7 +396,7 @@ def _signed(df: pl.DataFrame, seed: int) -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HOMOGENEOUS)
 @pytest.mark.parametrize("top", [1e306, 1.5e308])
 @pytest.mark.parametrize("shape", ["walk", "signed"])
 def test_item11_overflow_gives_non_finite_never_a_wrong_finite_value(
