@@ -25,9 +25,9 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
+from helpers import GPU_NAMES as NAMES  # the indicators a GPU runs (the others are CPU-only)
 from helpers import (
     INPUTS,
-    NAMES,
     NS_INPUTS,
     PARAMS,
     RECEIVER,
@@ -531,7 +531,7 @@ _CHILD = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])  # the tests folder, for helpers
 import polars as pl, threadx
-from helpers import NAMES, PARAMS, digest, indicator_expr, ohlcv
+from helpers import GPU_NAMES as NAMES, PARAMS, digest, indicator_expr, ohlcv
 
 def run(df, name, device):
     return digest(df.select(indicator_expr(name, PARAMS[name], device=device).alias("o"))["o"])
