@@ -223,19 +223,157 @@ def div(
 ) -> pl.Expr:
     ...
 
+def accbands(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def kc(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    period: int = 20,
+    atr_period: int = 10,
+    multiplier: float = 2.0,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def ha(
+    open: IntoExpr,
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def adr(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def cvi(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 10,
+    roc_period: int = 10,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def massi(
+    high: IntoExpr,
+    low: IntoExpr,
+    fast: int = 9,
+    slow: int = 25,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def rvi(
+    real: IntoExpr,
+    period: int = 14,
+    std_period: int = 10,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def acos(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def asin(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def atan(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def ceil(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def cos(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def cosh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def exp(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def floor(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def ln(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def log10(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sin(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sinh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sqrt(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def tan(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def tanh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
 
 __all__ = [
+    "accbands",
+    "acos",
     "add",
+    "adr",
+    "asin",
+    "atan",
     "atr",
     "avgprice",
     "bbands",
     "bollinger",
+    "ceil",
+    "cos",
+    "cosh",
+    "cvi",
     "div",
     "ema",
+    "exp",
+    "floor",
+    "ha",
+    "kc",
+    "ln",
+    "log10",
     "macd",
+    "massi",
     "medprice",
     "mult",
     "natr",
@@ -243,10 +381,16 @@ __all__ = [
     "roc",
     "rolling_std",
     "rsi",
+    "rvi",
+    "sin",
+    "sinh",
     "sma",
+    "sqrt",
     "stddev",
     "stoch",
     "sub",
+    "tan",
+    "tanh",
     "trange",
     "typprice",
     "wclprice",
