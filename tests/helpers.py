@@ -46,6 +46,10 @@ NS_INPUTS: dict[str, dict[str, str]] = {
     n: {i: COLUMN[i] for i in r["inputs"] if i != r["receiver"]} for n, r in _ROWS.items()
 }
 
+#: The indicators with a CUDA twin: only they run on GPUs and device sets (real or simulated); a
+#: CPU-only one is refused there with its declared reason.
+GPU_NAMES = [n for n, r in _ROWS.items() if "cuda" in r["devices"]]
+
 # name -> the fields of its struct output; None: a plain Float64 output
 STRUCT_FIELDS: dict[str, tuple[str, ...] | None] = {
     n: (tuple(r["outputs"]) if len(r["outputs"]) > 1 else None) for n, r in _ROWS.items()

@@ -154,8 +154,8 @@ def assert_like_cpu(
 FORMS = ["function", "namespace"]
 
 
-def name_form_params() -> list:
-    return [pytest.param(name, form) for name in GPU_NAMES for form in FORMS]
+def name_form_params(names: list[str] = GPU_NAMES) -> list:
+    return [pytest.param(name, form) for name in names for form in FORMS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_untagged_plans_use_the_indicator_tag_else_default(monkeypatch):
     assert "stored balance ratios" not in plan.reason
 
 
-@pytest.mark.parametrize(("name", "form"), name_form_params())
+@pytest.mark.parametrize(("name", "form"), name_form_params(GPU_NAMES))
 def test_the_workload_tag_reaches_the_call(monkeypatch, name, form):
     """A multi-device call refines the ratios of its own tag (``workload_tag=``, or the
     indicator's name), and only those: the tag got through to the plugin."""
@@ -498,7 +498,9 @@ def test_fusion_inside_polars_parallel_contexts(monkeypatch, device):
 def test_device_sets_without_a_gpu_raise(name, device):
     df = ohlcv(50, seed=1)
     expr = indicator_expr(name, PARAMS[name], device=device)
-    with pytest.raises(ComputeError, match=rf"threadx\.{name}\b.*no usable GPU"):
+    # A CPU-only indicator is refused before any GPU is looked for, with its reason.
+    why = "no usable GPU" if name in GPU_NAMES else "cannot run on a GPU"
+    with pytest.raises(ComputeError, match=rf"threadx\.{name}\b.*{why}"):
         run(df, expr)
 
 

@@ -28,7 +28,6 @@ import threadx
 from helpers import (
     GPU_NAMES,
     INPUTS,
-    NAMES,
     NS_INPUTS,
     PARAMS,
     RECEIVER,
@@ -39,6 +38,7 @@ from helpers import (
     ohlcv,
     ohlcv_arrays,
 )
+from helpers import GPU_NAMES as NAMES  # the indicators a GPU runs (the others are CPU-only)
 from polars.exceptions import ComputeError
 
 pytestmark = pytest.mark.gpu

@@ -460,6 +460,141 @@ def ref_cumsum(x):
     return np.cumsum(x)
 
 
+def ref_accbands(h, lo, c, period):
+    n = len(h)
+    up, dn = np.empty(n), np.empty(n)
+    for t in range(n):
+        s = h[t] + lo[t]
+        if s != 0:  # TA-Lib: |s| >= 1e-8 (an exact-zero test here, as threadx)
+            r = 4.0 * (h[t] - lo[t]) / s
+            up[t], dn[t] = h[t] * (1.0 + r), lo[t] * (1.0 - r)
+        else:
+            up[t], dn[t] = h[t], lo[t]
+    return {
+        "upper": ref_sma(up, period),
+        "middle": ref_sma(c, period),
+        "lower": ref_sma(dn, period),
+    }
+
+
+def _wilder_from(v, period, seed_row, seed, out):
+    prev = seed
+    out[seed_row] = prev
+    for t in range(seed_row + 1, len(v)):
+        prev = (prev * (period - 1) + v[t]) / period
+        out[t] = prev
+    return out
+
+
+def ref_kc(h, lo, c, period, atr_period, multiplier):
+    n = len(h)
+    s = max(period - 1, atr_period)
+    mid, atr = _nan(n), _nan(n)
+    if n > s:
+        tp = (h + lo + c) / 3.0
+        tr = _true_range(h, lo, c)
+        seed = _plain_sum(tp[s + 1 - period : s + 1]) / period
+        _ema_from(tp, 2.0 / (period + 1), s, seed, mid)
+        atr_seed = _plain_sum(tr[s + 1 - atr_period : s + 1]) / atr_period
+        _wilder_from(tr, atr_period, s, atr_seed, atr)
+    d = atr * multiplier
+    return {"upper": mid + d, "middle": mid, "lower": mid - d}
+
+
+def _nan_max3(a, b, c):
+    return np.nan if np.isnan([a, b, c]).any() else max(a, b, c)
+
+
+def _nan_min3(a, b, c):
+    return np.nan if np.isnan([a, b, c]).any() else min(a, b, c)
+
+
+def ref_ha(o, h, lo, c):
+    """TA-Lib's loop, with NaN-propagating high and low (TA-Lib's comparisons skip a NaN)."""
+    n = len(o)
+    out = {k: _nan(n) for k in ("haopen", "hahigh", "halow", "haclose")}
+    if n == 0:
+        return out
+    ho, hc = (o[0] + c[0]) / 2.0, (o[0] + h[0] + lo[0] + c[0]) / 4.0
+    for t in range(n):
+        if t > 0:
+            ho = (ho + hc) / 2.0
+            hc = (o[t] + h[t] + lo[t] + c[t]) / 4.0
+        out["haopen"][t], out["haclose"][t] = ho, hc
+        out["hahigh"][t] = _nan_max3(h[t], ho, hc)
+        out["halow"][t] = _nan_min3(lo[t], ho, hc)
+    return out
+
+
+def ref_adr(h, lo, period):
+    return ref_sma(h - lo, period)
+
+
+def _ema_of(x, period):
+    out = _nan(len(x))
+    if len(x) >= period:
+        _ema_from(x, 2.0 / (period + 1), period - 1, _plain_sum(x[:period]) / period, out)
+    return out
+
+
+def ref_cvi(h, lo, period, roc_period):
+    e = _ema_of(h - lo, period)
+    out = _nan(len(h))
+    for t in range(period - 1 + roc_period, len(h)):
+        lag = e[t - roc_period]
+        out[t] = 100.0 * ((e[t] - lag) / lag) if lag != 0 else 0.0
+    return out
+
+
+def ref_massi(h, lo, fast, slow):
+    n = len(h)
+    q = 2 * (fast - 1)
+    out = _nan(n)
+    if n < q + slow:
+        return out
+    e1 = _ema_of(h - lo, fast)
+    e2 = _ema_from(e1, 2.0 / (fast + 1), q, _plain_sum(e1[fast - 1 : q + 1]) / fast, _nan(n))
+    ratio = np.array([1.0 if e2[t] == 0 else e1[t] / e2[t] for t in range(n)])
+    out[q + slow - 1 :] = _windows(ratio[q:], slow).sum(axis=1)
+    return out
+
+
+def ref_rvi(x, period, std_period):
+    """TA-Lib's loop on the population std, except that a NaN change feeds NaN to both legs (a
+    NaN has no direction; TA-Lib's comparisons would count it as a tie)."""
+    n = len(x)
+    s = std_period + period - 2
+    out = _nan(n)
+    if n <= s:
+        return out
+    sd = ref_std(x, std_period)
+
+    def up_dn(t):
+        d = x[t] - x[t - 1]
+        if np.isnan(d):
+            return np.nan, np.nan
+        return (sd[t] if d > 0 else 0.0), (sd[t] if d < 0 else 0.0)
+
+    legs = [up_dn(t) for t in range(std_period - 1, s + 1)]
+    u = _plain_sum([v[0] for v in legs]) / period
+    dn = _plain_sum([v[1] for v in legs]) / period
+    for t in range(s, n):
+        if t > s:
+            uv, dv = up_dn(t)
+            u = (u * (period - 1) + uv) / period
+            dn = (dn * (period - 1) + dv) / period
+        out[t] = 50.0 if u + dn == 0 else 100.0 * (u / (u + dn))
+    return out
+
+
+def _transform(f):
+    def ref(x):
+        with np.errstate(all="ignore"):
+            return f(x)
+
+    return ref
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -544,6 +679,28 @@ INDICATORS = [
     Ind("midprice", ref_midprice, "windowed"),
     Ind("donchian", ref_donchian, "windowed"),
     Ind("cumsum", ref_cumsum, "recursive"),
+    Ind("accbands", ref_accbands, "windowed"),
+    Ind("kc", ref_kc, "recursive"),
+    Ind("ha", ref_ha, "ha"),
+    Ind("adr", ref_adr, "windowed"),
+    Ind("cvi", ref_cvi, "recursive"),
+    Ind("massi", ref_massi, "recursive"),
+    Ind("rvi", ref_rvi, "recursive"),
+    Ind("acos", _transform(np.arccos), "elementwise"),
+    Ind("asin", _transform(np.arcsin), "elementwise"),
+    Ind("atan", _transform(np.arctan), "elementwise"),
+    Ind("ceil", _transform(np.ceil), "elementwise"),
+    Ind("cos", _transform(np.cos), "elementwise"),
+    Ind("cosh", _transform(np.cosh), "elementwise"),
+    Ind("exp", _transform(np.exp), "elementwise"),
+    Ind("floor", _transform(np.floor), "elementwise"),
+    Ind("ln", _transform(np.log), "elementwise"),
+    Ind("log10", _transform(np.log10), "elementwise"),
+    Ind("sin", _transform(np.sin), "elementwise"),
+    Ind("sinh", _transform(np.sinh), "elementwise"),
+    Ind("sqrt", _transform(np.sqrt), "elementwise"),
+    Ind("tan", _transform(np.tan), "elementwise"),
+    Ind("tanh", _transform(np.tanh), "elementwise"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]
@@ -758,10 +915,21 @@ WINDOWED = [i for i in INDICATORS if i.kind == "windowed"]
 RECURSIVE = [i for i in INDICATORS if i.kind == "recursive"]
 
 
+#: (indicator, output field) -> the inputs it reads, where not every input reaches every field.
+_FIELD_INPUTS = {
+    ("accbands", "middle"): ("close",),
+    ("accbands", "upper"): ("high", "low"),
+    ("accbands", "lower"): ("high", "low"),
+    ("donchian", "upper"): ("high",),
+    ("donchian", "lower"): ("low",),
+}
+
+
 def _nan_span(ind: Ind, col: str, field: str) -> int:
-    """Rows after a NaN in input `col` whose windows (behind output `field`) still hold it."""
-    if ind.name == "donchian" and (col, field) in (("high", "lower"), ("low", "upper")):
-        return -1  # the upper band reads only high, the lower band only low
+    """Rows after a NaN in input `col` whose windows (behind output `field`) still hold it; -1
+    when the field does not read `col` at all."""
+    if col not in _FIELD_INPUTS.get((ind.name, field), ind.inputs):
+        return -1
     if ind.name != "stoch":
         return ind.lookback()
     p = ind.params
@@ -880,7 +1048,8 @@ def test_elementwise_nan_reaches_only_the_rows_reading_it(
     ind: Ind, row: int, data: pl.DataFrame
 ) -> None:
     """A NaN in an input reaches exactly the rows whose map reads it: row t for every input,
-    except TRANGE's close, which enters row t + 1 only (as the previous close)."""
+    except TRANGE's close, which enters row t + 1 only (as the previous close). Rows that are NaN
+    without it stay NaN (acos and asin of prices are out of their domain)."""
     clean = run(data, ind.expr()).to_numpy()
     lb = ind.lookback()
     for col in ind.inputs:
@@ -888,9 +1057,10 @@ def test_elementwise_nan_reaches_only_the_rows_reading_it(
         assert got.null_count() == lb
         vals = got.to_numpy()
         hit = row + 1 if (ind.name == "trange" and col == ind.inputs[-1]) else row
-        expect = np.zeros(len(vals), dtype=bool)
+        expect = np.isnan(clean)
         if lb <= hit < len(vals):
             expect[hit] = True
+        expect[:lb] = False
         got_nan = np.isnan(vals)
         got_nan[:lb] = False
         np.testing.assert_array_equal(got_nan, expect, err_msg=f"{ind.name}: NaN in {col}@{row}")
@@ -899,6 +1069,35 @@ def test_elementwise_nan_reaches_only_the_rows_reading_it(
         np.testing.assert_array_equal(
             vals[keep].view(np.uint64), clean[keep].view(np.uint64), err_msg=ind.name
         )
+
+
+@pytest.mark.parametrize("row", [0, 1, 137, 599])
+def test_ha_nan_reaches_its_candle_and_every_later_open(row: int, data: pl.DataFrame) -> None:
+    """HA: a NaN in any price makes that row's close NaN; the open (a scan over the previous
+    closes) is NaN from the next row on (from row 0 when it is in the seed's open or close); high
+    and low take the open and the close, so they are NaN from the NaN's row on."""
+    ind = BY_NAME["ha"]
+    clean = field_arrays(run(data, ind.expr()))
+    for col in ind.inputs:
+        got = field_arrays(run(with_nan(data, col, row), ind.expr()))
+        n = data.height
+        t = np.arange(n)
+        seeded = row == 0 and col in ("open", "close")
+        expect = {
+            "haclose": t == row,
+            "haopen": t >= (row if seeded else row + 1),
+            "hahigh": t >= row,
+            "halow": t >= row,
+        }
+        for k, (vals, nulls) in got.items():
+            assert not nulls.any()
+            np.testing.assert_array_equal(
+                np.isnan(vals), expect[k], err_msg=f"ha.{k}: NaN in {col}@{row}"
+            )
+            keep = ~expect[k]
+            np.testing.assert_array_equal(
+                vals[keep].view(np.uint64), clean[k][0][keep].view(np.uint64), err_msg=f"ha.{k}"
+            )
 
 
 @pytest.mark.parametrize("ind", INDICATORS, ids=IDS)

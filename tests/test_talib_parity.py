@@ -606,6 +606,149 @@ def _cumsum(col: str) -> Case:
     )
 
 
+def _magnitude_floor(m: Market, ta: np.ndarray) -> float:
+    # ADR (a mean of high - low) and MASSI (a sum of EMA ratios near 1): positive values of their
+    # own scale (ADR is ~1e-3 of the price, so the price floor would loosen it a thousandfold).
+    # A millionth of the series' median keeps the check relative on every row; it never binds.
+    finite = ta[np.isfinite(ta)]
+    return 1e-6 * float(np.median(np.abs(finite)))
+
+
+def _cvi_floor(m: Market, ta: np.ndarray) -> float:
+    # CVI = 100 * (E_t - E_{t-r}) / E_{t-r} (percent) crosses 0. Forming E_t - E_{t-r} cancels the
+    # leading digits of two EMAs of the range that each library rounds differently (TA-Lib with
+    # FMA, threadx by the block scan), ~1e-15 of E apart, so both carry an absolute error of
+    # ~100 * 1e-15 ~ 1e-13 percent points. Floor: a hundredth of a percent point (typical |CVI|
+    # here is tens of percent), which keeps that noise ~1e-11, 100x below the tolerance.
+    return 1e-2
+
+
+def _cvi(p: int, r: int) -> Case:
+    return Case(
+        lambda: threadx.cvi("high", "low", p, r),
+        lambda m: {"value": talib.CVI(m.high, m.low, p, r)},
+        p - 1 + r,
+        {"value": _cvi_floor},
+    )
+
+
+def _accbands(p: int) -> Case:
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        upper, middle, lower = talib.ACCBANDS(m.high, m.low, m.close, p)
+        return {"upper": upper, "middle": middle, "lower": lower}
+
+    return Case(
+        lambda: threadx.accbands("high", "low", "close", p),
+        ta,
+        p - 1,
+        {"upper": _price_floor, "middle": _price_floor, "lower": _price_floor},
+        is_struct=True,
+    )
+
+
+def _kc(p: int, atr_p: int, k: float) -> Case:
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        upper, middle, lower = talib.KC(m.high, m.low, m.close, p, atr_p, k)
+        return {"upper": upper, "middle": middle, "lower": lower}
+
+    return Case(
+        lambda: pl.col("close").threadx.kc(
+            high="high", low="low", period=p, atr_period=atr_p, multiplier=k
+        ),
+        ta,
+        max(p - 1, atr_p),
+        {"upper": _price_floor, "middle": _price_floor, "lower": _price_floor},
+        is_struct=True,
+    )
+
+
+def _ha(cols: tuple[str, str, str, str]) -> Case:
+    # HA has no parameter; its second "parameter set" is the columns in other roles.
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        o, h, lo, c = talib.HA(*_arrays(m, cols))
+        return {"haopen": o, "hahigh": h, "halow": lo, "haclose": c}
+
+    return Case(
+        lambda: threadx.ha(*cols),
+        ta,
+        0,
+        {k: _price_floor for k in ("haopen", "hahigh", "halow", "haclose")},
+        is_struct=True,
+    )
+
+
+def _adr(p: int) -> Case:
+    return Case(
+        lambda: threadx.adr("high", "low", p),
+        lambda m: {"value": talib.ADR(m.high, m.low, p)},
+        p - 1,
+        {"value": _magnitude_floor},
+    )
+
+
+def _massi(fast: int, slow: int) -> Case:
+    return Case(
+        lambda: threadx.massi("high", "low", fast, slow),
+        lambda m: {"value": talib.MASSI(m.high, m.low, fast, slow)},
+        2 * (fast - 1) + slow - 1,
+        {"value": _magnitude_floor},
+    )
+
+
+def _rvi(p: int, sd: int) -> Case:
+    return Case(
+        lambda: threadx.rvi("close", p, sd),
+        lambda m: {"value": talib.RVI(m.close, p, sd)},
+        sd - 1 + p - 1,
+        {"value": _oscillator_floor},
+    )
+
+
+#: Inputs of the math transforms: label -> (threadx expression, the same on the NumPy arrays).
+#: Each function gets two whose values are in its domain (TA-Lib's output has no NaN) and finite
+#: under it (exp / cosh / sinh of a price near 1e6 overflow).
+_TRANSFORM_INPUTS: dict[str, tuple[Callable[[], pl.Expr], Callable[[Market], np.ndarray]]] = {
+    "close": (lambda: pl.col("close"), lambda m: m.close),
+    "volume": (lambda: pl.col("volume"), lambda m: m.volume),
+    "ch": (lambda: pl.col("close") / pl.col("high"), lambda m: m.close / m.high),
+    "lh": (lambda: pl.col("low") / pl.col("high"), lambda m: m.low / m.high),
+    "co": (lambda: pl.col("close") - pl.col("open"), lambda m: m.close - m.open),
+}
+
+
+def _transform(name: str, label: str) -> Case:
+    """``threadx.<name>(x)`` against ``talib.<NAME>(x)``, bit for bit: both call the C library's
+    function of that name (Rust's f64 methods call the platform libm, like TA-Lib's C)."""
+    fn = getattr(talib, name.upper())
+    expr, arr = _TRANSFORM_INPUTS[label]
+    return Case(
+        lambda: getattr(threadx, name)(expr()),
+        lambda m: {"value": fn(arr(m))},
+        0,
+        {"value": _exact_floor},
+        exact=True,
+    )
+
+
+_TRANSFORMS = {
+    "acos": ("ch", "lh"),
+    "asin": ("ch", "lh"),
+    "atan": ("close", "co"),
+    "ceil": ("close", "co"),
+    "cos": ("close", "co"),
+    "cosh": ("ch", "co"),
+    "exp": ("ch", "co"),
+    "floor": ("close", "co"),
+    "ln": ("close", "volume"),
+    "log10": ("close", "volume"),
+    "sin": ("close", "co"),
+    "sinh": ("ch", "co"),
+    "sqrt": ("close", "volume"),
+    "tan": ("close", "co"),
+    "tanh": ("ch", "co"),
+}
+
+
 CASES: dict[str, Case] = {
     # SMA/EMA/WMA: default 30, the minimum 2, a small and a large period.
     "sma-30": _sma(30),
@@ -763,6 +906,36 @@ CASES: dict[str, Case] = {
     "donchian-55": _hl("donchian", 55),
     "cumsum-close": _cumsum("close"),
     "cumsum-volume": _cumsum("volume"),
+    # ACCBANDS: default 20, the minimum 2, a large period.
+    "accbands-20": _accbands(20),
+    "accbands-2": _accbands(2),
+    "accbands-300": _accbands(300),
+    # KC (period, atr_period, multiplier): default, an ATR longer than the EMA (both legs seeded at
+    # the ATR's lookback), the minima, and a zero width.
+    "kc-20-10-2.0": _kc(20, 10, 2.0),
+    "kc-5-30-1.5": _kc(5, 30, 1.5),
+    "kc-2-1-3.0": _kc(2, 1, 3.0),
+    "kc-50-50-0.0": _kc(50, 50, 0.0),
+    "ha-ohlc": _ha(("open", "high", "low", "close")),
+    "ha-clho": _ha(("close", "low", "high", "open")),
+    "adr-14": _adr(14),
+    "adr-1": _adr(1),
+    "adr-500": _adr(500),
+    "cvi-10-10": _cvi(10, 10),
+    "cvi-2-1": _cvi(2, 1),
+    "cvi-30-100": _cvi(30, 100),
+    "massi-9-25": _massi(9, 25),
+    "massi-2-2": _massi(2, 2),
+    "massi-20-60": _massi(20, 60),
+    "rvi-14-10": _rvi(14, 10),
+    "rvi-1-2": _rvi(1, 2),
+    "rvi-30-50": _rvi(30, 50),
+    # The math transforms: two inputs each (see _TRANSFORMS).
+    **{
+        f"{name}-{label}": _transform(name, label)
+        for name, labels in _TRANSFORMS.items()
+        for label in labels
+    },
 }
 
 
@@ -877,3 +1050,23 @@ def test_namespace_matches_functions() -> None:
     for name, (f, ns) in pairs.items():
         out = m.frame.select(f.alias("f"), ns.alias("ns"))
         assert_bits_equal(out["ns"], out["f"], name)
+
+
+def test_math_transforms_out_of_domain_give_nan_like_talib() -> None:
+    """Arguments outside a function's domain give IEEE NaN (acos(2), ln(-1), sqrt(-4)), and
+    ln(0) = -inf, exactly as TA-Lib's C library calls; every other row keeps TA-Lib's bits."""
+    x = np.array([0.5, 2.0, -1.5, 0.0, -1.0, 1e6, -4.0, 1.0, np.inf, -np.inf, np.nan])
+    frame = pl.DataFrame({"x": x})
+    for name in _TRANSFORMS:
+        with np.errstate(all="ignore"):
+            ta = getattr(talib, name.upper())(x)
+        got = frame.select(getattr(threadx, name)("x")).to_series()
+        assert got.null_count() == 0, name
+        tx = got.to_numpy()
+        np.testing.assert_array_equal(np.isnan(tx), np.isnan(ta), err_msg=name)
+        ok = ~np.isnan(ta)
+        assert (tx[ok].view(np.uint64) == ta[ok].view(np.uint64)).all(), (name, tx, ta)
+    for name, arg in (("acos", 2.0), ("asin", -1.5), ("ln", -1.0), ("log10", -1.0), ("sqrt", -4.0)):
+        one = pl.DataFrame({"x": [arg]})
+        assert np.isnan(one.select(getattr(threadx, name)("x")).item()), name
+    assert pl.DataFrame({"x": [0.0]}).select(threadx.ln("x")).item() == -np.inf

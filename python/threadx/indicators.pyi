@@ -420,29 +420,167 @@ def donchian(
 def cumsum(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
     ...
 
+def accbands(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def kc(
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    period: int = 20,
+    atr_period: int = 10,
+    multiplier: float = 2.0,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def ha(
+    open: IntoExpr,
+    high: IntoExpr,
+    low: IntoExpr,
+    close: IntoExpr,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def adr(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 14,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def cvi(
+    high: IntoExpr,
+    low: IntoExpr,
+    period: int = 10,
+    roc_period: int = 10,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def massi(
+    high: IntoExpr,
+    low: IntoExpr,
+    fast: int = 9,
+    slow: int = 25,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def rvi(
+    real: IntoExpr,
+    period: int = 14,
+    std_period: int = 10,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def acos(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def asin(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def atan(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def ceil(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def cos(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def cosh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def exp(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def floor(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def ln(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def log10(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sin(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sinh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def sqrt(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def tan(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
+def tanh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
 var = rolling_var
 
 __all__ = [
+    "accbands",
+    "acos",
     "add",
+    "adr",
+    "asin",
+    "atan",
     "atr",
     "avgdev",
     "avgprice",
     "bbands",
     "beta",
     "bollinger",
+    "ceil",
     "correl",
+    "cos",
+    "cosh",
     "cumsum",
+    "cvi",
     "div",
     "donchian",
     "ema",
+    "exp",
+    "floor",
+    "ha",
+    "kc",
     "linearreg",
     "linearreg_angle",
     "linearreg_intercept",
     "linearreg_slope",
+    "ln",
+    "log10",
     "macd",
+    "massi",
     "max",
     "maxindex",
     "medprice",
@@ -461,11 +599,17 @@ __all__ = [
     "rolling_std",
     "rolling_var",
     "rsi",
+    "rvi",
+    "sin",
+    "sinh",
     "sma",
+    "sqrt",
     "stddev",
     "stoch",
     "sub",
     "sum",
+    "tan",
+    "tanh",
     "trange",
     "tsf",
     "typprice",

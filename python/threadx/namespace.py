@@ -1199,6 +1199,487 @@ class ThreadxNamespace:
             "cumsum", {"real": self._expr}, {}, device, workload_tag
         )
 
+    def accbands(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        period: int = 20,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Acceleration bands: SMAs of high·(1 + 4(h-l)/(h+l)), of the close and of low·(1 -
+        4(h-l)/(h+l)) (TA-Lib ACCBANDS).
+
+        Returns Struct{upper, middle, lower}, as long as the input. Warm-up (null rows): period
+        - 1.
+
+        Parameters
+        ----------
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        period:
+            Window length of the three SMAs (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "accbands", {"high": high, "low": low, "close": self._expr}, {"period": period}, device, workload_tag
+        )
+
+    def kc(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        period: int = 20,
+        atr_period: int = 10,
+        multiplier: float = 2.0,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Keltner channels: EMA of the typical price ± multiplier · Wilder ATR, both seeded at the
+        later lookback (TA-Lib KC).
+
+        Returns Struct{upper, middle, lower}, as long as the input. Warm-up (null rows):
+        max(period - 1, atr_period).
+
+        Parameters
+        ----------
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        period:
+            EMA period of the typical price (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        atr_period:
+            Wilder smoothing period of the ATR (int in [1, 100000]; TA-Lib: ``atrperiod``).
+        multiplier:
+            Band width in ATRs (float in >= 0; TA-Lib: ``nbdev``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "kc", {"high": high, "low": low, "close": self._expr}, {"period": period, "atr_period": atr_period, "multiplier": multiplier}, device, workload_tag
+        )
+
+    def ha(
+        self,
+        open: IntoExpr,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Heikin-Ashi candles: close (o+h+l+c)/4, open the running midpoint of the previous open
+        and close (TA-Lib HA).
+
+        Returns Struct{haopen, hahigh, halow, haclose}, as long as the input. Warm-up (null
+        rows): 0.
+
+        Parameters
+        ----------
+        open:
+            Input column: a column name or an expression.
+        high:
+            Input column: a column name or an expression.
+        low:
+            Input column: a column name or an expression.
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "ha", {"open": open, "high": high, "low": low, "close": self._expr}, {}, device, workload_tag
+        )
+
+    def adr(
+        self,
+        low: IntoExpr,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Average daily range: the SMA of high - low (TA-Lib ADR).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        period:
+            Window length (int in [1, 100000]; TA-Lib: ``timeperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "adr", {"high": self._expr, "low": low}, {"period": period}, device, workload_tag
+        )
+
+    def cvi(
+        self,
+        low: IntoExpr,
+        period: int = 10,
+        roc_period: int = 10,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Chaikin volatility, the percent change over roc_period rows of the EMA of high - low (0
+        when the base is 0) (TA-Lib CVI).
+
+        Returns Float64, as long as the input. Warm-up (null rows): period - 1 + roc_period.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        period:
+            EMA period of the range (int in [2, 100000]; TA-Lib: ``timeperiod``).
+        roc_period:
+            Lag of the rate of change (int in [1, 100000]; TA-Lib: ``rocperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "cvi", {"high": self._expr, "low": low}, {"period": period, "roc_period": roc_period}, device, workload_tag
+        )
+
+    def massi(
+        self,
+        low: IntoExpr,
+        fast: int = 9,
+        slow: int = 25,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Mass index, the window sum of the ratios EMA(high - low) / EMA(EMA(high - low)) (1 where
+        the second is 0) (TA-Lib MASSI).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 2 · (fast - 1) + slow - 1.
+
+        Parameters
+        ----------
+        low:
+            Input column: a column name or an expression.
+        fast:
+            Period of both EMAs (int in [2, 100000]; TA-Lib: ``fastperiod``).
+        slow:
+            Window of the sum of ratios (int in [2, 100000]; TA-Lib: ``slowperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "massi", {"high": self._expr, "low": low}, {"fast": fast, "slow": slow}, device, workload_tag
+        )
+
+    def rvi(
+        self,
+        period: int = 14,
+        std_period: int = 10,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        """Relative volatility index: Wilder averages of the rolling std on up and down rows,
+        100·up/(up+down); 50 when both are 0 (TA-Lib RVI).
+
+        Returns Float64, as long as the input. Warm-up (null rows): std_period - 1 + period - 1.
+
+        Parameters
+        ----------
+        period:
+            Wilder smoothing period (int in [1, 100000]; TA-Lib: ``timeperiod``).
+        std_period:
+            Window of the standard deviation (int in [2, 100000]; TA-Lib: ``stddevperiod``).
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "rvi", {"real": self._expr}, {"period": period, "std_period": std_period}, device, workload_tag
+        )
+
+    def acos(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric arc cosine (NaN outside [-1, 1]) (TA-Lib ACOS).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "acos", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def asin(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric arc sine (NaN outside [-1, 1]) (TA-Lib ASIN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "asin", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def atan(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric arc tangent (TA-Lib ATAN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "atan", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def ceil(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector ceiling (the smallest integer >= real) (TA-Lib CEIL).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "ceil", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def cos(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric cosine (TA-Lib COS).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "cos", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def cosh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector hyperbolic cosine (TA-Lib COSH).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "cosh", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def exp(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector arithmetic exponential (TA-Lib EXP).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "exp", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def floor(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector floor (the largest integer <= real) (TA-Lib FLOOR).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "floor", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def ln(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector natural logarithm (NaN below 0, -inf at 0) (TA-Lib LN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "ln", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def log10(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector base-10 logarithm (NaN below 0, -inf at 0) (TA-Lib LOG10).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "log10", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def sin(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric sine (TA-Lib SIN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "sin", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def sinh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector hyperbolic sine (TA-Lib SINH).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "sinh", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def sqrt(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector square root (correctly rounded; NaN below 0) (TA-Lib SQRT).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "sqrt", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def tan(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector trigonometric tangent (TA-Lib TAN).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "tan", {"real": self._expr}, {}, device, workload_tag
+        )
+
+    def tanh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        """Vector hyperbolic tangent (TA-Lib TANH).
+
+        Returns Float64, as long as the input. Warm-up (null rows): 0.
+
+        Parameters
+        ----------
+        device:
+            ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+            device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+        workload_tag:
+            The stored split ratios a device set uses (default: the indicator's name).
+        """
+        return _registry.call(
+            "tanh", {"real": self._expr}, {}, device, workload_tag
+        )
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

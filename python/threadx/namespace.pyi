@@ -427,6 +427,128 @@ class ThreadxNamespace:
     def cumsum(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
         ...
 
+    def accbands(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        period: int = 20,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def kc(
+        self,
+        high: IntoExpr,
+        low: IntoExpr,
+        period: int = 20,
+        atr_period: int = 10,
+        multiplier: float = 2.0,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def ha(
+        self,
+        open: IntoExpr,
+        high: IntoExpr,
+        low: IntoExpr,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def adr(
+        self,
+        low: IntoExpr,
+        period: int = 14,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def cvi(
+        self,
+        low: IntoExpr,
+        period: int = 10,
+        roc_period: int = 10,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def massi(
+        self,
+        low: IntoExpr,
+        fast: int = 9,
+        slow: int = 25,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def rvi(
+        self,
+        period: int = 14,
+        std_period: int = 10,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def acos(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def asin(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def atan(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def ceil(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def cos(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def cosh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def exp(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def floor(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def ln(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def log10(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def sin(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def sinh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def sqrt(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def tan(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def tanh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
     # TA-Lib's names for the indicators that have a twin.
     stddev = rolling_std
     bbands = bollinger

@@ -269,7 +269,9 @@ mod tests {
         .chain(
             [
                 "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult",
-                "div",
+                "div", "accbands", "kc", "ha", "adr", "cvi", "massi", "rvi", "acos", "asin",
+                "atan", "ceil", "cos", "cosh", "exp", "floor", "ln", "log10", "sin", "sinh",
+                "sqrt", "tan", "tanh",
             ]
             .map(|name| crate::kernels::registry::build_named(name, []).unwrap()),
         )

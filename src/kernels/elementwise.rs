@@ -20,6 +20,13 @@
 //! * `MedPrice` (TA-Lib MEDPRICE; `a` = high, `b` = low): `(h_t + l_t) / 2.0`;
 //! * `WclPrice` (TA-Lib WCLPRICE; `a` = high, `b` = low, `c` = close):
 //!   `((h_t + l_t) + c_t * 2.0) / 4.0`.
+//! * The math transforms (TA-Lib ACOS, ASIN, ATAN, CEIL, COS, COSH, EXP, FLOOR, LN, LOG10, SIN,
+//!   SINH, SQRT, TAN, TANH; one input `a`): `f(a_t)`, the C math library's function of that name
+//!   (`acos`, …, `log` for LN). `Sqrt` is IEEE's correctly rounded square root and `Ceil`/`Floor`
+//!   are exact, so they are the same bits on every device; the others are the host libm's bits
+//!   (Rust's `f64` methods call the platform libm, as TA-Lib's C does), which CUDA's libdevice does
+//!   not reproduce, so those ops have no CUDA twin ([`Op::has_cuda`]). Out-of-domain arguments
+//!   give NaN (IEEE: `acos(2)`, `ln(-1)`), `ln(0)` gives `-inf`.
 
 use super::extrema::nan_max;
 use super::split::Splitter;
@@ -66,10 +73,25 @@ pub enum Op {
     AvgPrice = 6,
     MedPrice = 7,
     WclPrice = 8,
+    Acos = 9,
+    Asin = 10,
+    Atan = 11,
+    Ceil = 12,
+    Cos = 13,
+    Cosh = 14,
+    Exp = 15,
+    Floor = 16,
+    Ln = 17,
+    Log10 = 18,
+    Sin = 19,
+    Sinh = 20,
+    Sqrt = 21,
+    Tan = 22,
+    Tanh = 23,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 24] = [
         Op::Add,
         Op::Sub,
         Op::Mul,
@@ -79,7 +101,43 @@ impl Op {
         Op::AvgPrice,
         Op::MedPrice,
         Op::WclPrice,
+        Op::Acos,
+        Op::Asin,
+        Op::Atan,
+        Op::Ceil,
+        Op::Cos,
+        Op::Cosh,
+        Op::Exp,
+        Op::Floor,
+        Op::Ln,
+        Op::Log10,
+        Op::Sin,
+        Op::Sinh,
+        Op::Sqrt,
+        Op::Tan,
+        Op::Tanh,
     ];
+
+    /// Whether `tx_elementwise` (`family.cu`) computes the op with the bits of [`Op::at`] on every
+    /// device. The transcendental math transforms do not: CUDA's libdevice rounds them
+    /// differently from the host's C math library.
+    pub fn has_cuda(self) -> bool {
+        !matches!(
+            self,
+            Op::Acos
+                | Op::Asin
+                | Op::Atan
+                | Op::Cos
+                | Op::Cosh
+                | Op::Exp
+                | Op::Ln
+                | Op::Log10
+                | Op::Sin
+                | Op::Sinh
+                | Op::Tan
+                | Op::Tanh
+        )
+    }
 
     /// The first row the op defines (its lookback).
     pub fn first_row(self) -> usize {
@@ -94,7 +152,8 @@ impl Op {
         match self {
             Op::AvgPrice => 4,
             Op::TrueRange | Op::TypicalPrice | Op::WclPrice => 3,
-            _ => 2,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::MedPrice => 2,
+            _ => 1,
         }
     }
 
@@ -117,6 +176,21 @@ impl Op {
             Op::AvgPrice => (((b[t] + c[t]) + d[t]) + a[t]) / 4.0,
             Op::MedPrice => (a[t] + b[t]) / 2.0,
             Op::WclPrice => ((a[t] + b[t]) + c[t] * 2.0) / 4.0,
+            Op::Acos => a[t].acos(),
+            Op::Asin => a[t].asin(),
+            Op::Atan => a[t].atan(),
+            Op::Ceil => a[t].ceil(),
+            Op::Cos => a[t].cos(),
+            Op::Cosh => a[t].cosh(),
+            Op::Exp => a[t].exp(),
+            Op::Floor => a[t].floor(),
+            Op::Ln => a[t].ln(),
+            Op::Log10 => a[t].log10(),
+            Op::Sin => a[t].sin(),
+            Op::Sinh => a[t].sinh(),
+            Op::Sqrt => a[t].sqrt(),
+            Op::Tan => a[t].tan(),
+            Op::Tanh => a[t].tanh(),
         }
     }
 }
@@ -221,6 +295,60 @@ mod tests {
                 assert_bits_eq(&got, &want, "binary op");
             }
         }
+    }
+
+    /// The math transforms are the C math library's functions (through `f64`'s methods), with
+    /// IEEE's NaN out of their domain.
+    #[test]
+    fn math_transforms_are_libm_functions_with_nan_out_of_domain() {
+        type Unary = fn(f64) -> f64;
+        let ops: [(Op, Unary); 15] = [
+            (Op::Acos, f64::acos),
+            (Op::Asin, f64::asin),
+            (Op::Atan, f64::atan),
+            (Op::Ceil, f64::ceil),
+            (Op::Cos, f64::cos),
+            (Op::Cosh, f64::cosh),
+            (Op::Exp, f64::exp),
+            (Op::Floor, f64::floor),
+            (Op::Ln, f64::ln),
+            (Op::Log10, f64::log10),
+            (Op::Sin, f64::sin),
+            (Op::Sinh, f64::sinh),
+            (Op::Sqrt, f64::sqrt),
+            (Op::Tan, f64::tan),
+            (Op::Tanh, f64::tanh),
+        ];
+        let x = [
+            0.5,
+            -0.25,
+            2.0,
+            -1.0,
+            0.0,
+            1e6,
+            -3.7,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        for (op, f) in ops {
+            assert_eq!(op.inputs(), 1);
+            let mut out = vec![0.0; x.len()];
+            apply(&Sequential, op, &[&x], &mut out);
+            let want: Vec<f64> = x.iter().map(|v| f(*v)).collect();
+            assert_bits_eq(&out, &want, "math transform");
+        }
+        let one = |op: Op, v: f64| {
+            let mut out = [0.0];
+            apply(&Sequential, op, &[&[v]], &mut out);
+            out[0]
+        };
+        assert!(one(Op::Acos, 2.0).is_nan() && one(Op::Asin, -1.5).is_nan());
+        assert!(one(Op::Ln, -1.0).is_nan() && one(Op::Log10, -1.0).is_nan());
+        assert!(one(Op::Sqrt, -4.0).is_nan());
+        assert_eq!(one(Op::Ln, 0.0), f64::NEG_INFINITY);
+        assert_eq!(one(Op::Sqrt, 6.25), 2.5);
+        assert_eq!((one(Op::Ceil, -0.5), one(Op::Floor, -0.5)), (0.0, -1.0));
+        assert!(one(Op::Ceil, -0.5).is_sign_negative(), "ceil(-0.5) is -0");
     }
 
     #[test]

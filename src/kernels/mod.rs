@@ -24,6 +24,7 @@ pub mod sequential;
 pub mod split;
 pub mod stream_store;
 pub mod varscan;
+pub mod volatility;
 pub mod wilder;
 pub mod wma;
 

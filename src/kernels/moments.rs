@@ -23,7 +23,7 @@
 //! `rolling_sum = r * w + S1` (`w` as a double; TA-Lib's SUM);
 //! `bollinger`: `dev = k * sqrt(m2 * iw)`, `middle = mean`, `upper = mean + dev`, `lower = mean - dev`.
 //! The mean is the same operations whether or not the variance is needed, so `bollinger.middle` is
-//! bit-identical to `sma`.
+//! bit-identical to `sma`. `rolling_sum = S1 + r * w` (the window's sum, `w` as a double).
 //!
 //!
 //! `avgdev` (mean absolute deviation, TA-Lib's AVGDEV) is not a sum of moments: per row,
@@ -733,6 +733,30 @@ mod tests {
                 assert_close(&got[w - 1..], &want[w - 1..], 1e-12, "sma");
             }
         }
+    }
+
+    #[test]
+    fn rolling_sum_matches_naive_sum_and_splits() {
+        let mut rng = Lcg(23);
+        for x in series_zoo(3000, 13) {
+            for w in [1, 2, 5, 25, 77] {
+                let mut whole = vec![0.0; x.len()];
+                rolling_sum(&Sequential, &x, w, &mut whole);
+                let want: Vec<f64> = naive::rolling_mean(&x, w)
+                    .iter()
+                    .map(|m| m * w as f64)
+                    .collect();
+                assert_close(&whole[w - 1..], &want[w - 1..], 1e-11, "rolling_sum");
+                for _ in 0..4 {
+                    let mut got = vec![0.0; x.len()];
+                    rolling_sum(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, w, &mut got);
+                    assert_bits_eq(&got[w - 1..], &whole[w - 1..], "rolling_sum cuts");
+                }
+            }
+        }
+        let mut flat = [0.0; 6];
+        rolling_sum(&Sequential, &[1.0; 6], 5, &mut flat);
+        assert_eq!(flat[4..], [5.0, 5.0]);
     }
 
     #[test]

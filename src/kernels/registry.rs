@@ -23,7 +23,7 @@ pub use super::declaration::{
 };
 use super::elementwise::{self, Op};
 use super::split::Splitter;
-use super::{ema, extrema, extrema_index, flow, moments, order, wilder, wma};
+use super::{ema, extrema, extrema_index, flow, moments, order, volatility, wilder, wma};
 
 /// An indicator's declaration, building a [`Spec`].
 pub type Indicator = declaration::Declaration<Spec>;
@@ -59,6 +59,42 @@ const OHLC: &[&str] = &["open", "high", "low", "close"];
 const HL: &[&str] = &["high", "low"];
 const TWO_REALS: &[&str] = &["real0", "real1"];
 const VALUE: &[Output] = &[f64_out("value", "real")];
+const BANDS: &[Output] = &[
+    f64_out("upper", "upperband"),
+    f64_out("middle", "middleband"),
+    f64_out("lower", "lowerband"),
+];
+
+/// The math transforms whose bits are the host C math library's (see `elementwise::Op::has_cuda`).
+const HOST_LIBM_ONLY: Devices = Devices {
+    cpu: true,
+    cuda: false,
+    no_cuda_reason: Some(
+        "the host C math library's bits: CUDA's libdevice rounds this function differently, which \
+         would break identical bits on every device, and a memory-bound map gains nothing on a GPU \
+         after the transfer",
+    ),
+};
+
+/// A math transform: one input, `f(real)` by the elementwise op `$op`.
+macro_rules! math_transform {
+    ($name:literal, $talib:literal, $summary:literal, $op:ident, $devices:expr) => {
+        Indicator {
+            name: $name,
+            talib: Some($talib),
+            group: "Math Transform",
+            summary: $summary,
+            inputs: ONE_PRICE,
+            receiver: "real",
+            outputs: VALUE,
+            params: &[],
+            lookback: "0",
+            composition: "elementwise map",
+            devices: $devices,
+            build: |_| Ok(Spec::Elementwise(Op::$op)),
+        }
+    };
+}
 
 /// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: CPU only for now.
 const WINDOW_EXTREMA_CPU: Devices = Devices {
@@ -829,6 +865,209 @@ pub static INDICATORS: &[Indicator] = &[
         },
         build: |_| Ok(Spec::Cumsum),
     },
+    Indicator {
+        name: "accbands",
+        talib: Some("ACCBANDS"),
+        group: "Overlap Studies",
+        summary: "Acceleration bands: SMAs of high·(1 + 4(h-l)/(h+l)), of the close and of low·(1 - 4(h-l)/(h+l))",
+        inputs: HLC,
+        receiver: "close",
+        outputs: BANDS,
+        params: &[Param::period("period", 20, 2, "timeperiod", "Window length of the three SMAs")],
+        lookback: "period - 1",
+        composition: "elementwise band values + windowed moments (three SMAs)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ACCBANDS chains an elementwise map into three SMAs",
+            ),
+        },
+        build: |v| Ok(Spec::Accbands { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "kc",
+        talib: Some("KC"),
+        group: "Overlap Studies",
+        summary: "Keltner channels: EMA of the typical price ± multiplier · Wilder ATR, both seeded at the later lookback",
+        inputs: HLC,
+        receiver: "close",
+        outputs: BANDS,
+        params: &[
+            Param::period("period", 20, 2, "timeperiod", "EMA period of the typical price"),
+            Param::period("atr_period", 10, 1, "atrperiod", "Wilder smoothing period of the ATR"),
+            Param {
+                name: "multiplier",
+                kind: Kind::Float,
+                default: 2.0,
+                min: 0.0,
+                max: f64::MAX,
+                talib: Some("nbdev"),
+                below: None,
+                doc: "Band width in ATRs",
+            },
+        ],
+        lookback: "max(period - 1, atr_period)",
+        composition: "linear scan (two channels: EMA of the typical price, ATR) + elementwise bands",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row",
+            ),
+        },
+        build: |v| {
+            Ok(Spec::Kc {
+                period: period(v, 0),
+                atr_period: period(v, 1),
+                multiplier: v[2],
+            })
+        },
+    },
+    Indicator {
+        name: "ha",
+        talib: Some("HA"),
+        group: "Price Transform",
+        summary: "Heikin-Ashi candles: close (o+h+l+c)/4, open the running midpoint of the previous open and close",
+        inputs: OHLC,
+        receiver: "close",
+        outputs: &[
+            f64_out("haopen", "haopen"),
+            f64_out("hahigh", "hahigh"),
+            f64_out("halow", "halow"),
+            f64_out("haclose", "haclose"),
+        ],
+        params: &[],
+        lookback: "0",
+        composition: "linear scan (a = 1/2) + elementwise close, high and low",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: scan.cu has no Heikin-Ashi stage (a scan driven by the previous candle's close, with four outputs)",
+            ),
+        },
+        build: |_| Ok(Spec::Ha),
+    },
+    Indicator {
+        name: "adr",
+        talib: Some("ADR"),
+        group: "Volatility Indicators",
+        summary: "Average daily range: the SMA of high - low",
+        inputs: HL,
+        receiver: "high",
+        outputs: VALUE,
+        params: &[Param::period("period", 14, 1, "timeperiod", "Window length")],
+        lookback: "period - 1",
+        composition: "elementwise range + windowed moments (SMA)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ADR chains an elementwise map into an SMA",
+            ),
+        },
+        build: |v| Ok(Spec::Adr { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "cvi",
+        talib: Some("CVI"),
+        group: "Volatility Indicators",
+        summary: "Chaikin volatility, the percent change over roc_period rows of the EMA of high - low (0 when the base is 0)",
+        inputs: HL,
+        receiver: "high",
+        outputs: VALUE,
+        params: &[
+            Param::period("period", 10, 2, "timeperiod", "EMA period of the range"),
+            Param::period("roc_period", 10, 1, "rocperiod", "Lag of the rate of change"),
+        ],
+        lookback: "period - 1 + roc_period",
+        composition: "linear scan (EMA of the range) + elementwise map over a lag",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the GPU pipeline has no stage that maps a scan's output over a lag",
+            ),
+        },
+        build: |v| {
+            Ok(Spec::Cvi {
+                period: period(v, 0),
+                roc_period: period(v, 1),
+            })
+        },
+    },
+    Indicator {
+        name: "massi",
+        talib: Some("MASSI"),
+        group: "Volatility Indicators",
+        summary: "Mass index, the window sum of the ratios EMA(high - low) / EMA(EMA(high - low)) (1 where the second is 0)",
+        inputs: HL,
+        receiver: "high",
+        outputs: VALUE,
+        params: &[
+            Param::period("fast", 9, 2, "fastperiod", "Period of both EMAs"),
+            Param::period("slow", 25, 2, "slowperiod", "Window of the sum of ratios"),
+        ],
+        lookback: "2 · (fast - 1) + slow - 1",
+        composition: "linear scans (EMA, then the EMA of it) + elementwise ratio + windowed moments (sum)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the GPU pipeline has no stage that feeds a scan's ratio into a windowed sum",
+            ),
+        },
+        build: |v| {
+            Ok(Spec::Massi {
+                fast: period(v, 0),
+                slow: period(v, 1),
+            })
+        },
+    },
+    Indicator {
+        name: "rvi",
+        talib: Some("RVI"),
+        group: "Volatility Indicators",
+        summary: "Relative volatility index: Wilder averages of the rolling std on up and down rows, 100·up/(up+down); 50 when both are 0",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[
+            Param::period("period", 14, 1, "timeperiod", "Wilder smoothing period"),
+            Param::period("std_period", 10, 2, "stddevperiod", "Window of the standard deviation"),
+        ],
+        lookback: "std_period - 1 + period - 1",
+        composition: "windowed moments (population std) + linear scan (two channels: up and down)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some(
+                "no CUDA twin yet: the GPU pipeline has no stage that feeds a windowed std into a scan",
+            ),
+        },
+        build: |v| {
+            Ok(Spec::Rvi {
+                period: period(v, 0),
+                std_period: period(v, 1),
+            })
+        },
+    },
+    math_transform!("acos", "ACOS", "Vector trigonometric arc cosine (NaN outside [-1, 1])", Acos, HOST_LIBM_ONLY),
+    math_transform!("asin", "ASIN", "Vector trigonometric arc sine (NaN outside [-1, 1])", Asin, HOST_LIBM_ONLY),
+    math_transform!("atan", "ATAN", "Vector trigonometric arc tangent", Atan, HOST_LIBM_ONLY),
+    math_transform!("ceil", "CEIL", "Vector ceiling (the smallest integer >= real)", Ceil, CPU_AND_CUDA),
+    math_transform!("cos", "COS", "Vector trigonometric cosine", Cos, HOST_LIBM_ONLY),
+    math_transform!("cosh", "COSH", "Vector hyperbolic cosine", Cosh, HOST_LIBM_ONLY),
+    math_transform!("exp", "EXP", "Vector arithmetic exponential", Exp, HOST_LIBM_ONLY),
+    math_transform!("floor", "FLOOR", "Vector floor (the largest integer <= real)", Floor, CPU_AND_CUDA),
+    math_transform!("ln", "LN", "Vector natural logarithm (NaN below 0, -inf at 0)", Ln, HOST_LIBM_ONLY),
+    math_transform!("log10", "LOG10", "Vector base-10 logarithm (NaN below 0, -inf at 0)", Log10, HOST_LIBM_ONLY),
+    math_transform!("sin", "SIN", "Vector trigonometric sine", Sin, HOST_LIBM_ONLY),
+    math_transform!("sinh", "SINH", "Vector hyperbolic sine", Sinh, HOST_LIBM_ONLY),
+    math_transform!("sqrt", "SQRT", "Vector square root (correctly rounded; NaN below 0)", Sqrt, CPU_AND_CUDA),
+    math_transform!("tan", "TAN", "Vector trigonometric tangent", Tan, HOST_LIBM_ONLY),
+    math_transform!("tanh", "TANH", "Vector hyperbolic tangent", Tanh, HOST_LIBM_ONLY),
 ];
 
 /// One indicator call's parameters, validated.
@@ -934,6 +1173,30 @@ pub enum Spec {
         period: usize,
     },
     Cumsum,
+    Accbands {
+        period: usize,
+    },
+    Kc {
+        period: usize,
+        atr_period: usize,
+        multiplier: f64,
+    },
+    Ha,
+    Adr {
+        period: usize,
+    },
+    Cvi {
+        period: usize,
+        roc_period: usize,
+    },
+    Massi {
+        fast: usize,
+        slow: usize,
+    },
+    Rvi {
+        period: usize,
+        std_period: usize,
+    },
 }
 
 impl Spec {
@@ -1009,6 +1272,21 @@ impl Spec {
                 Op::Sub => "sub",
                 Op::Mul => "mult",
                 Op::Div => "div",
+                Op::Acos => "acos",
+                Op::Asin => "asin",
+                Op::Atan => "atan",
+                Op::Ceil => "ceil",
+                Op::Cos => "cos",
+                Op::Cosh => "cosh",
+                Op::Exp => "exp",
+                Op::Floor => "floor",
+                Op::Ln => "ln",
+                Op::Log10 => "log10",
+                Op::Sin => "sin",
+                Op::Sinh => "sinh",
+                Op::Sqrt => "sqrt",
+                Op::Tan => "tan",
+                Op::Tanh => "tanh",
             },
             Spec::Beta { .. } => "beta",
             Spec::Correl { .. } => "correl",
@@ -1034,6 +1312,13 @@ impl Spec {
             Spec::Midprice { .. } => "midprice",
             Spec::Donchian { .. } => "donchian",
             Spec::Cumsum => "cumsum",
+            Spec::Accbands { .. } => "accbands",
+            Spec::Kc { .. } => "kc",
+            Spec::Ha => "ha",
+            Spec::Adr { .. } => "adr",
+            Spec::Cvi { .. } => "cvi",
+            Spec::Massi { .. } => "massi",
+            Spec::Rvi { .. } => "rvi",
         }
     }
 
@@ -1075,6 +1360,14 @@ impl Spec {
             | Spec::Midprice { period }
             | Spec::Donchian { period } => period - 1,
             Spec::Cumsum => 0,
+            Spec::Accbands { period } | Spec::Adr { period } => period - 1,
+            Spec::Kc {
+                period, atr_period, ..
+            } => volatility::kc_seed_row(period, atr_period),
+            Spec::Ha => 0,
+            Spec::Cvi { period, roc_period } => period - 1 + roc_period,
+            Spec::Massi { fast, slow } => 2 * (fast - 1) + slow - 1,
+            Spec::Rvi { period, std_period } => std_period - 1 + period - 1,
         }
     }
 
@@ -1097,6 +1390,11 @@ impl Spec {
                 inputs[at.expect("every TA-Lib input is a call input")]
             })
             .collect()
+    }
+
+    /// High, low and close of an HLC indicator called with the close first.
+    fn hlc<'a>(&self, inputs: &[&'a [f64]]) -> [&'a [f64]; 3] {
+        [inputs[1], inputs[2], inputs[0]]
     }
 
     /// Names of the outputs (struct fields when there are several).
@@ -1187,6 +1485,35 @@ impl Spec {
                 extrema::donchian(split, inputs[0], inputs[1], period, [u, m, l])
             }
             (Spec::Cumsum, [o]) => flow::cumsum(split, x, o),
+            (Spec::Accbands { period }, [u, m, l]) => {
+                let [h, lo, c] = self.hlc(inputs);
+                volatility::accbands(split, h, lo, c, period, u, m, l)
+            }
+            (
+                Spec::Kc {
+                    period,
+                    atr_period,
+                    multiplier,
+                },
+                [u, m, l],
+            ) => {
+                let [h, lo, c] = self.hlc(inputs);
+                volatility::kc(split, h, lo, c, (period, atr_period, multiplier), u, m, l)
+            }
+            (Spec::Ha, [o1, o2, o3, o4]) => {
+                let t = self.talib_order(inputs);
+                volatility::ha(split, [t[0], t[1], t[2], t[3]], [o1, o2, o3, o4])
+            }
+            (Spec::Adr { period }, [o]) => volatility::adr(split, inputs[0], inputs[1], period, o),
+            (Spec::Cvi { period, roc_period }, [o]) => {
+                volatility::cvi(split, inputs[0], inputs[1], (period, roc_period), o)
+            }
+            (Spec::Massi { fast, slow }, [o]) => {
+                volatility::massi(split, inputs[0], inputs[1], (fast, slow), o)
+            }
+            (Spec::Rvi { period, std_period }, [o]) => {
+                volatility::rvi(split, x, (period, std_period), o)
+            }
             (spec, outs) => unreachable!(
                 "{} takes {} outputs, got {}",
                 spec.name(),

@@ -35,6 +35,10 @@
 #define TX_OP_AVG_PRICE 6
 #define TX_OP_MED_PRICE 7
 #define TX_OP_WCL_PRICE 8
+// The math transforms with device-independent bits (the others have no CUDA twin: Op::has_cuda).
+#define TX_OP_CEIL 12
+#define TX_OP_FLOOR 16
+#define TX_OP_SQRT 21
 
 struct CoMomentsArgs {
     const double* x;
@@ -236,6 +240,15 @@ extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
             break;
         case TX_OP_WCL_PRICE:  // a = high, b = low, c = close
             r = ((a.a[i] + a.b[i]) + a.c[i] * 2.0) / 4.0;
+            break;
+        case TX_OP_CEIL:
+            r = ceil(a.a[i]);
+            break;
+        case TX_OP_FLOOR:
+            r = floor(a.a[i]);
+            break;
+        case TX_OP_SQRT:  // correctly rounded (NVRTC runs with --prec-sqrt=true)
+            r = sqrt(a.a[i]);
             break;
         default:
             r = tx_nan();

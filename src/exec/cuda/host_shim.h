@@ -14,7 +14,9 @@ static thread_local tx_dim3 blockIdx, threadIdx, blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 
+using std::ceil;
 using std::fabs;
+using std::floor;
 using std::sqrt;
 
 inline double __longlong_as_double(long long bits) {

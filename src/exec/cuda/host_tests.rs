@@ -36,6 +36,7 @@ fn specs() -> Vec<Spec> {
     v.push(Spec::Obv);
     for name in [
         "avgprice", "medprice", "typprice", "wclprice", "trange", "add", "sub", "mult", "div",
+        "ceil", "floor", "sqrt",
     ] {
         v.extend(crate::kernels::registry::build_named(name, []).ok());
     }

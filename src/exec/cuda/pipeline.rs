@@ -110,7 +110,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             let (rec, inv) = wilder::atr_recurrence((inputs[1], inputs[2], inputs[0]), period);
             one(mode, &rec, inv, [In::Input(0), In::Input(1), In::Input(2)])
         }
-        Spec::Elementwise(op) => Family::Elementwise(op),
+        Spec::Elementwise(op) if op.has_cuda() => Family::Elementwise(op),
         Spec::Correl { period } => Family::Correl(period),
         Spec::Obv => {
             let rec = Recurrence {
