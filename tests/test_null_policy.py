@@ -898,6 +898,24 @@ def test_all_null_and_mostly_null_inputs(ind: Ind) -> None:
                 assert not nulls[keep[-1]]
 
 
+def test_index_outputs_are_rows_of_the_input_column() -> None:
+    """MAXINDEX skips nulls like every indicator, and its values are rows of the column the user
+    passed (TA-Lib on the non-null rows, renumbered), Int32, with TA-Lib's choice among ties."""
+    import talib
+
+    x = [1.0, None, 5.0, 5.0, None, 5.0, 5.0, 5.0, 9.0, 1.0]
+    df = pl.DataFrame({"x": x})
+    got = run(df, threadx.maxindex("x", 3))
+    assert got.dtype == pl.Int32
+    assert got.to_list() == [None, None, None, 2, None, 5, 6, 7, 8, 8]
+    rows = np.array([i for i, v in enumerate(x) if v is not None])
+    ta = talib.MAXINDEX(np.array([v for v in x if v is not None]), 3)
+    assert [v for v in got.to_list() if v is not None] == rows[ta[2:]].tolist()
+    both = run(df, threadx.minmaxindex("x", 3))
+    assert both.struct.field("maxidx").to_list() == got.to_list()
+    assert both.struct.field("minidx").to_list() == [None, None, None, 0, None, 2, 3, 5, 6, 9]
+
+
 def test_null_and_nan_are_different() -> None:
     """A null is skipped, a NaN is a value: sma over [1, null, 3, 5] vs [1, NaN, 3, 5]."""
     null_df = pl.DataFrame({"x": [1.0, None, 3.0, 5.0]})

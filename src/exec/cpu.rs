@@ -291,6 +291,22 @@ mod tests {
             ]
             .map(|name| crate::kernels::registry::build_named(name, []).unwrap()),
         )
+        .chain(
+            [
+                "sum",
+                "max",
+                "min",
+                "maxindex",
+                "minindex",
+                "minmax",
+                "minmaxindex",
+                "midpoint",
+                "midprice",
+                "donchian",
+            ]
+            .map(|name| crate::kernels::registry::build_named(name, [("period", 9.0)]).unwrap()),
+        )
+        .chain([crate::kernels::registry::build_named("cumsum", []).unwrap()])
         .collect()
     }
 

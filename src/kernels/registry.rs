@@ -710,11 +710,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed moments (sum)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: tx_moments has no sum mode"),
-        },
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Sum { period: period(v, 0) }),
     },
     Indicator {
@@ -858,11 +854,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[],
         lookback: "0",
         composition: "linear scan (running total)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the CUDA scan has no plain running-total drive"),
-        },
+        devices: CPU_AND_CUDA,
         build: |_| Ok(Spec::Cumsum),
     },
     Indicator {

@@ -74,6 +74,8 @@ pub const MOMENTS_STD: i64 = 1;
 pub const MOMENTS_ZSCORE: i64 = 2;
 pub const MOMENTS_BOLLINGER: i64 = 3;
 pub const MOMENTS_VAR: i64 = 4;
+/// SUM (`r * w + S1`, `k` carries `w`); numbered apart from the others' modes.
+pub const MOMENTS_SUM: i64 = 10;
 
 pub const SCAN_EMA: i64 = 0;
 pub const SCAN_MACD: i64 = 1;
@@ -82,6 +84,8 @@ pub const SCAN_RSI: i64 = 3;
 pub const SCAN_ATR: i64 = 4;
 pub const SCAN_NATR: i64 = 5;
 pub const SCAN_OBV: i64 = 6;
+/// CUMSUM: the drive is the input itself; numbered apart from the others' modes.
+pub const SCAN_CUMSUM: i64 = 20;
 
 kernel_args!(
     /// `MomentsArgs`: `tx_moments`, one thread per block of the grid.

@@ -25,6 +25,7 @@ typedef long long tx_i64;
 #define TX_MOMENTS_ZSCORE 2
 #define TX_MOMENTS_BOLLINGER 3
 #define TX_MOMENTS_VAR 4
+#define TX_MOMENTS_SUM 10
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0
@@ -34,6 +35,7 @@ typedef long long tx_i64;
 #define TX_SCAN_ATR 4
 #define TX_SCAN_NATR 5
 #define TX_SCAN_OBV 6
+#define TX_SCAN_CUMSUM 20
 
 struct MomentsArgs {
     const double* x;

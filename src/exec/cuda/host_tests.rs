@@ -43,6 +43,10 @@ fn specs() -> Vec<Spec> {
     for p in [1, 2, 3, 7, 30, 100] {
         v.extend(crate::kernels::registry::build_named("correl", [("period", p as f64)]).ok());
     }
+    for p in [2, 3, 7, 20, 100, 1500] {
+        v.extend(crate::kernels::registry::build_named("sum", [("period", p as f64)]).ok());
+    }
+    v.extend(crate::kernels::registry::build_named("cumsum", []).ok());
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
     v

@@ -90,6 +90,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
         Spec::Zscore { period } => moments(MOMENTS_ZSCORE, period, 0.0, 0.0),
         Spec::RollingVar { period } => moments(MOMENTS_VAR, period, 0.0, 0.0),
         Spec::Bollinger { period, std_dev } => moments(MOMENTS_BOLLINGER, period, 0.0, std_dev),
+        Spec::Sum { period } => moments(MOMENTS_SUM, period, 0.0, period as f64),
         Spec::Wma { period } => Family::Window(Window::Wma { w: period }),
         Spec::Roc { period } => Family::Window(Window::Roc { period }),
         Spec::Stoch {
@@ -112,6 +113,14 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
         }
         Spec::Elementwise(op) if op.has_cuda() => Family::Elementwise(op),
         Spec::Correl { period } => Family::Correl(period),
+        Spec::Cumsum => {
+            let rec = Recurrence {
+                decay: [1.0],
+                seed_row: 0,
+                seed: [x.first().copied().unwrap_or(0.0)],
+            };
+            one(SCAN_CUMSUM, &rec, 0.0, x_only)
+        }
         Spec::Obv => {
             let rec = Recurrence {
                 decay: [1.0],
@@ -303,7 +312,7 @@ fn windowed<B: Backend>(
                 // Suffix sums live in output arrays where possible (each row's thread reads its
                 // scratch before writing the output row); rolling_std and zscore need one more.
                 let (sa1, sa2) = match mode {
-                    MOMENTS_SMA => (addr_at(&bufs, 0), 0),
+                    MOMENTS_SMA | MOMENTS_SUM => (addr_at(&bufs, 0), 0),
                     MOMENTS_BOLLINGER => (addr_at(&bufs, 1), addr_at(&bufs, 2)),
                     _ => (addr_at(&bufs, 0), addr_at(&bufs, 1)),
                 };

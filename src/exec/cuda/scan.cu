@@ -45,6 +45,9 @@ extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
             l0[i] = tr * a.coef0;
             break;
         }
+        case TX_SCAN_CUMSUM:  // flow.rs cumsum: in0 = the series
+            l0[i] = a.in0[i];
+            break;
         case TX_SCAN_OBV: {
             // in0 = close, in1 = volume
             const double now = a.in0[i], before = a.in0[i - 1], v = a.in1[i];
@@ -118,7 +121,7 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
             break;
         }
-        default:  // ema, atr, obv
+        default:  // ema, atr, obv, cumsum
             a.out0[i] = y0;
             break;
     }
