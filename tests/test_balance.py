@@ -33,7 +33,7 @@ import polars as pl
 import pytest
 import threadx
 from helpers import (
-    NAMES,
+    GPU_NAMES,
     NS_INPUTS,
     PARAMS,
     RECEIVER,
@@ -154,7 +154,7 @@ FORMS = ["function", "namespace"]
 
 
 def name_form_params() -> list:
-    return [pytest.param(name, form) for name in NAMES for form in FORMS]
+    return [pytest.param(name, form) for name in GPU_NAMES for form in FORMS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def fusion_data() -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("device", list(FUSION_DEVICES))
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GPU_NAMES)
 def test_fusion_is_bit_identical_to_the_cpu(monkeypatch, fusion_data, name, device):
     simulate(monkeypatch, [1.0, 0.5])
     tag = f"fuse-{name}"
@@ -458,7 +458,7 @@ def test_fusion_is_bit_identical_for_any_set_ratios_and_length(monkeypatch, case
     store_ratios(case["tag"] or "default", case["ratios"])
     n = case["n"]
     df = frame(n, case["seed"], case["null_rate"], nan_row=n // 2 if n > 100 else None)
-    for name in NAMES:
+    for name in GPU_NAMES:
         assert_like_cpu(df, name, case["device"], case["tag"], str(case))
 
 
@@ -493,7 +493,7 @@ def test_fusion_inside_polars_parallel_contexts(monkeypatch, device):
 
 
 @pytest.mark.parametrize("device", ["gpus", "all", "gpu:0,1", "GPU:1,0"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GPU_NAMES)
 def test_device_sets_without_a_gpu_raise(name, device):
     df = ohlcv(50, seed=1)
     expr = indicator_expr(name, PARAMS[name], device=device)

@@ -45,7 +45,13 @@ PARAM_DECLS: dict[str, list[dict]] = {n: r["params"] for n, r in _ROWS.items()}
 
 # Rules between parameters that the registry checks itself (not declared as `below`):
 # name -> (rule, the parameters its message names).
-CROSS_RULES = {"macd": (lambda p: p["fast"] < p["slow"], ("fast", "slow"))}
+CROSS_RULES = {
+    "macd": (lambda p: p["fast"] < p["slow"], ("fast", "slow")),
+    "mavp": (lambda p: p["min_period"] <= p["max_period"], ("min_period", "max_period")),
+}
+#: A moving-average type's names and TA-Lib codes (MAMA, 7, is declared but not yet accepted).
+MA_NAMES = [n for n in threadx._registry.MA_TYPES if n != "mama"]
+MA_CODES = [c for c, n in enumerate(threadx._registry.MA_TYPES) if n != "mama"]
 
 # CI runs the same derandomized examples every time; THREADX_FUZZ_RANDOM=1 draws fresh ones
 # (hypothesis prints the seed of a failure) and THREADX_FUZZ_SCALE=<k> runs k times as many.
@@ -70,7 +76,10 @@ def warmup(name: str, params: dict) -> int:
     parameter beyond +-3e37 (its lookback is then -1), and no float parameter of the catalog moves
     a warm-up, so the oracle is asked with the float parameters at their defaults."""
     kinds = {p["name"]: p for p in PARAM_DECLS[name]}
-    ask = {k: (v if kinds[k]["kind"] == "int" else kinds[k]["default"]) for k, v in params.items()}
+    ask = {
+        k: (v if kinds[k]["kind"] in ("int", "matype") else kinds[k]["default"])
+        for k, v in params.items()
+    }
     return lookback(name, ask)
 
 
@@ -79,7 +88,13 @@ def first_invalid(name: str, params: dict) -> str | None:
     catalog's declaration alone (not from threadx's validation code)."""
     for p in PARAM_DECLS[name]:
         v = params[p["name"]]
-        if p["kind"] == "int":
+        if p["kind"] == "matype":
+            ok = (isinstance(v, str) and v.lower() in MA_NAMES) or (
+                isinstance(v, int) and not isinstance(v, bool) and v in MA_CODES
+            )
+        elif v is None and p["default"] is None:
+            ok = True  # a derived default
+        elif p["kind"] == "int":
             ok = isinstance(v, int) and not isinstance(v, bool) and p["min"] <= v <= _hi(p)
             if ok and p["below"] is not None:
                 ok = v < params[p["below"]]
@@ -117,6 +132,14 @@ def _int_values(p: dict, valid: bool):
     return st.one_of(inside + outside)
 
 
+def _matype_values(p: dict, valid: bool):
+    inside = [st.sampled_from(MA_NAMES), st.sampled_from(MA_CODES), st.just("EMA")]
+    if valid:
+        return st.one_of(inside)
+    outside = [st.sampled_from(["mama", 7, 14, -1, "nope", "", 2.0, True, None, 10**30])]
+    return st.one_of(inside + outside)
+
+
 def _float_values(p: dict, valid: bool):
     lo, hi = p["min"], _hi(p)
     inside = [
@@ -125,6 +148,8 @@ def _float_values(p: dict, valid: bool):
     ]
     if hi != math.inf:
         inside.append(st.just(hi))
+    if p["default"] is None:
+        inside.append(st.none())
     if valid:
         return st.one_of(inside)
     outside = [
@@ -143,7 +168,7 @@ def any_params(draw, name: str) -> dict:
     valid = draw(st.booleans())
     out = {}
     for p in PARAM_DECLS[name]:
-        gen = _int_values if p["kind"] == "int" else _float_values
+        gen = {"int": _int_values, "matype": _matype_values}.get(p["kind"], _float_values)
         out[p["name"]] = draw(gen(p, valid))
     return out
 
@@ -154,7 +179,9 @@ def valid_params(draw, name: str) -> dict:
     out: dict = {}
     for p in PARAM_DECLS[name]:
         lo, hi = p["min"], _hi(p)
-        if p["kind"] == "int":
+        if p["kind"] == "matype":
+            v = draw(st.one_of(st.sampled_from(MA_NAMES), st.sampled_from(MA_CODES)))
+        elif p["kind"] == "int":
             lo = int(lo)
             cap = hi if p["below"] is None else out[p["below"]] - 1
             cap = int(min(cap, 1e9))

@@ -419,7 +419,7 @@ def test_an_unmeasured_gpu_is_predicted_from_the_stored_link_model(
     link = {"h2d_gb_per_s": 12.5, "d2h_gb_per_s": 6.25, "latency_us": 15.0, "samples": 3}
     timings = {name: {bucket(rows): {b: stat(20.0) for b in cpu_backends()}} for name in NAMES}
     load(isolated_profile, timings=timings, links={"gpu:sim-0": link})
-    for name in NAMES:
+    for name in CUDA_NAMES:  # CPU-only indicators have no GPU candidate
         ins, outs = ARRAYS[name]
         want = (
             rows * 8 * ins / (link["h2d_gb_per_s"] * 1e9)
@@ -707,7 +707,7 @@ def chunked_frame() -> pl.DataFrame:
     return out
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CUDA_NAMES)
 def test_fused_bits_do_not_depend_on_chunks_workers_devices_or_ratios(
     monkeypatch, isolated_profile: Path, chunked_frame: pl.DataFrame, name: str
 ):

@@ -58,6 +58,8 @@ def bollinger(
     real: IntoExpr,
     period: int = 20,
     std_dev: float = 2.0,
+    std_dev_down: float | None = None,
+    matype: str | int = 'sma',
     *,
     device: str = "auto",
     workload_tag: str | None = None,
@@ -223,6 +225,111 @@ def div(
 ) -> pl.Expr:
     ...
 
+def dema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def tema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def trima(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def t3(
+    real: IntoExpr,
+    period: int = 5,
+    vfactor: float = 0.7,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def kama(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def rma(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def zlema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def hma(
+    real: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def vwma(
+    close: IntoExpr,
+    volume: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def ma(
+    real: IntoExpr,
+    period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def mavp(
+    real: IntoExpr,
+    periods: IntoExpr,
+    min_period: int = 2,
+    max_period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
@@ -233,13 +340,19 @@ __all__ = [
     "avgprice",
     "bbands",
     "bollinger",
+    "dema",
     "div",
     "ema",
+    "hma",
+    "kama",
+    "ma",
     "macd",
+    "mavp",
     "medprice",
     "mult",
     "natr",
     "obv",
+    "rma",
     "roc",
     "rolling_std",
     "rsi",
@@ -247,9 +360,14 @@ __all__ = [
     "stddev",
     "stoch",
     "sub",
+    "t3",
+    "tema",
     "trange",
+    "trima",
     "typprice",
+    "vwma",
     "wclprice",
     "wma",
+    "zlema",
     "zscore",
 ]

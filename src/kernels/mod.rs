@@ -14,6 +14,7 @@ pub mod elementwise;
 pub mod ema;
 pub mod extrema;
 pub mod flow;
+pub mod ma;
 pub mod moments;
 pub mod registry;
 pub mod scan;
