@@ -35,6 +35,12 @@ fn catalog_json() -> PyResult<String> {
     to_json(&rows)
 }
 
+/// TA-Lib's moving-average type names, indexed by their `matype` code.
+#[pyfunction]
+fn ma_types() -> Vec<&'static str> {
+    crate::kernels::declaration::MA_TYPES.to_vec()
+}
+
 fn spec_of(name: &str, params: BTreeMap<String, f64>) -> PyResult<crate::kernels::Spec> {
     registry::build_named(name, params.iter().map(|(k, v)| (k.as_str(), *v)))
         .map_err(|e| PyValueError::new_err(e.to_string()))
@@ -264,6 +270,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(catalog_json, m)?)?;
     m.add_function(wrap_pyfunction!(check_params, m)?)?;
+    m.add_function(wrap_pyfunction!(ma_types, m)?)?;
     m.add_function(wrap_pyfunction!(lookback, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_threads, m)?)?;

@@ -25,11 +25,16 @@ import threadx
 CATALOG = threadx.catalog()
 _ROWS = {r["name"]: r for r in CATALOG.iter_rows(named=True)}
 NAMES = list(_ROWS)
+#: The indicators with a CUDA twin (the others are declared CPU-only and refuse GPU placements).
+GPU_NAMES = [n for n, r in _ROWS.items() if "cuda" in r["devices"]]
 
 #: The test frame's column for each registry input (``real`` and ``real0`` are the close,
 #: ``real1`` the open).
 COLUMN = {"real": "close", "open": "open", "high": "high", "low": "low", "close": "close",
-          "volume": "volume", "real0": "close", "real1": "open"}  # fmt: skip
+          "volume": "volume", "real0": "close", "real1": "open",
+          # MAVP's periods: the volumes (>= 1) clamp to max_period nearly everywhere, so the
+          # catalog-wide suites see a plain moving average; test_null_policy varies the periods.
+          "periods": "volume"}  # fmt: skip
 
 # name -> positional input columns of the function form, `threadx.<name>(*INPUTS[name], ...)`
 INPUTS: dict[str, tuple[str, ...]] = {
@@ -120,11 +125,30 @@ PARAMS: dict[str, dict] = {
     "midpoint": {"period": 9},
     "midprice": {"period": 9},
     "donchian": {"period": 9},
+    # Defaults whose warm-up exceeds the 50-row frames of test_null_policy.
+    "dema": {"period": 10},
+    "tema": {"period": 8},
 }
+#: TA-Lib's moving-average type codes by name (a ``matype`` parameter takes either).
+MA_CODES = dict(threadx._registry.MA_CODES)
+
+
+def _cast(kind: str, value):
+    """A declared default (or a parameter value) as a user passes it: ints as int, matypes as
+    their TA-Lib code, floats as float."""
+    if kind == "matype":
+        return MA_CODES[value.lower()] if isinstance(value, str) else int(value)
+    return (int if kind == "int" else float)(value)
+
+
 for _name, _row in _ROWS.items():
     PARAMS.setdefault(
         _name,
-        {p["name"]: (int if p["kind"] == "int" else float)(p["default"]) for p in _row["params"]},
+        {
+            p["name"]: _cast(p["kind"], p["default"])
+            for p in _row["params"]
+            if p["default"] is not None  # derived defaults are left out, as a call would
+        },
     )
 
 # Warm-up of the indicators without a TA-Lib twin, written out from their definitions.
@@ -133,10 +157,14 @@ _OWN_LOOKBACK = {"zscore": lambda p: p["period"] - 1}
 
 def talib_params(name: str, params: dict) -> dict:
     """``params`` under TA-Lib's parameter names (those without a TA-Lib name dropped)."""
-    names = {p["name"]: p["talib"] for p in _ROWS[name]["params"]}
-    out = {names[k]: v for k, v in params.items() if names.get(k)}
-    if _ROWS[name]["talib"] == "BBANDS" and "nbdevup" in out:
-        out["nbdevdn"] = out["nbdevup"]
+    decl = {p["name"]: p for p in _ROWS[name]["params"]}
+    out = {
+        decl[k]["talib"]: _cast(decl[k]["kind"], v)
+        for k, v in params.items()
+        if k in decl and decl[k]["talib"] and v is not None
+    }
+    if _ROWS[name]["talib"] == "BBANDS" and "nbdevup" in out and "nbdevdn" not in out:
+        out["nbdevdn"] = out["nbdevup"]  # threadx's std_dev_down defaults to std_dev
     return out
 
 
@@ -144,9 +172,11 @@ def lookback(name: str, params: dict) -> int:
     """The warm-up (number of leading null rows) of `name` with `params`: TA-Lib's own lookback
     for a twin (from TA-Lib's abstract API), the definition's for the others."""
     row = _ROWS[name]
-    kinds = {p["name"]: (int if p["kind"] == "int" else float) for p in row["params"]}
+    kinds = {p["name"]: p["kind"] for p in row["params"]}
     full = {
-        k: kinds[k](params.get(k, p)) for k, p in ((p["name"], p["default"]) for p in row["params"])
+        k: _cast(kinds[k], v)
+        for k, v in ((p["name"], params.get(p["name"], p["default"])) for p in row["params"])
+        if v is not None
     }
     if row["talib"] is None:
         return _OWN_LOOKBACK[name](full)

@@ -21,6 +21,7 @@ import pytest
 import threadx
 from helpers import (
     INPUTS,
+    MA_CODES,
     NAMES,
     PARAMS,
     assert_bits_equal,
@@ -486,6 +487,72 @@ def _wilder_from(v, period, seed_row, seed, out):
     return out
 
 
+# Moving averages (TA-Lib's definitions, written plainly; period 1 is the identity everywhere).
+def _ema_seeded_from(x, n, start):
+    """The EMA of x[start:], seeded with the mean of its first n values, on x's rows."""
+    out = _nan(len(x))
+    s = start + n - 1
+    if s >= len(x):
+        return out
+    return _ema_from(x, 2.0 / (n + 1), s, _plain_sum(x[start : s + 1]) / n, out)
+
+
+def ref_dema(x, period):
+    if period == 1:
+        return x.copy()
+    e1 = _ema_seeded_from(x, period, 0)
+    return 2.0 * e1 - _ema_seeded_from(e1, period, period - 1)
+
+
+def ref_tema(x, period):
+    if period == 1:
+        return x.copy()
+    e1 = _ema_seeded_from(x, period, 0)
+    e2 = _ema_seeded_from(e1, period, period - 1)
+    return 3.0 * e1 - 3.0 * e2 + _ema_seeded_from(e2, period, 2 * (period - 1))
+
+
+def ref_trima(x, period):
+    out = _nan(len(x))
+    if period == 1:
+        return x.copy()
+    if len(x) >= period:
+        half = (period + 1) // 2
+        w = np.array([min(j + 1, period - j, half) for j in range(period)], dtype=np.float64)
+        out[period - 1 :] = (_windows(x, period) * w).sum(axis=1) / w.sum()
+    return out
+
+
+def ref_t3(x, period, vfactor=0.7):
+    if period == 1:
+        return x.copy()
+    e = [x]
+    for i in range(6):
+        e.append(_ema_seeded_from(e[-1], period, i * (period - 1)))
+    a = vfactor
+    c1, c2 = -(a**3), 3 * a * a + 3 * a**3
+    c3, c4 = -6 * a * a - 3 * a - 3 * a**3, 1 + 3 * a + a**3 + 3 * a * a
+    return c1 * e[6] + c2 * e[5] + c3 * e[4] + c4 * e[3]
+
+
+def ref_kama(x, period):
+    if period == 1:
+        return x.copy()
+    out = _nan(len(x))
+    if len(x) <= period:
+        return out
+    slow, fast = 2.0 / 31.0, 2.0 / 3.0
+    prev = x[period - 1]
+    for t in range(period, len(x)):
+        path = np.abs(np.diff(x[t - period : t + 1])).sum()
+        change = x[t] - x[t - period]
+        er = 1.0 if (path <= change or abs(path) < 1e-8) else abs(change / path)
+        sc = (er * (fast - slow) + slow) ** 2
+        prev = (x[t] - prev) * sc + prev
+        out[t] = prev
+    return out
+
+
 def ref_kc(h, lo, c, period, atr_period, multiplier):
     n = len(h)
     s = max(period - 1, atr_period)
@@ -595,6 +662,89 @@ def _transform(f):
     return ref
 
 
+def ref_rma(x, period):
+    out = _nan(len(x))
+    if len(x) < period:
+        return out
+    prev = _plain_sum(x[:period]) / period
+    out[period - 1] = prev
+    for t in range(period, len(x)):
+        prev = (prev * (period - 1) + x[t]) / period
+        out[t] = prev
+    return out
+
+
+def ref_zlema(x, period):
+    if period == 1:
+        return x.copy()
+    lag = (period - 1) // 2
+    d = _nan(len(x))
+    if len(x) > lag:
+        d[lag:] = 2.0 * x[lag:] - x[: len(x) - lag]
+    return _ema_seeded_from(d, period, lag)
+
+
+def _isqrt(n):
+    r = int(math.sqrt(n))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+def ref_hma(x, period):
+    if period == 1:
+        return x.copy()
+    d = 2.0 * ref_wma(x, period // 2) - ref_wma(x, period)
+    out = _nan(len(x))
+    out[period - 1 :] = ref_wma(d[period - 1 :], _isqrt(period))
+    return out
+
+
+def ref_vwma(c, v, period):
+    if period == 1:
+        return c.copy()
+    return ref_sma(c * v, period) / ref_sma(v, period)
+
+
+_MA_REFS = {
+    0: ref_sma, 1: ref_ema, 2: ref_wma, 3: ref_dema, 4: ref_tema, 5: ref_trima, 6: ref_kama,
+    8: ref_t3, 9: ref_hma, 10: lambda x, p: x.copy(), 11: ref_sma, 12: ref_zlema, 13: ref_rma,
+}  # fmt: skip
+_MA_LOOKBACKS = {
+    0: lambda p: p - 1, 1: lambda p: p - 1, 2: lambda p: p - 1, 3: lambda p: 2 * (p - 1),
+    4: lambda p: 3 * (p - 1), 5: lambda p: p - 1, 6: lambda p: p, 8: lambda p: 6 * (p - 1),
+    9: lambda p: p - 1 + _isqrt(p) - 1, 10: lambda p: 0, 11: lambda p: p - 1,
+    12: lambda p: (p - 1) // 2 + p - 1, 13: lambda p: p - 1,
+}  # fmt: skip
+
+
+def _code(matype):
+    return MA_CODES[matype.lower()] if isinstance(matype, str) else int(matype)
+
+
+def ref_ma(x, period, matype=0):
+    code = _code(matype)
+    return x.copy() if period == 1 else _MA_REFS[code](x, period)
+
+
+def ref_mavp(x, periods, min_period=2, max_period=30, matype=0):
+    """TA-Lib's MAVP: from the lookback L of max_period on, each row takes the MA of its period
+    (truncated, clamped), computed by TA-Lib from start index L (a recursive MA is seeded from the
+    rows ending at L - lookback(q) + q - 1)."""
+    code = _code(matype)
+    lb = lambda q: 0 if q == 1 else _MA_LOOKBACKS[code](q)
+    start = lb(max_period)
+    out = _nan(len(x))
+    for t in range(start, len(x)):
+        v = periods[t]
+        q = min_period if np.isnan(v) else int(np.clip(np.trunc(v), min_period, max_period))
+        origin = start - lb(q)
+        out[t] = ref_ma(x[origin:], q, code)[t - origin]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # indicator table
 # --------------------------------------------------------------------------------------------
@@ -701,6 +851,18 @@ INDICATORS = [
     Ind("sqrt", _transform(np.sqrt), "elementwise"),
     Ind("tan", _transform(np.tan), "elementwise"),
     Ind("tanh", _transform(np.tanh), "elementwise"),
+    Ind("dema", ref_dema, "recursive"),
+    Ind("tema", ref_tema, "recursive"),
+    Ind("trima", ref_trima, "windowed"),
+    Ind("t3", ref_t3, "recursive"),
+    Ind("kama", ref_kama, "recursive"),
+    Ind("rma", ref_rma, "recursive"),
+    Ind("zlema", ref_zlema, "recursive"),
+    Ind("hma", ref_hma, "windowed"),
+    Ind("vwma", ref_vwma, "windowed"),
+    Ind("ma", ref_ma, "windowed"),
+    # The periods input picks a row's window: NaN there is a period (the minimum), tested below.
+    Ind("mavp", ref_mavp, "mavp"),
 ]
 BY_NAME = {i.name: i for i in INDICATORS}
 IDS = [i.name for i in INDICATORS]
@@ -1220,3 +1382,43 @@ def test_property_nulls_scatter_and_reference(ind: Ind, data) -> None:
     with np.errstate(all="ignore"):
         ref = ind.reference(arrays_of(compact_df), **params)
     assert_matches_reference(compact, ref, ind.lookback(**params), f"{ind.name}{params}")
+
+
+# --------------------------------------------------------------------------------------------
+# MAVP: the periods input chooses each row's window
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("matype", [0, "ema", "kama", "hma", "trima"])
+def test_mavp_varied_periods_nan_and_nulls(matype) -> None:
+    """Periods spread over the whole [min, max] range (the catalog-wide suites see the volumes,
+    which clamp to max_period): values against the reference, a NaN period (the minimum
+    period), a NaN price (NaN exactly in the rows whose window holds it), and nulls in either
+    input (skipped rows)."""
+    df = ohlcv(500, seed=21)
+    rng = np.random.default_rng(3)
+    periods = rng.uniform(-3.0, 28.0, df.height)
+    periods[[40, 41, 300]] = np.nan
+    df = df.with_columns(pl.Series("p", periods))
+    params = {"min_period": 2, "max_period": 24, "matype": matype}
+    expr = threadx.mavp("close", "p", **params)
+    lb = threadx.lookback("mavp", **params)
+    got = run(df, expr).to_numpy()
+    want = ref_mavp(df["close"].to_numpy(), periods, **params)
+    assert np.isnan(got[:lb]).all()  # nulls
+    np.testing.assert_allclose(got[lb:], want[lb:], rtol=1e-9, atol=1e-8)
+    # NaN price at row r: NaN exactly where the row's own window reaches back to r (windowed
+    # types; recursive ones seed every period at the lookback and are poisoned from r on).
+    r = 350
+    vals = run(with_nan(df, "close", r), expr).to_numpy()
+    ref = ref_mavp(arrays_of(with_nan(df, "close", r))["close"], periods, **params)
+    np.testing.assert_array_equal(np.isnan(vals[lb:]), np.isnan(ref[lb:]))
+    assert np.isnan(vals[r]) and not np.isnan(vals[r - 1])
+    # nulls in either input: the rows are skipped
+    for col in ("close", "p"):
+        nulls = with_nulls(df, col, rng.choice(df.height, size=60, replace=False))
+        present = present_mask(nulls, ["close", "p"])
+        compact = run(nulls.filter(pl.Series(present)), expr)
+        assert_bits_equal(
+            run(nulls, expr), scatter_expected(compact, present, "mavp"), "mavp nulls"
+        )

@@ -115,10 +115,13 @@ def test_lookback_equals_talib_for_every_twin(row):
     for params in sets:
         if name == "macd" and params.get("fast", 12) >= params.get("slow", 26):
             params = {**params, "slow": params.get("fast", 12) + 1}
+        if name == "mavp" and params.get("min_period", 2) > params.get("max_period", 30):
+            params = {**params, "min_period": params["max_period"]}
         full = {p["name"]: params.get(p["name"], p["default"]) for p in row["params"]}
         full = {
-            p["name"]: (int if p["kind"] == "int" else float)(full[p["name"]])
+            p["name"]: (int if p["kind"] in ("int", "matype") else float)(full[p["name"]])
             for p in row["params"]
+            if full[p["name"]] is not None
         }
         fn = abstract.Function(row["talib"])
         fn.parameters = talib_params(name, full)
@@ -164,7 +167,13 @@ def test_generated_signatures_follow_the_declaration(row):
     assert names == [*row["inputs"], *declared, "device", "workload_tag"]
     for p in row["params"]:
         default = sig.parameters[p["name"]].default
-        assert default == p["default"] and type(default) is (int if p["kind"] == "int" else float)
+        if p["kind"] == "matype":  # the type's name (threadx.ma("close", matype="ema"))
+            assert default == threadx._registry.MA_TYPES[int(p["default"])], (name, p)
+        elif p["default"] is None:  # derived from the other parameters
+            assert default is None, (name, p)
+        else:
+            assert default == p["default"]
+            assert type(default) is (int if p["kind"] == "int" else float)
     assert sig.parameters["device"].kind is inspect.Parameter.KEYWORD_ONLY
     assert not any(
         q.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -265,3 +274,43 @@ def test_parameters_are_validated_from_the_declaration():
     with pytest.raises(ValueError, match="std_dev must be a finite number >= 0"):
         threadx.bollinger("close", 20, 10**400)
     assert np.isfinite(threadx.lookback("bollinger", std_dev=1e300))
+
+
+MATYPE_USERS = [r["name"] for r in ROWS if any(p["kind"] == "matype" for p in r["params"])]
+
+
+@pytest.mark.parametrize("name", MATYPE_USERS)
+def test_matype_takes_talib_names_and_codes(name):
+    """A moving-average type is a name (any case) or TA-Lib's code, the same call either way;
+    MAMA (7) and anything else are errors naming the function, the parameter and the choices."""
+    df = ohlcv(200, 4)
+    codes = threadx._registry.MA_CODES
+    assert codes["sma"] == 0 and codes["ema"] == 1 and codes["zlema"] == 12 and codes["rma"] == 13
+    for type_name, code in codes.items():
+        if type_name == "mama":
+            continue
+        by_name = getattr(threadx, name)(*INPUTS[name], matype=type_name.upper())
+        by_code = getattr(threadx, name)(*INPUTS[name], matype=code)
+        assert run(df, by_name).equals(run(df, by_code)), (name, type_name)
+        assert threadx.lookback(name, matype=type_name) == threadx.lookback(name, matype=code)
+    for bad in ("mama", 7):
+        with pytest.raises(ValueError, match=rf"threadx.{name}: matype must be other than MAMA"):
+            getattr(threadx, name)(*INPUTS[name], matype=bad)
+    for bad in ("nope", 14, -1, 2.0, True, None):
+        with pytest.raises(
+            ValueError, match=rf"threadx.{name}: matype must be a moving-average type: one of"
+        ):
+            getattr(threadx, name)(*INPUTS[name], matype=bad)
+
+
+def test_bbands_lower_width_defaults_to_std_dev():
+    df = ohlcv(300, 8)
+    same = run(df, threadx.bbands("close", 20, 1.5, 1.5))
+    assert run(df, threadx.bbands("close", 20, 1.5)).equals(same)
+    lower = run(df, threadx.bbands("close", 20, 1.5, 3.0)).struct.field("lower")
+    assert not lower.equals(same.struct.field("lower"))
+    # TA-Lib's positional order: timeperiod, nbdevup, nbdevdn, matype
+    got = run(df, threadx.bbands("close", 10, 2.0, 1.0, 1)).struct.unnest()
+    up, mid, lo = talib.BBANDS(df["close"].to_numpy(), 10, 2.0, 1.0, 1)
+    for col, ta in (("upper", up), ("middle", mid), ("lower", lo)):
+        np.testing.assert_allclose(got[col].to_numpy()[9:], ta[9:], rtol=1e-12)

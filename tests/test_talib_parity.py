@@ -749,6 +749,104 @@ _TRANSFORMS = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# Moving averages (wave A): DEMA, TEMA, TRIMA, T3, KAMA, RMA, ZLEMA, HMA, VWMA, MA, MAVP, and
+# BBANDS with a matype. All on the three datasets; their values are price levels, far from 0, so
+# the price floor never binds.
+# --------------------------------------------------------------------------------------------
+
+MA_DATASETS = ("walk", "tick", "big")
+
+
+def _ma_like(name: str, p: int, lookback: int, *extra) -> Case:
+    """``threadx.<name>("close", p, *extra)`` against ``talib.<NAME>(close, p, *extra)``."""
+    fn = getattr(talib, name.upper())
+    return Case(
+        lambda: getattr(threadx, name)("close", p, *extra),
+        lambda m: {"value": fn(m.close, p, *extra)},
+        lookback,
+        {"value": _price_floor},
+        datasets=MA_DATASETS,
+    )
+
+
+def _isqrt(n: int) -> int:
+    r = int(n**0.5)
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+#: TA-Lib's lookback of each matype code (MA_Type) at period p (0 at period 1, and for 10).
+_MA_LOOKBACK = {
+    0: lambda p: p - 1, 1: lambda p: p - 1, 2: lambda p: p - 1, 3: lambda p: 2 * (p - 1),
+    4: lambda p: 3 * (p - 1), 5: lambda p: p - 1, 6: lambda p: p, 8: lambda p: 6 * (p - 1),
+    9: lambda p: p - 1 + _isqrt(p) - 1, 10: lambda p: 0, 11: lambda p: p - 1,
+    12: lambda p: (p - 1) // 2 + p - 1, 13: lambda p: p - 1,
+}  # fmt: skip
+
+
+def _ma_lookback(matype: int, p: int) -> int:
+    return 0 if p == 1 else _MA_LOOKBACK[matype](p)
+
+
+def _vwma(p: int) -> Case:
+    return Case(
+        lambda: pl.col("close").threadx.vwma(volume="volume", period=p),
+        lambda m: {"value": talib.VWMA(m.close, m.volume, p)},
+        max(p - 1, 0),
+        {"value": _price_floor},
+        datasets=MA_DATASETS,
+    )
+
+
+def _ma(p: int, matype: int | str) -> Case:
+    code = matype if isinstance(matype, int) else talib_code(matype)
+    return Case(
+        lambda: threadx.ma("close", p, matype),
+        lambda m: {"value": talib.MA(m.close, p, code)},
+        _ma_lookback(code, p),
+        {"value": _price_floor},
+        datasets=MA_DATASETS,
+    )
+
+
+def talib_code(name: str) -> int:
+    return int(getattr(talib.MA_Type, name.upper()))
+
+
+def _mavp_periods(volume: np.ndarray) -> np.ndarray:
+    # Periods 0.75 .. 39.75 (truncated: 0 .. 39, then clamped), exact in NumPy and Polars alike.
+    return np.floor(volume) % 40.0 + 0.75
+
+
+def _mavp(lo: int, hi: int, matype: int) -> Case:
+    return Case(
+        lambda: threadx.mavp("close", pl.col("volume").floor() % 40.0 + 0.75, lo, hi, matype),
+        lambda m: {"value": talib.MAVP(m.close, _mavp_periods(m.volume), lo, hi, matype)},
+        _ma_lookback(matype, hi),
+        {"value": _price_floor},
+        datasets=MA_DATASETS,
+    )
+
+
+def _bbands_ma(p: int, up: float, down: float, matype: int) -> Case:
+    def ta(m: Market) -> dict[str, np.ndarray]:
+        upper, middle, lower = talib.BBANDS(m.close, p, up, down, matype)
+        return {"middle": middle, "upper": upper, "lower": lower}
+
+    return Case(
+        lambda: threadx.bbands("close", p, up, down, matype),
+        ta,
+        max(_ma_lookback(matype, p), p - 1),
+        {"middle": _price_floor, "upper": _price_floor, "lower": _price_floor},
+        is_struct=True,
+        datasets=MA_DATASETS,
+    )
+
+
 CASES: dict[str, Case] = {
     # SMA/EMA/WMA: default 30, the minimum 2, a small and a large period.
     "sma-30": _sma(30),
@@ -936,6 +1034,82 @@ CASES: dict[str, Case] = {
         for name, labels in _TRANSFORMS.items()
         for label in labels
     },
+    # Moving averages: the default period, the identity period 1, a short and a long period.
+    "dema-30": _ma_like("dema", 30, 58),
+    "dema-1": _ma_like("dema", 1, 0),
+    "dema-2": _ma_like("dema", 2, 2),
+    "dema-200": _ma_like("dema", 200, 398),
+    "tema-30": _ma_like("tema", 30, 87),
+    "tema-1": _ma_like("tema", 1, 0),
+    "tema-3": _ma_like("tema", 3, 6),
+    "tema-150": _ma_like("tema", 150, 447),
+    # TRIMA: odd and even periods (different triangular weights). TA-Lib's odd-period TRIMA keeps
+    # running sums that drift: at row ~100_000 of `walk` TRIMA(7) is 6.8e-10 off the exact
+    # rational value, threadx (an SMA of an SMA) 1.4e-16; the drift grows with the length.
+    "trima-30": _ma_like("trima", 30, 29),
+    "trima-1": _ma_like("trima", 1, 0),
+    "trima-2": _ma_like("trima", 2, 1),
+    "trima-7": _ma_like("trima", 7, 6),
+    "trima-501": _ma_like("trima", 501, 500),
+    # T3: default (5, 0.7), other volume factors (0 and 1 are the bounds).
+    "t3-5-0.7": _ma_like("t3", 5, 24, 0.7),
+    "t3-1-0.7": _ma_like("t3", 1, 0, 0.7),
+    "t3-2-0.0": _ma_like("t3", 2, 6, 0.0),
+    "t3-20-1.0": _ma_like("t3", 20, 114, 1.0),
+    "t3-60-0.35": _ma_like("t3", 60, 354, 0.35),
+    "kama-30": _ma_like("kama", 30, 30),
+    "kama-1": _ma_like("kama", 1, 0),
+    "kama-2": _ma_like("kama", 2, 2),
+    "kama-10": _ma_like("kama", 10, 10),
+    "kama-300": _ma_like("kama", 300, 300),
+    "rma-30": _ma_like("rma", 30, 29),
+    "rma-1": _ma_like("rma", 1, 0),
+    "rma-2": _ma_like("rma", 2, 1),
+    "rma-500": _ma_like("rma", 500, 499),
+    # ZLEMA: odd and even periods (lag (p - 1) // 2).
+    "zlema-30": _ma_like("zlema", 30, 43),
+    "zlema-1": _ma_like("zlema", 1, 0),
+    "zlema-2": _ma_like("zlema", 2, 1),
+    "zlema-7": _ma_like("zlema", 7, 9),
+    "zlema-400": _ma_like("zlema", 400, 598),
+    # HMA: 2 and 3 (half and sqrt periods of 1), a perfect square, large.
+    "hma-20": _ma_like("hma", 20, 22),
+    "hma-1": _ma_like("hma", 1, 0),
+    "hma-2": _ma_like("hma", 2, 1),
+    "hma-3": _ma_like("hma", 3, 2),
+    "hma-16": _ma_like("hma", 16, 18),
+    "hma-1000": _ma_like("hma", 1000, 1029),
+    "vwma-30": _vwma(30),
+    "vwma-1": _vwma(1),
+    "vwma-2": _vwma(2),
+    "vwma-250": _vwma(250),
+    # MA: every matype (codes and names; 10 is the identity, 11 the function's default, SMA).
+    **{f"ma-30-{c}": _ma(30, c) for c in (0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13)},
+    "ma-1-3": _ma(1, 3),
+    "ma-9-kama": _ma(9, "kama"),
+    "ma-50-t3": _ma(50, "t3"),
+    "ma-2-hma": _ma(2, "hma"),
+    # MAVP: the default, other ranges (min = max, min 1), recursive and windowed types.
+    "mavp-2-30-0": _mavp(2, 30, 0),
+    "mavp-5-35-1": _mavp(5, 35, 1),
+    "mavp-1-20-6": _mavp(1, 20, 6),
+    "mavp-3-30-3": _mavp(3, 30, 3),
+    "mavp-10-10-2": _mavp(10, 10, 2),
+    "mavp-2-25-8": _mavp(2, 25, 8),
+    "mavp-4-30-9": _mavp(4, 30, 9),
+    "mavp-2-30-10": _mavp(2, 30, 10),
+    "mavp-2-30-12": _mavp(2, 30, 12),
+    "mavp-2-30-13": _mavp(2, 30, 13),
+    # BBANDS with a matype and unequal band widths (nbdevup != nbdevdn).
+    "bbands-20-2.0-1.0-0": _bbands_ma(20, 2.0, 1.0, 0),
+    "bbands-20-2.0-2.0-1": _bbands_ma(20, 2.0, 2.0, 1),
+    "bbands-10-1.5-2.5-3": _bbands_ma(10, 1.5, 2.5, 3),
+    "bbands-30-2.0-2.0-6": _bbands_ma(30, 2.0, 2.0, 6),
+    "bbands-5-1.0-1.0-8": _bbands_ma(5, 1.0, 1.0, 8),
+    "bbands-20-2.0-2.0-9": _bbands_ma(20, 2.0, 2.0, 9),
+    "bbands-20-2.0-0.0-10": _bbands_ma(20, 2.0, 0.0, 10),
+    "bbands-14-1.0-2.0-12": _bbands_ma(14, 1.0, 2.0, 12),
+    "bbands-2-3.0-3.0-13": _bbands_ma(2, 3.0, 3.0, 13),
 }
 
 

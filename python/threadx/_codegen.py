@@ -19,7 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from threadx._registry import INDICATORS, Indicator, Param
+from threadx._registry import INDICATORS, MA_TYPE_MAMA, MA_TYPES, Indicator, Param
 
 PACKAGE = Path(__file__).parent
 README = PACKAGE.parent.parent / "README.md"
@@ -42,11 +42,24 @@ workload_tag:
 
 
 def _literal(p: Param) -> str:
-    return str(int(p.default)) if p.kind == "int" else repr(float(p.default))
+    return repr(p.default_value())
 
 
 def _annotation(p: Param) -> str:
+    if p.kind == "matype":
+        return "str | int"
+    if p.default is None:
+        return "float | None"
     return "int" if p.kind == "int" else "float"
+
+
+def _domain(p: Param) -> str:
+    """What a parameter takes, for its docstring line."""
+    if p.kind == "matype":
+        names = ", ".join(f"'{n}'" for c, n in enumerate(MA_TYPES) if c != MA_TYPE_MAMA)
+        return f"a name ({names}) or its TA-Lib code 0-13 (7, mama, not yet)"
+    bound = f"[{_fmt(p.min)}, {_fmt(p.max)}]" if p.max is not None else f">= {_fmt(p.min)}"
+    return f"{p.kind} in {bound}" + (", or None" if p.default is None else "")
 
 
 def _params_sig(ind: Indicator) -> list[str]:
@@ -73,9 +86,8 @@ def _docstring(ind: Indicator, inputs: list[str], indent: str) -> str:
     for n in inputs:
         lines += [f"{n}:", "    Input column: a column name or an expression."]
     for p in ind.params:
-        bound = f"[{_fmt(p.min)}, {_fmt(p.max)}]" if p.max is not None else f">= {_fmt(p.min)}"
         talib = f"; TA-Lib: ``{p.talib}``" if p.talib else ""
-        lines += [f"{p.name}:", f"    {p.doc} ({p.kind} in {bound}{talib})."]
+        lines += [f"{p.name}:", f"    {p.doc} ({_domain(p)}{talib})."]
     lines += PLACEMENT_DOC.splitlines()
     body = "\n".join((indent + line) if line else "" for line in lines)
     return f'{indent}"""{body.lstrip()}\n{indent}"""'

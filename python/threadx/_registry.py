@@ -25,18 +25,36 @@ IntoExpr = Union[str, pl.Expr]
 PLUGIN_PATH = Path(__file__).parent
 
 
+#: TA-Lib's moving-average type names, indexed by their ``matype`` code (``talib.MA_Type``):
+#: a ``matype`` parameter takes the name or the code.
+MA_TYPES: tuple[str, ...] = tuple(_internal.ma_types())
+MA_CODES: dict[str, int] = {name: code for code, name in enumerate(MA_TYPES)}
+#: The one type that is named but not built yet.
+MA_TYPE_MAMA = MA_CODES["mama"]
+
+
+def ma_type_choices() -> str:
+    """The accepted moving-average types, worded as the registry's errors word them."""
+    names = ", ".join(f"'{n}' ({c})" for c, n in enumerate(MA_TYPES) if c != MA_TYPE_MAMA)
+    return f"a moving-average type: one of {names}"
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "int" or "float"
-    default: float
+    kind: str  # "int", "float" or "matype" (a moving-average type, by name or TA-Lib code)
+    default: float | None  # None: derived from the other parameters (the call omits it)
     min: float
     max: float | None  # None: unbounded above
     talib: str | None
     below: str | None  # the value must be below this earlier parameter's value
     doc: str
 
-    def default_value(self) -> int | float:
+    def default_value(self) -> int | float | str | None:
+        if self.default is None:
+            return None
+        if self.kind == "matype":
+            return MA_TYPES[int(self.default)]
         return int(self.default) if self.kind == "int" else float(self.default)
 
 
@@ -64,7 +82,7 @@ class Indicator:
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
-    def defaults(self) -> dict[str, int | float]:
+    def defaults(self) -> dict[str, int | float | str | None]:
         """Every parameter's default, as the int or float a user would pass."""
         return {p.name: p.default_value() for p in self.params}
 
@@ -144,10 +162,36 @@ def _expected(p: Param, below: float | None = None) -> str:
     return f"a finite number in [{_num(p.min)}, {_num(p.max)}]"
 
 
-def check_param(indicator: str, p: Param, value: object, below: float | None = None) -> float:
+def check_ma_type(indicator: str, name: str, value: object) -> float:
+    """A moving-average type (a name of :data:`MA_TYPES`, any case, or its TA-Lib code) as the
+    code the plugin takes, or a ValueError naming the indicator, the parameter and the choices."""
+    code = None
+    if isinstance(value, str):
+        code = MA_CODES.get(value.strip().lower())
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        code = int(value) if 0 <= value < len(MA_TYPES) else None
+    if code == MA_TYPE_MAMA:
+        raise ValueError(
+            f"threadx.{indicator}: {name} must be other than MAMA (code 7), which comes with a "
+            f"later wave; {ma_type_choices()}, got {value!r}"
+        )
+    if code is None:
+        raise ValueError(f"threadx.{indicator}: {name} must be {ma_type_choices()}, got {value!r}")
+    return float(code)
+
+
+def check_param(
+    indicator: str, p: Param, value: object, below: float | None = None
+) -> float | None:
     """``value`` as the float the plugin takes, or a ValueError naming the indicator, the
     parameter and the expected range. Ints are compared exactly (no overflow for huge ones).
-    ``below``: the value of the parameter this one must stay below (``p.below``), if any."""
+    ``below``: the value of the parameter this one must stay below (``p.below``), if any.
+    ``None`` for a parameter whose default is derived (``p.default is None``) stays ``None``:
+    the call omits it and the registry derives it."""
+    if p.kind == "matype":
+        return check_ma_type(indicator, p.name, value)
+    if value is None and p.default is None:
+        return None
     ok = False
     if p.kind == "int":
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -161,6 +205,8 @@ def check_param(indicator: str, p: Param, value: object, below: float | None = N
         ok = math.isfinite(v) and p.min <= v and (p.max is None or v <= p.max)
     if not ok:
         expected = _expected(p, below)
+        if p.default is None:
+            expected += " or None"
         raise ValueError(f"threadx.{indicator}: {p.name} must be {expected}, got {value!r}")
     return float(value)  # type: ignore[arg-type]
 
@@ -170,7 +216,9 @@ def check_params(ind: Indicator, params: dict[str, Any]) -> dict[str, float]:
     (MACD's ``fast < slow``) checked by the registry itself."""
     values: dict[str, float] = {}
     for p in ind.params:
-        values[p.name] = check_param(ind.name, p, params[p.name], values.get(p.below or ""))
+        v = check_param(ind.name, p, params[p.name], values.get(p.below or ""))
+        if v is not None:
+            values[p.name] = v
     _internal.check_params(ind.name, values)
     return values
 

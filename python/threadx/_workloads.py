@@ -8,9 +8,10 @@ import polars as pl
 from threadx import _registry
 
 #: The frame column each registry input reads (``real`` and ``real0`` are the close,
-#: ``real1`` the open).
+#: ``real1`` the open, MAVP's ``periods`` a column of periods).
 COLUMN = {"real": "close", "open": "open", "high": "high", "low": "low", "close": "close",
-          "volume": "volume", "real0": "close", "real1": "open"}  # fmt: skip
+          "volume": "volume", "real0": "close", "real1": "open",
+          "periods": "periods"}  # fmt: skip
 
 
 def frame(rows: int) -> pl.DataFrame:
@@ -25,6 +26,8 @@ def frame(rows: int) -> pl.DataFrame:
             "low": close - spread,
             "close": close,
             "volume": 1_000.0 + 10.0 * (i * 0.17).sin().abs(),
+            # MAVP's periods: every period of its default range [2, 30] in turn.
+            "periods": 2.0 + 28.0 * (i * 0.05).sin().abs(),
         }
     )
 

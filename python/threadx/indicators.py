@@ -160,6 +160,8 @@ def bollinger(
     real: IntoExpr,
     period: int = 20,
     std_dev: float = 2.0,
+    std_dev_down: float | None = None,
+    matype: str | int = 'sma',
     *,
     device: str = "auto",
     workload_tag: str | None = None,
@@ -167,7 +169,8 @@ def bollinger(
     """Bollinger bands with an SMA middle: upper/lower = middle ± std_dev · population std (TA-Lib
     BBANDS).
 
-    Returns Struct{middle, upper, lower}, as long as the input. Warm-up (null rows): period - 1.
+    Returns Struct{middle, upper, lower}, as long as the input. Warm-up (null rows): period - 1
+    (more for matypes whose lookback is longer).
 
     Parameters
     ----------
@@ -176,7 +179,11 @@ def bollinger(
     period:
         Window length (int in [2, 100000]; TA-Lib: ``timeperiod``).
     std_dev:
-        Band width in standard deviations (TA-Lib's nbdevup = nbdevdn) (float in >= 0; TA-Lib: ``nbdevup``).
+        Band width in standard deviations (TA-Lib's nbdevup; also the lower band's unless std_dev_down is given) (float in >= 0; TA-Lib: ``nbdevup``).
+    std_dev_down:
+        Lower band width in standard deviations (default: std_dev) (float in >= 0, or None; TA-Lib: ``nbdevdn``).
+    matype:
+        Middle band moving-average type (its deviation is always the population std of the window) (a name ('sma', 'ema', 'wma', 'dema', 'tema', 'trima', 'kama', 't3', 'hma', 'disabled', 'default', 'zlema', 'rma') or its TA-Lib code 0-13 (7, mama, not yet); TA-Lib: ``matype``).
     device:
         ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
         device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
@@ -184,7 +191,7 @@ def bollinger(
         The stored split ratios a device set uses (default: the indicator's name).
     """
     return _registry.call(
-        "bollinger", {"real": real}, {"period": period, "std_dev": std_dev}, device, workload_tag
+        "bollinger", {"real": real}, {"period": period, "std_dev": std_dev, "std_dev_down": std_dev_down, "matype": matype}, device, workload_tag
     )
 
 
@@ -1864,6 +1871,340 @@ def tanh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = Non
     )
 
 
+def dema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Double exponential moving average, 2·EMA - EMA(EMA), each EMA seeded with the mean of its
+    first period inputs (TA-Lib DEMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 2 · (period - 1).
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "dema", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def tema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Triple exponential moving average, 3·e1 - 3·e2 + e3 of three chained EMAs (TA-Lib TEMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 3 · (period - 1).
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "tema", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def trima(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Triangular moving average: an SMA of an SMA, TA-Lib's triangular weights (TA-Lib TRIMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "trima", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def t3(
+    real: IntoExpr,
+    period: int = 5,
+    vfactor: float = 0.7,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Tillson's T3: six chained EMAs combined with the volume factor's coefficients (TA-Lib T3).
+
+    Returns Float64, as long as the input. Warm-up (null rows): 6 · (period - 1).
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    vfactor:
+        Volume factor (float in [0, 1]; TA-Lib: ``vfactor``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "t3", {"real": real}, {"period": period, "vfactor": vfactor}, device, workload_tag
+    )
+
+
+def kama(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Kaufman adaptive moving average (efficiency ratio over period rows, fast 2, slow 30) (TA-Lib
+    KAMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "kama", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def rma(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Wilder's smoothed moving average, seeded with the mean of the first period values (TA-Lib
+    RMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "rma", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def zlema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Zero-lag EMA: the EMA of 2·x - x[t - (period-1)/2] (TA-Lib ZLEMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): (period - 1) / 2 + period - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "zlema", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def hma(
+    real: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Hull moving average, WMA(2·WMA(period/2) - WMA(period), floor(sqrt(period))) (TA-Lib HMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1 + floor(sqrt(period))
+    - 1.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "hma", {"real": real}, {"period": period}, device, workload_tag
+    )
+
+
+def vwma(
+    close: IntoExpr,
+    volume: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Volume-weighted moving average, SMA(close·volume) / SMA(volume) (TA-Lib VWMA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): period - 1.
+
+    Parameters
+    ----------
+    close:
+        Input column: a column name or an expression.
+    volume:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "vwma", {"close": close, "volume": volume}, {"period": period}, device, workload_tag
+    )
+
+
+def ma(
+    real: IntoExpr,
+    period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Moving average of any matype (sma, ema, wma, dema, tema, trima, kama, t3, hma, zlema, rma)
+    (TA-Lib MA).
+
+    Returns Float64, as long as the input. Warm-up (null rows): that of the matype at period (0
+    at period 1).
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    period:
+        Smoothing period (1: the input itself) (int in [1, 100000]; TA-Lib: ``timeperiod``).
+    matype:
+        Moving-average type (a name ('sma', 'ema', 'wma', 'dema', 'tema', 'trima', 'kama', 't3', 'hma', 'disabled', 'default', 'zlema', 'rma') or its TA-Lib code 0-13 (7, mama, not yet); TA-Lib: ``matype``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "ma", {"real": real}, {"period": period, "matype": matype}, device, workload_tag
+    )
+
+
+def mavp(
+    real: IntoExpr,
+    periods: IntoExpr,
+    min_period: int = 2,
+    max_period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    """Moving average with a variable period: each row uses its periods value, truncated and
+    clamped to [min_period, max_period] (TA-Lib MAVP).
+
+    Returns Float64, as long as the input. Warm-up (null rows): that of the matype at
+    max_period.
+
+    Parameters
+    ----------
+    real:
+        Input column: a column name or an expression.
+    periods:
+        Input column: a column name or an expression.
+    min_period:
+        Smallest period (smaller values are raised to it) (int in [1, 100000]; TA-Lib: ``minperiod``).
+    max_period:
+        Largest period (larger values are lowered to it) (int in [1, 100000]; TA-Lib: ``maxperiod``).
+    matype:
+        Moving-average type (a name ('sma', 'ema', 'wma', 'dema', 'tema', 'trima', 'kama', 't3', 'hma', 'disabled', 'default', 'zlema', 'rma') or its TA-Lib code 0-13 (7, mama, not yet); TA-Lib: ``matype``).
+    device:
+        ``"auto"`` (the planner decides from the profile), ``"cpu"``, ``"gpu"``, ``"gpu:<i>"``, or a
+        device set ``"gpu:<i>,<j>"``, ``"gpus"``, ``"all"``. Results are the same bits everywhere.
+    workload_tag:
+        The stored split ratios a device set uses (default: the indicator's name).
+    """
+    return _registry.call(
+        "mavp", {"real": real, "periods": periods}, {"min_period": min_period, "max_period": max_period, "matype": matype}, device, workload_tag
+    )
+
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
@@ -1888,12 +2229,15 @@ __all__ = [
     "cosh",
     "cumsum",
     "cvi",
+    "dema",
     "div",
     "donchian",
     "ema",
     "exp",
     "floor",
     "ha",
+    "hma",
+    "kama",
     "kc",
     "linearreg",
     "linearreg_angle",
@@ -1901,8 +2245,10 @@ __all__ = [
     "linearreg_slope",
     "ln",
     "log10",
+    "ma",
     "macd",
     "massi",
+    "mavp",
     "max",
     "maxindex",
     "medprice",
@@ -1917,6 +2263,7 @@ __all__ = [
     "obv",
     "percentile",
     "percentrank",
+    "rma",
     "roc",
     "rolling_std",
     "rolling_var",
@@ -1930,13 +2277,18 @@ __all__ = [
     "stoch",
     "sub",
     "sum",
+    "t3",
     "tan",
     "tanh",
+    "tema",
     "trange",
+    "trima",
     "tsf",
     "typprice",
     "var",
+    "vwma",
     "wclprice",
     "wma",
+    "zlema",
     "zscore",
 ]

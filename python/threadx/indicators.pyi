@@ -58,6 +58,8 @@ def bollinger(
     real: IntoExpr,
     period: int = 20,
     std_dev: float = 2.0,
+    std_dev_down: float | None = None,
+    matype: str | int = 'sma',
     *,
     device: str = "auto",
     workload_tag: str | None = None,
@@ -542,6 +544,111 @@ def tan(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None
 def tanh(real: IntoExpr, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
     ...
 
+def dema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def tema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def trima(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def t3(
+    real: IntoExpr,
+    period: int = 5,
+    vfactor: float = 0.7,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def kama(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def rma(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def zlema(
+    real: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def hma(
+    real: IntoExpr,
+    period: int = 20,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def vwma(
+    close: IntoExpr,
+    volume: IntoExpr,
+    period: int = 30,
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def ma(
+    real: IntoExpr,
+    period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
+def mavp(
+    real: IntoExpr,
+    periods: IntoExpr,
+    min_period: int = 2,
+    max_period: int = 30,
+    matype: str | int = 'sma',
+    *,
+    device: str = "auto",
+    workload_tag: str | None = None,
+) -> pl.Expr:
+    ...
+
 # TA-Lib's names for the indicators that have a twin.
 stddev = rolling_std
 bbands = bollinger
@@ -566,12 +673,15 @@ __all__ = [
     "cosh",
     "cumsum",
     "cvi",
+    "dema",
     "div",
     "donchian",
     "ema",
     "exp",
     "floor",
     "ha",
+    "hma",
+    "kama",
     "kc",
     "linearreg",
     "linearreg_angle",
@@ -579,8 +689,10 @@ __all__ = [
     "linearreg_slope",
     "ln",
     "log10",
+    "ma",
     "macd",
     "massi",
+    "mavp",
     "max",
     "maxindex",
     "medprice",
@@ -595,6 +707,7 @@ __all__ = [
     "obv",
     "percentile",
     "percentrank",
+    "rma",
     "roc",
     "rolling_std",
     "rolling_var",
@@ -608,13 +721,18 @@ __all__ = [
     "stoch",
     "sub",
     "sum",
+    "t3",
     "tan",
     "tanh",
+    "tema",
     "trange",
+    "trima",
     "tsf",
     "typprice",
     "var",
+    "vwma",
     "wclprice",
     "wma",
+    "zlema",
     "zscore",
 ]

@@ -65,6 +65,8 @@ class ThreadxNamespace:
         self,
         period: int = 20,
         std_dev: float = 2.0,
+        std_dev_down: float | None = None,
+        matype: str | int = 'sma',
         *,
         device: str = "auto",
         workload_tag: str | None = None,
@@ -547,6 +549,111 @@ class ThreadxNamespace:
         ...
 
     def tanh(self, *, device: str = "auto", workload_tag: str | None = None) -> pl.Expr:
+        ...
+
+    def dema(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def tema(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def trima(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def t3(
+        self,
+        period: int = 5,
+        vfactor: float = 0.7,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def kama(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def rma(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def zlema(
+        self,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def hma(
+        self,
+        period: int = 20,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def vwma(
+        self,
+        volume: IntoExpr,
+        period: int = 30,
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def ma(
+        self,
+        period: int = 30,
+        matype: str | int = 'sma',
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
+        ...
+
+    def mavp(
+        self,
+        periods: IntoExpr,
+        min_period: int = 2,
+        max_period: int = 30,
+        matype: str | int = 'sma',
+        *,
+        device: str = "auto",
+        workload_tag: str | None = None,
+    ) -> pl.Expr:
         ...
 
     # TA-Lib's names for the indicators that have a twin.

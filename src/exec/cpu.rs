@@ -307,6 +307,26 @@ mod tests {
             .map(|name| crate::kernels::registry::build_named(name, [("period", 9.0)]).unwrap()),
         )
         .chain([crate::kernels::registry::build_named("cumsum", []).unwrap()])
+        .chain(
+            [
+                ("dema", vec![("period", 20.0)]),
+                ("tema", vec![("period", 9.0)]),
+                ("trima", vec![("period", 30.0)]),
+                ("t3", vec![("period", 5.0), ("vfactor", 0.7)]),
+                ("kama", vec![("period", 10.0)]),
+                ("rma", vec![("period", 14.0)]),
+                ("zlema", vec![("period", 30.0)]),
+                ("hma", vec![("period", 20.0)]),
+                ("vwma", vec![("period", 20.0)]),
+                ("ma", vec![("period", 12.0), ("matype", 6.0)]),
+                (
+                    "mavp",
+                    vec![("min_period", 2.0), ("max_period", 12.0), ("matype", 1.0)],
+                ),
+                ("bollinger", vec![("std_dev_down", 1.0), ("matype", 3.0)]),
+            ]
+            .map(|(name, params)| crate::kernels::registry::build_named(name, params).unwrap()),
+        )
         .collect()
     }
 

@@ -42,6 +42,31 @@ pub enum Kind {
     Int,
     /// A finite real number.
     Float,
+    /// A moving-average type: TA-Lib's `MA_Type` code (an integer in `[0, 13]`, see
+    /// [`MA_TYPES`]); MAMA (code 7) is rejected until it exists. Python also takes the names.
+    #[serde(rename = "matype")]
+    MaType,
+}
+
+/// TA-Lib's moving-average type names, indexed by their `MA_Type` code (`talib.MA_Type`):
+/// `disabled` (10) is the identity, `default` (11) the function's own default type.
+pub const MA_TYPES: [&str; 14] = [
+    "sma", "ema", "wma", "dema", "tema", "trima", "kama", "mama", "t3", "hma", "disabled",
+    "default", "zlema", "rma",
+];
+
+/// The one moving-average type that is declared but not built yet.
+pub const MA_TYPE_MAMA: i64 = 7;
+
+/// The accepted moving-average types, for error messages.
+pub fn ma_type_choices() -> String {
+    let names: Vec<String> = MA_TYPES
+        .iter()
+        .enumerate()
+        .filter(|&(code, _)| code as i64 != MA_TYPE_MAMA)
+        .map(|(code, name)| format!("'{name}' ({code})"))
+        .collect();
+    format!("a moving-average type: one of {}", names.join(", "))
 }
 
 /// One parameter of an indicator.
@@ -49,7 +74,9 @@ pub enum Kind {
 pub struct Param {
     pub name: &'static str,
     pub kind: Kind,
-    /// TA-Lib 0.8.1's default where the indicator has a twin.
+    /// TA-Lib 0.8.1's default where the indicator has a twin. NaN: the default is derived from
+    /// the other parameters by the declaration's `build` (which receives NaN when the value is
+    /// not given); a value given explicitly is checked as usual.
     pub default: f64,
     /// Inclusive bounds.
     pub min: f64,
@@ -62,6 +89,20 @@ pub struct Param {
 }
 
 impl Param {
+    /// A moving-average type with TA-Lib's default `default` (a code of [`MA_TYPES`]).
+    pub const fn ma_type(name: &'static str, default: i64, doc: &'static str) -> Param {
+        Param {
+            name,
+            kind: Kind::MaType,
+            default: default as f64,
+            min: 0.0,
+            max: (MA_TYPES.len() - 1) as f64,
+            talib: Some("matype"),
+            below: None,
+            doc,
+        }
+    }
+
     /// A period: an integer in `[min, MAX_PERIOD]`.
     pub const fn period(
         name: &'static str,
@@ -193,11 +234,24 @@ fn check_value<C>(
     let ok = match p.kind {
         Kind::Int => v.fract() == 0.0 && v >= p.min && v <= max,
         Kind::Float => v.is_finite() && v >= p.min && v <= max,
+        Kind::MaType => v.fract() == 0.0 && v >= p.min && v <= max && v != MA_TYPE_MAMA as f64,
     };
     if ok {
         return Ok(v);
     }
+    if p.kind == Kind::MaType && v == MA_TYPE_MAMA as f64 {
+        return Err(ParamError {
+            indicator: ind.name,
+            param: p.name,
+            expected: format!(
+                "other than MAMA (code 7), which comes with a later wave; {}",
+                ma_type_choices()
+            ),
+            got: "7 (mama)".into(),
+        });
+    }
     let expected = match (p.kind, bound) {
+        (Kind::MaType, _) => ma_type_choices(),
         (Kind::Int, Some((other, _))) => {
             format!("an integer in [{}, {max}] (below {other})", p.min)
         }
@@ -209,7 +263,7 @@ fn check_value<C>(
         indicator: ind.name,
         param: p.name,
         expected,
-        got: if p.kind == Kind::Int && v.fract() == 0.0 && v.abs() < 1e18 {
+        got: if p.kind != Kind::Float && v.fract() == 0.0 && v.abs() < 1e18 {
             format!("{}", v as i64)
         } else {
             v.to_string()
@@ -221,8 +275,13 @@ fn check_value<C>(
 pub fn build<C>(ind: &Declaration<C>, values: &[Option<f64>]) -> Result<C, ParamError> {
     let mut checked = Vec::with_capacity(ind.params.len());
     for (i, p) in ind.params.iter().enumerate() {
-        let v = values.get(i).copied().flatten().unwrap_or(p.default);
-        let v = check_value(ind, p, v, &checked)?;
+        let given = values.get(i).copied().flatten();
+        if given.is_none() && p.default.is_nan() {
+            // A derived default: `build` computes it from the other parameters.
+            checked.push(f64::NAN);
+            continue;
+        }
+        let v = check_value(ind, p, given.unwrap_or(p.default), &checked)?;
         checked.push(v);
     }
     (ind.build)(&checked)

@@ -15,6 +15,7 @@ pub mod ema;
 pub mod extrema;
 pub mod extrema_index;
 pub mod flow;
+pub mod ma;
 pub mod moments;
 pub mod order;
 pub mod registry;

@@ -22,6 +22,7 @@ pub use super::declaration::{
     self, f64_out, i32_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD,
 };
 use super::elementwise::{self, Op};
+use super::ma::{self, MaType};
 use super::split::Splitter;
 use super::{ema, extrema, extrema_index, flow, moments, order, volatility, wilder, wma};
 
@@ -114,6 +115,28 @@ const EXTREMA_INDEX_CPU: Devices = Devices {
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize
+}
+
+/// A checked `matype` code as a type; 11 ("the function's own default") is SMA for every
+/// indicator that takes one so far (MA, MAVP, BBANDS).
+fn ma_type(indicator: &'static str, param: &'static str, code: f64) -> Result<MaType, ParamError> {
+    MaType::from_code(code as i64, MaType::Sma).ok_or_else(|| ParamError {
+        indicator,
+        param,
+        expected: declaration::ma_type_choices(),
+        got: code.to_string(),
+    })
+}
+
+/// A period of 1 (the identity) up to TA-Lib's maximum: the moving averages of TA-Lib 0.8.1.
+const fn ma_period(default: i64) -> Param {
+    Param::period(
+        "period",
+        default,
+        1,
+        "timeperiod",
+        "Smoothing period (1: the input itself)",
+    )
 }
 
 /// Every indicator, in catalog order.
@@ -230,13 +253,37 @@ pub static INDICATORS: &[Indicator] = &[
                 max: f64::MAX,
                 talib: Some("nbdevup"),
                 below: None,
-                doc: "Band width in standard deviations (TA-Lib's nbdevup = nbdevdn)",
+                doc: "Band width in standard deviations (TA-Lib's nbdevup; also the lower band's unless std_dev_down is given)",
             },
+            Param {
+                name: "std_dev_down",
+                kind: Kind::Float,
+                default: f64::NAN,
+                min: 0.0,
+                max: f64::MAX,
+                talib: Some("nbdevdn"),
+                below: None,
+                doc: "Lower band width in standard deviations (default: std_dev)",
+            },
+            Param::ma_type("matype", 0, "Middle band moving-average type (its deviation is always the population std of the window)"),
         ],
-        lookback: "period - 1",
-        composition: "windowed moments (mean, variance)",
+        lookback: "period - 1 (more for matypes whose lookback is longer)",
+        composition: "windowed moments (mean, variance); with a matype other than sma, its moving average + windowed moments (variance)",
         devices: CPU_AND_CUDA,
-        build: |v| Ok(Spec::Bollinger { period: period(v, 0), std_dev: v[1] }),
+        build: |v| {
+            let (period, up) = (period(v, 0), v[1]);
+            let down = if v[2].is_nan() { up } else { v[2] };
+            let matype = ma_type("bollinger", "matype", v[3])?;
+            if matype == MaType::Sma && down == up {
+                return Ok(Spec::Bollinger { period, std_dev: up });
+            }
+            Ok(Spec::BollingerMa {
+                period,
+                up,
+                down,
+                matype,
+            })
+        },
     },
     Indicator {
         name: "rsi",
@@ -1060,6 +1107,240 @@ pub static INDICATORS: &[Indicator] = &[
     math_transform!("sqrt", "SQRT", "Vector square root (correctly rounded; NaN below 0)", Sqrt, CPU_AND_CUDA),
     math_transform!("tan", "TAN", "Vector trigonometric tangent", Tan, HOST_LIBM_ONLY),
     math_transform!("tanh", "TANH", "Vector hyperbolic tangent", Tanh, HOST_LIBM_ONLY),
+    Indicator {
+        name: "dema",
+        talib: Some("DEMA"),
+        group: "Overlap Studies",
+        summary: "Double exponential moving average, 2·EMA - EMA(EMA), each EMA seeded with the mean of its first period inputs",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "2 · (period - 1)",
+        composition: "linear scans (two chained EMAs) + elementwise combination",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no stage combining two chained EMAs (2·e1 - e2)"),
+        },
+        build: |v| Ok(Spec::Dema { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "tema",
+        talib: Some("TEMA"),
+        group: "Overlap Studies",
+        summary: "Triple exponential moving average, 3·e1 - 3·e2 + e3 of three chained EMAs",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "3 · (period - 1)",
+        composition: "linear scans (three chained EMAs) + elementwise combination",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for the three chained EMAs it combines"),
+        },
+        build: |v| Ok(Spec::Tema { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "trima",
+        talib: Some("TRIMA"),
+        group: "Overlap Studies",
+        summary: "Triangular moving average: an SMA of an SMA, TA-Lib's triangular weights",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "period - 1",
+        composition: "windowed moments (two chained SMAs)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline chains SMAs only inside STOCH"),
+        },
+        build: |v| Ok(Spec::Trima { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "t3",
+        talib: Some("T3"),
+        group: "Overlap Studies",
+        summary: "Tillson's T3: six chained EMAs combined with the volume factor's coefficients",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[
+            ma_period(5),
+            Param {
+                name: "vfactor",
+                kind: Kind::Float,
+                default: 0.7,
+                min: 0.0,
+                max: 1.0,
+                talib: Some("vfactor"),
+                below: None,
+                doc: "Volume factor",
+            },
+        ],
+        lookback: "6 · (period - 1)",
+        composition: "linear scans (six chained EMAs) + elementwise combination",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for six chained EMAs"),
+        },
+        build: |v| Ok(Spec::T3 { period: period(v, 0), vfactor: v[1] }),
+    },
+    Indicator {
+        name: "kama",
+        talib: Some("KAMA"),
+        group: "Overlap Studies",
+        summary: "Kaufman adaptive moving average (efficiency ratio over period rows, fast 2, slow 30)",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "period",
+        composition: "windowed sums (path length) + time-varying linear scan",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
+        },
+        build: |v| Ok(Spec::Kama { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "rma",
+        talib: Some("RMA"),
+        group: "Overlap Studies",
+        summary: "Wilder's smoothed moving average, seeded with the mean of the first period values",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "period - 1",
+        composition: "linear scan (Wilder smoothing)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: tx_scan has no mode for Wilder smoothing of the input itself"),
+        },
+        build: |v| Ok(Spec::Rma { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "zlema",
+        talib: Some("ZLEMA"),
+        group: "Overlap Studies",
+        summary: "Zero-lag EMA: the EMA of 2·x - x[t - (period-1)/2]",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "(period - 1) / 2 + period - 1",
+        composition: "elementwise de-lag + linear scan",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: tx_scan has no de-lagged EMA drive"),
+        },
+        build: |v| Ok(Spec::Zlema { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "hma",
+        talib: Some("HMA"),
+        group: "Overlap Studies",
+        summary: "Hull moving average, WMA(2·WMA(period/2) - WMA(period), floor(sqrt(period)))",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(20)],
+        lookback: "period - 1 + floor(sqrt(period)) - 1",
+        composition: "weighted windows (three WMAs) + elementwise combination",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline does not chain WMAs"),
+        },
+        build: |v| Ok(Spec::Hma { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "vwma",
+        talib: Some("VWMA"),
+        group: "Overlap Studies",
+        summary: "Volume-weighted moving average, SMA(close·volume) / SMA(volume)",
+        inputs: &["close", "volume"],
+        receiver: "close",
+        outputs: VALUE,
+        params: &[ma_period(30)],
+        lookback: "period - 1",
+        composition: "windowed moments (two SMAs) + elementwise ratio",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline has no two-input SMA ratio"),
+        },
+        build: |v| Ok(Spec::Vwma { period: period(v, 0) }),
+    },
+    Indicator {
+        name: "ma",
+        talib: Some("MA"),
+        group: "Overlap Studies",
+        summary: "Moving average of any matype (sma, ema, wma, dema, tema, trima, kama, t3, hma, zlema, rma)",
+        inputs: ONE_PRICE,
+        receiver: "real",
+        outputs: VALUE,
+        params: &[ma_period(30), Param::ma_type("matype", 0, "Moving-average type")],
+        lookback: "that of the matype at period (0 at period 1)",
+        composition: "the matype's family (moving_average)",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
+        },
+        build: |v| {
+            Ok(Spec::Ma {
+                period: period(v, 0),
+                matype: ma_type("ma", "matype", v[1])?,
+            })
+        },
+    },
+    Indicator {
+        name: "mavp",
+        talib: Some("MAVP"),
+        group: "Overlap Studies",
+        summary: "Moving average with a variable period: each row uses its periods value, truncated and clamped to [min_period, max_period]",
+        inputs: &["real", "periods"],
+        receiver: "real",
+        outputs: VALUE,
+        params: &[
+            Param::period("min_period", 2, 1, "minperiod", "Smallest period (smaller values are raised to it)"),
+            Param::period("max_period", 30, 1, "maxperiod", "Largest period (larger values are lowered to it)"),
+            Param::ma_type("matype", 0, "Moving-average type"),
+        ],
+        lookback: "that of the matype at max_period",
+        composition: "the matype's family once per distinct period + elementwise selection",
+        devices: Devices {
+            cpu: true,
+            cuda: false,
+            no_cuda_reason: Some("no CUDA twin yet: one moving average per distinct period, selected per row, has no GPU pipeline"),
+        },
+        build: |v| {
+            let (min, max) = (period(v, 0), period(v, 1));
+            if min > max {
+                return Err(ParamError {
+                    indicator: "mavp",
+                    param: "min_period",
+                    expected: format!("at most max_period ({max})"),
+                    got: min.to_string(),
+                });
+            }
+            Ok(Spec::Mavp {
+                min,
+                max,
+                matype: ma_type("mavp", "matype", v[2])?,
+            })
+        },
+    },
 ];
 
 /// One indicator call's parameters, validated.
@@ -1189,6 +1470,50 @@ pub enum Spec {
         period: usize,
         std_period: usize,
     },
+    /// Bollinger bands with unequal widths or a middle band other than the SMA.
+    BollingerMa {
+        period: usize,
+        up: f64,
+        down: f64,
+        matype: MaType,
+    },
+    Dema {
+        period: usize,
+    },
+    Tema {
+        period: usize,
+    },
+    Trima {
+        period: usize,
+    },
+    T3 {
+        period: usize,
+        vfactor: f64,
+    },
+    Kama {
+        period: usize,
+    },
+    Rma {
+        period: usize,
+    },
+    Zlema {
+        period: usize,
+    },
+    Hma {
+        period: usize,
+    },
+    Vwma {
+        period: usize,
+    },
+    Ma {
+        period: usize,
+        matype: MaType,
+    },
+    Mavp {
+        min: usize,
+        max: usize,
+        matype: MaType,
+    },
 }
 
 impl Spec {
@@ -1311,6 +1636,18 @@ impl Spec {
             Spec::Cvi { .. } => "cvi",
             Spec::Massi { .. } => "massi",
             Spec::Rvi { .. } => "rvi",
+            Spec::BollingerMa { .. } => "bollinger",
+            Spec::Dema { .. } => "dema",
+            Spec::Tema { .. } => "tema",
+            Spec::Trima { .. } => "trima",
+            Spec::T3 { .. } => "t3",
+            Spec::Kama { .. } => "kama",
+            Spec::Rma { .. } => "rma",
+            Spec::Zlema { .. } => "zlema",
+            Spec::Hma { .. } => "hma",
+            Spec::Vwma { .. } => "vwma",
+            Spec::Ma { .. } => "ma",
+            Spec::Mavp { .. } => "mavp",
         }
     }
 
@@ -1360,6 +1697,18 @@ impl Spec {
             Spec::Cvi { period, roc_period } => period - 1 + roc_period,
             Spec::Massi { fast, slow } => 2 * (fast - 1) + slow - 1,
             Spec::Rvi { period, std_period } => std_period - 1 + period - 1,
+            Spec::BollingerMa { period, matype, .. } => matype.lookback(period).max(period - 1),
+            Spec::Dema { period } => MaType::Dema.lookback(period),
+            Spec::Tema { period } => MaType::Tema.lookback(period),
+            Spec::Trima { period } => MaType::Trima.lookback(period),
+            Spec::T3 { period, .. } => MaType::T3.lookback(period),
+            Spec::Kama { period } => MaType::Kama.lookback(period),
+            Spec::Rma { period } => MaType::Rma.lookback(period),
+            Spec::Zlema { period } => MaType::Zlema.lookback(period),
+            Spec::Hma { period } => MaType::Hma.lookback(period),
+            Spec::Vwma { period } => period - 1,
+            Spec::Ma { period, matype } => matype.lookback(period),
+            Spec::Mavp { max, matype, .. } => matype.lookback(max),
         }
     }
 
@@ -1506,6 +1855,28 @@ impl Spec {
             (Spec::Rvi { period, std_period }, [o]) => {
                 volatility::rvi(split, x, (period, std_period), o)
             }
+            (
+                Spec::BollingerMa {
+                    period,
+                    up,
+                    down,
+                    matype,
+                },
+                [m, u, l],
+            ) => ma::bollinger_ma(split, x, period, (up, down), matype, m, u, l),
+            (Spec::Dema { period }, [o]) => ma::dema(split, x, period, o),
+            (Spec::Tema { period }, [o]) => ma::tema(split, x, period, o),
+            (Spec::Trima { period }, [o]) => ma::trima(split, x, period, o),
+            (Spec::T3 { period, vfactor }, [o]) => ma::t3(split, x, period, vfactor, o),
+            (Spec::Kama { period }, [o]) => ma::kama(split, x, period, o),
+            (Spec::Rma { period }, [o]) => wilder::rma(split, x, period, o),
+            (Spec::Zlema { period }, [o]) => ma::zlema(split, x, period, o),
+            (Spec::Hma { period }, [o]) => ma::hma(split, x, period, o),
+            (Spec::Vwma { period }, [o]) => ma::vwma(split, x, inputs[1], period, o),
+            (Spec::Ma { period, matype }, [o]) => ma::moving_average(split, x, matype, period, o),
+            (Spec::Mavp { min, max, matype }, [o]) => {
+                ma::mavp(split, x, inputs[1], (min, max), matype, o)
+            }
             (spec, outs) => unreachable!(
                 "{} takes {} outputs, got {}",
                 spec.name(),
@@ -1592,7 +1963,7 @@ mod tests {
             assert!(std::ptr::eq(spec.def(), ind), "{}", ind.name);
             assert!(ind.inputs.contains(&ind.receiver), "{}", ind.name);
             assert_eq!(ind.call_inputs().count(), ind.inputs.len());
-            for p in ind.params {
+            for p in ind.params.iter().filter(|p| !p.default.is_nan()) {
                 assert!(
                     p.min <= p.default && p.default <= p.max,
                     "{}.{}",
@@ -1670,6 +2041,54 @@ mod tests {
         assert_eq!(Spec::Obv.lookback(), 0);
         assert_eq!(build_named("trange", []).unwrap().lookback(), 1);
         assert_eq!(build_named("avgprice", []).unwrap().lookback(), 0);
+    }
+
+    #[test]
+    fn matype_codes_are_checked_and_mama_is_not_yet() {
+        let e = build_named("ma", [("matype", 7.0)]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("threadx.ma: matype must be other than MAMA"),
+            "{e}"
+        );
+        for bad in [14.0, -1.0, 2.5] {
+            let e = build_named("ma", [("matype", bad)]).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("matype must be a moving-average type: one of 'sma' (0)"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            build_named("ma", [("matype", 11.0)]).unwrap(),
+            Spec::Ma {
+                period: 30,
+                matype: MaType::Sma
+            }
+        );
+        assert_eq!(
+            build_named("ma", [("matype", 12.0)]).unwrap().lookback(),
+            43
+        );
+        assert_eq!(build_named("hma", []).unwrap().lookback(), 22);
+        assert_eq!(build_named("zlema", []).unwrap().lookback(), 43);
+        let e = build_named("mavp", [("min_period", 31.0)]).unwrap_err();
+        assert!(e.to_string().contains("at most max_period (30)"), "{e}");
+        // bollinger: the lower width defaults to the upper one; SMA and equal widths keep the
+        // original call (and its bits); BBANDS with the identity has STDDEV's lookback.
+        assert_eq!(
+            build_named("bollinger", [("std_dev", 1.5)]).unwrap(),
+            Spec::Bollinger {
+                period: 20,
+                std_dev: 1.5
+            }
+        );
+        let asym = build_named("bollinger", [("std_dev_down", 1.0)]).unwrap();
+        assert!(matches!(asym, Spec::BollingerMa { up, down, .. } if up == 2.0 && down == 1.0));
+        assert_eq!(asym.name(), "bollinger");
+        let none = build_named("bollinger", [("matype", 10.0)]).unwrap();
+        assert_eq!(none.lookback(), 19);
+        assert!(build_named("bollinger", [("std_dev_down", f64::NAN)]).is_err());
     }
 
     #[test]

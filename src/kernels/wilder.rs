@@ -129,6 +129,30 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     }
 }
 
+/// RMA(period), Wilder's smoothing of `x` (TA-Lib's RMA): seed row `period - 1`, seed the
+/// left-to-right mean of `x[..period]` (`ema::seed_mean_of`), then `y = a·y + x·inv` with ATR's
+/// `a = (n-1)/n`, `inv = 1/n`; rows `< period - 1` untouched.
+pub fn rma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period == 0 || x.len() < period {
+        return;
+    }
+    let (a, inv) = wilder(period);
+    let rec = Recurrence {
+        decay: [a],
+        seed_row: period - 1,
+        seed: [seed_mean_of(period, |i| x[i])],
+    };
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        let rows = &x[start..start + b.len()];
+        for (v, &xt) in b.iter_mut().zip(rows) {
+            *v = [xt * inv];
+        }
+    };
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0])
+    });
+}
+
 #[inline(always)]
 pub fn true_range(h: &[f64], l: &[f64], c: &[f64], t: usize) -> f64 {
     true_range_of(h[t], l[t], c[t - 1])

@@ -1,0 +1,836 @@
+//! Moving averages composed from the other families: DEMA, TEMA, T3 (chains of EMAs), TRIMA (an SMA
+//! of an SMA), HMA (WMAs), ZLEMA (an EMA of a de-lagged series), KAMA (a time-varying scan), VWMA
+//! (two SMAs), RMA (Wilder smoothing, `wilder::rma`), and [`moving_average`]: the one function every
+//! indicator with a TA-Lib `matype` parameter calls (MA, MAVP, Bollinger bands; later STOCH, APO, …).
+//!
+//! # Spec (TA-Lib 0.8.1 values; every stage is a full-column call of its family on global rows)
+//! Period `p >= 1`. With `p = 1` every type is the identity (a copy of the input, lookback 0: TA-Lib
+//! copies too), and so is [`MaType::Disabled`] for any period.
+//! * `ema_from(x, from, p)`: the EMA of `x` from row `from` on, on the scan grid of `scan.rs`
+//!   (blocks aligned to row 0): seed row `from + p - 1`, seed `seed_mean(x[from .. from + p])`,
+//!   `y_t = (1 - k)·y_{t-1} + k·x_t`, `k = 2 / (p + 1)`. `ema_from(x, 0, p)` is `ema::ema`.
+//! * DEMA: `e1 = ema_from(x, 0)`, `e2 = ema_from(e1, p - 1)`; `2·e1 - e2`; lookback `2(p - 1)`.
+//! * TEMA: `e3 = ema_from(e2, 2(p - 1))`; `(3·e1 - 3·e2) + e3`; lookback `3(p - 1)`.
+//! * T3(p, v): `e_{i+1} = ema_from(e_i, i(p - 1))` for `i = 0..6` (`e_0 = x`); with `a2 = v·v`,
+//!   `c1 = -(a2·v)`, `c2 = 3·(a2 - c1)`, `c3 = -6·a2 - 3·(v - c1)`, `c4 = ((1 + 3·v) - c1) + 3·a2`:
+//!   `((c1·e6 + c2·e5) + c3·e4) + c4·e3`; lookback `6(p - 1)`.
+//! * TRIMA: `SMA_a(SMA_b(x))` with `a = b = (p + 1) / 2` for odd `p`, `a = p / 2`, `b = p / 2 + 1`
+//!   for even `p` (TA-Lib's triangular weights); the outer SMA's grid origin is row `b - 1`, the
+//!   first row of its input (as STOCH's SMAs); lookback `p - 1`.
+//! * HMA: `h = p / 2`, `s = floor(sqrt(p))`; `d_t = 2·WMA_h(x)_t - WMA_p(x)_t` for `t >= p - 1`;
+//!   `WMA_s(d)` on the grid whose origin is row `p - 1`; lookback `(p - 1) + (s - 1)`.
+//! * ZLEMA: `lag = (p - 1) / 2`, `d_t = 2·x_t - x_{t - lag}` for `t >= lag`; `ema_from(d, lag, p)`
+//!   (its seed is the left-to-right mean of `d_lag ..= d_{lag + p - 1}`); lookback `lag + p - 1`.
+//! * KAMA: with `g = 2^-j`, `2^j` the smallest power of two `>= 2p` (exact scaling, so neither
+//!   the differences nor the path length of finite prices overflow): `S_t` = the windowed sum
+//!   ([`window_sums`]) of `u_i = |x_i·g - x_{i-1}·g|` over `i = t - p + 1 ..= t` (grid origin
+//!   row 1, `u`'s first row), `r_t = x_t·g - x_{t-p}·g`; `er = 1` when `S_t <= r_t` or
+//!   `-1e-8·g < S_t < 1e-8·g` (TA-Lib's tests, on the unscaled values), else `|r_t / S_t|` (the
+//!   scale cancels: these are the unscaled bits unless a value underflows below 2^-1000);
+//!   `sc = (er·(2/3 - 2/31) + 2/31)`, squared; `y_t = (1 - sc)·y_{t-1} + sc·x_t` on the
+//!   time-varying scan of `varscan.rs`, seed `y_{p-1} = x_{p-1}`; lookback `p`.
+//! * VWMA: `SMA_p(x·v) / SMA_p(v)` (each an `sma` of `moments.rs`); lookback `p - 1`.
+//! * MAVP(min, max, type): row `t >= L = lookback(type, max)` takes the period
+//!   `q = clamp(trunc(periods_t), min, max)` (NaN: `min`; ±inf and values past the integer range
+//!   saturate) and the value at `t` of the moving average of period `q` computed as TA-Lib does
+//!   from its start row `L`: [`moving_average`] of `x[L - lookback(type, q) ..]`, so a recursive
+//!   type is seeded from the `q` rows ending at `L - lookback(type, q) + q - 1`.
+//! * Bollinger bands with a `matype` ([`bollinger_ma`]): `middle = moving_average(type, p)`,
+//!   `s = rolling_std(p, ddof = 0)` (the population deviation around the window's SMA, as TA-Lib);
+//!   `upper = middle + up·s`, `lower = middle - down·s`; lookback `max(lookback(type, p), p - 1)`.
+//!
+//! Windowed sums ([`window_sums`]): blocks of `w` rows aligned to the series' row 0; a row at the
+//! end of its block is the left-to-right prefix sum of the block, any other row the right-to-left
+//! suffix sum of the previous block from offset `o + 1` plus the prefix sum of its block through
+//! `o` (no running sum ever has a value subtracted; a window of zeros sums to exactly 0).
+//!
+//! No FMA, no `pow`. Every stage's rows are a function of global row indices only, so any split
+//! gives the same bits (tested with random cuts).
+
+use super::ema::{seed_mean_of, smoothing};
+use super::moments;
+use super::scan::{run_scan, write_rows, Recurrence};
+use super::scratch::with_scratch;
+use super::split::Splitter;
+use super::varscan::{run_varscan, write_y};
+use super::wilder;
+use super::wma;
+
+/// A moving-average type of TA-Lib's `matype` parameters (MAMA not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaType {
+    Sma,
+    Ema,
+    Wma,
+    Dema,
+    Tema,
+    Trima,
+    Kama,
+    T3,
+    Hma,
+    /// TA-Lib's "disabled" (code 10): the identity.
+    Disabled,
+    Zlema,
+    Rma,
+}
+
+/// T3's volume factor when it is a `matype` (TA-Lib's MA uses 0.7).
+pub const MA_T3_VFACTOR: f64 = 0.7;
+
+impl MaType {
+    /// The type of TA-Lib code `code`; `11` ("the function's own default") is `default`. `None`
+    /// for MAMA (7) and codes outside `[0, 13]`.
+    pub fn from_code(code: i64, default: MaType) -> Option<MaType> {
+        Some(match code {
+            0 => MaType::Sma,
+            1 => MaType::Ema,
+            2 => MaType::Wma,
+            3 => MaType::Dema,
+            4 => MaType::Tema,
+            5 => MaType::Trima,
+            6 => MaType::Kama,
+            8 => MaType::T3,
+            9 => MaType::Hma,
+            10 => MaType::Disabled,
+            11 => default,
+            12 => MaType::Zlema,
+            13 => MaType::Rma,
+            _ => return None,
+        })
+    }
+
+    /// TA-Lib's lookback of this type at `period >= 1`.
+    pub fn lookback(self, period: usize) -> usize {
+        let p = period;
+        if p <= 1 {
+            return 0;
+        }
+        match self {
+            MaType::Sma | MaType::Ema | MaType::Wma | MaType::Trima | MaType::Rma => p - 1,
+            MaType::Dema => 2 * (p - 1),
+            MaType::Tema => 3 * (p - 1),
+            MaType::T3 => 6 * (p - 1),
+            MaType::Kama => p,
+            MaType::Hma => (p - 1) + (isqrt(p) - 1),
+            MaType::Zlema => (p - 1) / 2 + (p - 1),
+            MaType::Disabled => 0,
+        }
+    }
+}
+
+/// `floor(sqrt(n))`, exactly.
+pub fn isqrt(n: usize) -> usize {
+    let mut r = (n as f64).sqrt() as usize;
+    while r * r > n {
+        r -= 1;
+    }
+    while (r + 1) * (r + 1) <= n {
+        r += 1;
+    }
+    r
+}
+
+/// `out[t] = f(t, out[t])` for rows `t` in `from .. out.len()`, through the splitter.
+fn update_rows<S: Splitter>(
+    split: &S,
+    from: usize,
+    out: &mut [f64],
+    f: impl Fn(usize, f64) -> f64 + Sync + Send,
+) {
+    let n = out.len();
+    if from >= n {
+        return;
+    }
+    split.for_each_piece(from, [&mut out[from..n]], |lo, [piece]| {
+        for (i, v) in piece.iter_mut().enumerate() {
+            *v = f(lo + i, *v);
+        }
+    });
+}
+
+/// `out[t] = x[t]` for every row.
+fn copy_rows<S: Splitter>(split: &S, x: &[f64], out: &mut [f64]) {
+    update_rows(split, 0, &mut out[..x.len()], |t, _| x[t]);
+}
+
+/// The EMA of `x` from row `from` on (see the module spec); rows before its seed row untouched.
+pub fn ema_from<S: Splitter>(split: &S, x: &[f64], from: usize, period: usize, out: &mut [f64]) {
+    ema_of(split, x.len(), from, period, |t| x[t], out);
+}
+
+/// [`ema_from`] of the series `value(t)` (rows `t >= from`, `n` rows in all).
+fn ema_of<S: Splitter>(
+    split: &S,
+    n: usize,
+    from: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+    out: &mut [f64],
+) {
+    if period == 0 || n < from + period {
+        return;
+    }
+    let k = smoothing(period);
+    let rec = Recurrence {
+        decay: [1.0 - k],
+        seed_row: from + period - 1,
+        seed: [seed_mean_of(period, |i| value(from + i))],
+    };
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = [k * value(start + i)];
+        }
+    };
+    run_scan(split, n, &rec, drive, [&mut out[..n]], |o, i, t, ys, st| {
+        write_rows(o[0], i, t, ys, st, |_, y| y[0])
+    });
+}
+
+/// DEMA(period); rows before the lookback untouched.
+pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    let lb = 2 * (p - 1);
+    if n <= lb {
+        return;
+    }
+    let mut e1 = vec![0.0; n];
+    ema_from(split, x, 0, p, &mut e1);
+    ema_from(split, &e1, p - 1, p, out);
+    update_rows(split, lb, &mut out[..n], |t, e2| 2.0 * e1[t] - e2);
+}
+
+/// TEMA(period); rows before the lookback untouched.
+pub fn tema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    let lb = 3 * (p - 1);
+    if n <= lb {
+        return;
+    }
+    let (mut e1, mut e2) = (vec![0.0; n], vec![0.0; n]);
+    ema_from(split, x, 0, p, &mut e1);
+    ema_from(split, &e1, p - 1, p, &mut e2);
+    ema_from(split, &e2, 2 * (p - 1), p, out);
+    update_rows(split, lb, &mut out[..n], |t, e3| {
+        (3.0 * e1[t] - 3.0 * e2[t]) + e3
+    });
+}
+
+/// T3's coefficients `[c1, c2, c3, c4]` for the volume factor `v`, in TA-Lib's operations.
+pub fn t3_coefficients(v: f64) -> [f64; 4] {
+    let a2 = v * v;
+    let c1 = -(a2 * v);
+    let c2 = 3.0 * (a2 - c1);
+    let c3 = -6.0 * a2 - 3.0 * (v - c1);
+    let c4 = ((1.0 + 3.0 * v) - c1) + 3.0 * a2;
+    [c1, c2, c3, c4]
+}
+
+/// T3(period, vfactor); rows before the lookback untouched.
+pub fn t3<S: Splitter>(split: &S, x: &[f64], period: usize, vfactor: f64, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    let lb = 6 * (p - 1);
+    if n <= lb {
+        return;
+    }
+    let [c1, c2, c3, c4] = t3_coefficients(vfactor);
+    let (mut a, mut b, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    ema_from(split, x, 0, p, &mut a); // e1
+    ema_from(split, &a, p - 1, p, &mut b); // e2
+    ema_from(split, &b, 2 * (p - 1), p, &mut a); // e3
+    ema_from(split, &a, 3 * (p - 1), p, &mut b); // e4
+    ema_from(split, &b, 4 * (p - 1), p, &mut c); // e5
+    ema_from(split, &c, 5 * (p - 1), p, out); // e6
+    let (e3, e4, e5) = (&a, &b, &c);
+    update_rows(split, lb, &mut out[..n], |t, e6| {
+        ((c1 * e6 + c2 * e5[t]) + c3 * e4[t]) + c4 * e3[t]
+    });
+}
+
+/// TRIMA's two SMA widths `(first, second)`: `SMA_second(SMA_first(x))`.
+pub fn trima_widths(period: usize) -> (usize, usize) {
+    if period % 2 == 1 {
+        let a = period.div_ceil(2);
+        (a, a)
+    } else {
+        (period / 2 + 1, period / 2)
+    }
+}
+
+/// TRIMA(period); rows before the lookback untouched.
+pub fn trima<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    if n < p {
+        return;
+    }
+    let (b, a) = trima_widths(p);
+    let mut s1 = vec![0.0; n];
+    moments::sma(split, x, b, &mut s1);
+    moments::sma(split, &s1[b - 1..], a, &mut out[b - 1..n]);
+}
+
+/// HMA(period); rows before the lookback untouched.
+pub fn hma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    let (h, s) = (p / 2, isqrt(p));
+    if n < p + s - 1 {
+        return;
+    }
+    let (mut full, mut d) = (vec![0.0; n], vec![0.0; n]);
+    wma::wma(split, x, p, &mut full);
+    wma::wma(split, x, h, &mut d);
+    update_rows(split, p - 1, &mut d, |t, half| 2.0 * half - full[t]);
+    wma::wma(split, &d[p - 1..], s, &mut out[p - 1..n]);
+}
+
+/// ZLEMA(period); rows before the lookback untouched.
+pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let p = period;
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    let lag = (p - 1) / 2;
+    ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
+}
+
+/// `out[t] = Σ u[t - w + 1 ..= t]` for rows `t >= w - 1` on the block grid of `w` rows aligned to
+/// row 0 of `u` (see the module spec); earlier rows untouched.
+pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64]) {
+    let n = u.len();
+    if w == 0 || n < w {
+        return;
+    }
+    split.for_each_piece(w - 1, [&mut out[w - 1..n]], |lo, [piece]| {
+        let hi = lo + piece.len();
+        with_scratch(2 * w, |scratch| {
+            let (pre, suf) = scratch.split_at_mut(w);
+            for b in lo / w..=(hi - 1) / w {
+                let bs = b * w;
+                let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+                let mut acc = 0.0f64;
+                for (o, v) in u[bs..bs + o_hi].iter().enumerate() {
+                    acc = acc + v;
+                    pre[o] = acc;
+                }
+                if o_lo < w - 1 {
+                    let prev = &u[bs - w..bs];
+                    let mut acc = 0.0f64;
+                    for o in (o_lo + 1..w).rev() {
+                        acc = prev[o] + acc;
+                        suf[o] = acc;
+                    }
+                }
+                for o in o_lo..o_hi {
+                    piece[bs + o - lo] = if o == w - 1 {
+                        pre[o]
+                    } else {
+                        suf[o + 1] + pre[o]
+                    };
+                }
+            }
+        })
+    });
+}
+
+/// KAMA's smoothing constant from the window's path length `s` and net change `r`.
+#[inline(always)]
+pub fn kama_sc(s: f64, r: f64) -> f64 {
+    kama_sc_scaled(s, r, 1e-8)
+}
+
+/// [`kama_sc`] of a path length and change both scaled by `g`; `zero = 1e-8·g`.
+#[inline(always)]
+fn kama_sc_scaled(s: f64, r: f64, zero: f64) -> f64 {
+    const SC_MAX: f64 = 2.0 / (30.0 + 1.0);
+    let diff = 2.0 / (2.0 + 1.0) - SC_MAX;
+    let er = if s <= r || (-zero < s && s < zero) {
+        1.0
+    } else {
+        (r / s).abs()
+    };
+    let sc = er * diff + SC_MAX;
+    sc * sc
+}
+
+/// KAMA(period); rows before the lookback untouched.
+pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    if n <= p {
+        return;
+    }
+    // u[i] = |x[i + 1]·g - x[i]·g|; path[i] = window sum ending at u[i], i.e. at row i + 1.
+    let g = 2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32));
+    let zero = 1e-8 * g;
+    let mut u = vec![0.0; n - 1];
+    update_rows(split, 0, &mut u, |i, _| (x[i + 1] * g - x[i] * g).abs());
+    let mut path = vec![0.0; n - 1];
+    window_sums(split, &u, p, &mut path);
+    let drive = |start: usize, ab: &mut [[f64; 2]]| {
+        for (i, v) in ab.iter_mut().enumerate() {
+            let t = start + i;
+            let sc = kama_sc_scaled(path[t - 1], x[t] * g - x[t - p] * g, zero);
+            *v = [1.0 - sc, sc * x[t]];
+        }
+    };
+    run_varscan(
+        split,
+        n,
+        p - 1,
+        x[p - 1],
+        drive,
+        [&mut out[..n]],
+        |o, i, _, ys| write_y(o[0], i, ys),
+    );
+}
+
+/// VWMA(period) of `x` weighted by `v`; rows before the lookback untouched.
+pub fn vwma<S: Splitter>(split: &S, x: &[f64], v: &[f64], period: usize, out: &mut [f64]) {
+    let (n, p) = (x.len(), period);
+    if p <= 1 {
+        return copy_rows(split, x, out);
+    }
+    if n < p {
+        return;
+    }
+    let mut pv = vec![0.0; n];
+    update_rows(split, 0, &mut pv, |t, _| x[t] * v[t]);
+    let mut sv = vec![0.0; n];
+    moments::sma(split, v, p, &mut sv);
+    moments::sma(split, &pv, p, out);
+    update_rows(split, p - 1, &mut out[..n], |t, spv| spv / sv[t]);
+}
+
+/// The moving average of type `matype` and period `period >= 1` (T3 with volume factor 0.7, as
+/// TA-Lib's MA); rows before `matype.lookback(period)` untouched.
+pub fn moving_average<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    matype: MaType,
+    period: usize,
+    out: &mut [f64],
+) {
+    let p = period;
+    if p <= 1 || matype == MaType::Disabled {
+        return copy_rows(split, x, out);
+    }
+    match matype {
+        MaType::Sma => moments::sma(split, x, p, out),
+        MaType::Ema => ema_from(split, x, 0, p, out),
+        MaType::Wma => wma::wma(split, x, p, out),
+        MaType::Dema => dema(split, x, p, out),
+        MaType::Tema => tema(split, x, p, out),
+        MaType::Trima => trima(split, x, p, out),
+        MaType::Kama => kama(split, x, p, out),
+        MaType::T3 => t3(split, x, p, MA_T3_VFACTOR, out),
+        MaType::Hma => hma(split, x, p, out),
+        MaType::Zlema => zlema(split, x, p, out),
+        MaType::Rma => wilder::rma(split, x, p, out),
+        MaType::Disabled => copy_rows(split, x, out),
+    }
+}
+
+/// MAVP's period for a row: `periods_t` truncated toward zero and clamped to `[min, max]` (NaN
+/// gives `min`; ±inf and values beyond the integers saturate).
+#[inline(always)]
+pub fn mavp_period(v: f64, min: usize, max: usize) -> usize {
+    let q = v as i64; // saturating; NaN gives 0
+    q.clamp(min as i64, max as i64) as usize
+}
+
+/// MAVP: a moving average whose period varies per row (see the module spec); rows before
+/// `matype.lookback(max)` untouched.
+pub fn mavp<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    periods: &[f64],
+    (min, max): (usize, usize),
+    matype: MaType,
+    out: &mut [f64],
+) {
+    let n = x.len();
+    let start = matype.lookback(max);
+    if n <= start || min == 0 || min > max {
+        return;
+    }
+    let mut used = vec![false; max + 1];
+    for &v in &periods[start..n] {
+        used[mavp_period(v, min, max)] = true;
+    }
+    let mut buf = vec![0.0; n];
+    for q in (min..=max).filter(|&q| used[q]) {
+        let origin = start - matype.lookback(q);
+        moving_average(split, &x[origin..], matype, q, &mut buf[origin..n]);
+        update_rows(split, start, &mut out[..n], |t, cur| {
+            if mavp_period(periods[t], min, max) == q {
+                buf[t]
+            } else {
+                cur
+            }
+        });
+    }
+}
+
+/// Bollinger bands around a moving average of type `matype` (see the module spec); rows before
+/// `max(matype.lookback(period), period - 1)` untouched (`upper` also holds the deviation there).
+#[allow(clippy::too_many_arguments)]
+pub fn bollinger_ma<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    period: usize,
+    (up, down): (f64, f64),
+    matype: MaType,
+    middle: &mut [f64],
+    upper: &mut [f64],
+    lower: &mut [f64],
+) {
+    let n = x.len();
+    let lb = matype.lookback(period).max(period - 1);
+    if period == 0 || n <= lb {
+        return;
+    }
+    moving_average(split, x, matype, period, middle);
+    moments::rolling_std(split, x, period, 0, upper);
+    let m: &[f64] = middle;
+    split.for_each_piece(lb, [&mut upper[lb..n], &mut lower[lb..n]], |lo, [u, l]| {
+        for i in 0..u.len() {
+            let (mid, s) = (m[lo + i], u[i]);
+            u[i] = mid + up * s;
+            l[i] = mid - down * s;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::ema;
+    use crate::kernels::split::{CutAt, Sequential};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    const ALL: [MaType; 12] = [
+        MaType::Sma,
+        MaType::Ema,
+        MaType::Wma,
+        MaType::Dema,
+        MaType::Tema,
+        MaType::Trima,
+        MaType::Kama,
+        MaType::T3,
+        MaType::Hma,
+        MaType::Disabled,
+        MaType::Zlema,
+        MaType::Rma,
+    ];
+
+    fn run<S: Splitter>(s: &S, x: &[f64], m: MaType, p: usize) -> Vec<f64> {
+        let mut out = vec![0.0; x.len()];
+        moving_average(s, x, m, p, &mut out);
+        out
+    }
+
+    fn naive_ema_from(x: &[f64], from: usize, p: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        let s = from + p - 1;
+        if s >= x.len() {
+            return out;
+        }
+        let k = 2.0 / (p as f64 + 1.0);
+        let mut y = x[from..=s].iter().sum::<f64>() / p as f64;
+        out[s] = y;
+        for t in s + 1..x.len() {
+            y = (x[t] - y) * k + y;
+            out[t] = y;
+        }
+        out
+    }
+
+    fn naive_sma(x: &[f64], from: usize, p: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        for t in from + p - 1..x.len() {
+            out[t] = x[t + 1 - p..=t].iter().sum::<f64>() / p as f64;
+        }
+        out
+    }
+
+    fn naive_wma(x: &[f64], from: usize, p: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; x.len()];
+        let den = (p * (p + 1) / 2) as f64;
+        for t in from + p - 1..x.len() {
+            let s: f64 = (0..p).map(|j| (j + 1) as f64 * x[t + 1 - p + j]).sum();
+            out[t] = s / den;
+        }
+        out
+    }
+
+    /// TA-Lib's loops, written plainly (running sums and sequential recursions).
+    fn naive(x: &[f64], m: MaType, p: usize) -> Vec<f64> {
+        let n = x.len();
+        if p == 1 || m == MaType::Disabled {
+            return x.to_vec();
+        }
+        match m {
+            MaType::Sma => naive_sma(x, 0, p),
+            MaType::Ema => naive_ema_from(x, 0, p),
+            MaType::Wma => naive_wma(x, 0, p),
+            MaType::Dema => {
+                let e1 = naive_ema_from(x, 0, p);
+                let e2 = naive_ema_from(&e1, p - 1, p);
+                (0..n).map(|t| 2.0 * e1[t] - e2[t]).collect()
+            }
+            MaType::Tema => {
+                let e1 = naive_ema_from(x, 0, p);
+                let e2 = naive_ema_from(&e1, p - 1, p);
+                let e3 = naive_ema_from(&e2, 2 * (p - 1), p);
+                (0..n).map(|t| 3.0 * e1[t] - 3.0 * e2[t] + e3[t]).collect()
+            }
+            MaType::T3 => {
+                let mut e = vec![x.to_vec()];
+                for i in 0..6 {
+                    let next = naive_ema_from(&e[i], i * (p - 1), p);
+                    e.push(next);
+                }
+                let v = MA_T3_VFACTOR;
+                let (c1, c2) = (-v * v * v, 3.0 * v * v + 3.0 * v * v * v);
+                let c3 = -6.0 * v * v - 3.0 * v - 3.0 * v * v * v;
+                let c4 = 1.0 + 3.0 * v + v * v * v + 3.0 * v * v;
+                (0..n)
+                    .map(|t| c1 * e[6][t] + c2 * e[5][t] + c3 * e[4][t] + c4 * e[3][t])
+                    .collect()
+            }
+            MaType::Trima => {
+                // Triangular weights, summed directly.
+                let (b, a) = trima_widths(p);
+                let w: Vec<f64> = (0..p)
+                    .map(|j| ((j + 1).min(p - j).min(a).min(b)) as f64)
+                    .collect();
+                let den: f64 = w.iter().sum();
+                let mut out = vec![f64::NAN; n];
+                for t in p - 1..n {
+                    out[t] = (0..p).map(|j| w[j] * x[t + 1 - p + j]).sum::<f64>() / den;
+                }
+                out
+            }
+            MaType::Hma => {
+                let (h, s) = (p / 2, isqrt(p));
+                let (half, full) = (naive_wma(x, 0, h), naive_wma(x, 0, p));
+                let d: Vec<f64> = (0..n).map(|t| 2.0 * half[t] - full[t]).collect();
+                naive_wma(&d, p - 1, s)
+            }
+            MaType::Zlema => {
+                let lag = (p - 1) / 2;
+                let d: Vec<f64> = (0..n)
+                    .map(|t| {
+                        if t >= lag {
+                            2.0 * x[t] - x[t - lag]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                naive_ema_from(&d, lag, p)
+            }
+            MaType::Kama => {
+                let mut out = vec![f64::NAN; n];
+                let mut y = x[p - 1];
+                for t in p..n {
+                    let s: f64 = (t + 1 - p..=t).map(|j| (x[j] - x[j - 1]).abs()).sum();
+                    let sc = kama_sc(s, x[t] - x[t - p]);
+                    y = (x[t] - y) * sc + y;
+                    out[t] = y;
+                }
+                out
+            }
+            MaType::Rma => {
+                let mut out = vec![f64::NAN; n];
+                let mut y = x[..p].iter().sum::<f64>() / p as f64;
+                out[p - 1] = y;
+                for t in p..n {
+                    y = (y * (p - 1) as f64 + x[t]) / p as f64;
+                    out[t] = y;
+                }
+                out
+            }
+            MaType::Disabled => x.to_vec(),
+        }
+    }
+
+    fn finite_zoo(n: usize, seed: u64) -> Vec<Vec<f64>> {
+        series_zoo(n, seed)
+            .into_iter()
+            .filter(|x| x.iter().all(|v| v.is_finite()))
+            .collect()
+    }
+
+    #[test]
+    fn every_type_matches_the_naive_loop_and_any_split() {
+        let mut rng = Lcg(31);
+        for x in finite_zoo(2600, 12) {
+            for m in ALL {
+                for p in [1, 2, 3, 4, 5, 9, 30, 101] {
+                    let lb = m.lookback(p);
+                    let whole = run(&Sequential, &x, m, p);
+                    let want = naive(&x, m, p);
+                    let scale = x.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-300);
+                    let got: Vec<f64> = whole[lb..].iter().map(|v| v / scale).collect();
+                    let exp: Vec<f64> = want[lb..].iter().map(|v| v / scale).collect();
+                    assert_close(&got, &exp, 1e-9, &format!("{m:?}({p})"));
+                    for _ in 0..3 {
+                        let cut = run(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, m, p);
+                        assert_bits_eq(&cut[lb..], &whole[lb..], &format!("{m:?}({p}) cuts"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_and_infinities_keep_split_invariance() {
+        let mut rng = Lcg(41);
+        for x in series_zoo(2100, 44) {
+            for m in ALL {
+                for p in [2, 7, 40] {
+                    let lb = m.lookback(p);
+                    let whole = run(&Sequential, &x, m, p);
+                    for _ in 0..2 {
+                        let cut = run(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, m, p);
+                        assert_bits_eq(&cut[lb..], &whole[lb..], &format!("{m:?}({p})"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ema_from_row_zero_is_ema_and_sma_is_the_moments_sma() {
+        for x in series_zoo(3000, 3) {
+            for p in [2, 14, 300] {
+                let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                ema_from(&Sequential, &x, 0, p, &mut a);
+                ema::ema(&Sequential, &x, p, &mut b);
+                assert_bits_eq(&a[p - 1..], &b[p - 1..], "ema_from(0)");
+            }
+        }
+    }
+
+    #[test]
+    fn window_sums_match_direct_sums_exactly_on_integers() {
+        let mut rng = Lcg(5);
+        let u: Vec<f64> = (0..3000).map(|_| rng.below(7) as f64).collect();
+        for w in [1, 2, 5, 64, 999] {
+            let mut out = vec![0.0; u.len()];
+            window_sums(&CutAt(random_cuts(&mut rng, u.len(), 16)), &u, w, &mut out);
+            for t in w - 1..u.len() {
+                assert_eq!(out[t], u[t + 1 - w..=t].iter().sum::<f64>(), "w={w} t={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn kama_flat_windows_use_an_efficiency_of_one() {
+        // A flat window has path length exactly 0: TA-Lib's tests give er = 1, the fastest
+        // constant, as does a path under 1e-8 or one no longer than the net change.
+        let fastest = kama_sc(0.0, 0.0);
+        assert!((fastest - 4.0 / 9.0).abs() < 1e-15);
+        assert_eq!(kama_sc(5e-9, 0.0), fastest);
+        assert_eq!(kama_sc(2.0, 2.0), fastest);
+        assert!(
+            (kama_sc(2.0, -1.0) - (0.5f64 * (2.0 / 3.0 - 2.0 / 31.0) + 2.0 / 31.0).powi(2)).abs()
+                < 1e-15
+        );
+        let mut x = vec![5.0; 40];
+        x[35] = 6.0;
+        let mut out = vec![0.0; 40];
+        kama(&Sequential, &x, 10, &mut out);
+        assert!(out[10..35].iter().all(|&v| (v - 5.0).abs() < 1e-14));
+        assert!((out[35] - (5.0 + fastest)).abs() < 1e-14, "{}", out[35]);
+    }
+
+    #[test]
+    fn lookbacks_and_isqrt() {
+        assert_eq!(MaType::Hma.lookback(20), 22);
+        assert_eq!(MaType::Zlema.lookback(30), 43);
+        assert_eq!(MaType::T3.lookback(5), 24);
+        assert_eq!(MaType::Kama.lookback(30), 30);
+        assert_eq!(MaType::Dema.lookback(1), 0);
+        for n in 1..20000 {
+            let r = isqrt(n);
+            assert!(r * r <= n && (r + 1) * (r + 1) > n);
+        }
+        assert_eq!(MaType::from_code(11, MaType::Sma), Some(MaType::Sma));
+        assert_eq!(MaType::from_code(7, MaType::Sma), None);
+        assert_eq!(MaType::from_code(14, MaType::Sma), None);
+    }
+
+    #[test]
+    fn mavp_picks_each_rows_period_and_splits() {
+        let mut rng = Lcg(9);
+        let x = &finite_zoo(3000, 8)[0];
+        let periods: Vec<f64> = (0..x.len())
+            .map(|_| rng.below(40) as f64 - 3.5 + f64::from(rng.below(2) as u8) * 0.75)
+            .collect();
+        for m in [
+            MaType::Sma,
+            MaType::Ema,
+            MaType::Kama,
+            MaType::Hma,
+            MaType::T3,
+        ] {
+            let (lo, hi) = (2, 25);
+            let start = m.lookback(hi);
+            let mut whole = vec![0.0; x.len()];
+            mavp(&Sequential, x, &periods, (lo, hi), m, &mut whole);
+            for t in (start..x.len()).step_by(97) {
+                let q = mavp_period(periods[t], lo, hi);
+                let origin = start - m.lookback(q);
+                let want = run(&Sequential, &x[origin..], m, q);
+                assert_eq!(
+                    whole[t].to_bits(),
+                    want[t - origin].to_bits(),
+                    "{m:?} t={t}"
+                );
+            }
+            let mut cut = vec![0.0; x.len()];
+            let split = CutAt(random_cuts(&mut rng, x.len(), 16));
+            mavp(&split, x, &periods, (lo, hi), m, &mut cut);
+            assert_bits_eq(&cut[start..], &whole[start..], "mavp cuts");
+        }
+        assert_eq!(mavp_period(f64::NAN, 2, 30), 2);
+        assert_eq!(mavp_period(-5.0, 2, 30), 2);
+        assert_eq!(mavp_period(7.9, 2, 30), 7);
+        assert_eq!(mavp_period(f64::INFINITY, 2, 30), 30);
+    }
+
+    #[test]
+    fn bollinger_ma_with_sma_and_equal_widths_is_bollinger() {
+        for x in series_zoo(2000, 17) {
+            for p in [2, 20, 77] {
+                let mut a = [vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]];
+                let mut b = a.clone();
+                let [am, au, al] = &mut a;
+                moments::bollinger(&Sequential, &x, p, 1.5, am, au, al);
+                let [bm, bu, bl] = &mut b;
+                bollinger_ma(&Sequential, &x, p, (1.5, 1.5), MaType::Sma, bm, bu, bl);
+                for j in 0..3 {
+                    assert_bits_eq(&b[j][p - 1..], &a[j][p - 1..], "bollinger_ma(sma)");
+                }
+            }
+        }
+    }
+}
