@@ -167,6 +167,16 @@ pub struct Devices {
     pub no_cuda_reason: Option<&'static str>,
 }
 
+/// An indicator that runs on the CPU only, for `reason` (shown in the catalog and in the error a
+/// forced GPU placement gets).
+pub const fn cpu_only(reason: &'static str) -> Devices {
+    Devices {
+        cpu: true,
+        cuda: false,
+        no_cuda_reason: Some(reason),
+    }
+}
+
 /// One indicator: everything the other layers need to know about it. `C` is the validated call
 /// `build` makes ([`super::registry::Spec`]).
 #[derive(Debug, Serialize)]

@@ -19,7 +19,7 @@
 
 use super::comoments::{self, LinReg};
 pub use super::declaration::{
-    self, f64_out, i32_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD,
+    self, cpu_only, f64_out, i32_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD,
 };
 use super::elementwise::{self, Op};
 use super::ma::{self, MaType};
@@ -37,22 +37,10 @@ pub const CPU_AND_CUDA: Devices = Devices {
 };
 
 /// The LINEARREG family: CPU only.
-const CPU_ONLY_LINREG: Devices = Devices {
-    cpu: true,
-    cuda: false,
-    no_cuda_reason: Some(
-        "no CUDA twin yet: tx_comoments reads stored series, not the row index; LINEARREG_ANGLE's atan is the platform's",
-    ),
-};
+const CPU_ONLY_LINREG: Devices = cpu_only("no CUDA twin yet: tx_comoments reads stored series, not the row index; LINEARREG_ANGLE's atan is the platform's");
 
 /// PERCENTILE and PERCENTRANK: CPU only.
-const CPU_ONLY_ORDER: Devices = Devices {
-    cpu: true,
-    cuda: false,
-    no_cuda_reason: Some(
-        "no CUDA twin: the sorted sliding window is sequential within a piece (a GPU would need one window per thread, re-sorted from its halo)",
-    ),
-};
+const CPU_ONLY_ORDER: Devices = cpu_only("no CUDA twin: the sorted sliding window is sequential within a piece (a GPU would need one window per thread, re-sorted from its halo)");
 
 const ONE_PRICE: &[&str] = &["real"];
 const HLC: &[&str] = &["high", "low", "close"];
@@ -67,15 +55,11 @@ const BANDS: &[Output] = &[
 ];
 
 /// The math transforms whose bits are the host C math library's (see `elementwise::Op::has_cuda`).
-const HOST_LIBM_ONLY: Devices = Devices {
-    cpu: true,
-    cuda: false,
-    no_cuda_reason: Some(
-        "the host C math library's bits: CUDA's libdevice rounds this function differently, which \
+const HOST_LIBM_ONLY: Devices = cpu_only(
+    "the host C math library's bits: CUDA's libdevice rounds this function differently, which \
          would break identical bits on every device, and a memory-bound map gains nothing on a GPU \
          after the transfer",
-    ),
-};
+);
 
 /// A math transform: one input, `f(real)` by the elementwise op `$op`.
 macro_rules! math_transform {
@@ -98,20 +82,11 @@ macro_rules! math_transform {
 }
 
 /// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: CPU only for now.
-const WINDOW_EXTREMA_CPU: Devices = Devices {
-    cpu: true,
-    cuda: false,
-    no_cuda_reason: Some("no CUDA twin yet: the CUDA extrema kernel only serves stoch's %K"),
-};
+const WINDOW_EXTREMA_CPU: Devices =
+    cpu_only("no CUDA twin yet: the CUDA extrema kernel only serves stoch's %K");
 
 /// MAXINDEX, MININDEX, MINMAXINDEX.
-const EXTREMA_INDEX_CPU: Devices = Devices {
-    cpu: true,
-    cuda: false,
-    no_cuda_reason: Some(
-        "TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode",
-    ),
-};
+const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode");
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize
@@ -549,13 +524,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 5, 1, "timeperiod", "Number of returns in the window")],
         lookback: "period",
         composition: "windowed co-moments (one-row returns, read in place)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: tx_comoments reads stored series, and BETA's returns are derived per read",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: tx_comoments reads stored series, and BETA's returns are derived per read"),
         build: |v| Ok(Spec::Beta { period: period(v, 0) }),
     },
     Indicator {
@@ -692,13 +661,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed moments (mean) + a direct pass over the window",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the per-row pass of |x - mean| over the window is not a CUDA primitive",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the per-row pass of |x - mean| over the window is not a CUDA primitive"),
         build: |v| Ok(Spec::AvgDev { period: period(v, 0) }),
     },
     Indicator {
@@ -915,13 +878,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 20, 2, "timeperiod", "Window length of the three SMAs")],
         lookback: "period - 1",
         composition: "elementwise band values + windowed moments (three SMAs)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ACCBANDS chains an elementwise map into three SMAs",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ACCBANDS chains an elementwise map into three SMAs"),
         build: |v| Ok(Spec::Accbands { period: period(v, 0) }),
     },
     Indicator {
@@ -948,13 +905,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "max(period - 1, atr_period)",
         composition: "linear scan (two channels: EMA of the typical price, ATR) + elementwise bands",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row"),
         build: |v| {
             Ok(Spec::Kc {
                 period: period(v, 0),
@@ -979,13 +930,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[],
         lookback: "0",
         composition: "linear scan (a = 1/2) + elementwise close, high and low",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: scan.cu has no Heikin-Ashi stage (a scan driven by the previous candle's close, with four outputs)",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: scan.cu has no Heikin-Ashi stage (a scan driven by the previous candle's close, with four outputs)"),
         build: |_| Ok(Spec::Ha),
     },
     Indicator {
@@ -999,13 +944,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 1, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "elementwise range + windowed moments (SMA)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ADR chains an elementwise map into an SMA",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU pipeline runs one kernel family per indicator, and ADR chains an elementwise map into an SMA"),
         build: |v| Ok(Spec::Adr { period: period(v, 0) }),
     },
     Indicator {
@@ -1022,13 +961,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "period - 1 + roc_period",
         composition: "linear scan (EMA of the range) + elementwise map over a lag",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the GPU pipeline has no stage that maps a scan's output over a lag",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU pipeline has no stage that maps a scan's output over a lag"),
         build: |v| {
             Ok(Spec::Cvi {
                 period: period(v, 0),
@@ -1050,13 +983,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "2 · (fast - 1) + slow - 1",
         composition: "linear scans (EMA, then the EMA of it) + elementwise ratio + windowed moments (sum)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the GPU pipeline has no stage that feeds a scan's ratio into a windowed sum",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU pipeline has no stage that feeds a scan's ratio into a windowed sum"),
         build: |v| {
             Ok(Spec::Massi {
                 fast: period(v, 0),
@@ -1078,13 +1005,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "std_period - 1 + period - 1",
         composition: "windowed moments (population std) + linear scan (two channels: up and down)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some(
-                "no CUDA twin yet: the GPU pipeline has no stage that feeds a windowed std into a scan",
-            ),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU pipeline has no stage that feeds a windowed std into a scan"),
         build: |v| {
             Ok(Spec::Rvi {
                 period: period(v, 0),
@@ -1118,11 +1039,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "2 · (period - 1)",
         composition: "linear scans (two chained EMAs) + elementwise combination",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no stage combining two chained EMAs (2·e1 - e2)"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no stage combining two chained EMAs (2·e1 - e2)"),
         build: |v| Ok(Spec::Dema { period: period(v, 0) }),
     },
     Indicator {
@@ -1136,11 +1053,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "3 · (period - 1)",
         composition: "linear scans (three chained EMAs) + elementwise combination",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for the three chained EMAs it combines"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for the three chained EMAs it combines"),
         build: |v| Ok(Spec::Tema { period: period(v, 0) }),
     },
     Indicator {
@@ -1154,11 +1067,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two chained SMAs)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline chains SMAs only inside STOCH"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline chains SMAs only inside STOCH"),
         build: |v| Ok(Spec::Trima { period: period(v, 0) }),
     },
     Indicator {
@@ -1184,11 +1093,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "6 · (period - 1)",
         composition: "linear scans (six chained EMAs) + elementwise combination",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for six chained EMAs"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for six chained EMAs"),
         build: |v| Ok(Spec::T3 { period: period(v, 0), vfactor: v[1] }),
     },
     Indicator {
@@ -1202,11 +1107,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period",
         composition: "windowed sums (path length) + time-varying linear scan",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
-        },
+        devices: cpu_only("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
         build: |v| Ok(Spec::Kama { period: period(v, 0) }),
     },
     Indicator {
@@ -1220,11 +1121,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "linear scan (Wilder smoothing)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: tx_scan has no mode for Wilder smoothing of the input itself"),
-        },
+        devices: cpu_only("no CUDA twin yet: tx_scan has no mode for Wilder smoothing of the input itself"),
         build: |v| Ok(Spec::Rma { period: period(v, 0) }),
     },
     Indicator {
@@ -1238,11 +1135,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "(period - 1) / 2 + period - 1",
         composition: "elementwise de-lag + linear scan",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: tx_scan has no de-lagged EMA drive"),
-        },
+        devices: cpu_only("no CUDA twin yet: tx_scan has no de-lagged EMA drive"),
         build: |v| Ok(Spec::Zlema { period: period(v, 0) }),
     },
     Indicator {
@@ -1256,11 +1149,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(20)],
         lookback: "period - 1 + floor(sqrt(period)) - 1",
         composition: "weighted windows (three WMAs) + elementwise combination",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline does not chain WMAs"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline does not chain WMAs"),
         build: |v| Ok(Spec::Hma { period: period(v, 0) }),
     },
     Indicator {
@@ -1274,11 +1163,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two SMAs) + elementwise ratio",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: the GPU windowed pipeline has no two-input SMA ratio"),
-        },
+        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline has no two-input SMA ratio"),
         build: |v| Ok(Spec::Vwma { period: period(v, 0) }),
     },
     Indicator {
@@ -1292,11 +1177,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30), Param::ma_type("matype", 0, "Moving-average type")],
         lookback: "that of the matype at period (0 at period 1)",
         composition: "the matype's family (moving_average)",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
-        },
+        devices: cpu_only("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
         build: |v| {
             Ok(Spec::Ma {
                 period: period(v, 0),
@@ -1319,11 +1200,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "that of the matype at max_period",
         composition: "the matype's family once per distinct period + elementwise selection",
-        devices: Devices {
-            cpu: true,
-            cuda: false,
-            no_cuda_reason: Some("no CUDA twin yet: one moving average per distinct period, selected per row, has no GPU pipeline"),
-        },
+        devices: cpu_only("no CUDA twin yet: one moving average per distinct period, selected per row, has no GPU pipeline"),
         build: |v| {
             let (min, max) = (period(v, 0), period(v, 1));
             if min > max {
