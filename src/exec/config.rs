@@ -19,6 +19,7 @@
 //! | `THREADX_GPU` | `off` or `0`: never use a GPU (discovery reports why); `on`/`1`/empty: use them; another value warns and counts as `on`. | on | once, at GPU discovery (the first call that may use a GPU) | no |
 //! | `THREADX_NVRTC` | The NVRTC library file, or a folder holding it, tried before any other location (a path that does not exist warns and the usual locations are searched). | searched | once, when NVRTC is first opened | no |
 //! | `THREADX_GPU_PIECE_ROWS` | Output rows per GPU piece (`> 0`; another value warns and is ignored), instead of what half the device memory holds. | from free memory | on every GPU call | yes (forces many pieces on small inputs) |
+//! | `THREADX_SWEEP_BUDGET_BYTES` | The most bytes a parameter sweep's output may take (rows x parameter sets x outputs x 8); a larger sweep is refused with an error naming its size (a positive integer; another value warns and the default is used). | half of the memory available (`MemAvailable`) at the call | on every sweep | yes |
 //! | `THREADX_SIMULATED_GPUS` | Comma-separated speeds (relative to a nominal device of 100 ns per row, each in `(0.001, 1000]`): one simulated GPU each, listed after the real ones; they run the Rust kernels. An invalid entry adds no simulated GPU at all: it warns, and `gpu.status()` gives the reason. | none | on every use, so tests can add or slow down devices mid-process | yes |
 //! | `THREADX_GPU_INJECT_FAILURE` | `alloc`, `upload` or `launch`: that CUDA step fails, to test the CPU fallback (another value warns and injects nothing). | none | on every GPU step | yes |
 //! | `THREADX_BLESS_GOLDEN` | `1`: the golden-bits test rewrites `golden_bits.txt` instead of checking it. | off | by that test only | yes (tests only) |
@@ -201,6 +202,16 @@ pub fn gpu_piece_rows() -> Option<usize> {
         "is not a positive integer",
         "GPU pieces are sized from free device memory",
         |v| v.parse::<usize>().ok().filter(|r| *r > 0),
+    )
+}
+
+/// `THREADX_SWEEP_BUDGET_BYTES` (read on every sweep), if a positive integer (another value warns).
+pub fn sweep_budget_bytes() -> Option<u64> {
+    parsed(
+        "THREADX_SWEEP_BUDGET_BYTES",
+        "is not a positive integer number of bytes",
+        "the budget is half of the available memory",
+        |v| v.parse::<u64>().ok().filter(|b| *b > 0),
     )
 }
 

@@ -17,6 +17,14 @@ pub struct CpuInfo {
     pub hyperthreading: bool,
 }
 
+/// The memory available to new allocations now (Linux `MemAvailable`), if the system says.
+pub fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// The CPU of this machine, read once.
 pub fn cpu_info() -> &'static CpuInfo {
     static INFO: OnceLock<CpuInfo> = OnceLock::new();

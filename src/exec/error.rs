@@ -22,6 +22,8 @@ pub enum ExecError {
         ordinal: usize,
         available: Vec<usize>,
     },
+    /// A batch (`exec::execute_batch`) without a single parameter set to compute.
+    EmptyBatch,
 }
 
 impl fmt::Display for ExecError {
@@ -54,6 +56,7 @@ impl fmt::Display for ExecError {
                 "threadx.{indicator}: device='gpu:{ordinal}': there is no usable GPU {ordinal} \
                  (usable GPUs: {available:?})"
             ),
+            ExecError::EmptyBatch => write!(f, "threadx: a batch with no parameter set to compute"),
         }
     }
 }

@@ -5,12 +5,14 @@
 //!
 //! Modules, from the call down:
 //! - [`plan_call`]: one call's context, GPU status and exploration draw → the [`planner`]'s plan.
-//! - [`run`]: executing a plan and recording its time; [`fallback`]: a GPU failure → the CPU.
+//! - [`run`]: executing a plan and recording its time; [`batch`]: many series (`by=`) or
+//!   parameter sets (sweeps) in one call; [`fallback`]: a GPU failure → the CPU.
 //! - [`planner`]: candidates → choice, a pure function of what is known about the call.
 //! - [`placement`], [`device`]: where a plan runs, and the user's request, as types.
 //! - [`cpu`], [`cuda`], [`devset`]: the backends: rayon, CUDA, and sets of several devices.
 //! - [`profile`], [`cpuinfo`], [`threads`], [`config`]: what the planner knows, and the knobs.
 
+pub mod batch;
 pub mod config;
 pub mod cpu;
 pub mod cpuinfo;
@@ -19,6 +21,7 @@ pub mod device;
 pub mod devset;
 pub mod error;
 pub mod fallback;
+pub mod grouping;
 pub mod placement;
 pub mod plan_call;
 pub mod planner;
@@ -33,9 +36,9 @@ pub use device::Device;
 pub use error::ExecError;
 pub use placement::Placement;
 pub use plan_call::{
-    gpu_profile_key, on_polars_pool_thread, optimal_workers, plan_named, plan_tagged, workload_tag,
-    CallContext,
+    gpu_profile_key, on_polars_pool_thread, optimal_workers, plan_named, plan_tagged,
+    workload_name, workload_tag, CallContext,
 };
 pub use planner::Plan;
 pub use profile::MIN_RECORDED_ROWS;
-pub use run::execute_tagged;
+pub use run::{execute_batch, execute_tagged};

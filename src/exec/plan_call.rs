@@ -9,6 +9,7 @@ use super::cuda::{self, GpuInfo, GpuStatus};
 use super::device::Device;
 use super::error::ExecError;
 use super::planner::{self, Plan};
+use super::profile::schema::bucket_exponent;
 use super::{config, cpuinfo, profile, threads};
 use crate::kernels::registry::{self, Devices};
 
@@ -55,6 +56,20 @@ pub fn workload_tag<'a>(indicator: &'a str, tag: Option<&'a str>) -> &'a str {
     tag.filter(|t| !t.is_empty()).unwrap_or(indicator)
 }
 
+/// The profile entry of a call that is more than one series of one parameter set: `sma` over 2,000
+/// `by=` segments is `sma[by 2^10]`, a sweep of 40 parameter sets `sma[sweep 2^5]` (powers of two,
+/// like the size buckets), so the planner learns those workloads apart from plain calls.
+pub fn workload_name(indicator: &str, segments: usize, combinations: usize) -> String {
+    let mut name = indicator.to_string();
+    if segments > 1 {
+        name.push_str(&format!("[by 2^{}]", bucket_exponent(segments)));
+    }
+    if combinations > 1 {
+        name.push_str(&format!("[sweep 2^{}]", bucket_exponent(combinations)));
+    }
+    name
+}
+
 /// A GPU's backend name in the profile: its UUID, so entries survive device renumbering.
 pub fn gpu_profile_key(d: &GpuInfo) -> String {
     format!("gpu:{}", d.uuid)
@@ -88,12 +103,14 @@ pub fn plan_tagged(
     explore: bool,
     tag: Option<&str>,
 ) -> Result<Plan, ExecError> {
-    plan_call(indicator, device, rows, ctx, explore, tag).map(|p| p.plan)
+    plan_call(indicator, indicator, device, rows, ctx, explore, tag).map(|p| p.plan)
 }
 
-/// [`plan_tagged`], keeping the GPU status for the execution of the plan.
+/// [`plan_tagged`], keeping the GPU status for the execution of the plan; the call's timings are
+/// looked up under `workload` (the indicator's name, or [`workload_name`]'s).
 pub fn plan_call(
     indicator: &str,
+    workload: &str,
     device: &Device,
     rows: usize,
     ctx: CallContext,
@@ -112,6 +129,7 @@ pub fn plan_call(
     if ctx.caller_parallel && forced.is_none() && matches!(device, Device::Auto | Device::Cpu) {
         let req = planner::PlanRequest {
             indicator,
+            workload,
             rows,
             device,
             caller_parallel: true,
@@ -163,6 +181,7 @@ pub fn plan_call(
         .or_else(|| machine.balance.get("default"));
     let req = planner::PlanRequest {
         indicator,
+        workload,
         rows,
         device,
         caller_parallel: ctx.caller_parallel,

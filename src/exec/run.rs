@@ -4,12 +4,14 @@
 
 use std::time::Instant;
 
+use super::batch::{self, Unit};
 use super::cuda::{self, GpuStatus};
 use super::device::Device;
 use super::devset::partition::Partition;
 use super::devset::{mixed, simulated, DeviceSetSplit, Member};
 use super::error::ExecError;
 use super::placement::Placement;
+use super::plan_call::workload_name;
 use super::plan_call::{gpu_profile_key, on_polars_pool_thread, plan_call, workload_tag};
 use super::plan_call::{CallContext, PlannedCall};
 use super::planner::Plan;
@@ -28,26 +30,63 @@ pub fn execute_tagged(
     ctx: CallContext,
 ) -> Result<Plan, ExecError> {
     let rows = inputs.first().map_or(0, |x| x.len());
-    let PlannedCall { mut plan, gpus } = plan_call(spec.name(), device, rows, ctx, true, tag)?;
+    let outs: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut **o).collect();
+    execute_batch(
+        std::slice::from_ref(spec),
+        device,
+        tag,
+        inputs,
+        &[0, rows],
+        vec![outs],
+        ctx,
+    )
+}
+
+/// [`execute_tagged`] for a batch: every call of `specs` (one indicator, several parameter sets:
+/// a sweep) on every series of `inputs` (`bounds`: the rows `bounds[i]..bounds[i + 1]` are series
+/// `i`, independent of the others: `by=` segments), into `outs[call]`. Each series' rows are
+/// exactly those of computing it alone, so the bits do not depend on the batch. The batch is
+/// planned and profiled as a workload of its own ([`workload_name`]) over all the rows it
+/// computes.
+pub fn execute_batch(
+    specs: &[Spec],
+    device: &Device,
+    tag: Option<&str>,
+    inputs: &[&[f64]],
+    bounds: &[usize],
+    outs: Vec<Vec<&mut [f64]>>,
+    ctx: CallContext,
+) -> Result<Plan, ExecError> {
+    let Some(spec) = specs.first() else {
+        return Err(ExecError::EmptyBatch);
+    };
+    let segments = bounds.len().saturating_sub(1);
+    let rows = bounds.last().copied().unwrap_or(0) * specs.len();
+    let workload = workload_name(spec.name(), segments, specs.len());
+    let PlannedCall { mut plan, gpus } =
+        plan_call(spec.name(), &workload, device, rows, ctx, true, tag)?;
     // GPU and set plans are only made from a status that lists GPUs; CPU plans never read it.
     let gpus = gpus.unwrap_or_default();
     let started = Instant::now();
+    let mut units = batch::units(specs, inputs, bounds, outs);
     let record_as = match plan.backend.clone() {
         Placement::Cpu { workers } => {
-            cpu::run(spec, workers, inputs, outs);
+            batch::run_on_cpu(units, workers);
             Some(plan.backend.to_string())
         }
-        Placement::Gpu(index) => run_on_gpu(spec, &mut plan, &gpus, index, inputs, outs),
-        Placement::Set(_) => {
-            let tag = profile::balance_tag_in_use(workload_tag(spec.name(), tag));
-            Some(run_split(spec, &plan, &gpus, &tag, inputs, outs))
+        _ => {
+            let mut record_as = None;
+            for unit in units.iter_mut() {
+                record_as = run_planned(&mut plan, &gpus, &workload, tag, unit);
+            }
+            record_as
         }
     };
     let seconds = started.elapsed().as_secs_f64();
     if let Some(backend) = record_as {
         if !ctx.caller_parallel && rows >= profile::MIN_RECORDED_ROWS {
             profile::record(profile::Sample {
-                indicator: spec.name().to_string(),
+                indicator: workload.clone(),
                 rows,
                 backend,
                 seconds,
@@ -58,7 +97,7 @@ pub fn execute_tagged(
     if config::log_enabled() {
         eprintln!(
             "threadx: {} rows={} plan={} ({}) measured {:.3} ms [{} thread]",
-            spec.name(),
+            workload,
             rows,
             plan.backend,
             plan.reason,
@@ -73,6 +112,30 @@ pub fn execute_tagged(
     Ok(plan)
 }
 
+/// Runs one series of a batch where `plan` says (a GPU or a device set; after a GPU failure, the
+/// CPU, and `plan` says so for the series after it). Returns the profile key the batch's time is
+/// recorded under, `None` after a GPU failure.
+fn run_planned(
+    plan: &mut Plan,
+    gpus: &GpuStatus,
+    workload: &str,
+    tag: Option<&str>,
+    unit: &mut Unit,
+) -> Option<String> {
+    let (spec, inputs, outs) = (unit.spec, &unit.inputs, &mut unit.outs);
+    match plan.backend.clone() {
+        Placement::Cpu { workers } => {
+            cpu::run(spec, workers, inputs, outs);
+            None
+        }
+        Placement::Gpu(index) => run_on_gpu(spec, plan, gpus, index, workload, inputs, outs),
+        Placement::Set(_) => {
+            let tag = profile::balance_tag_in_use(workload_tag(spec.name(), tag));
+            Some(run_split(spec, plan, gpus, &tag, inputs, outs))
+        }
+    }
+}
+
 /// Runs the call on GPU `index`; returns the profile key its time is recorded under. After a
 /// failure the call is computed on the CPU, `plan` says so, and there is nothing more to record
 /// (the failure itself was recorded as a penalty on the GPU).
@@ -81,6 +144,7 @@ fn run_on_gpu(
     plan: &mut Plan,
     gpus: &GpuStatus,
     index: usize,
+    workload: &str,
     inputs: &[&[f64]],
     outs: &mut [&mut [f64]],
 ) -> Option<String> {
@@ -99,7 +163,7 @@ fn run_on_gpu(
         Err(e) => {
             let workers = fallback::compute_on_cpu(spec, index, &e, inputs, outs);
             let rows = inputs.first().map_or(0, |x| x.len());
-            fallback::penalise_gpu(&key, spec.name(), rows);
+            fallback::penalise_gpu(&key, workload, rows);
             plan.reason = format!("{}; GPU failed ({e}), computed on the CPU", plan.reason);
             plan.backend = Placement::Cpu { workers };
             plan.workers = workers;

@@ -20,6 +20,7 @@
 use super::comoments::{self, LinReg};
 pub use super::declaration::{
     self, cpu_only, f64_out, i32_out, Devices, Kind, Output, Param, ParamError, MAX_PERIOD,
+    MA_TYPES,
 };
 use super::elementwise::{self, Op};
 use super::ma::{self, MaType};

@@ -95,10 +95,10 @@ fn cpu_candidates(req: &PlanRequest, entries: &mut Vec<String>) -> Vec<Candidate
             let name = backend.to_string();
             let found = req
                 .profile
-                .and_then(|p| lookup(p, req.indicator, req.rows, &name));
+                .and_then(|p| lookup(p, req.workload, req.rows, &name));
             let stat = found.as_ref().map(|(_, s)| *s);
             if let Some((used, s)) = &found {
-                entries.push(entry_line(req.indicator, used, &name, s));
+                entries.push(entry_line(req.workload, used, &name, s));
             }
             Candidate {
                 backend,
@@ -117,9 +117,9 @@ fn gpu_candidates(req: &PlanRequest, entries: &mut Vec<String>) -> Vec<Candidate
         .map(|g| {
             let found = req
                 .profile
-                .and_then(|p| lookup(p, req.indicator, req.rows, &g.profile_key));
+                .and_then(|p| lookup(p, req.workload, req.rows, &g.profile_key));
             if let Some((used, s)) = &found {
-                entries.push(entry_line(req.indicator, used, &g.profile_key, s));
+                entries.push(entry_line(req.workload, used, &g.profile_key, s));
             }
             let predicted = found
                 .as_ref()
@@ -165,10 +165,10 @@ fn set_candidates(req: &PlanRequest, entries: &mut Vec<String>) -> Vec<Candidate
             let name = set.to_string();
             let own = req
                 .profile
-                .and_then(|p| lookup(p, req.indicator, req.rows, &name))
+                .and_then(|p| lookup(p, req.workload, req.rows, &name))
                 .filter(|(_, s)| s.samples >= MIN_SAMPLES);
             if let Some((used, s)) = &own {
-                entries.push(entry_line(req.indicator, used, &name, s));
+                entries.push(entry_line(req.workload, used, &name, s));
             }
             let predicted = own
                 .as_ref()

@@ -83,7 +83,7 @@ impl Finish<'_, '_> {
 pub fn choose(req: &PlanRequest, found: &Candidates) -> Plan {
     let bucket = size_bucket(req.rows);
     let cap = worker_cap(req.cpu);
-    let small = small_input_threshold(req.indicator, req.profile);
+    let small = small_input_threshold(req.workload, req.profile);
     let finish = Finish {
         req,
         bucket: bucket.clone(),

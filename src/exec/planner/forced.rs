@@ -48,7 +48,7 @@ pub fn gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecError> 
     let gpu = &req.gpus[req.gpus.iter().position(|g| g.index == index).unwrap_or(0)];
     let stat = req
         .profile
-        .and_then(|p| lookup(p, req.indicator, req.rows, &gpu.profile_key));
+        .and_then(|p| lookup(p, req.workload, req.rows, &gpu.profile_key));
     let backend = Placement::Gpu(index);
     Ok(Plan {
         indicator: req.indicator.to_string(),
@@ -69,7 +69,7 @@ pub fn gpu(req: &PlanRequest, ids: Option<&[usize]>) -> Result<Plan, ExecError> 
         // The entry the prediction came from, as `auto` plans list theirs.
         profile_entries: stat
             .iter()
-            .map(|(used, s)| entry_line(req.indicator, used, &gpu.profile_key, s))
+            .map(|(used, s)| entry_line(req.workload, used, &gpu.profile_key, s))
             .collect(),
     })
 }

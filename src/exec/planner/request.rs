@@ -8,6 +8,9 @@ use crate::exec::profile::schema::{LinkModel, MachineProfile};
 
 pub struct PlanRequest<'a> {
     pub indicator: &'a str,
+    /// The profile entry the call's timings live under: the indicator's name, or a workload of its
+    /// own (`by=` segments, parameter sweeps: `exec::workload_name`).
+    pub workload: &'a str,
     pub rows: usize,
     pub device: &'a Device,
     pub caller_parallel: bool,

@@ -39,7 +39,7 @@ pub fn member_stat<'p>(req: &PlanRequest<'p>, member: SetMember, key: &str) -> O
         SetMember::Gpu(_) => key.to_string(),
     };
     req.profile
-        .and_then(|p| lookup(p, req.indicator, req.rows, &backend))
+        .and_then(|p| lookup(p, req.workload, req.rows, &backend))
         .map(|(_, s)| s)
         .filter(|s| s.samples >= MIN_SAMPLES)
 }

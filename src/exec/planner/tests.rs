@@ -24,6 +24,7 @@ fn cpu(physical: usize) -> CpuInfo {
 fn req<'a>(rows: usize, cpu: &'a CpuInfo, profile: Option<&'a MachineProfile>) -> PlanRequest<'a> {
     PlanRequest {
         indicator: "sma",
+        workload: "sma",
         rows,
         device: &Device::Auto,
         caller_parallel: false,

@@ -1,0 +1,184 @@
+//! Which rows of a call form one series (`by=`): rows with equal keys, in frame order, laid end
+//! to end. The keys themselves are the caller's (the plugin reads them from Arrow); this module
+//! sees only "are rows `i` and `j` equal" and "a hash of row `i`".
+//!
+//! Sorted or clustered keys (each group one run of rows: the usual layout of market data) need
+//! no gather: rows are compared with their neighbours once, and only the first row of each run is
+//! hashed. Interleaved keys are grouped the same way (one hash per run; a hash match is confirmed
+//! by comparing the keys, so two different keys are never merged), then laid out with a counting
+//! sort that keeps frame order inside each group.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The groups of a call's rows, laid end to end.
+#[derive(Debug, PartialEq)]
+pub struct Grouping {
+    /// Group `i` is rows `bounds[i]..bounds[i + 1]` of the laid-out rows (`[0, 0]` for no rows).
+    pub bounds: Vec<usize>,
+    /// The frame row of each laid-out row, when the groups are not already contiguous runs.
+    pub order: Option<Vec<u32>>,
+}
+
+/// The hash table's keys are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, h: u64) {
+        self.0 = h;
+    }
+}
+
+/// Groups rows `0..n` by key: `same(i, j)` says whether rows `i` and `j` have equal keys, and
+/// `hash(i)` must be equal for equal keys. Groups are numbered by first appearance.
+pub fn group_rows(
+    n: usize,
+    same: impl Fn(usize, usize) -> bool,
+    hash: impl Fn(usize) -> u64,
+) -> Grouping {
+    // Runs of equal keys: only their first rows are hashed.
+    let mut run_starts: Vec<usize> = Vec::new();
+    for t in 0..n {
+        if t == 0 || !same(t - 1, t) {
+            run_starts.push(t);
+        }
+    }
+    // Each run's group: the earlier group with equal keys, found through its hash and confirmed
+    // by the keys; groups whose keys share a hash are chained through `next`.
+    let mut index: HashMap<u64, u32, BuildHasherDefault<PassThrough>> = HashMap::default();
+    let mut first_row: Vec<usize> = Vec::new();
+    let mut next: Vec<Option<u32>> = Vec::new();
+    let mut run_group: Vec<u32> = Vec::with_capacity(run_starts.len());
+    for &row in &run_starts {
+        let h = hash(row);
+        let head = index.get(&h).copied();
+        let mut found = head;
+        while let Some(g) = found {
+            if same(first_row[g as usize], row) {
+                break;
+            }
+            found = next[g as usize];
+        }
+        let id = found.unwrap_or_else(|| {
+            let id = first_row.len() as u32;
+            first_row.push(row);
+            next.push(head);
+            index.insert(h, id);
+            id
+        });
+        run_group.push(id);
+    }
+    let groups = first_row.len();
+    if groups == run_starts.len() {
+        let mut bounds = run_starts;
+        bounds.push(n);
+        if n == 0 {
+            bounds.insert(0, 0);
+        }
+        return Grouping {
+            bounds,
+            order: None,
+        };
+    }
+    let run_end = |r: usize| run_starts.get(r + 1).copied().unwrap_or(n);
+    // A counting sort of the runs by group, stable: each group's rows in frame order.
+    let mut bounds = vec![0usize; groups + 1];
+    for (r, &g) in run_group.iter().enumerate() {
+        bounds[g as usize + 1] += run_end(r) - run_starts[r];
+    }
+    for g in 0..groups {
+        bounds[g + 1] += bounds[g];
+    }
+    let mut at = bounds.clone();
+    let mut order = vec![0u32; n];
+    for (r, &g) in run_group.iter().enumerate() {
+        for t in run_starts[r]..run_end(r) {
+            order[at[g as usize]] = t as u32;
+            at[g as usize] += 1;
+        }
+    }
+    Grouping {
+        bounds,
+        order: Some(order),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::Lcg;
+
+    /// The naive grouping: groups in order of first appearance, rows in frame order.
+    fn naive(keys: &[u64]) -> Vec<Vec<usize>> {
+        let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
+        for (t, &k) in keys.iter().enumerate() {
+            match groups.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, rows)) => rows.push(t),
+                None => groups.push((k, vec![t])),
+            }
+        }
+        groups.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn laid_out(g: &Grouping, n: usize) -> Vec<Vec<usize>> {
+        let order: Vec<usize> = match &g.order {
+            Some(o) => o.iter().map(|&r| r as usize).collect(),
+            None => (0..n).collect(),
+        };
+        g.bounds
+            .windows(2)
+            .map(|w| order[w[0]..w[1]].to_vec())
+            .filter(|rows| !rows.is_empty())
+            .collect()
+    }
+
+    /// Sorted, clustered and interleaved keys, with a good hash and with hashes that collide
+    /// (every key in one of three buckets): the groups are exactly the naive ones.
+    #[test]
+    fn groups_are_the_naive_groups_whatever_the_hash() {
+        let mut rng = Lcg(11);
+        for n in [0, 1, 2, 7, 300, 5000] {
+            let sorted: Vec<u64> = (0..n as u64).map(|t| t / 17).collect();
+            let clustered: Vec<u64> = (0..n as u64).map(|t| (t / 13 * 7919) % 101).collect();
+            let interleaved: Vec<u64> = (0..n).map(|_| rng.below(40) as u64).collect();
+            for keys in [sorted, clustered, interleaved] {
+                let want = naive(&keys);
+                for hash in [
+                    |k: u64| k.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    |k: u64| k % 3,
+                ] {
+                    let g = group_rows(n, |i, j| keys[i] == keys[j], |i| hash(keys[i]));
+                    assert_eq!(laid_out(&g, n), want, "n = {n}");
+                    assert_eq!(*g.bounds.last().unwrap(), n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn contiguous_groups_need_no_gather() {
+        let keys = [5, 5, 7, 0, 0, 9];
+        let g = group_rows(6, |i, j| keys[i] == keys[j], |i| keys[i]);
+        assert_eq!(
+            g,
+            Grouping {
+                bounds: vec![0, 2, 3, 5, 6],
+                order: None
+            }
+        );
+        let keys = [5, 7, 5];
+        let g = group_rows(3, |i, j| keys[i] == keys[j], |i| keys[i]);
+        assert_eq!(g.bounds, vec![0, 2, 3]);
+        assert_eq!(g.order, Some(vec![0, 2, 1]));
+        assert_eq!(group_rows(0, |_, _| true, |_| 0).bounds, vec![0, 0]);
+    }
+}
