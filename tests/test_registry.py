@@ -158,13 +158,13 @@ def test_warmup_rows_equal_lookback(row):
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
 def test_generated_signatures_follow_the_declaration(row):
     """Real signatures: inputs positional in TA-Lib order, then the parameters with TA-Lib's
-    defaults, then keyword-only device / workload_tag; the namespace drops the receiver."""
+    defaults, then keyword-only by / device / workload_tag; the namespace drops the receiver."""
     name = row["name"]
     fn = getattr(threadx, name)
     sig = inspect.signature(fn)
     names = list(sig.parameters)
     declared = [p["name"] for p in row["params"]]
-    assert names == [*row["inputs"], *declared, "device", "workload_tag"]
+    assert names == [*row["inputs"], *declared, "by", "device", "workload_tag"]
     for p in row["params"]:
         default = sig.parameters[p["name"]].default
         if p["kind"] == "matype":  # the type's name (threadx.ma("close", matype="ema"))
@@ -175,6 +175,7 @@ def test_generated_signatures_follow_the_declaration(row):
             assert default == p["default"]
             assert type(default) is (int if p["kind"] == "int" else float)
     assert sig.parameters["device"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert sig.parameters["by"].kind is inspect.Parameter.KEYWORD_ONLY
     assert not any(
         q.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         for q in sig.parameters.values()
@@ -183,7 +184,7 @@ def test_generated_signatures_follow_the_declaration(row):
     method = getattr(threadx.namespace.ThreadxNamespace, name)
     mnames = list(inspect.signature(method).parameters)
     others = [i for i in row["inputs"] if i != row["receiver"]]
-    assert mnames == ["self", *others, *declared, "device", "workload_tag"]
+    assert mnames == ["self", *others, *declared, "by", "device", "workload_tag"]
 
 
 @pytest.mark.parametrize("row", TWINS, ids=[r["name"] for r in TWINS])

@@ -7,9 +7,11 @@ arguments against the indicator's declaration and registers the plugin's one ent
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -241,19 +243,23 @@ def call(
     params: dict[str, Any],
     device: str,
     workload_tag: str | None,
+    by: IntoExpr | Sequence[IntoExpr] | None = None,
 ) -> pl.Expr:
-    """The expression computing indicator ``name`` on ``inputs`` (by input name) with ``params``.
+    """The expression computing indicator ``name`` on ``inputs`` (by input name) with ``params``
+    (a list or range for a parameter is a sweep), per ``by=`` group when ``by`` names keys.
 
     Every indicator is windowed or recursive, never elementwise, so `.over()`, `group_by` and the
     streaming engine hand it whole groups or columns instead of arbitrary slices.
     """
     ind = BY_NAME[name]
+    keys = by_exprs(ind.name, by)
     kwargs: dict[str, Any] = {
         "indicator": ind.name,
-        "params": check_params(ind, params),
+        "params": check_sweep(ind, params),
         **check.placement(ind.name, device, workload_tag),
+        "by": len(keys),
     }
-    args = [to_expr(ind.name, n, inputs[n]) for n in ind.call_inputs]
+    args = [to_expr(ind.name, n, inputs[n]) for n in ind.call_inputs] + keys
     return register_plugin_function(
         plugin_path=PLUGIN_PATH,
         function_name="indicator",
@@ -261,6 +267,59 @@ def call(
         kwargs=kwargs,
         is_elementwise=False,
     )
+
+
+def by_exprs(indicator: str, by: IntoExpr | Sequence[IntoExpr] | None) -> list[pl.Expr]:
+    """The ``by=`` keys as expressions: a column name, an expression, or a list of them."""
+    if by is None:
+        return []
+    keys = [by] if isinstance(by, (str, pl.Expr)) else by
+    if not isinstance(keys, (list, tuple)) or not keys:
+        raise TypeError(
+            f"threadx.{indicator}: by must be a column name (str), a polars Expr, or a non-empty "
+            f"list of them, got {by!r}"
+        )
+    return [to_expr(indicator, "by", k) for k in keys]
+
+
+def sweep_values(value: object) -> list[Any] | None:
+    """The values of a swept parameter (a list, tuple, range or 1-D array), or ``None`` for a
+    single value."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return None
+    return list(value)
+
+
+def check_sweep(ind: Indicator, params: dict[str, Any]) -> dict[str, float | list[float]]:
+    """:func:`check_params` for a call whose parameters may be lists (a sweep): every value is
+    checked, and so is every combination of them (the rules between parameters, such as MACD's
+    ``fast < slow``, hold for each). Swept parameters stay lists, in the given order."""
+    swept: dict[str, list[Any]] = {}
+    for p in ind.params:
+        values = sweep_values(params[p.name])
+        if values is None:
+            continue
+        if not values:
+            raise ValueError(
+                f"threadx.{ind.name}: {p.name} was given an empty list; a sweep needs at least "
+                "one value"
+            )
+        swept[p.name] = values
+    if not swept:
+        return check_params(ind, params)
+    by_name = {p.name: p for p in ind.params}
+    out: dict[str, float | list[float]] = {}
+    for n, values in swept.items():
+        checked = [check_param(ind.name, by_name[n], v) for v in values]
+        if None in checked:
+            raise ValueError(f"threadx.{ind.name}: {n} must be numbers in a sweep, got {values!r}")
+        out[n] = checked  # type: ignore[assignment]
+    # The rules between parameters hold for every combination.
+    fixed: dict[str, float] = {}
+    for combo in itertools.product(*swept.values()):
+        fixed = check_params(ind, {**params, **dict(zip(swept, combo))})
+    out.update({k: v for k, v in fixed.items() if k not in swept})
+    return out
 
 
 def check_some_params(caller: str, ind: Indicator, params: dict[str, Any]) -> dict[str, float]:

@@ -25,7 +25,7 @@ use polars_ffi::version_0::{export_series, CallerContext, SeriesExport};
 use serde::de::DeserializeOwned;
 
 use super::inputs::{self, RawInput};
-use super::{compute, indicator_field, IndicatorKwargs};
+use super::{compute, indicator_field, CallInput, IndicatorKwargs};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -159,18 +159,25 @@ pub unsafe extern "C" fn _polars_plugin_indicator(
             .map(|i| take_input(std::ptr::read(e.add(i))))
             .collect::<Vec<_>>();
         let kwargs: IndicatorKwargs = kwargs(kwargs_ptr, kwargs_len)?;
-        let spec = kwargs.spec()?;
-        let raw = raw.into_iter().collect::<PolarsResult<Vec<_>>>()?;
-        let (name, cols) = inputs::float_columns(&spec, raw)?;
-        let parallel = (*context).parallel();
-        let out = compute(
+        let calls = kwargs.calls()?;
+        let mut raw = raw.into_iter().collect::<PolarsResult<Vec<_>>>()?;
+        let keys = raw.split_off(raw.len().saturating_sub(kwargs.by));
+        let (name, cols) = inputs::float_columns(&calls.specs[0], raw)?;
+        let grouping = match keys.is_empty() {
+            true => None,
+            false => Some(inputs::by_groups(
+                calls.specs[0].name(),
+                keys,
+                cols[0].len(),
+            )?),
+        };
+        let input = CallInput {
             name,
             cols,
-            parallel,
-            spec,
-            &kwargs.device,
-            kwargs.workload_tag.as_deref(),
-        )?;
+            grouping,
+            caller_parallel: (*context).parallel(),
+        };
+        let out = compute(input, calls, &kwargs.device, kwargs.workload_tag.as_deref())?;
         *return_value = export_series(&out);
         Ok(())
     })

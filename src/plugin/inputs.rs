@@ -15,6 +15,8 @@ use polars_arrow::ffi::{import_array_from_c, ArrowArray};
 use polars_arrow::types::NativeType;
 use polars_core::prelude::*;
 
+use super::groups;
+use crate::exec::grouping::Grouping;
 use crate::kernels::Spec;
 
 /// One input as Polars exported it: its field and its chunks' arrays, owned.
@@ -172,4 +174,36 @@ pub fn float_columns(
         cols.push(col);
     }
     Ok((receiver, cols))
+}
+
+/// The `by=` groups of `n` rows from the key columns `keys`: every key as one array, each `n`
+/// rows long, grouped by `groups::group`. Errors name the function and the key.
+pub fn by_groups(indicator: &str, keys: Vec<RawInput>, n: usize) -> PolarsResult<Grouping> {
+    let mut arrays: Vec<Box<dyn Array>> = Vec::with_capacity(keys.len());
+    for RawInput {
+        field,
+        arrays: chunks,
+    } in keys
+    {
+        let chunks = chunks
+            .into_iter()
+            // SAFETY: Polars exported this array with this field's type.
+            .map(|a| unsafe { import_array_from_c(a, field.dtype.clone()) })
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let refs: Vec<&dyn Array> = chunks.iter().map(|c| c.as_ref()).collect();
+        let one = match refs.as_slice() {
+            [] => polars_arrow::array::new_empty_array(field.dtype.clone()),
+            [one] => one.to_boxed(),
+            more => polars_arrow::compute::concatenate::concatenate(more)?,
+        };
+        polars_ensure!(
+            one.len() == n,
+            ComputeError: "threadx.{}: the by= key '{}' has {} rows, the input {}; keys must be columns of the same frame",
+            indicator, field.name, one.len(), n
+        );
+        arrays.push(one);
+    }
+    groups::group(&arrays, n).map_err(|dtype| {
+        polars_err!(ComputeError: "threadx.{}: by= cannot group on a key of Arrow type {} (keys may be integers, floats, booleans, strings, binary, categoricals, enums and temporal types)", indicator, dtype)
+    })
 }

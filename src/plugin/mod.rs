@@ -12,41 +12,140 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::bitmap::Bitmap;
 use polars_core::prelude::*;
 use serde::Deserialize;
 
+use crate::exec::grouping::Grouping;
 use crate::exec::{self, CallContext, Device};
 use crate::kernels::registry;
 use crate::kernels::{ParamError, Spec};
 
 mod ffi;
+mod groups;
 mod inputs;
+mod nulls;
 
 fn param_error(e: ParamError) -> PolarsError {
     PolarsError::ComputeError(e.to_string().into())
 }
 
+/// A parameter's value: one, or a list of them (a sweep).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub enum ParamValue {
+    One(f64),
+    Many(Vec<f64>),
+}
+
 /// What Python passes to every call: the indicator's name (or TA-Lib alias), its parameters by
-/// name (validated again here, for front ends other than ours), and the placement.
+/// name (validated again here, for front ends other than ours; a list is a sweep), the placement,
+/// and how many `by=` key columns follow the indicator's inputs.
 #[derive(Deserialize)]
 pub struct IndicatorKwargs {
     pub indicator: String,
     #[serde(default)]
-    pub params: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, ParamValue>,
     pub device: String,
     #[serde(default)]
     pub workload_tag: Option<String>,
+    #[serde(default)]
+    pub by: usize,
+}
+
+/// The calls of one expression: one, or a sweep's parameter sets with their field names.
+struct Calls {
+    specs: Vec<Spec>,
+    /// `None`: a plain call; otherwise the Struct field of each parameter set.
+    fields: Option<Vec<PlSmallStr>>,
 }
 
 impl IndicatorKwargs {
-    fn spec(&self) -> PolarsResult<Spec> {
-        registry::build_named(
-            &self.indicator,
-            self.params.iter().map(|(k, v)| (k.as_str(), *v)),
-        )
-        .map_err(param_error)
+    /// The validated calls: the Cartesian product of the listed values (the first parameter
+    /// varying slowest), each built and checked like a single call.
+    fn calls(&self) -> PolarsResult<Calls> {
+        let def = registry::lookup(&self.indicator).map_err(param_error)?;
+        if let Some(unknown) = self
+            .params
+            .keys()
+            .find(|k| !def.params.iter().any(|p| p.name == k.as_str()))
+        {
+            // The registry's own error for a parameter the indicator does not have.
+            registry::build_named(def.name, [(unknown.as_str(), 0.0)]).map_err(param_error)?;
+        }
+        let mut combos: Vec<Vec<(&str, f64)>> = vec![Vec::new()];
+        let mut swept: Vec<usize> = Vec::new();
+        for name in def.params.iter().map(|p| p.name) {
+            let Some(value) = self.params.get(name) else {
+                continue;
+            };
+            let values = match value {
+                ParamValue::One(v) => std::slice::from_ref(v),
+                ParamValue::Many(vs) => {
+                    polars_ensure!(
+                        !vs.is_empty(),
+                        ComputeError: "threadx.{}: {} was given an empty list; a sweep needs at least one value",
+                        def.name, name
+                    );
+                    swept.push(combos[0].len());
+                    vs.as_slice()
+                }
+            };
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |&v| {
+                        let mut c = c.clone();
+                        c.push((name, v));
+                        c
+                    })
+                })
+                .collect();
+        }
+        let specs = combos
+            .iter()
+            .map(|c| registry::build_named(&self.indicator, c.iter().copied()).map_err(param_error))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        if swept.is_empty() {
+            return Ok(Calls {
+                specs,
+                fields: None,
+            });
+        }
+        let fields = combos
+            .iter()
+            .map(|c| sweep_field_name(def, c, &swept))
+            .collect();
+        Ok(Calls {
+            specs,
+            fields: Some(fields),
+        })
     }
+}
+
+/// A sweep field's name: the indicator and the swept values in parameter order, integers
+/// without a decimal point, moving-average types by name: `sma_5`, `bollinger_20_2.0`,
+/// `bollinger_ema`.
+fn sweep_field_name(
+    def: &registry::Indicator,
+    combo: &[(&str, f64)],
+    swept: &[usize],
+) -> PlSmallStr {
+    let mut name = def.name.to_string();
+    for &i in swept {
+        let (param, v) = combo[i];
+        let kind = def.params.iter().find(|p| p.name == param).map(|p| p.kind);
+        match kind {
+            Some(registry::Kind::Float) => name.push_str(&format!("_{v:?}")),
+            // A moving-average type by its name (`bollinger_ema`), as users pass it.
+            Some(registry::Kind::MaType) => {
+                name.push('_');
+                name.push_str(registry::MA_TYPES[v as usize]);
+            }
+            _ => name.push_str(&format!("_{}", v as i64)),
+        }
+    }
+    name.into()
 }
 
 /// The Polars dtype of a declared output: Int32 for rows ([`registry::i32_out`]), else Float64.
@@ -58,28 +157,43 @@ fn output_dtype(o: &registry::Output) -> DataType {
     }
 }
 
-/// The output field: the one output named after the first input (the receiver), or a Struct of
-/// fields named by the declaration's outputs; Float64, or Int32 for row outputs.
-fn indicator_field(input_names: &[PlSmallStr], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
-    let spec = kwargs.spec()?;
-    let name = input_names.first().cloned().unwrap_or_default();
-    let outputs = spec.def().outputs;
-    if let [one] = outputs {
-        return Ok(Field::new(name, output_dtype(one)));
+/// The dtype of one call's result: its one output's, or a Struct of the declared outputs.
+fn call_dtype(spec: &Spec) -> DataType {
+    match spec.def().outputs {
+        [one] => output_dtype(one),
+        outputs => DataType::Struct(
+            outputs
+                .iter()
+                .map(|o| Field::new(o.name.into(), output_dtype(o)))
+                .collect(),
+        ),
     }
-    let fields = outputs
-        .iter()
-        .map(|o| Field::new(o.name.into(), output_dtype(o)))
+}
+
+/// The output field, named after the first input (the receiver): the call's dtype, or for a
+/// sweep a Struct with one field per parameter set.
+fn indicator_field(input_names: &[PlSmallStr], kwargs: IndicatorKwargs) -> PolarsResult<Field> {
+    let calls = kwargs.calls()?;
+    let name = input_names.first().cloned().unwrap_or_default();
+    let Some(fields) = calls.fields else {
+        return Ok(Field::new(name, call_dtype(&calls.specs[0])));
+    };
+    let fields = fields
+        .into_iter()
+        .zip(&calls.specs)
+        .map(|(f, spec)| Field::new(f, call_dtype(spec)))
         .collect();
     Ok(Field::new(name, DataType::Struct(fields)))
 }
 
-/// A row output as Int32: each value, a row of the rows the kernel saw (the non-null ones, in
-/// order), becomes that row's position in the input column (`runs`: the present rows; `None`:
-/// every row). Rows that are null in `validity` are 0 (their value is not read).
+/// A row output as Int32: each value, a row of the rows the kernel saw in its series (the
+/// non-null ones, in order), becomes that row's position in the series' input rows (`bounds`;
+/// `cbounds`: the series' compacted rows; `runs`: the present rows, `None`: every row). Rows
+/// that are null in `validity` are 0 (their value is not read).
 fn row_output(
     name: PlSmallStr,
     rows: &[f64],
+    (bounds, cbounds): (&[usize], &[usize]),
     runs: Option<&[(usize, usize)]>,
     validity: Option<Bitmap>,
 ) -> Series {
@@ -96,7 +210,7 @@ fn row_output(
                 .collect()
         })
         .unwrap_or_default();
-    let map = |k: usize| -> usize {
+    let input_row = |k: usize| -> usize {
         match runs {
             None => k,
             Some(runs) => {
@@ -106,265 +220,136 @@ fn row_output(
         }
     };
     let valid = |t: usize| validity.as_ref().is_none_or(|v| v.get_bit(t));
-    let values: Vec<i32> = rows
-        .iter()
-        .enumerate()
-        .map(|(t, &v)| {
-            if valid(t) && v >= 0.0 && v < rows.len() as f64 {
-                i32::try_from(map(v as usize)).unwrap_or(i32::MAX)
-            } else {
-                0
+    let mut values: Vec<i32> = vec![0; rows.len()];
+    for (i, w) in bounds.windows(2).enumerate() {
+        let seen = (cbounds[i + 1] - cbounds[i]) as f64;
+        for t in w[0]..w[1] {
+            let v = rows[t];
+            if valid(t) && v >= 0.0 && v < seen {
+                let row = input_row(cbounds[i] + v as usize) - w[0];
+                values[t] = i32::try_from(row).unwrap_or(i32::MAX);
             }
-        })
-        .collect();
+        }
+    }
     Int32Chunked::from_vec_validity(name, values, validity).into_series()
 }
 
-/// The values of a null-free column as one contiguous slice (borrowed when already contiguous).
-fn contiguous(ca: &Float64Chunked) -> Cow<'_, [f64]> {
-    match ca.cont_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => {
-            let mut v = Vec::with_capacity(ca.len());
-            for arr in ca.downcast_iter() {
-                v.extend_from_slice(arr.values());
-            }
-            Cow::Owned(v)
-        }
+/// How many bytes a call's outputs may take: `THREADX_SWEEP_BUDGET_BYTES`, else half of the
+/// memory available now.
+fn output_budget() -> Option<u64> {
+    exec::config::sweep_budget_bytes()
+        .or_else(|| exec::cpuinfo::available_memory_bytes().map(|b| b / 2))
+}
+
+/// A sweep whose outputs would not fit the budget is refused before anything is allocated.
+fn check_sweep_memory(specs: &[Spec], rows: usize) -> PolarsResult<()> {
+    let outputs: usize = specs.iter().map(|s| s.outputs().len()).sum();
+    let bytes = (rows as u64)
+        .saturating_mul(outputs as u64)
+        .saturating_mul(8);
+    if let Some(budget) = output_budget() {
+        polars_ensure!(
+            bytes <= budget,
+            ComputeError: "threadx.{}: this sweep's output would take {} ({} rows x {} parameter sets x {} output(s) x 8 bytes), over the memory budget of {}; sweep fewer values at a time, or raise THREADX_SWEEP_BUDGET_BYTES",
+            specs[0].name(), human_bytes(bytes), rows, specs.len(), outputs / specs.len().max(1), human_bytes(budget)
+        );
+    }
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if b as f64 >= GIB {
+        format!("{:.1} GiB", b as f64 / GIB)
+    } else if b as f64 >= MIB {
+        format!("{:.1} MiB", b as f64 / MIB)
+    } else {
+        format!("{b} bytes")
     }
 }
 
-/// The values of a column, nulls included (whatever their slots hold), as one slice.
-fn values_with_nulls(ca: &Float64Chunked) -> Cow<'_, [f64]> {
-    if ca.chunks().len() == 1 {
-        if let Some(arr) = ca.downcast_iter().next() {
-            return Cow::Borrowed(arr.values().as_slice());
-        }
+/// The columns' rows laid out group by group (`order`: the frame row of each laid-out row).
+fn gathered(cols: Vec<Float64Chunked>, order: &[u32]) -> PolarsResult<Vec<Float64Chunked>> {
+    let idx = IdxCa::from_vec(PlSmallStr::EMPTY, order.to_vec());
+    cols.iter().map(|c| c.take(&idx)).collect()
+}
+
+/// A result laid out group by group put back in frame order.
+fn scattered_back(out: Series, order: &[u32]) -> PolarsResult<Series> {
+    let mut inverse = vec![0 as IdxSize; order.len()];
+    for (i, &row) in order.iter().enumerate() {
+        inverse[row as usize] = i as IdxSize;
     }
-    contiguous_values(ca)
+    out.take(&IdxCa::from_vec(PlSmallStr::EMPTY, inverse))
 }
 
-fn contiguous_values(ca: &Float64Chunked) -> Cow<'_, [f64]> {
-    let mut v = Vec::with_capacity(ca.len());
-    for arr in ca.downcast_iter() {
-        v.extend_from_slice(arr.values());
-    }
-    Cow::Owned(v)
-}
-
-/// Rows where every input is non-null, as one bitmap (the inputs' validities ANDed word by
-/// word), or `None` when there is no null at all.
-fn present_rows(cols: &[Float64Chunked]) -> Option<Bitmap> {
-    let mut present: Option<Bitmap> = None;
-    for c in cols.iter().filter(|c| c.null_count() > 0) {
-        let Some(v) = c.rechunk_validity() else {
-            continue;
-        };
-        present = Some(match present {
-            None => v,
-            Some(p) => &p & &v,
-        });
-    }
-    present
-}
-
-/// Calls `run(start, len)` for every run of set bits of `mask`, in order: 64 rows per word,
-/// whole words at once (nulls are rare in practice, so most words are one or two runs).
-fn for_each_run(mask: &Bitmap, mut run: impl FnMut(usize, usize)) {
-    let mut words = mask.chunks::<u64>();
-    let mut base = 0;
-    let word_runs = |base: usize, mut w: u64, run: &mut dyn FnMut(usize, usize)| {
-        while w != 0 {
-            let start = w.trailing_zeros();
-            let len = (!(w >> start)).trailing_zeros();
-            run(base + start as usize, len as usize);
-            w = if start + len >= 64 {
-                0
-            } else {
-                w & !(((1u64 << len) - 1) << start)
-            };
-        }
-    };
-    for w in words.by_ref() {
-        if w == u64::MAX {
-            run(base, 64);
-        } else {
-            word_runs(base, w, &mut run);
-        }
-        base += 64;
-    }
-    word_runs(base, words.remainder(), &mut run);
-}
-
-/// The runs of set bits of `mask` as `(first row, length)`, in order.
-fn set_runs(mask: &Bitmap) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for_each_run(mask, |start, len| match runs.last_mut() {
-        // A run that goes on across a word boundary is one run.
-        Some((s, l)) if *s + *l == start => *l += len,
-        _ => runs.push((start, len)),
-    });
-    runs
-}
-
-/// The rows of `values` in `runs`, in order (`kept` of them).
-fn compact(values: &[f64], runs: &[(usize, usize)], kept: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(kept);
-    for &(start, len) in runs {
-        out.extend_from_slice(&values[start..start + len]);
-    }
-    out
-}
-
-/// Inputs from this many rows on have their null passes (compaction, scatter) run on the
-/// call's planned CPU workers.
-const PARALLEL_PASS_ROWS: usize = 1 << 20;
-
-/// `runs` cut into `k` consecutive groups holding about the same number of rows each: the
-/// group's range of runs and the number of rows it holds.
-fn group_runs(
-    runs: &[(usize, usize)],
-    kept: usize,
-    k: usize,
-) -> Vec<(std::ops::Range<usize>, usize)> {
-    let mut groups = Vec::with_capacity(k);
-    let (mut first, mut acc, mut in_group) = (0, 0, 0);
-    for (i, &(_, len)) in runs.iter().enumerate() {
-        acc += len;
-        in_group += len;
-        if acc * k >= kept * (groups.len() + 1) && groups.len() + 1 < k {
-            groups.push((first..i + 1, in_group));
-            first = i + 1;
-            in_group = 0;
-        }
-    }
-    groups.push((first..runs.len(), in_group));
-    groups
-}
-
-/// [`compact`] on `workers` rayon workers (one group of runs each).
-fn compact_par(values: &[f64], runs: &[(usize, usize)], kept: usize, workers: usize) -> Vec<f64> {
-    use rayon::prelude::*;
-    // Every row is written below: the groups' runs hold exactly `kept` rows.
-    let mut out = output_buffer(kept, 0);
-    let mut rest = out.as_mut_slice();
-    let mut jobs = Vec::with_capacity(workers);
-    for (range, rows) in group_runs(runs, kept, workers) {
-        let (dst, tail) = rest.split_at_mut(rows);
-        jobs.push((&runs[range], dst));
-        rest = tail;
-    }
-    exec::cpu::in_pool(|| {
-        jobs.into_par_iter().for_each(|(runs, dst)| {
-            let mut j = 0;
-            for &(start, len) in runs {
-                dst[j..j + len].copy_from_slice(&values[start..start + len]);
-                j += len;
-            }
-        })
-    });
-    out
-}
-
-/// The compacted rows put back on the `len` rows they came from (`runs`), other rows 0.0, on
-/// `workers` rayon workers (one group of runs and the rows up to the next group each).
-fn scatter_par(compact: &[f64], runs: &[(usize, usize)], len: usize, workers: usize) -> Vec<f64> {
-    use rayon::prelude::*;
-    // Every row is written below: runs copied, the rows between them filled.
-    let mut out = output_buffer(len, 0);
-    let groups = group_runs(runs, compact.len(), workers);
-    let mut rest = out.as_mut_slice();
-    let (mut row, mut src) = (0, 0);
-    let mut jobs = Vec::with_capacity(groups.len());
-    for (g, (range, rows)) in groups.iter().enumerate() {
-        let end = groups
-            .get(g + 1)
-            .and_then(|(next, _)| runs.get(next.start))
-            .map_or(len, |r| r.0);
-        let (dst, tail) = rest.split_at_mut(end - row);
-        jobs.push((&runs[range.clone()], dst, row, src));
-        rest = tail;
-        row = end;
-        src += rows;
-    }
-    exec::cpu::in_pool(|| {
-        jobs.into_par_iter()
-            .for_each(|(runs, dst, first_row, mut j)| {
-                let mut at = 0;
-                for &(start, len) in runs {
-                    let start = start - first_row;
-                    dst[at..start].fill(0.0);
-                    dst[start..start + len].copy_from_slice(&compact[j..j + len]);
-                    j += len;
-                    at = start + len;
-                }
-                dst[at..].fill(0.0);
-            })
-    });
-    out
-}
-
-/// The row of the `k`-th row in `runs` (0-based), or `len` when they hold fewer.
-fn row_of_kept(runs: &[(usize, usize)], k: usize, len: usize) -> usize {
-    let mut seen = 0;
-    for &(start, run) in runs {
-        if seen + run > k {
-            return start + (k - seen);
-        }
-        seen += run;
-    }
-    len
-}
-
-/// Validity of a compacted output: the first `lookback` rows are warm-up.
-fn warmup_validity(len: usize, lookback: usize) -> Option<Bitmap> {
-    if lookback == 0 {
-        return None;
-    }
-    let mut bits = MutableBitmap::with_capacity(len);
-    bits.extend_constant(lookback.min(len), false);
-    bits.extend_constant(len.saturating_sub(lookback), true);
-    Some(bits.into())
-}
-
-/// Runs `spec` on the input columns `cols` under the null contract and returns the output
-/// Series, named `name` (the receiver's). `caller_parallel`: Polars runs this call inside one of
-/// its parallel sections.
-fn compute(
+/// One call's input: its columns (Float64, the receiver first), its `by=` groups, and whether
+/// Polars runs it inside one of its parallel sections.
+struct CallInput {
     name: PlSmallStr,
     cols: Vec<Float64Chunked>,
+    grouping: Option<Grouping>,
     caller_parallel: bool,
-    spec: Spec,
+}
+
+/// Runs `calls` on the input under the null contract and returns the output Series, named after
+/// the receiver: each call's result, or for a sweep a Struct of them.
+fn compute(
+    input: CallInput,
+    calls: Calls,
     device: &str,
     workload_tag: Option<&str>,
 ) -> PolarsResult<Series> {
+    let CallInput {
+        name,
+        cols,
+        grouping,
+        caller_parallel,
+    } = input;
+    let specs = calls.specs;
+    let indicator = specs[0].name();
     let device = Device::parse(device)
-        .map_err(|m| PolarsError::ComputeError(format!("threadx.{}: {m}", spec.name()).into()))?;
+        .map_err(|m| PolarsError::ComputeError(format!("threadx.{indicator}: {m}").into()))?;
     let n = cols[0].len();
+    if calls.fields.is_some() {
+        check_sweep_memory(&specs, n)?;
+    }
+    let (cols, bounds, order) = match grouping {
+        Some(Grouping {
+            bounds,
+            order: Some(order),
+        }) => (gathered(cols, &order)?, bounds, Some(order)),
+        Some(Grouping {
+            bounds,
+            order: None,
+        }) => (cols, bounds, None),
+        None => (cols, vec![0, n], None),
+    };
     // With nulls: the runs of rows where every input is present. The kernel runs on those rows
     // compacted to the front, and its outputs are moved back in place (`expand_in_place`): one
     // pass over the values each way, nothing per row but a copy.
-    let runs = present_rows(&cols).map(|mask| (set_runs(&mask), mask));
+    let runs = nulls::present_rows(&cols).map(|mask| (nulls::set_runs(&mask), mask));
     let ctx = CallContext {
         caller_parallel: caller_parallel || exec::on_polars_pool_thread(),
     };
     // Large inputs outside Polars' parallel sections: the passes use the call's planned workers.
-    let pass_workers = if runs.is_none() || ctx.caller_parallel || n < PARALLEL_PASS_ROWS {
+    let pass_workers = if runs.is_none() || ctx.caller_parallel || n < nulls::PARALLEL_PASS_ROWS {
         1
     } else {
-        exec::optimal_workers(Some(n), Some(spec.name()))
+        exec::optimal_workers(Some(n), Some(indicator))
     };
     let values: Vec<Cow<[f64]>> = match &runs {
-        None => cols.iter().map(contiguous).collect(),
+        None => cols.iter().map(nulls::contiguous).collect(),
         Some((runs, mask)) => {
             let kept = mask.set_bits();
             cols.iter()
                 .map(|c| {
-                    let v = values_with_nulls(c);
+                    let v = nulls::values_with_nulls(c);
                     Cow::Owned(if pass_workers > 1 {
-                        compact_par(&v, runs, kept, pass_workers)
+                        nulls::compact_par(&v, runs, kept, pass_workers)
                     } else {
-                        compact(&v, runs, kept)
+                        nulls::compact(&v, runs, kept)
                     })
                 })
                 .collect()
@@ -372,47 +357,86 @@ fn compute(
     };
     let m = values[0].len();
     let slices: Vec<&[f64]> = values.iter().map(|v| v.as_ref()).collect();
-    let lookback = spec.lookback();
+    // Each series' compacted rows.
+    let cbounds: Vec<usize> = match &runs {
+        None => bounds.clone(),
+        Some((_, mask)) => {
+            let mut at = 0;
+            std::iter::once(0)
+                .chain(bounds.windows(2).map(|w| {
+                    at += w[1] - w[0] - mask.clone().sliced(w[0], w[1] - w[0]).unset_bits();
+                    at
+                }))
+                .collect()
+        }
+    };
     // One worker: `n` rows each (`m <= n`), the kernel fills the first `m` and
     // `expand_in_place` all of them. Several: `m` rows, scattered into new columns in parallel.
     let rows = if pass_workers > 1 { m } else { n };
-    let mut outs: Vec<Vec<f64>> = spec
-        .outputs()
+    let mut outs: Vec<Vec<Vec<f64>>> = specs
         .iter()
-        .map(|_| output_buffer(rows, lookback))
-        .collect();
-    let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[..m]).collect();
-    exec::execute_tagged(&spec, &device, workload_tag, &slices, &mut views, ctx)
-        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
-
-    // With nulls: valid where present and past the first `lookback` present rows.
-    let validity = match &runs {
-        None => warmup_validity(n, lookback),
-        Some((runs, mask)) => Some(match warmup_validity(n, row_of_kept(runs, lookback, n)) {
-            Some(warm) => mask & &warm,
-            None => mask.clone(),
-        }),
-    };
-    let series: Vec<Series> = outs
-        .into_iter()
-        .zip(spec.def().outputs)
-        .map(|(mut out, field)| {
-            if let Some((runs, _)) = &runs {
-                if pass_workers > 1 {
-                    out = scatter_par(&out, runs, n, pass_workers);
-                } else {
-                    expand_in_place(&mut out, runs);
-                }
-            }
-            let name: PlSmallStr = field.name.into();
-            if field.row {
-                let runs = runs.as_ref().map(|(r, _)| r.as_slice());
-                return row_output(name, &out, runs, validity.clone());
-            }
-            Float64Chunked::from_vec_validity(name, out, validity.clone()).into_series()
+        .map(|spec| {
+            spec.outputs()
+                .iter()
+                .map(|_| nulls::series_output_buffer(rows, &cbounds, spec.lookback()))
+                .collect()
         })
         .collect();
+    let views: Vec<Vec<&mut [f64]>> = outs
+        .iter_mut()
+        .map(|call| call.iter_mut().map(|o| &mut o[..m]).collect())
+        .collect();
+    exec::execute_batch(&specs, &device, workload_tag, &slices, &cbounds, views, ctx)
+        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
 
+    let present = runs.as_ref().map(|(r, mask)| (r.as_slice(), mask));
+    let results: Vec<Series> = specs
+        .iter()
+        .zip(outs)
+        .map(|(spec, call_outs)| {
+            let ends = nulls::warmup_ends(&bounds, present.map(|p| p.0), spec.lookback());
+            let validity = nulls::validity(n, &bounds, &ends, present.map(|p| p.1));
+            let series: Vec<Series> = call_outs
+                .into_iter()
+                .zip(spec.def().outputs)
+                .map(|(mut out, field)| {
+                    if let Some((runs, _)) = present {
+                        if pass_workers > 1 {
+                            out = nulls::scatter_par(&out, runs, n, pass_workers);
+                        } else {
+                            nulls::expand_in_place(&mut out, runs);
+                        }
+                    }
+                    let name: PlSmallStr = field.name.into();
+                    if field.row {
+                        let runs = present.map(|p| p.0);
+                        return row_output(name, &out, (&bounds, &cbounds), runs, validity.clone());
+                    }
+                    Float64Chunked::from_vec_validity(name, out, validity.clone()).into_series()
+                })
+                .collect();
+            one_result(name.clone(), n, series)
+        })
+        .collect::<PolarsResult<_>>()?;
+    let out = match calls.fields {
+        None => results.into_iter().next().unwrap_or_default(),
+        Some(fields) => {
+            let named: Vec<Series> = results
+                .into_iter()
+                .zip(fields)
+                .map(|(s, f)| s.with_name(f))
+                .collect();
+            StructChunked::from_series(name.clone(), n, named.iter())?.into_series()
+        }
+    };
+    match order {
+        Some(order) => scattered_back(out, &order),
+        None => Ok(out),
+    }
+}
+
+/// One call's outputs as its result: the one output named `name`, or a Struct of them.
+fn one_result(name: PlSmallStr, n: usize, series: Vec<Series>) -> PolarsResult<Series> {
     if series.len() == 1 {
         Ok(series
             .into_iter()
@@ -422,37 +446,4 @@ fn compute(
     } else {
         Ok(StructChunked::from_series(name, n, series.iter())?.into_series())
     }
-}
-
-/// An output column of `len` rows whose warm-up rows are zero and whose other rows are left for
-/// the kernel, which writes every row from the lookback on (`tests::kernels_write_every_row`);
-/// with nulls, the rows past the kernel's are written by `expand_in_place`. `compact_par` and
-/// `scatter_par` also take one with `lookback` 0 and write every row.
-///
-/// Zero-filling 8 bytes per row per output would cost as much as the page faults it tries to
-/// avoid; with Polars' allocator (see `lib.rs`) the pages of earlier results are reused instead.
-fn output_buffer(len: usize, lookback: usize) -> Vec<f64> {
-    let mut v: Vec<f64> = Vec::with_capacity(len);
-    v.resize(lookback.min(len), 0.0);
-    // SAFETY: capacity is `len`; f64 has no invalid bit patterns, and every row at or after the
-    // lookback is written by the kernel (checked by the coverage test), or with nulls by
-    // `expand_in_place` / `compact_par` / `scatter_par`, before the buffer is read.
-    unsafe { v.set_len(len) };
-    v
-}
-
-/// Puts the compacted rows at the front of `out` back on the rows they came from (`runs`), in
-/// place: from the last run to the first, each moves up (never down: a row's place is at or after
-/// its compacted index), and the rows between runs (null rows) are set to 0.0. Every row of `out`
-/// is written, so rows past the compacted ones may hold anything before.
-fn expand_in_place(out: &mut [f64], runs: &[(usize, usize)]) {
-    let mut src_end: usize = runs.iter().map(|r| r.1).sum();
-    let mut gap_end = out.len();
-    for &(start, len) in runs.iter().rev() {
-        out[start + len..gap_end].fill(0.0);
-        src_end -= len;
-        out.copy_within(src_end..src_end + len, start);
-        gap_end = start;
-    }
-    out[..gap_end].fill(0.0);
 }
