@@ -57,10 +57,13 @@ def interleaved(cases: list[tuple], rounds: int, runs: int) -> dict[str, dict[st
     return times
 
 
-def report_ratios(cases: list[tuple], times: dict[str, dict[str, list[float]]]) -> None:
-    """One line per case: best times, their ratio, the spread of per-round ratios, the verdict."""
+def report_ratios(
+    cases: list[tuple], times: dict[str, dict[str, list[float]]], peer: str = "TA-Lib"
+) -> None:
+    """One line per case: best times, their ratio, the spread of per-round ratios, the verdict.
+    ``peer`` heads the peer's column."""
     head = (
-        f"{'family':<10} {'case':<24} {'threadx ms':>10} {'TA-Lib ms':>10} {'ratio':>7} "
+        f"{'family':<10} {'case':<24} {'threadx ms':>10} {peer + ' ms':>10} {'ratio':>7} "
         f"{'spread':>13} {'target':>7}  verdict"
     )
     print(head)
