@@ -5,7 +5,9 @@
 #   1. threadx.gpu.status() (which GPUs, NVRTC, the kernel build path, or why not);
 #   2. the gpu test suite (pytest -m gpu: CPU/GPU bit equality for every indicator, sizes, nulls,
 #      NaN/inf, .over(), chunks, lazy/streaming, device sets, concurrent calls, fallbacks);
-#   3. benchmarks/bench_gpu.py (times against the CPU and TA-Lib, and a bit-equality column).
+#   3. benchmarks/bench_gpu.py (times against the CPU and TA-Lib, and a bit-equality column);
+#   4. benchmarks/bench_by.py --gpu (by= against .over(), and a 100-period x 10M-row sweep on the
+#      GPU against the CPU, with a bit-equality check).
 # Writes a report (default gpu_check_report/, or $OUT/ when set, as on the device tool) and exits
 # non-zero when a step fails. Under 8 minutes on an H200 machine.
 #
@@ -68,6 +70,8 @@ step status 120 "$PY" -c 'import json, threadx; s = threadx.gpu.status(); print(
 step gpu_tests 420 "$PY" -m pytest -q -p no:cacheprovider -m gpu -x --durations=10 \
     --junitxml="$REPORT_DIR/gpu_tests.xml" tests/test_gpu.py tests/test_gpu_auto_profiling.py
 step bench_gpu 180 "$PY" benchmarks/bench_gpu.py --sizes "${GPU_CHECK_SIZES:-1e5,1e6,1e7}" --runs 3
+step bench_sweep 240 "$PY" benchmarks/bench_by.py --rounds 1 --runs 2 --gpu \
+    --gpu-rows "${GPU_CHECK_SWEEP_ROWS:-10000000}" --gpu-periods 100
 
 echo "== report: $REPORT ($([ $status -eq 0 ] && echo 'all steps passed' || echo 'a step FAILED'))"
 exit $status
