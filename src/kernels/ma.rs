@@ -47,11 +47,12 @@
 //! No FMA, no `pow`. Every stage's rows are a function of global row indices only, so any split
 //! gives the same bits (tested with random cuts).
 
+use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
 use super::moments;
 use super::scan::{run_scan, write_rows, Recurrence};
 use super::scratch::with_scratch;
-use super::split::Splitter;
+use super::split::{Sequential, Splitter};
 use super::varscan::{run_varscan, write_y};
 use super::wilder;
 use super::wma;
@@ -186,39 +187,88 @@ fn ema_of<S: Splitter>(
     });
 }
 
-/// DEMA(period); rows before the lookback untouched.
-pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
-        return copy_rows(split, x, out);
-    }
-    let lb = 2 * (p - 1);
+/// The cascade of `M` EMAs of DEMA, TEMA and T3: `e_1 = ema_from(value, 0)`,
+/// `e_{s+1} = ema_from(e_s, s(p - 1))`, written as `combine([e_1, …, e_M])` from the lookback
+/// `M(p - 1)` on (earlier rows untouched). One fused pass ([`run_cascade`]): the stages' rows
+/// are those of the stage-by-stage definition ([`ema_stages`]), never stored.
+fn ema_cascade<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+    out: &mut [f64],
+    combine: impl Fn([f64; M]) -> f64 + Sync,
+) {
+    let p = period;
+    let lb = M * (p - 1);
     if n <= lb {
         return;
     }
-    let mut e1 = vec![0.0; n];
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, out);
-    update_rows(split, lb, &mut out[..n], |t, e2| 2.0 * e1[t] - e2);
+    // The stages through the lookback, by the definition: a row depends on no later row and the
+    // scan grid is aligned to row 0, so these are the full series' bits, seeds included.
+    let prefix = ema_stages::<_, M>(&Sequential, lb + 1, p, &value);
+    out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    let k = smoothing(p);
+    let stages: [Recurrence<1>; M] = std::array::from_fn(|s| {
+        let seed_row = (s + 1) * (p - 1);
+        Recurrence {
+            decay: [1.0 - k],
+            seed_row,
+            seed: [prefix[s][seed_row]],
+        }
+    });
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = [k * value(start + i)];
+        }
+    };
+    run_cascade(split, n, &stages, (drive, k), out, combine);
+}
+
+/// `e_1 … e_M` of [`ema_cascade`] over rows `0..n`, stage by stage through full-length vectors
+/// (the definition; rows before each stage's seed row are 0).
+fn ema_stages<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: &(impl Fn(usize) -> f64 + Sync + Send),
+) -> Vec<Vec<f64>> {
+    let mut e: Vec<Vec<f64>> = Vec::with_capacity(M);
+    for s in 0..M {
+        let mut y = vec![0.0; n];
+        match e.last() {
+            None => ema_of(split, n, 0, period, value, &mut y),
+            Some(prev) => ema_from(split, prev, s * (period - 1), period, &mut y),
+        }
+        e.push(y);
+    }
+    e
+}
+
+/// DEMA's combination of its two EMAs.
+fn dema_of(e: [f64; 2]) -> f64 {
+    2.0 * e[0] - e[1]
+}
+
+/// TEMA's combination of its three EMAs.
+fn tema_of(e: [f64; 3]) -> f64 {
+    (3.0 * e[0] - 3.0 * e[1]) + e[2]
+}
+
+/// DEMA(period); rows before the lookback untouched.
+pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period <= 1 {
+        return copy_rows(split, x, out);
+    }
+    ema_cascade(split, x.len(), period, |t| x[t], out, dema_of);
 }
 
 /// TEMA(period); rows before the lookback untouched.
 pub fn tema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 3 * (p - 1);
-    if n <= lb {
-        return;
-    }
-    let (mut e1, mut e2) = (vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, &mut e2);
-    ema_from(split, &e2, 2 * (p - 1), p, out);
-    update_rows(split, lb, &mut out[..n], |t, e3| {
-        (3.0 * e1[t] - 3.0 * e2[t]) + e3
-    });
+    ema_cascade(split, x.len(), period, |t| x[t], out, tema_of);
 }
 
 /// T3's coefficients `[c1, c2, c3, c4]` for the volume factor `v`, in TA-Lib's operations.
@@ -233,26 +283,18 @@ pub fn t3_coefficients(v: f64) -> [f64; 4] {
 
 /// T3(period, vfactor); rows before the lookback untouched.
 pub fn t3<S: Splitter>(split: &S, x: &[f64], period: usize, vfactor: f64, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 6 * (p - 1);
-    if n <= lb {
-        return;
-    }
     let [c1, c2, c3, c4] = t3_coefficients(vfactor);
-    let (mut a, mut b, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut a); // e1
-    ema_from(split, &a, p - 1, p, &mut b); // e2
-    ema_from(split, &b, 2 * (p - 1), p, &mut a); // e3
-    ema_from(split, &a, 3 * (p - 1), p, &mut b); // e4
-    ema_from(split, &b, 4 * (p - 1), p, &mut c); // e5
-    ema_from(split, &c, 5 * (p - 1), p, out); // e6
-    let (e3, e4, e5) = (&a, &b, &c);
-    update_rows(split, lb, &mut out[..n], |t, e6| {
-        ((c1 * e6 + c2 * e5[t]) + c3 * e4[t]) + c4 * e3[t]
-    });
+    ema_cascade(
+        split,
+        x.len(),
+        period,
+        |t| x[t],
+        out,
+        |e: [f64; 6]| ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2],
+    );
 }
 
 /// TRIMA's two SMA widths `(first, second)`: `SMA_second(SMA_first(x))`.
@@ -711,6 +753,45 @@ mod tests {
                     for _ in 0..2 {
                         let cut = run(&CutAt(random_cuts(&mut rng, x.len(), 16)), &x, m, p);
                         assert_bits_eq(&cut[lb..], &whole[lb..], &format!("{m:?}({p})"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// DEMA, TEMA and T3 on any schedule of workers give the bits of their EMAs computed stage by
+    /// stage through full-length vectors (their definition), from the lookback on.
+    #[test]
+    fn ema_cascades_give_the_stage_by_stage_bits() {
+        use crate::kernels::testing::Workers;
+        let [c1, c2, c3, c4] = t3_coefficients(MA_T3_VFACTOR);
+        for x in series_zoo(30_000, 5) {
+            for p in [2, 5, 30, 1500] {
+                let e = ema_stages::<_, 6>(&CutAt(vec![7000, 20_000]), x.len(), p, &|t| x[t]);
+                let at = |t: usize| -> [f64; 6] { std::array::from_fn(|s| e[s][t]) };
+                let want: [Vec<f64>; 3] = [
+                    (2 * (p - 1)..x.len())
+                        .map(|t| dema_of([at(t)[0], at(t)[1]]))
+                        .collect(),
+                    (3 * (p - 1)..x.len())
+                        .map(|t| tema_of([at(t)[0], at(t)[1], at(t)[2]]))
+                        .collect(),
+                    (6 * (p - 1)..x.len())
+                        .map(|t| {
+                            let e = at(t);
+                            ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2]
+                        })
+                        .collect(),
+                ];
+                for (threads, turns) in [(0, 1), (2, 0), (3, 0)] {
+                    let w = Workers::new(threads, turns);
+                    for (m, want) in [MaType::Dema, MaType::Tema, MaType::T3]
+                        .into_iter()
+                        .zip(&want)
+                    {
+                        let got = run(&w, &x, m, p);
+                        let what = format!("{m:?}({p}) threads={threads}");
+                        assert_bits_eq(&got[m.lookback(p)..], want, &what);
                     }
                 }
             }
