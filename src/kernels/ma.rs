@@ -349,10 +349,15 @@ pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) 
     ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
 }
 
-/// `out[t] = Σ u[t - w + 1 ..= t]` for rows `t >= w - 1` on the block grid of `w` rows aligned to
-/// row 0 of `u` (see the module spec); earlier rows untouched.
-pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64]) {
-    let n = u.len();
+/// `out[t] = Σ u(t - w + 1 ..= t)` for rows `t >= w - 1` of the series `u` (`n` rows) on the
+/// block grid of `w` rows aligned to row 0 of `u` (see the module spec); earlier rows untouched.
+pub fn window_sums<S: Splitter>(
+    split: &S,
+    n: usize,
+    u: impl Fn(usize) -> f64 + Sync + Send,
+    w: usize,
+    out: &mut [f64],
+) {
     if w == 0 || n < w {
         return;
     }
@@ -360,32 +365,48 @@ pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64])
         let hi = lo + piece.len();
         with_scratch(2 * w, |scratch| {
             let (pre, suf) = scratch.split_at_mut(w);
-            for b in lo / w..=(hi - 1) / w {
-                let bs = b * w;
-                let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
-                let mut acc = 0.0f64;
-                for (o, v) in u[bs..bs + o_hi].iter().enumerate() {
-                    acc = acc + v;
-                    pre[o] = acc;
-                }
-                if o_lo < w - 1 {
-                    let prev = &u[bs - w..bs];
-                    let mut acc = 0.0f64;
-                    for o in (o_lo + 1..w).rev() {
-                        acc = prev[o] + acc;
-                        suf[o] = acc;
-                    }
-                }
-                for o in o_lo..o_hi {
-                    piece[bs + o - lo] = if o == w - 1 {
-                        pre[o]
-                    } else {
-                        suf[o + 1] + pre[o]
-                    };
-                }
-            }
+            window_sum_rows(&u, w, (lo, hi), pre, suf, |t, v| piece[t - lo] = v);
         })
     });
+}
+
+/// Rows `lo..hi` (`lo >= w - 1`) of [`window_sums`] of `u`, handed to `emit(t, sum)` in order;
+/// `pre` and `suf` are scratch of `w` values each.
+#[inline(always)]
+fn window_sum_rows(
+    u: impl Fn(usize) -> f64,
+    w: usize,
+    (lo, hi): (usize, usize),
+    pre: &mut [f64],
+    suf: &mut [f64],
+    mut emit: impl FnMut(usize, f64),
+) {
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        let mut acc = 0.0f64;
+        for (o, p) in pre[..o_hi].iter_mut().enumerate() {
+            acc = acc + u(bs + o);
+            *p = acc;
+        }
+        if o_lo < w - 1 {
+            let mut acc = 0.0f64;
+            for o in (o_lo + 1..w).rev() {
+                acc = u(bs - w + o) + acc;
+                suf[o] = acc;
+            }
+        }
+        for o in o_lo..o_hi {
+            emit(
+                bs + o,
+                if o == w - 1 {
+                    pre[o]
+                } else {
+                    suf[o + 1] + pre[o]
+                },
+            );
+        }
+    }
 }
 
 /// KAMA's smoothing constant from the window's path length `s` and net change `r`.
@@ -417,17 +438,52 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     if n <= p {
         return;
     }
-    // u[i] = |x[i + 1]·g - x[i]·g|; path[i] = window sum ending at u[i], i.e. at row i + 1.
-    let g = 2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32));
-    let zero = 1e-8 * g;
-    let mut u = vec![0.0; n - 1];
-    update_rows(split, 0, &mut u, |i, _| (x[i + 1] * g - x[i] * g).abs());
+    // u(i) = |x[i + 1]·g - x[i]·g|; the path length at row t is the window sum ending at u(t - 1).
+    let g = kama_scale(p);
+    let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+    if p <= KAMA_FUSED_MAX {
+        // Each block's path lengths from `x` at once (O(p) extra per block): no temporaries.
+        return kama_scan(split, x, p, g, out, |start, ab| {
+            let mut scratch = [0.0f64; 2 * KAMA_FUSED_MAX];
+            let (pre, suf) = scratch.split_at_mut(KAMA_FUSED_MAX);
+            let rows = (start - 1, start - 1 + ab.len());
+            window_sum_rows(u, p, rows, pre, suf, |i, s| ab[i + 1 - start][0] = s);
+        });
+    }
+    // Long windows: one full-length pass of window sums (O(1) per row whatever `p`).
     let mut path = vec![0.0; n - 1];
-    window_sums(split, &u, p, &mut path);
+    window_sums(split, n - 1, u, p, &mut path);
+    kama_scan(split, x, p, g, out, |start, ab| {
+        for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+            v[0] = s;
+        }
+    });
+}
+
+/// KAMA's exact scale `g = 2^-j` (module spec).
+fn kama_scale(p: usize) -> f64 {
+    2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32))
+}
+
+/// KAMA windows up to this long compute their path lengths block by block inside the scan.
+const KAMA_FUSED_MAX: usize = 256;
+
+/// KAMA's scan over `x` with scale `g` (module spec); `paths(start, ab)` puts the path length of
+/// row `start + i` in `ab[i][0]`, which the drive then turns into the row's coefficients.
+fn kama_scan<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    p: usize,
+    g: f64,
+    out: &mut [f64],
+    paths: impl Fn(usize, &mut [[f64; 2]]) + Sync + Send,
+) {
+    let (n, zero) = (x.len(), 1e-8 * g);
     let drive = |start: usize, ab: &mut [[f64; 2]]| {
+        paths(start, ab);
         for (i, v) in ab.iter_mut().enumerate() {
             let t = start + i;
-            let sc = kama_sc_scaled(path[t - 1], x[t] * g - x[t - p] * g, zero);
+            let sc = kama_sc_scaled(v[0], x[t] * g - x[t - p] * g, zero);
             *v = [1.0 - sc, sc * x[t]];
         }
     };
@@ -816,7 +872,8 @@ mod tests {
         let u: Vec<f64> = (0..3000).map(|_| rng.below(7) as f64).collect();
         for w in [1, 2, 5, 64, 999] {
             let mut out = vec![0.0; u.len()];
-            window_sums(&CutAt(random_cuts(&mut rng, u.len(), 16)), &u, w, &mut out);
+            let split = CutAt(random_cuts(&mut rng, u.len(), 16));
+            window_sums(&split, u.len(), |i| u[i], w, &mut out);
             for t in w - 1..u.len() {
                 assert_eq!(out[t], u[t + 1 - w..=t].iter().sum::<f64>(), "w={w} t={t}");
             }
@@ -841,6 +898,29 @@ mod tests {
         kama(&Sequential, &x, 10, &mut out);
         assert!(out[10..35].iter().all(|&v| (v - 5.0).abs() < 1e-14));
         assert!((out[35] - (5.0 + fastest)).abs() < 1e-14, "{}", out[35]);
+    }
+
+    /// KAMA's path lengths computed block by block inside the scan are the stored window sums.
+    #[test]
+    fn kama_fused_path_lengths_are_the_stored_ones() {
+        for mut x in series_zoo(5000, 7) {
+            x[2100] = f64::NAN;
+            for p in [2, 30, KAMA_FUSED_MAX] {
+                let split = CutAt(vec![1500, 3333]);
+                let fused = run(&split, &x, MaType::Kama, p);
+                let g = kama_scale(p);
+                let mut path = vec![0.0; x.len() - 1];
+                let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+                window_sums(&split, x.len() - 1, u, p, &mut path);
+                let mut stored = vec![0.0; x.len()];
+                kama_scan(&split, &x, p, g, &mut stored, |start, ab| {
+                    for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+                        v[0] = s;
+                    }
+                });
+                assert_bits_eq(&fused[p..], &stored[p..], &format!("kama({p})"));
+            }
+        }
     }
 
     #[test]

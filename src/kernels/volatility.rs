@@ -226,7 +226,7 @@ pub fn adr<S: Splitter>(split: &S, h: &[f64], l: &[f64], period: usize, out: &mu
     if period == 0 || h.len() < period {
         return;
     }
-    moments::sma(split, &ranges(split, h, l), period, out);
+    moments::sma_of(split, h.len(), period, |t| h[t] - l[t], out);
 }
 
 /// CVI(period, roc_period); rows `< period - 1 + roc_period` untouched.
