@@ -46,6 +46,11 @@
 //!
 //! No FMA, no `pow`. Every stage's rows are a function of global row indices only, so any split
 //! gives the same bits (tested with random cuts).
+//!
+//! Execution (never the bits): DEMA, TEMA and T3 run their EMAs as one fused pass
+//! (`cascade.rs`) that writes only the combination; KAMA (period <= 256), VWMA's `x·v` and ADR
+//! compute their derived series where the next stage reads them; the stage-by-stage compositions
+//! above are the definition, and the tests compare against them.
 
 use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
@@ -507,11 +512,9 @@ pub fn vwma<S: Splitter>(split: &S, x: &[f64], v: &[f64], period: usize, out: &m
     if n < p {
         return;
     }
-    let mut pv = vec![0.0; n];
-    update_rows(split, 0, &mut pv, |t, _| x[t] * v[t]);
     let mut sv = vec![0.0; n];
     moments::sma(split, v, p, &mut sv);
-    moments::sma(split, &pv, p, out);
+    moments::sma_of(split, n, p, |t| x[t] * v[t], out);
     update_rows(split, p - 1, &mut out[..n], |t, spv| spv / sv[t]);
 }
 
