@@ -46,12 +46,18 @@
 //!
 //! No FMA, no `pow`. Every stage's rows are a function of global row indices only, so any split
 //! gives the same bits (tested with random cuts).
+//!
+//! Execution (never the bits): DEMA, TEMA and T3 run their EMAs as one fused pass
+//! (`cascade.rs`) that writes only the combination; KAMA (period <= 256), VWMA's `x·v` and ADR
+//! compute their derived series where the next stage reads them; the stage-by-stage compositions
+//! above are the definition, and the tests compare against them.
 
+use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
 use super::moments;
 use super::scan::{run_scan, write_rows, Recurrence};
 use super::scratch::with_scratch;
-use super::split::Splitter;
+use super::split::{Sequential, Splitter};
 use super::varscan::{run_varscan, write_y};
 use super::wilder;
 use super::wma;
@@ -186,39 +192,88 @@ fn ema_of<S: Splitter>(
     });
 }
 
-/// DEMA(period); rows before the lookback untouched.
-pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
-        return copy_rows(split, x, out);
-    }
-    let lb = 2 * (p - 1);
+/// The cascade of `M` EMAs of DEMA, TEMA and T3: `e_1 = ema_from(value, 0)`,
+/// `e_{s+1} = ema_from(e_s, s(p - 1))`, written as `combine([e_1, …, e_M])` from the lookback
+/// `M(p - 1)` on (earlier rows untouched). One fused pass ([`run_cascade`]): the stages' rows
+/// are those of the stage-by-stage definition ([`ema_stages`]), never stored.
+fn ema_cascade<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+    out: &mut [f64],
+    combine: impl Fn([f64; M]) -> f64 + Sync,
+) {
+    let p = period;
+    let lb = M * (p - 1);
     if n <= lb {
         return;
     }
-    let mut e1 = vec![0.0; n];
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, out);
-    update_rows(split, lb, &mut out[..n], |t, e2| 2.0 * e1[t] - e2);
+    // The stages through the lookback, by the definition: a row depends on no later row and the
+    // scan grid is aligned to row 0, so these are the full series' bits, seeds included.
+    let prefix = ema_stages::<_, M>(&Sequential, lb + 1, p, &value);
+    out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    let k = smoothing(p);
+    let stages: [Recurrence<1>; M] = std::array::from_fn(|s| {
+        let seed_row = (s + 1) * (p - 1);
+        Recurrence {
+            decay: [1.0 - k],
+            seed_row,
+            seed: [prefix[s][seed_row]],
+        }
+    });
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = [k * value(start + i)];
+        }
+    };
+    run_cascade(split, n, &stages, (drive, k), out, combine);
+}
+
+/// `e_1 … e_M` of [`ema_cascade`] over rows `0..n`, stage by stage through full-length vectors
+/// (the definition; rows before each stage's seed row are 0).
+fn ema_stages<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: &(impl Fn(usize) -> f64 + Sync + Send),
+) -> Vec<Vec<f64>> {
+    let mut e: Vec<Vec<f64>> = Vec::with_capacity(M);
+    for s in 0..M {
+        let mut y = vec![0.0; n];
+        match e.last() {
+            None => ema_of(split, n, 0, period, value, &mut y),
+            Some(prev) => ema_from(split, prev, s * (period - 1), period, &mut y),
+        }
+        e.push(y);
+    }
+    e
+}
+
+/// DEMA's combination of its two EMAs.
+fn dema_of(e: [f64; 2]) -> f64 {
+    2.0 * e[0] - e[1]
+}
+
+/// TEMA's combination of its three EMAs.
+fn tema_of(e: [f64; 3]) -> f64 {
+    (3.0 * e[0] - 3.0 * e[1]) + e[2]
+}
+
+/// DEMA(period); rows before the lookback untouched.
+pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period <= 1 {
+        return copy_rows(split, x, out);
+    }
+    ema_cascade(split, x.len(), period, |t| x[t], out, dema_of);
 }
 
 /// TEMA(period); rows before the lookback untouched.
 pub fn tema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 3 * (p - 1);
-    if n <= lb {
-        return;
-    }
-    let (mut e1, mut e2) = (vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, &mut e2);
-    ema_from(split, &e2, 2 * (p - 1), p, out);
-    update_rows(split, lb, &mut out[..n], |t, e3| {
-        (3.0 * e1[t] - 3.0 * e2[t]) + e3
-    });
+    ema_cascade(split, x.len(), period, |t| x[t], out, tema_of);
 }
 
 /// T3's coefficients `[c1, c2, c3, c4]` for the volume factor `v`, in TA-Lib's operations.
@@ -233,26 +288,18 @@ pub fn t3_coefficients(v: f64) -> [f64; 4] {
 
 /// T3(period, vfactor); rows before the lookback untouched.
 pub fn t3<S: Splitter>(split: &S, x: &[f64], period: usize, vfactor: f64, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 6 * (p - 1);
-    if n <= lb {
-        return;
-    }
     let [c1, c2, c3, c4] = t3_coefficients(vfactor);
-    let (mut a, mut b, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut a); // e1
-    ema_from(split, &a, p - 1, p, &mut b); // e2
-    ema_from(split, &b, 2 * (p - 1), p, &mut a); // e3
-    ema_from(split, &a, 3 * (p - 1), p, &mut b); // e4
-    ema_from(split, &b, 4 * (p - 1), p, &mut c); // e5
-    ema_from(split, &c, 5 * (p - 1), p, out); // e6
-    let (e3, e4, e5) = (&a, &b, &c);
-    update_rows(split, lb, &mut out[..n], |t, e6| {
-        ((c1 * e6 + c2 * e5[t]) + c3 * e4[t]) + c4 * e3[t]
-    });
+    ema_cascade(
+        split,
+        x.len(),
+        period,
+        |t| x[t],
+        out,
+        |e: [f64; 6]| ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2],
+    );
 }
 
 /// TRIMA's two SMA widths `(first, second)`: `SMA_second(SMA_first(x))`.
@@ -307,10 +354,15 @@ pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) 
     ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
 }
 
-/// `out[t] = Σ u[t - w + 1 ..= t]` for rows `t >= w - 1` on the block grid of `w` rows aligned to
-/// row 0 of `u` (see the module spec); earlier rows untouched.
-pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64]) {
-    let n = u.len();
+/// `out[t] = Σ u(t - w + 1 ..= t)` for rows `t >= w - 1` of the series `u` (`n` rows) on the
+/// block grid of `w` rows aligned to row 0 of `u` (see the module spec); earlier rows untouched.
+pub fn window_sums<S: Splitter>(
+    split: &S,
+    n: usize,
+    u: impl Fn(usize) -> f64 + Sync + Send,
+    w: usize,
+    out: &mut [f64],
+) {
     if w == 0 || n < w {
         return;
     }
@@ -318,32 +370,48 @@ pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64])
         let hi = lo + piece.len();
         with_scratch(2 * w, |scratch| {
             let (pre, suf) = scratch.split_at_mut(w);
-            for b in lo / w..=(hi - 1) / w {
-                let bs = b * w;
-                let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
-                let mut acc = 0.0f64;
-                for (o, v) in u[bs..bs + o_hi].iter().enumerate() {
-                    acc = acc + v;
-                    pre[o] = acc;
-                }
-                if o_lo < w - 1 {
-                    let prev = &u[bs - w..bs];
-                    let mut acc = 0.0f64;
-                    for o in (o_lo + 1..w).rev() {
-                        acc = prev[o] + acc;
-                        suf[o] = acc;
-                    }
-                }
-                for o in o_lo..o_hi {
-                    piece[bs + o - lo] = if o == w - 1 {
-                        pre[o]
-                    } else {
-                        suf[o + 1] + pre[o]
-                    };
-                }
-            }
+            window_sum_rows(&u, w, (lo, hi), pre, suf, |t, v| piece[t - lo] = v);
         })
     });
+}
+
+/// Rows `lo..hi` (`lo >= w - 1`) of [`window_sums`] of `u`, handed to `emit(t, sum)` in order;
+/// `pre` and `suf` are scratch of `w` values each.
+#[inline(always)]
+fn window_sum_rows(
+    u: impl Fn(usize) -> f64,
+    w: usize,
+    (lo, hi): (usize, usize),
+    pre: &mut [f64],
+    suf: &mut [f64],
+    mut emit: impl FnMut(usize, f64),
+) {
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        let mut acc = 0.0f64;
+        for (o, p) in pre[..o_hi].iter_mut().enumerate() {
+            acc = acc + u(bs + o);
+            *p = acc;
+        }
+        if o_lo < w - 1 {
+            let mut acc = 0.0f64;
+            for o in (o_lo + 1..w).rev() {
+                acc = u(bs - w + o) + acc;
+                suf[o] = acc;
+            }
+        }
+        for o in o_lo..o_hi {
+            emit(
+                bs + o,
+                if o == w - 1 {
+                    pre[o]
+                } else {
+                    suf[o + 1] + pre[o]
+                },
+            );
+        }
+    }
 }
 
 /// KAMA's smoothing constant from the window's path length `s` and net change `r`.
@@ -375,17 +443,52 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     if n <= p {
         return;
     }
-    // u[i] = |x[i + 1]·g - x[i]·g|; path[i] = window sum ending at u[i], i.e. at row i + 1.
-    let g = 2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32));
-    let zero = 1e-8 * g;
-    let mut u = vec![0.0; n - 1];
-    update_rows(split, 0, &mut u, |i, _| (x[i + 1] * g - x[i] * g).abs());
+    // u(i) = |x[i + 1]·g - x[i]·g|; the path length at row t is the window sum ending at u(t - 1).
+    let g = kama_scale(p);
+    let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+    if p <= KAMA_FUSED_MAX {
+        // Each block's path lengths from `x` at once (O(p) extra per block): no temporaries.
+        return kama_scan(split, x, p, g, out, |start, ab| {
+            let mut scratch = [0.0f64; 2 * KAMA_FUSED_MAX];
+            let (pre, suf) = scratch.split_at_mut(KAMA_FUSED_MAX);
+            let rows = (start - 1, start - 1 + ab.len());
+            window_sum_rows(u, p, rows, pre, suf, |i, s| ab[i + 1 - start][0] = s);
+        });
+    }
+    // Long windows: one full-length pass of window sums (O(1) per row whatever `p`).
     let mut path = vec![0.0; n - 1];
-    window_sums(split, &u, p, &mut path);
+    window_sums(split, n - 1, u, p, &mut path);
+    kama_scan(split, x, p, g, out, |start, ab| {
+        for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+            v[0] = s;
+        }
+    });
+}
+
+/// KAMA's exact scale `g = 2^-j` (module spec).
+fn kama_scale(p: usize) -> f64 {
+    2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32))
+}
+
+/// KAMA windows up to this long compute their path lengths block by block inside the scan.
+const KAMA_FUSED_MAX: usize = 256;
+
+/// KAMA's scan over `x` with scale `g` (module spec); `paths(start, ab)` puts the path length of
+/// row `start + i` in `ab[i][0]`, which the drive then turns into the row's coefficients.
+fn kama_scan<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    p: usize,
+    g: f64,
+    out: &mut [f64],
+    paths: impl Fn(usize, &mut [[f64; 2]]) + Sync + Send,
+) {
+    let (n, zero) = (x.len(), 1e-8 * g);
     let drive = |start: usize, ab: &mut [[f64; 2]]| {
+        paths(start, ab);
         for (i, v) in ab.iter_mut().enumerate() {
             let t = start + i;
-            let sc = kama_sc_scaled(path[t - 1], x[t] * g - x[t - p] * g, zero);
+            let sc = kama_sc_scaled(v[0], x[t] * g - x[t - p] * g, zero);
             *v = [1.0 - sc, sc * x[t]];
         }
     };
@@ -409,11 +512,9 @@ pub fn vwma<S: Splitter>(split: &S, x: &[f64], v: &[f64], period: usize, out: &m
     if n < p {
         return;
     }
-    let mut pv = vec![0.0; n];
-    update_rows(split, 0, &mut pv, |t, _| x[t] * v[t]);
     let mut sv = vec![0.0; n];
     moments::sma(split, v, p, &mut sv);
-    moments::sma(split, &pv, p, out);
+    moments::sma_of(split, n, p, |t| x[t] * v[t], out);
     update_rows(split, p - 1, &mut out[..n], |t, spv| spv / sv[t]);
 }
 
@@ -717,6 +818,45 @@ mod tests {
         }
     }
 
+    /// DEMA, TEMA and T3 on any schedule of workers give the bits of their EMAs computed stage by
+    /// stage through full-length vectors (their definition), from the lookback on.
+    #[test]
+    fn ema_cascades_give_the_stage_by_stage_bits() {
+        use crate::kernels::testing::Workers;
+        let [c1, c2, c3, c4] = t3_coefficients(MA_T3_VFACTOR);
+        for x in series_zoo(30_000, 5) {
+            for p in [2, 5, 30, 1500] {
+                let e = ema_stages::<_, 6>(&CutAt(vec![7000, 20_000]), x.len(), p, &|t| x[t]);
+                let at = |t: usize| -> [f64; 6] { std::array::from_fn(|s| e[s][t]) };
+                let want: [Vec<f64>; 3] = [
+                    (2 * (p - 1)..x.len())
+                        .map(|t| dema_of([at(t)[0], at(t)[1]]))
+                        .collect(),
+                    (3 * (p - 1)..x.len())
+                        .map(|t| tema_of([at(t)[0], at(t)[1], at(t)[2]]))
+                        .collect(),
+                    (6 * (p - 1)..x.len())
+                        .map(|t| {
+                            let e = at(t);
+                            ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2]
+                        })
+                        .collect(),
+                ];
+                for (threads, turns) in [(0, 1), (2, 0), (3, 0)] {
+                    let w = Workers::new(threads, turns);
+                    for (m, want) in [MaType::Dema, MaType::Tema, MaType::T3]
+                        .into_iter()
+                        .zip(&want)
+                    {
+                        let got = run(&w, &x, m, p);
+                        let what = format!("{m:?}({p}) threads={threads}");
+                        assert_bits_eq(&got[m.lookback(p)..], want, &what);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn ema_from_row_zero_is_ema_and_sma_is_the_moments_sma() {
         for x in series_zoo(3000, 3) {
@@ -735,7 +875,8 @@ mod tests {
         let u: Vec<f64> = (0..3000).map(|_| rng.below(7) as f64).collect();
         for w in [1, 2, 5, 64, 999] {
             let mut out = vec![0.0; u.len()];
-            window_sums(&CutAt(random_cuts(&mut rng, u.len(), 16)), &u, w, &mut out);
+            let split = CutAt(random_cuts(&mut rng, u.len(), 16));
+            window_sums(&split, u.len(), |i| u[i], w, &mut out);
             for t in w - 1..u.len() {
                 assert_eq!(out[t], u[t + 1 - w..=t].iter().sum::<f64>(), "w={w} t={t}");
             }
@@ -760,6 +901,29 @@ mod tests {
         kama(&Sequential, &x, 10, &mut out);
         assert!(out[10..35].iter().all(|&v| (v - 5.0).abs() < 1e-14));
         assert!((out[35] - (5.0 + fastest)).abs() < 1e-14, "{}", out[35]);
+    }
+
+    /// KAMA's path lengths computed block by block inside the scan are the stored window sums.
+    #[test]
+    fn kama_fused_path_lengths_are_the_stored_ones() {
+        for mut x in series_zoo(5000, 7) {
+            x[2100] = f64::NAN;
+            for p in [2, 30, KAMA_FUSED_MAX] {
+                let split = CutAt(vec![1500, 3333]);
+                let fused = run(&split, &x, MaType::Kama, p);
+                let g = kama_scale(p);
+                let mut path = vec![0.0; x.len() - 1];
+                let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+                window_sums(&split, x.len() - 1, u, p, &mut path);
+                let mut stored = vec![0.0; x.len()];
+                kama_scan(&split, &x, p, g, &mut stored, |start, ab| {
+                    for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+                        v[0] = s;
+                    }
+                });
+                assert_bits_eq(&fused[p..], &stored[p..], &format!("kama({p})"));
+            }
+        }
     }
 
     #[test]
