@@ -170,12 +170,7 @@ fn ema_of<S: Splitter>(
     if period == 0 || n < from + period {
         return;
     }
-    let k = smoothing(period);
-    let rec = Recurrence {
-        decay: [1.0 - k],
-        seed_row: from + period - 1,
-        seed: [seed_mean_of(period, |i| value(from + i))],
-    };
+    let (rec, k) = ema_from_recurrence(from, period, &value);
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         for (i, v) in b.iter_mut().enumerate() {
             *v = [k * value(start + i)];
@@ -184,6 +179,33 @@ fn ema_of<S: Splitter>(
     run_scan(split, n, &rec, drive, [&mut out[..n]], |o, i, t, ys, st| {
         write_rows(o[0], i, t, ys, st, |_, y| y[0])
     });
+}
+
+/// [`ema_from`]'s recurrence and drive coefficient `k` for the series `value(t)` (rows
+/// `from ..= from + period - 1` are read for the seed); the GPU pipeline builds its stages from it.
+pub fn ema_from_recurrence(
+    from: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64,
+) -> (Recurrence<1>, f64) {
+    let k = smoothing(period);
+    let rec = Recurrence {
+        decay: [1.0 - k],
+        seed_row: from + period - 1,
+        seed: [seed_mean_of(period, |i| value(from + i))],
+    };
+    (rec, k)
+}
+
+/// ZLEMA's lag `(period - 1) / 2`.
+pub fn zlema_lag(period: usize) -> usize {
+    (period - 1) / 2
+}
+
+/// ZLEMA's de-lagged series at row `t >= lag`.
+#[inline(always)]
+pub fn zlema_value(x: &[f64], lag: usize, t: usize) -> f64 {
+    2.0 * x[t] - x[t - lag]
 }
 
 /// DEMA(period); rows before the lookback untouched.
@@ -303,8 +325,8 @@ pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) 
     if p <= 1 {
         return copy_rows(split, x, out);
     }
-    let lag = (p - 1) / 2;
-    ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
+    let lag = zlema_lag(p);
+    ema_of(split, x.len(), lag, p, |t| zlema_value(x, lag, t), out);
 }
 
 /// `out[t] = Σ u[t - w + 1 ..= t]` for rows `t >= w - 1` on the block grid of `w` rows aligned to

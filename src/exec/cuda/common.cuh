@@ -26,6 +26,10 @@ typedef long long tx_i64;
 #define TX_MOMENTS_BOLLINGER 3
 #define TX_MOMENTS_VAR 4
 #define TX_MOMENTS_SUM 10
+// Bollinger bands around a middle computed before (ma.rs bollinger_ma): out0 holds the middle and
+// is only read; out1 = mid + k*s, out2 = mid - inv_denom*s (inv_denom carries the lower width),
+// s = sqrt(m2 * inv_w) (rolling_std with ddof 0).
+#define TX_MOMENTS_BANDS 11
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0
@@ -36,6 +40,14 @@ typedef long long tx_i64;
 #define TX_SCAN_NATR 5
 #define TX_SCAN_OBV 6
 #define TX_SCAN_CUMSUM 20
+// The moving averages of ma.rs, numbered apart from the others' modes. DEMA, TEMA and T3 are
+// chained EMA stages (drive k*in0); their last stage's finish writes the combination with the
+// earlier levels (in1, in2). ZLEMA's drive de-lags in0 by `lag` rows; COPY is the identity.
+#define TX_SCAN_DEMA 40   // finish: 2*e1 - y (in1 = e1)
+#define TX_SCAN_TEMA 41   // finish: (3*e1 - 3*e2) + y (in1 = e1, in2 = e2)
+#define TX_SCAN_T3 42     // finish: ((mix0*y + mix1*e5) + mix2*e4) + mix3*e3 (in0, in1, in2)
+#define TX_SCAN_ZLEMA 43  // drive: coef0 * (2*in0[t] - in0[t - lag])
+#define TX_SCAN_COPY 44   // finish: in0 (no drive, no state)
 
 struct MomentsArgs {
     const double* x;
@@ -111,6 +123,11 @@ struct ScanArgs {
     double decay1;
     double seed0;
     double seed1;
+    tx_i64 lag;       // rows before t that the drive reads (ZLEMA)
+    double mix0;      // the finish's combination coefficients (T3's c1..c4)
+    double mix1;
+    double mix2;
+    double mix3;
 };
 
 __device__ __forceinline__ tx_i64 tx_thread_index() {

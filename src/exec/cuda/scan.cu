@@ -55,6 +55,17 @@ extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
             l0[i] = (tx_is_nan(now) || tx_is_nan(before)) ? tx_nan() : step;
             break;
         }
+        case TX_SCAN_DEMA:
+        case TX_SCAN_TEMA:
+        case TX_SCAN_T3:
+            l0[i] = a.coef0 * a.in0[i];
+            break;
+        case TX_SCAN_ZLEMA:  // ma.rs zlema_value
+            l0[i] = a.coef0 * (2.0 * a.in0[i] - a.in0[i - a.lag]);
+            break;
+        case TX_SCAN_COPY:
+            l0[i] = 0.0;
+            break;
         default:
             break;
     }
@@ -121,6 +132,18 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
             break;
         }
+        case TX_SCAN_DEMA:  // ma.rs dema
+            a.out0[i] = 2.0 * a.in1[i] - y0;
+            break;
+        case TX_SCAN_TEMA:  // ma.rs tema
+            a.out0[i] = (3.0 * a.in1[i] - 3.0 * a.in2[i]) + y0;
+            break;
+        case TX_SCAN_T3:  // ma.rs t3
+            a.out0[i] = ((a.mix0 * y0 + a.mix1 * a.in0[i]) + a.mix2 * a.in1[i]) + a.mix3 * a.in2[i];
+            break;
+        case TX_SCAN_COPY:
+            a.out0[i] = a.in0[i];
+            break;
         default:  // ema, atr, obv, cumsum
             a.out0[i] = y0;
             break;
