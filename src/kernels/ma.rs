@@ -374,11 +374,21 @@ pub fn kama_sc(s: f64, r: f64) -> f64 {
     kama_sc_scaled(s, r, 1e-8)
 }
 
+/// KAMA's slowest smoothing constant, `2 / (30 + 1)`.
+pub const KAMA_SLOWEST: f64 = 2.0 / (30.0 + 1.0);
+/// The span of KAMA's constants, `2 / (2 + 1) - KAMA_SLOWEST`.
+pub const KAMA_SPAN: f64 = 2.0 / (2.0 + 1.0) - KAMA_SLOWEST;
+
+/// KAMA's exact scale `g = 2^-j` (`2^j` the smallest power of two `>= 2p`; see the module spec).
+pub fn kama_scale(period: usize) -> f64 {
+    2f64.powi(-((2 * period).next_power_of_two().trailing_zeros() as i32))
+}
+
 /// [`kama_sc`] of a path length and change both scaled by `g`; `zero = 1e-8·g`.
 #[inline(always)]
 fn kama_sc_scaled(s: f64, r: f64, zero: f64) -> f64 {
-    const SC_MAX: f64 = 2.0 / (30.0 + 1.0);
-    let diff = 2.0 / (2.0 + 1.0) - SC_MAX;
+    const SC_MAX: f64 = KAMA_SLOWEST;
+    let diff = KAMA_SPAN;
     let er = if s <= r || (-zero < s && s < zero) {
         1.0
     } else {
@@ -398,7 +408,7 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         return;
     }
     // u[i] = |x[i + 1]·g - x[i]·g|; path[i] = window sum ending at u[i], i.e. at row i + 1.
-    let g = 2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32));
+    let g = kama_scale(p);
     let zero = 1e-8 * g;
     let mut u = vec![0.0; n - 1];
     update_rows(split, 0, &mut u, |i, _| (x[i + 1] * g - x[i] * g).abs());

@@ -1107,7 +1107,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period",
         composition: "windowed sums (path length) + time-varying linear scan",
-        devices: cpu_only("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Kama { period: period(v, 0) }),
     },
     Indicator {
@@ -1177,7 +1177,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30), Param::ma_type("matype", 0, "Moving-average type")],
         lookback: "that of the matype at period (0 at period 1)",
         composition: "the matype's family (moving_average)",
-        devices: cpu_only("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Ma {
                 period: period(v, 0),

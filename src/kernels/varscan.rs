@@ -123,6 +123,9 @@ pub fn run_varscan<S: Splitter, const K: usize>(
             t += 1;
         }
         if t >= hi {
+            if hi == n {
+                split.scan_carry_out(&[seed]);
+            }
             return;
         }
         let mut k = t / SCAN_BLOCK;
@@ -142,6 +145,10 @@ pub fn run_varscan<S: Splitter, const K: usize>(
                 k += 1;
             }
         });
+        // The state after the last row, for a device set's GPUs to continue from (as scan.rs).
+        if hi == n {
+            split.scan_carry_out(&[c]);
+        }
     });
 }
 

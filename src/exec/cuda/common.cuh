@@ -48,6 +48,11 @@ typedef long long tx_i64;
 #define TX_SCAN_T3 42     // finish: ((mix0*y + mix1*e5) + mix2*e4) + mix3*e3 (in0, in1, in2)
 #define TX_SCAN_ZLEMA 43  // drive: coef0 * (2*in0[t] - in0[t - lag])
 #define TX_SCAN_COPY 44   // finish: in0 (no drive, no state)
+// KAMA (ma.rs kama) on the time-varying scan of varscan.rs: the drive writes a_t to channel 0 and
+// b_t to channel 1, the local scan turns them into (A_t, L_t) per block, ends = (A_end, L_end),
+// the host chains C_{k+1} = L_end + A_end*C_k into carries[2k], and y = L_t + A_t*C_k.
+// coef0 = g, coef1 = 1e-8*g, lag = p, mix0 = the slowest constant, mix1 = the span.
+#define TX_SCAN_KAMA 45
 
 struct MomentsArgs {
     const double* x;

@@ -59,7 +59,7 @@ fn moving_average_specs() -> Vec<Spec> {
     use crate::kernels::registry::build_named;
     let mut v = Vec::new();
     for p in [1.0, 2.0, 3.0, 4.0, 9.0, 30.0, 200.0] {
-        for name in ["rma", "dema", "tema", "zlema"] {
+        for name in ["rma", "dema", "tema", "zlema", "kama"] {
             v.push(build_named(name, [("period", p)]).unwrap());
         }
     }
@@ -73,7 +73,7 @@ fn moving_average_specs() -> Vec<Spec> {
     ] {
         v.push(build_named("t3", [("period", p), ("vfactor", f)]).unwrap());
     }
-    for matype in [0.0, 1.0, 2.0, 3.0, 4.0, 8.0, 10.0, 12.0, 13.0] {
+    for matype in [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 13.0] {
         for p in [1.0, 2.0, 5.0, 30.0] {
             v.push(build_named("ma", [("period", p), ("matype", matype)]).unwrap());
         }

@@ -16,6 +16,7 @@ use crate::kernels::elementwise::Op;
 use crate::kernels::ma::{self, MaType};
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
+use crate::kernels::varscan;
 use crate::kernels::{ema, wilder, Spec};
 
 /// A device array of `f64`.
@@ -203,6 +204,26 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
                 [Out::User(0), Out::None],
             );
             stage.lag = lag;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kama { period } if period <= 1 => copy(),
+        Spec::Kama { period } => {
+            // Two channels hold the drive's (a, b), then the local (A, L); one state is carried.
+            let rec = Recurrence {
+                decay: [0.0; 2],
+                seed_row: period - 1,
+                seed: [x[period - 1], 0.0],
+            };
+            let g = ma::kama_scale(period);
+            let mut stage = Stage::new(
+                SCAN_KAMA,
+                &rec,
+                [g, 1e-8 * g],
+                x_only,
+                [Out::User(0), Out::None],
+            );
+            stage.lag = period;
+            stage.mix = [ma::KAMA_SLOWEST, ma::KAMA_SPAN, 0.0, 0.0];
             Family::Scans(vec![stage])
         }
         Spec::Ma { period, matype } => return ma_family(matype, period, inputs),
@@ -822,6 +843,17 @@ impl Stage {
     }
 }
 
+impl Stage {
+    /// The length of the state carried from block to block (KAMA's two channels carry one).
+    fn carried(&self) -> usize {
+        if self.mode == SCAN_KAMA {
+            1
+        } else {
+            self.channels
+        }
+    }
+}
+
 /// Rows before a piece's first row that its scans read (the previous row, or ZLEMA's lag).
 fn scan_halo(stages: &[Stage]) -> usize {
     stages.iter().map(|s| s.lag).max().unwrap_or(0).max(1)
@@ -927,6 +959,17 @@ impl Stage {
         carries: &mut [f64],
     ) {
         let c = self.channels;
+        if self.mode == SCAN_KAMA {
+            // The time-varying scan: ends are (A_end, L_end) pairs (varscan.rs chain_carries).
+            let pairs: Vec<[f64; 2]> = ends.chunks_exact(2).map(|e| [e[0], e[1]]).collect();
+            let chained = varscan::chain_carries(cur[0], &pairs);
+            for (kk, carry) in chained.iter().take(pairs.len()).enumerate() {
+                carries[2 * kk] = *carry;
+                carries[2 * kk + 1] = 0.0;
+            }
+            cur[0] = chained[pairs.len()];
+            return;
+        }
         for kk in 0..ends.len() / c {
             let k = k0 + kk;
             let len = ((k + 1) * SCAN_BLOCK).min(hi) - (k * SCAN_BLOCK).max(from);
@@ -1394,7 +1437,7 @@ fn scan_member<B: Backend>(
             if let Some(source) = ex.carry_in.filter(|_| st.mode != SCAN_COPY) {
                 // The prefix's state after its last row (it holds every seed row).
                 match source.next_state() {
-                    Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
+                    Some(c) if c.len() == st.carried() => cur[..c.len()].copy_from_slice(&c),
                     _ => ex.fail(),
                 }
             }
