@@ -25,8 +25,10 @@
 //! One piece carries inline; with several pieces a pre-pass (through [`Splitter::map_indexed`])
 //! computes `(L_end, A_end)` of every block before the last piece, the carries are chained on the
 //! calling thread ([`chain_carries`], shared with the GPU path), and each piece starts from its
-//! first block's carry. (The chained single pass of `scan.rs` is an optimisation that evaluates the
-//! same formulas; it is not needed until an indicator uses this scan.)
+//! first block's carry. The last piece reports the state after the last row through
+//! [`Splitter::scan_carry_out`], as `run_scan` does (a device set's GPUs continue from it). (The
+//! chained single pass of `scan.rs` is an optimisation that evaluates the same formulas; KAMA, the
+//! one user, does not need it yet.)
 
 use super::scan::SCAN_BLOCK;
 use super::scratch::with_scratch;
