@@ -905,7 +905,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "max(period - 1, atr_period)",
         composition: "linear scan (two channels: EMA of the typical price, ATR) + elementwise bands",
-        devices: cpu_only("no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Kc {
                 period: period(v, 0),

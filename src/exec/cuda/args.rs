@@ -96,6 +96,8 @@ pub const SCAN_ZLEMA: i64 = 43;
 pub const SCAN_COPY: i64 = 44;
 /// KAMA on the time-varying scan (see `common.cuh`).
 pub const SCAN_KAMA: i64 = 45;
+/// KC's two channels and three bands (see `common.cuh`).
+pub const SCAN_KC: i64 = 46;
 
 kernel_args!(
     /// `MomentsArgs`: `tx_moments`, one thread per block of the grid.
@@ -134,7 +136,7 @@ kernel_args!(
         out0: u64, out1: u64,
         base: i64, stride: i64, lo: i64, hi: i64, seed_row: i64, channels: i64, mode: i64,
         coef0: f64, coef1: f64, decay0: f64, decay1: f64, seed0: f64, seed1: f64,
-        lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64,
+        lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64, out2: u64,
     }
 );
 

@@ -53,6 +53,10 @@ typedef long long tx_i64;
 // the host chains C_{k+1} = L_end + A_end*C_k into carries[2k], and y = L_t + A_t*C_k.
 // coef0 = g, coef1 = 1e-8*g, lag = p, mix0 = the slowest constant, mix1 = the span.
 #define TX_SCAN_KAMA 45
+// KC (volatility.rs kc): in0 = close, in1 = high, in2 = low; channel 0 the EMA of the typical
+// price (drive coef0*tp), channel 1 the ATR (drive tr*coef1); out0 = y0 + y1*mix0 (upper),
+// out1 = y0 (middle), out2 = y0 - y1*mix0 (lower).
+#define TX_SCAN_KC 46
 
 struct MomentsArgs {
     const double* x;
@@ -133,6 +137,7 @@ struct ScanArgs {
     double mix1;
     double mix2;
     double mix3;
+    double* out2;     // a third output (KC's lower band)
 };
 
 __device__ __forceinline__ tx_i64 tx_thread_index() {

@@ -50,6 +50,15 @@ fn specs() -> Vec<Spec> {
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
     v.extend(moving_average_specs());
+    for (p, a, m) in [
+        (20.0, 10.0, 2.0),
+        (2.0, 1.0, 1.5),
+        (2.0, 5.0, 0.0),
+        (9.0, 2.0, 3.0),
+    ] {
+        let params = [("period", p), ("atr_period", a), ("multiplier", m)];
+        v.push(crate::kernels::registry::build_named("kc", params).unwrap());
+    }
     v
 }
 

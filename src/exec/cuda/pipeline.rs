@@ -17,7 +17,7 @@ use crate::kernels::ma::{self, MaType};
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
 use crate::kernels::varscan;
-use crate::kernels::{ema, wilder, Spec};
+use crate::kernels::{ema, volatility, wilder, Spec};
 
 /// A device array of `f64`.
 pub trait DeviceBuffer {
@@ -204,6 +204,19 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
                 [Out::User(0), Out::None],
             );
             stage.lag = lag;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kc {
+            period,
+            atr_period,
+            multiplier,
+        } => {
+            let (rec, coef) =
+                volatility::kc_recurrence((inputs[1], inputs[2], inputs[0]), period, atr_period);
+            let ins = [In::Input(0), In::Input(1), In::Input(2)];
+            let mut stage = Stage::new(SCAN_KC, &rec, coef, ins, [Out::User(0), Out::User(1)]);
+            stage.out2 = Out::User(2);
+            stage.mix[0] = multiplier;
             Family::Scans(vec![stage])
         }
         Spec::Kama { period } if period <= 1 => copy(),
@@ -814,6 +827,8 @@ struct Stage {
     lag: usize,
     /// The finish's combination coefficients (T3's c1..c4).
     mix: [f64; 4],
+    /// A third output (KC's lower band).
+    out2: Out,
 }
 
 impl Stage {
@@ -839,6 +854,7 @@ impl Stage {
             powers: power_table(&rec.decay),
             lag: 0,
             mix: [0.0; 4],
+            out2: Out::None,
         }
     }
 }
@@ -873,7 +889,7 @@ fn scan_buffers(stages: &[Stage], outputs: usize) -> usize {
     };
     stages
         .iter()
-        .map(|s| used(&s.outs))
+        .map(|s| used(&[s.outs[0], s.outs[1], s.out2]))
         .fold(outputs, usize::max)
 }
 
@@ -1354,6 +1370,7 @@ impl<Buf: DeviceBuffer> MemberBufs<Buf> {
             mix1: st.mix[1],
             mix2: st.mix[2],
             mix3: st.mix[3],
+            out2: target(st.out2),
         }
     }
 }

@@ -95,6 +95,14 @@ extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
         case TX_SCAN_COPY:
             l0[i] = 0.0;
             break;
+        case TX_SCAN_KC: {  // in0 = close, in1 = high, in2 = low
+            const double prev = a.in0[i - 1];
+            const double h = a.in1[i], lo = a.in2[i];
+            const double tr = tx_nan_max(tx_nan_max(h - lo, fabs(prev - h)), fabs(prev - lo));
+            l0[i] = a.coef0 * (((h + lo) + a.in0[i]) / 3.0);
+            l1[i] = tr * a.coef1;
+            break;
+        }
         case TX_SCAN_KAMA: {
             const double sc = tx_kama_sc(a, t);
             l0[i] = 1.0 - sc;
@@ -200,6 +208,11 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             break;
         case TX_SCAN_COPY:
             a.out0[i] = a.in0[i];
+            break;
+        case TX_SCAN_KC:  // volatility.rs kc
+            a.out0[i] = y0 + y1 * a.mix0;
+            a.out1[i] = y0;
+            a.out2[i] = y0 - y1 * a.mix0;
             break;
         case TX_SCAN_KAMA:  // varscan.rs fix_up: y = L + A*C (the seed at the seed row)
             if (t > a.seed_row) {
