@@ -1163,7 +1163,7 @@ pub fn run_multi<B: Backend>(
             again,
         )?;
         middle = vec![0.0; n];
-        middle[start..start + outs[0].len()].copy_from_slice(&outs[0]);
+        middle[start..start + outs[0].len()].copy_from_slice(outs[0]);
     }
     let mut ranges = share_ranges(from.max(start), n, shares, align);
     // The first scan range must hold every seed row (MACD's signal seeds at the lookback).
