@@ -72,6 +72,9 @@ fn moving_average_specs() -> Vec<Spec> {
             v.push(build_named(name, [("period", p)]).unwrap());
         }
     }
+    // Drives whose reach back (ZLEMA's lag, KAMA's window) exceeds a scan block.
+    v.push(build_named("kama", [("period", 1500.0)]).unwrap());
+    v.push(build_named("zlema", [("period", 2601.0)]).unwrap());
     for (p, f) in [
         (1.0, 0.7),
         (2.0, 0.7),

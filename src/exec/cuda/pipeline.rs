@@ -823,7 +823,8 @@ struct Stage {
     ins: [In; 3],
     outs: [Out; 2],
     powers: Vec<f64>,
-    /// Rows before `t` the drive reads (ZLEMA's lag; the pieces' halo is at least 1).
+    /// Rows before `t` the drive reads beyond the previous one (ZLEMA's lag, KAMA's period);
+    /// the pieces' halo is the largest, at least 1.
     lag: usize,
     /// The finish's combination coefficients (T3's c1..c4).
     mix: [f64; 4],
@@ -870,7 +871,7 @@ impl Stage {
     }
 }
 
-/// Rows before a piece's first row that its scans read (the previous row, or ZLEMA's lag).
+/// Rows before a piece's first row that its scans read (the previous row, or the largest lag).
 fn scan_halo(stages: &[Stage]) -> usize {
     stages.iter().map(|s| s.lag).max().unwrap_or(0).max(1)
 }
@@ -903,7 +904,8 @@ fn scans<B: Backend>(
 ) -> Result<(), GpuError> {
     let n = inputs[0].len();
     let first = stages[0].seed_row;
-    // The first piece holds every seed row; later pieces start on a scan block and read one row back.
+    // The first piece holds every seed row; later pieces start on a scan block and read one row back
+    // (or the drive's lag).
     let plan = pieces(first, n, piece_rows, SCAN_BLOCK, lookback);
     let halo = scan_halo(stages);
     let cap = plan
