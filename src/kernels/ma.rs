@@ -176,12 +176,7 @@ fn ema_of<S: Splitter>(
     if period == 0 || n < from + period {
         return;
     }
-    let k = smoothing(period);
-    let rec = Recurrence {
-        decay: [1.0 - k],
-        seed_row: from + period - 1,
-        seed: [seed_mean_of(period, |i| value(from + i))],
-    };
+    let (rec, k) = ema_from_recurrence(from, period, &value);
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         for (i, v) in b.iter_mut().enumerate() {
             *v = [k * value(start + i)];
@@ -190,6 +185,33 @@ fn ema_of<S: Splitter>(
     run_scan(split, n, &rec, drive, [&mut out[..n]], |o, i, t, ys, st| {
         write_rows(o[0], i, t, ys, st, |_, y| y[0])
     });
+}
+
+/// [`ema_from`]'s recurrence and drive coefficient `k` for the series `value(t)` (rows
+/// `from ..= from + period - 1` are read for the seed); the GPU pipeline builds its stages from it.
+pub fn ema_from_recurrence(
+    from: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64,
+) -> (Recurrence<1>, f64) {
+    let k = smoothing(period);
+    let rec = Recurrence {
+        decay: [1.0 - k],
+        seed_row: from + period - 1,
+        seed: [seed_mean_of(period, |i| value(from + i))],
+    };
+    (rec, k)
+}
+
+/// ZLEMA's lag `(period - 1) / 2`.
+pub fn zlema_lag(period: usize) -> usize {
+    (period - 1) / 2
+}
+
+/// ZLEMA's de-lagged series at row `t >= lag`.
+#[inline(always)]
+pub fn zlema_value(x: &[f64], lag: usize, t: usize) -> f64 {
+    2.0 * x[t] - x[t - lag]
 }
 
 /// The cascade of `M` EMAs of DEMA, TEMA and T3: `e_1 = ema_from(value, 0)`,
@@ -350,8 +372,8 @@ pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) 
     if p <= 1 {
         return copy_rows(split, x, out);
     }
-    let lag = (p - 1) / 2;
-    ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
+    let lag = zlema_lag(p);
+    ema_of(split, x.len(), lag, p, |t| zlema_value(x, lag, t), out);
 }
 
 /// `out[t] = Σ u(t - w + 1 ..= t)` for rows `t >= w - 1` of the series `u` (`n` rows) on the
@@ -420,11 +442,21 @@ pub fn kama_sc(s: f64, r: f64) -> f64 {
     kama_sc_scaled(s, r, 1e-8)
 }
 
+/// KAMA's slowest smoothing constant, `2 / (30 + 1)`.
+pub const KAMA_SLOWEST: f64 = 2.0 / (30.0 + 1.0);
+/// The span of KAMA's constants, `2 / (2 + 1) - KAMA_SLOWEST`.
+pub const KAMA_SPAN: f64 = 2.0 / (2.0 + 1.0) - KAMA_SLOWEST;
+
+/// KAMA's exact scale `g = 2^-j` (`2^j` the smallest power of two `>= 2p`; see the module spec).
+pub fn kama_scale(period: usize) -> f64 {
+    2f64.powi(-((2 * period).next_power_of_two().trailing_zeros() as i32))
+}
+
 /// [`kama_sc`] of a path length and change both scaled by `g`; `zero = 1e-8·g`.
 #[inline(always)]
 fn kama_sc_scaled(s: f64, r: f64, zero: f64) -> f64 {
-    const SC_MAX: f64 = 2.0 / (30.0 + 1.0);
-    let diff = 2.0 / (2.0 + 1.0) - SC_MAX;
+    const SC_MAX: f64 = KAMA_SLOWEST;
+    let diff = KAMA_SPAN;
     let er = if s <= r || (-zero < s && s < zero) {
         1.0
     } else {
@@ -463,11 +495,6 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
             v[0] = s;
         }
     });
-}
-
-/// KAMA's exact scale `g = 2^-j` (module spec).
-fn kama_scale(p: usize) -> f64 {
-    2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32))
 }
 
 /// KAMA windows up to this long compute their path lengths block by block inside the scan.

@@ -905,7 +905,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "max(period - 1, atr_period)",
         composition: "linear scan (two channels: EMA of the typical price, ATR) + elementwise bands",
-        devices: cpu_only("no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Kc {
                 period: period(v, 0),
@@ -1039,7 +1039,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "2 · (period - 1)",
         composition: "linear scans (two chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no stage combining two chained EMAs (2·e1 - e2)"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Dema { period: period(v, 0) }),
     },
     Indicator {
@@ -1053,7 +1053,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "3 · (period - 1)",
         composition: "linear scans (three chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for the three chained EMAs it combines"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Tema { period: period(v, 0) }),
     },
     Indicator {
@@ -1093,7 +1093,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "6 · (period - 1)",
         composition: "linear scans (six chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for six chained EMAs"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::T3 { period: period(v, 0), vfactor: v[1] }),
     },
     Indicator {
@@ -1107,7 +1107,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period",
         composition: "windowed sums (path length) + time-varying linear scan",
-        devices: cpu_only("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Kama { period: period(v, 0) }),
     },
     Indicator {
@@ -1121,7 +1121,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "linear scan (Wilder smoothing)",
-        devices: cpu_only("no CUDA twin yet: tx_scan has no mode for Wilder smoothing of the input itself"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Rma { period: period(v, 0) }),
     },
     Indicator {
@@ -1135,7 +1135,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "(period - 1) / 2 + period - 1",
         composition: "elementwise de-lag + linear scan",
-        devices: cpu_only("no CUDA twin yet: tx_scan has no de-lagged EMA drive"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Zlema { period: period(v, 0) }),
     },
     Indicator {
@@ -1177,7 +1177,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30), Param::ma_type("matype", 0, "Moving-average type")],
         lookback: "that of the matype at period (0 at period 1)",
         composition: "the matype's family (moving_average)",
-        devices: cpu_only("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Ma {
                 period: period(v, 0),

@@ -25,8 +25,10 @@
 //! One piece carries inline; with several pieces a pre-pass (through [`Splitter::map_indexed`])
 //! computes `(L_end, A_end)` of every block before the last piece, the carries are chained on the
 //! calling thread ([`chain_carries`], shared with the GPU path), and each piece starts from its
-//! first block's carry. (The chained single pass of `scan.rs` is an optimisation that evaluates the
-//! same formulas; it is not needed until an indicator uses this scan.)
+//! first block's carry. The last piece reports the state after the last row through
+//! [`Splitter::scan_carry_out`], as `run_scan` does (a device set's GPUs continue from it). (The
+//! chained single pass of `scan.rs` is an optimisation that evaluates the same formulas; KAMA, the
+//! one user, does not need it yet.)
 
 use super::scan::SCAN_BLOCK;
 use super::scratch::with_scratch;
@@ -182,6 +184,9 @@ pub fn run_varscan<S: Splitter, const K: usize>(
             t += 1;
         }
         if t >= hi {
+            if hi == n {
+                split.scan_carry_out(&[seed]);
+            }
             return;
         }
         let mut k = t / SCAN_BLOCK;
@@ -220,6 +225,10 @@ pub fn run_varscan<S: Splitter, const K: usize>(
                 k += 1;
             }
         });
+        // The state after the last row, for a device set's GPUs to continue from (as scan.rs).
+        if hi == n {
+            split.scan_carry_out(&[c]);
+        }
     });
 }
 

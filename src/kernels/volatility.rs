@@ -129,6 +129,28 @@ pub fn kc_seed_row(period: usize, atr_period: usize) -> usize {
     (period - 1).max(atr_period)
 }
 
+/// KC's two-channel (EMA of the typical price, ATR) recurrence and drive coefficients `[k, 1/n]`
+/// (`kc_seed_row < h.len()`); the GPU pipeline builds its stage from it.
+pub fn kc_recurrence(
+    (h, l, c): (&[f64], &[f64], &[f64]),
+    period: usize,
+    atr_period: usize,
+) -> (Recurrence<2>, [f64; 2]) {
+    let p = kc_seed_row(period, atr_period);
+    let tp = |t: usize| Op::TypicalPrice.at(t, &[h, l, c, &[]]);
+    let k = smoothing(period);
+    let (a, inv) = wilder(atr_period);
+    let rec = Recurrence {
+        decay: [1.0 - k, a],
+        seed_row: p,
+        seed: [
+            seed_mean_of(period, |i| tp(p + 1 - period + i)),
+            seed_mean_of(atr_period, |i| true_range(h, l, c, p + 1 - atr_period + i)),
+        ],
+    };
+    (rec, [k, inv])
+}
+
 /// KC(period, atr_period, multiplier); rows `< kc_seed_row` untouched.
 #[allow(clippy::too_many_arguments)]
 pub fn kc<S: Splitter>(
@@ -150,16 +172,7 @@ pub fn kc<S: Splitter>(
         return;
     }
     let tp = |t: usize| Op::TypicalPrice.at(t, &[h, l, c, &[]]);
-    let k = smoothing(period);
-    let (a, inv) = wilder(atr_period);
-    let rec = Recurrence {
-        decay: [1.0 - k, a],
-        seed_row: p,
-        seed: [
-            seed_mean_of(period, |i| tp(p + 1 - period + i)),
-            seed_mean_of(atr_period, |i| true_range(h, l, c, p + 1 - atr_period + i)),
-        ],
-    };
+    let (rec, [k, inv]) = kc_recurrence((h, l, c), period, atr_period);
     let drive = |start: usize, b: &mut [[f64; 2]]| {
         fill_rows(start, b, |t| [k * tp(t), true_range(h, l, c, t) * inv])
     };

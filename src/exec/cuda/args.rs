@@ -76,6 +76,8 @@ pub const MOMENTS_BOLLINGER: i64 = 3;
 pub const MOMENTS_VAR: i64 = 4;
 /// SUM (`r * w + S1`, `k` carries `w`); numbered apart from the others' modes.
 pub const MOMENTS_SUM: i64 = 10;
+/// Bands around a middle already in `out0` (`k` up, `inv_denom` down; see `common.cuh`).
+pub const MOMENTS_BANDS: i64 = 11;
 
 pub const SCAN_EMA: i64 = 0;
 pub const SCAN_MACD: i64 = 1;
@@ -86,6 +88,16 @@ pub const SCAN_NATR: i64 = 5;
 pub const SCAN_OBV: i64 = 6;
 /// CUMSUM: the drive is the input itself; numbered apart from the others' modes.
 pub const SCAN_CUMSUM: i64 = 20;
+/// The moving averages of ma.rs (see `common.cuh`).
+pub const SCAN_DEMA: i64 = 40;
+pub const SCAN_TEMA: i64 = 41;
+pub const SCAN_T3: i64 = 42;
+pub const SCAN_ZLEMA: i64 = 43;
+pub const SCAN_COPY: i64 = 44;
+/// KAMA on the time-varying scan (see `common.cuh`).
+pub const SCAN_KAMA: i64 = 45;
+/// KC's two channels and three bands (see `common.cuh`).
+pub const SCAN_KC: i64 = 46;
 
 kernel_args!(
     /// `MomentsArgs`: `tx_moments`, one thread per block of the grid.
@@ -124,6 +136,7 @@ kernel_args!(
         out0: u64, out1: u64,
         base: i64, stride: i64, lo: i64, hi: i64, seed_row: i64, channels: i64, mode: i64,
         coef0: f64, coef1: f64, decay0: f64, decay1: f64, seed0: f64, seed1: f64,
+        lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64, out2: u64,
     }
 );
 

@@ -13,9 +13,11 @@
 use super::args::*;
 use super::error::GpuError;
 use crate::kernels::elementwise::Op;
+use crate::kernels::ma::{self, MaType};
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
-use crate::kernels::{ema, wilder, Spec};
+use crate::kernels::varscan;
+use crate::kernels::{ema, volatility, wilder, Spec};
 
 /// A device array of `f64`.
 pub trait DeviceBuffer {
@@ -49,6 +51,14 @@ enum Family {
     Stoch(usize, usize, usize),
     Scans(Vec<Stage>),
     Elementwise(Op),
+    /// Bollinger bands around the moving average `ma` (its own family, run first into the middle
+    /// output), then `tx_moments` in its BANDS mode over `w` rows for the two bands.
+    Bands {
+        ma: Spec,
+        w: usize,
+        up: f64,
+        down: f64,
+    },
 }
 
 /// Output rows `[from, to)` of a call, written to output slices whose element 0 is row `out_base`.
@@ -166,12 +176,176 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
                 ),
             ])
         }
+        Spec::Rma { period } => {
+            let (rec, inv) = wilder::rma_recurrence(x, period);
+            one(SCAN_EMA, &rec, inv, x_only)
+        }
+        Spec::Dema { period }
+        | Spec::Tema { period }
+        | Spec::T3 { period, .. }
+        | Spec::Zlema { period }
+            if period <= 1 =>
+        {
+            copy()
+        }
+        Spec::Dema { period } => Family::Scans(ema_chain(x, period, SCAN_DEMA, [0.0; 4])),
+        Spec::Tema { period } => Family::Scans(ema_chain(x, period, SCAN_TEMA, [0.0; 4])),
+        Spec::T3 { period, vfactor } => {
+            Family::Scans(ema_chain(x, period, SCAN_T3, ma::t3_coefficients(vfactor)))
+        }
+        Spec::Zlema { period } => {
+            let lag = ma::zlema_lag(period);
+            let (rec, k) = ma::ema_from_recurrence(lag, period, |t| ma::zlema_value(x, lag, t));
+            let mut stage = Stage::new(
+                SCAN_ZLEMA,
+                &rec,
+                [k, 0.0],
+                x_only,
+                [Out::User(0), Out::None],
+            );
+            stage.lag = lag;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kc {
+            period,
+            atr_period,
+            multiplier,
+        } => {
+            let (rec, coef) =
+                volatility::kc_recurrence((inputs[1], inputs[2], inputs[0]), period, atr_period);
+            let ins = [In::Input(0), In::Input(1), In::Input(2)];
+            let mut stage = Stage::new(SCAN_KC, &rec, coef, ins, [Out::User(0), Out::User(1)]);
+            stage.out2 = Out::User(2);
+            stage.mix[0] = multiplier;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kama { period } if period <= 1 => copy(),
+        Spec::Kama { period } => {
+            // Two channels hold the drive's (a, b), then the local (A, L); one state is carried.
+            let rec = Recurrence {
+                decay: [0.0; 2],
+                seed_row: period - 1,
+                seed: [x[period - 1], 0.0],
+            };
+            let g = ma::kama_scale(period);
+            let mut stage = Stage::new(
+                SCAN_KAMA,
+                &rec,
+                [g, 1e-8 * g],
+                x_only,
+                [Out::User(0), Out::None],
+            );
+            stage.lag = period;
+            stage.mix = [ma::KAMA_SLOWEST, ma::KAMA_SPAN, 0.0, 0.0];
+            Family::Scans(vec![stage])
+        }
+        Spec::Ma { period, matype } => return ma_family(matype, period, inputs),
+        Spec::BollingerMa {
+            period,
+            up,
+            down,
+            matype,
+        } => Family::Bands {
+            ma: Spec::Ma { period, matype },
+            w: period,
+            up,
+            down,
+        },
         // Every indicator declared `CPU_AND_CUDA` has an arm above (the host-compiled tests run
         // them all); a CPU-only one needs none.
         #[allow(unreachable_patterns)]
         _ => return Err(GpuError::NoCudaComposition(spec.name())),
     };
     Ok(family)
+}
+
+/// The identity (a moving average of period 1): one stateless scan stage that copies its input.
+fn copy() -> Family {
+    let rec = Recurrence {
+        decay: [0.0],
+        seed_row: 0,
+        seed: [0.0],
+    };
+    Family::Scans(vec![Stage::new(
+        SCAN_COPY,
+        &rec,
+        [0.0; 2],
+        [In::Input(0), In::None, In::None],
+        [Out::User(0), Out::None],
+    )])
+}
+
+/// TA-Lib's moving average `matype` at `period` (ma.rs `moving_average`): the standalone
+/// indicator's family (T3 with MA's volume factor), or the identity where it is one.
+fn ma_family(matype: MaType, period: usize, inputs: &[&[f64]]) -> Result<Family, GpuError> {
+    if period <= 1 || matype == MaType::Disabled {
+        return Ok(copy());
+    }
+    let spec = match matype {
+        MaType::Sma => Spec::Sma { period },
+        MaType::Ema => Spec::Ema { period },
+        MaType::Wma => Spec::Wma { period },
+        MaType::Dema => Spec::Dema { period },
+        MaType::Tema => Spec::Tema { period },
+        MaType::Trima => Spec::Trima { period },
+        MaType::Kama => Spec::Kama { period },
+        MaType::T3 => Spec::T3 {
+            period,
+            vfactor: ma::MA_T3_VFACTOR,
+        },
+        MaType::Hma => Spec::Hma { period },
+        MaType::Zlema => Spec::Zlema { period },
+        MaType::Rma => Spec::Rma { period },
+        MaType::Disabled => return Ok(copy()),
+    };
+    family(&spec, inputs)
+}
+
+/// DEMA, TEMA and T3 (ma.rs, `period >= 2`): EMA levels `e_{i+1} = ema_from(e_i, i(p - 1))`, level
+/// `i` in scratch output `i` (outputs past the indicator's own are never downloaded), the last
+/// level's finish writing `mode`'s combination of it with the levels before into output 0. Each
+/// level's seed averages the previous level's first rows: the CPU kernel computes those bits on
+/// the prefix through the lookback (a scan's row `t` depends only on rows `<= t`).
+fn ema_chain(x: &[f64], p: usize, mode: i64, mix: [f64; 4]) -> Vec<Stage> {
+    let levels = match mode {
+        SCAN_DEMA => 2,
+        SCAN_TEMA => 3,
+        _ => 6,
+    };
+    let prefix_rows = levels * (p - 1) + 1;
+    let mut prev = x[..prefix_rows].to_vec();
+    let mut stages = Vec::with_capacity(levels);
+    for i in 0..levels {
+        let from = i * (p - 1);
+        let (rec, k) = ma::ema_from_recurrence(from, p, |t| prev[t]);
+        let source = if i == 0 { In::Input(0) } else { In::User(i) };
+        let stage = if i + 1 < levels {
+            Stage::new(
+                SCAN_EMA,
+                &rec,
+                [k, 0.0],
+                [source, In::None, In::None],
+                [Out::User(i + 1), Out::None],
+            )
+        } else {
+            // DEMA: in1 = e1; TEMA: in1 = e1, in2 = e2; T3: in0 = e5, in1 = e4, in2 = e3.
+            let ins = match mode {
+                SCAN_DEMA => [source, In::User(1), In::None],
+                SCAN_TEMA => [source, In::User(1), In::User(2)],
+                _ => [source, In::User(4), In::User(3)],
+            };
+            let mut last = Stage::new(mode, &rec, [k, 0.0], ins, [Out::User(0), Out::None]);
+            last.mix = mix;
+            last
+        };
+        stages.push(stage);
+        if i + 1 < levels {
+            let mut next = vec![0.0; prefix_rows];
+            ma::ema_from(&Sequential, &prev, from, p, &mut next);
+            prev = next;
+        }
+    }
+    stages
 }
 
 /// Computes `spec` on the device: every row from the lookback on, as [`Spec::run`] would.
@@ -201,7 +375,71 @@ pub fn run<B: Backend>(
         Family::Elementwise(op) => {
             elementwise(be, op, &spec.talib_order(inputs), outs, rows, piece_rows)
         }
+        Family::Bands { ma, w, up, down } => {
+            let (middle, bands_out) = outs.split_at_mut(1);
+            run(be, &ma, inputs, middle, piece_rows)?;
+            bands(
+                be,
+                (w, up, down),
+                inputs[0],
+                &*middle[0],
+                bands_out,
+                rows,
+                piece_rows,
+            )
+        }
     }
+}
+
+/// Bollinger bands around `middle` (full length, valid from the pass's first row): each piece
+/// `[lo, hi)` uploads the input from the start of the grid block holding `lo - w + 1` and the
+/// middle from the same row into the first output array, which `tx_moments` (BANDS) only reads.
+fn bands<B: Backend>(
+    be: &B,
+    (w, up, down): (usize, f64, f64),
+    x: &[f64],
+    middle: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
+    let cap = plan
+        .iter()
+        .map(|&(lo, hi)| hi - halo(lo))
+        .max()
+        .unwrap_or(0);
+    let mut xb = be.alloc(cap.max(1))?;
+    let mut bufs = alloc_n(be, 3, cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        be.upload(&mut bufs[0], &middle[base..hi])?;
+        let args = MomentsArgs {
+            x: xb.addr(),
+            out0: bufs[0].addr(),
+            out1: bufs[1].addr(),
+            out2: bufs[2].addr(),
+            sa1: bufs[1].addr(),
+            sa2: bufs[2].addr(),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            origin: 0,
+            w: w as i64,
+            mode: MOMENTS_BANDS,
+            inv_w: 1.0 / w as f64,
+            inv_denom: down,
+            k: up,
+        };
+        be.launch(Kernel::Moments, grid_threads(lo, hi, 0, w), &args)?;
+        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
+        for (out, buf) in outs.iter_mut().zip(&bufs[1..]) {
+            be.download(buf, lo - base, &mut out[a..b])?;
+        }
+    }
+    Ok(())
 }
 
 /// The output row ranges `[lo, hi)` of the pieces covering `from..n`; every piece after the first
@@ -585,6 +823,13 @@ struct Stage {
     ins: [In; 3],
     outs: [Out; 2],
     powers: Vec<f64>,
+    /// Rows before `t` the drive reads beyond the previous one (ZLEMA's lag, KAMA's period);
+    /// the pieces' halo is the largest, at least 1.
+    lag: usize,
+    /// The finish's combination coefficients (T3's c1..c4).
+    mix: [f64; 4],
+    /// A third output (KC's lower band).
+    out2: Out,
 }
 
 impl Stage {
@@ -608,8 +853,45 @@ impl Stage {
             ins,
             outs,
             powers: power_table(&rec.decay),
+            lag: 0,
+            mix: [0.0; 4],
+            out2: Out::None,
         }
     }
+}
+
+impl Stage {
+    /// The length of the state carried from block to block (KAMA's two channels carry one).
+    fn carried(&self) -> usize {
+        if self.mode == SCAN_KAMA {
+            1
+        } else {
+            self.channels
+        }
+    }
+}
+
+/// Rows before a piece's first row that its scans read (the previous row, or the largest lag).
+fn scan_halo(stages: &[Stage]) -> usize {
+    stages.iter().map(|s| s.lag).max().unwrap_or(0).max(1)
+}
+
+/// Output buffers a scan needs: the indicator's outputs, and the scratch levels of chained stages
+/// (written to outputs past the indicator's own, which are never downloaded).
+fn scan_buffers(stages: &[Stage], outputs: usize) -> usize {
+    let used = |o: &[Out]| {
+        o.iter()
+            .map(|o| match o {
+                Out::User(j) => j + 1,
+                Out::None => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    stages
+        .iter()
+        .map(|s| used(&[s.outs[0], s.outs[1], s.out2]))
+        .fold(outputs, usize::max)
 }
 
 fn scans<B: Backend>(
@@ -622,11 +904,13 @@ fn scans<B: Backend>(
 ) -> Result<(), GpuError> {
     let n = inputs[0].len();
     let first = stages[0].seed_row;
-    // The first piece holds every seed row; later pieces start on a scan block and read one row back.
+    // The first piece holds every seed row; later pieces start on a scan block and read one row back
+    // (or the drive's lag).
     let plan = pieces(first, n, piece_rows, SCAN_BLOCK, lookback);
+    let halo = scan_halo(stages);
     let cap = plan
         .iter()
-        .map(|&(lo, hi)| hi - lo.saturating_sub(1))
+        .map(|&(lo, hi)| hi - lo.saturating_sub(halo))
         .max()
         .unwrap_or(0);
     let max_blocks = plan
@@ -634,11 +918,12 @@ fn scans<B: Backend>(
         .map(|&(lo, hi)| (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1)
         .max()
         .unwrap_or(0);
-    let mut b = MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, max_blocks)?;
+    let buffers = scan_buffers(stages, outs.len());
+    let mut b = MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, max_blocks)?;
     let mut carry: Vec<[f64; 2]> = stages.iter().map(|s| s.seed).collect();
     let (mut ends_host, mut carries_host) = (vec![0.0; 2 * max_blocks], vec![0.0; 2 * max_blocks]);
     for (lo, hi) in plan {
-        let base = lo.saturating_sub(1);
+        let base = lo.saturating_sub(halo);
         for (buf, src) in b.ins.iter_mut().zip(inputs) {
             be.upload(buf, &src[base..hi])?;
         }
@@ -692,6 +977,17 @@ impl Stage {
         carries: &mut [f64],
     ) {
         let c = self.channels;
+        if self.mode == SCAN_KAMA {
+            // The time-varying scan: ends are (A_end, L_end) pairs (varscan.rs chain_carries).
+            let pairs: Vec<[f64; 2]> = ends.chunks_exact(2).map(|e| [e[0], e[1]]).collect();
+            let chained = varscan::chain_carries(cur[0], &pairs);
+            for (kk, carry) in chained.iter().take(pairs.len()).enumerate() {
+                carries[2 * kk] = *carry;
+                carries[2 * kk + 1] = 0.0;
+            }
+            cur[0] = chained[pairs.len()];
+            return;
+        }
         for kk in 0..ends.len() / c {
             let k = k0 + kk;
             let len = ((k + 1) * SCAN_BLOCK).min(hi) - (k * SCAN_BLOCK).max(from);
@@ -851,6 +1147,26 @@ pub fn run_multi<B: Backend>(
     };
     let start = prefix.as_ref().map_or(0, |p| p.rows);
     let out_base = start;
+    // Bands: the middle first, its own family across the set (taking the prefix's scan states),
+    // then the bands pass over a full-length copy of it (rows before `start` are never read).
+    let (mut middle_busy, mut middle) = (vec![0.0; devices], Vec::new());
+    if let Family::Bands { ma, .. } = &fam {
+        let again = prefix.as_ref().map(|p| Prefix {
+            rows: p.rows,
+            carries: p.carries,
+        });
+        middle_busy = run_multi(
+            with_backend,
+            ma,
+            inputs,
+            &mut outs[..1],
+            shares,
+            piece_rows,
+            again,
+        )?;
+        middle = vec![0.0; n];
+        middle[start..start + outs[0].len()].copy_from_slice(outs[0]);
+    }
     let mut ranges = share_ranges(from.max(start), n, shares, align);
     // The first scan range must hold every seed row (MACD's signal seeds at the lookback).
     if let (Family::Scans(_), None) = (&fam, &prefix) {
@@ -899,7 +1215,7 @@ pub fn run_multi<B: Backend>(
             .into_iter()
             .enumerate()
             .map(|(d, mut mine)| {
-                let (fam, exchange, ranges) = (&fam, &exchange, &ranges);
+                let (fam, exchange, ranges, middle) = (&fam, &exchange, &ranges, &middle);
                 scope.spawn(move || {
                     let _stand_in = StandIn {
                         ex: exchange,
@@ -935,6 +1251,15 @@ pub fn run_multi<B: Backend>(
                             rows,
                             piece_rows,
                         ),
+                        Family::Bands { w, up, down, .. } if rows.from < rows.to => bands(
+                            be,
+                            (*w, *up, *down),
+                            inputs[0],
+                            middle,
+                            &mut mine[1..],
+                            rows,
+                            piece_rows,
+                        ),
                         _ => Ok(()),
                     };
                     let r = with_backend(d, &mut body);
@@ -958,7 +1283,9 @@ pub fn run_multi<B: Backend>(
     results
         .into_iter()
         .enumerate()
-        .map(|(d, r)| r.map(|busy| (busy - waited.get(d).copied().unwrap_or(0.0)).max(0.0)))
+        .map(|(d, r)| {
+            r.map(|busy| (busy - waited.get(d).copied().unwrap_or(0.0)).max(0.0) + middle_busy[d])
+        })
         .collect()
 }
 
@@ -1040,6 +1367,12 @@ impl<Buf: DeviceBuffer> MemberBufs<Buf> {
             decay1: st.decay[1],
             seed0: st.seed[0],
             seed1: st.seed[1],
+            lag: st.lag as i64,
+            mix0: st.mix[0],
+            mix1: st.mix[1],
+            mix2: st.mix[2],
+            mix3: st.mix[3],
+            out2: target(st.out2),
         }
     }
 }
@@ -1060,7 +1393,7 @@ fn scan_member<B: Backend>(
 ) -> Result<(), GpuError> {
     let (lo, hi) = ranges[me];
     let empty = lo >= hi;
-    let base = lo.saturating_sub(1);
+    let base = lo.saturating_sub(scan_halo(stages));
     let cap = hi.saturating_sub(base).max(1);
     let blocks_max = if empty {
         1
@@ -1068,7 +1401,8 @@ fn scan_member<B: Backend>(
         (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1
     };
     let mut error: Option<GpuError> = None;
-    let mut bufs = match MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, blocks_max)
+    let buffers = scan_buffers(stages, outs.len());
+    let mut bufs = match MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, blocks_max)
         .and_then(|mut b| {
             if !empty {
                 for (buf, src) in b.ins.iter_mut().zip(inputs) {
@@ -1118,10 +1452,11 @@ fn scan_member<B: Backend>(
         if me == 0 && !ex.failed() {
             let all = ex.ends.lock().map(|e| e.clone()).unwrap_or_default();
             let mut cur = st.seed;
-            if let Some(source) = ex.carry_in {
+            // A copy stage has no state: the prefix reports none for it.
+            if let Some(source) = ex.carry_in.filter(|_| st.mode != SCAN_COPY) {
                 // The prefix's state after its last row (it holds every seed row).
                 match source.next_state() {
-                    Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
+                    Some(c) if c.len() == st.carried() => cur[..c.len()].copy_from_slice(&c),
                     _ => ex.fail(),
                 }
             }

@@ -72,6 +72,11 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
             a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
         } else if (a.mode == TX_MOMENTS_VAR) {
             a.out0[at] = m2 * a.inv_w;
+        } else if (a.mode == TX_MOMENTS_BANDS) {
+            const double s = sqrt(m2 * a.inv_w);
+            const double mid = a.out0[at];
+            a.out1[at] = mid + a.k * s;
+            a.out2[at] = mid - a.inv_denom * s;
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
