@@ -345,10 +345,17 @@ pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, ou
                 LinReg::Intercept => intercept(),
                 LinReg::Value => intercept() + slope * last,
                 LinReg::Tsf => intercept() + slope * ahead,
-                LinReg::Angle => slope.atan() * (180.0 / std::f64::consts::PI),
+                LinReg::Angle => angle_of(slope),
             };
         },
     );
+}
+
+/// LINEARREG_ANGLE from the slope: `atan(slope) * (180.0 / π)` with the platform's `atan` (the
+/// CUDA pipeline applies it on the host to the device's slope bits, so both give these bits).
+#[inline(always)]
+pub fn angle_of(slope: f64) -> f64 {
+    slope.atan() * (180.0 / std::f64::consts::PI)
 }
 
 /// The one-row return of `v` at row `s` (see the module doc).

@@ -26,6 +26,7 @@ typedef long long tx_i64;
 #define TX_MOMENTS_BOLLINGER 3
 #define TX_MOMENTS_VAR 4
 #define TX_MOMENTS_SUM 10
+#define TX_MOMENTS_AVGDEV 11
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0
