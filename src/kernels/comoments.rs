@@ -43,7 +43,8 @@
 //! row at 0): `slope = m_xy / m_xx`; `intercept = mean_y - slope*h` (the fitted value at the oldest
 //! row of the window, TA-Lib's `b`); `linearreg = intercept + slope*(w - 1)` (at the newest row);
 //! `tsf = intercept + slope*w` (one row ahead); `angle = atan(slope) * (180.0 / π)` in degrees
-//! (the platform's `atan`; CPU only). Periods start at 2, so `m_xx > 0`.
+//! (the platform's `atan`, [`angle_of`]: the CUDA path applies it on the host to the device's
+//! slope). Periods start at 2, so `m_xx > 0`.
 //!
 //! **BETA** (TA-Lib BETA): `x` and `y` are the one-row returns of the two input series,
 //! `ret_s = (v_s - v_{s-1}) / v_{s-1}`, `0.0` when `v_{s-1} == 0.0` (TA-Lib tests `|v| < 1e-8`;

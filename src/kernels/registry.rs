@@ -78,8 +78,9 @@ macro_rules! math_transform {
     };
 }
 
-/// MAXINDEX, MININDEX, MINMAXINDEX.
-const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode");
+/// MAXINDEX, MININDEX, MINMAXINDEX: the reported row carries state across rows without bound
+/// (extrema_index.rs), so the windowed grid alone cannot give it.
+const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema (the first or the last top row) depends on the rows before the window, back to the latest row whose window top is unique, however far (a flat run): on a device that is a scan of two-state transitions chained across blocks and pieces, which no CUDA kernel does yet");
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize

@@ -4,7 +4,8 @@
 //!
 //! Long inputs are cut into pieces of at most `piece_rows` output rows so device memory is never
 //! exceeded. A windowed piece `[lo, hi)` uploads its inputs from the start of the grid block that
-//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids).
+//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids;
+//! TRIMA and HMA the two of theirs).
 //! A scan piece starts at the seed row or on a multiple of [`SCAN_BLOCK`] and takes its carry-in
 //! from the previous piece, so pieces chain exactly like the blocks inside one piece. Seeds, decays
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
