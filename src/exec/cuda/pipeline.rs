@@ -444,9 +444,7 @@ fn windowed<B: Backend>(
     Ok(())
 }
 
-/// `tx_comoments` (CORREL mode): each piece `[lo, hi)` uploads both inputs from the start of the
-/// grid block holding `lo - w + 1` (the halo of `comoments.rs`); the five suffix sums live in
-/// scratch buffers.
+/// `tx_comoments` (CORREL mode) over two inputs: [`co_window`].
 fn correl<B: Backend>(
     be: &B,
     w: usize,
@@ -455,47 +453,7 @@ fn correl<B: Backend>(
     rows: Rows,
     piece_rows: usize,
 ) -> Result<(), GpuError> {
-    let (x, y) = (inputs[0], inputs[1]);
-    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
-    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
-    let cap = plan
-        .iter()
-        .map(|&(lo, hi)| hi - halo(lo))
-        .max()
-        .unwrap_or(0);
-    let (mut xb, mut yb) = (be.alloc(cap.max(1))?, be.alloc(cap.max(1))?);
-    let out = be.alloc(cap.max(1))?;
-    let s = alloc_n(be, 5, cap)?;
-    for (lo, hi) in plan {
-        let base = halo(lo);
-        be.upload(&mut xb, &x[base..hi])?;
-        be.upload(&mut yb, &y[base..hi])?;
-        let args = CoMomentsArgs {
-            x: xb.addr(),
-            y: yb.addr(),
-            out0: out.addr(),
-            out1: 0,
-            out2: 0,
-            out3: 0,
-            out4: 0,
-            s0: addr_at(&s, 0),
-            s1: addr_at(&s, 1),
-            s2: addr_at(&s, 2),
-            s3: addr_at(&s, 3),
-            s4: addr_at(&s, 4),
-            base: base as i64,
-            lo: lo as i64,
-            hi: hi as i64,
-            origin: 0,
-            w: w as i64,
-            mode: CO_CORREL,
-            inv_w: 1.0 / w as f64,
-        };
-        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
-        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
-        be.download(&out, lo - base, &mut outs[0][a..b])?;
-    }
-    Ok(())
+    co_window(be, w, CO_CORREL, inputs, outs, rows, piece_rows)
 }
 
 /// `tx_elementwise`: each piece `[lo, hi)` uploads its inputs (in the op's order, TA-Lib's) from
