@@ -36,9 +36,6 @@ pub const CPU_AND_CUDA: Devices = Devices {
     no_cuda_reason: None,
 };
 
-/// The LINEARREG family: CPU only.
-const CPU_ONLY_LINREG: Devices = cpu_only("no CUDA twin yet: tx_comoments reads stored series, not the row index; LINEARREG_ANGLE's atan is the platform's");
-
 /// PERCENTILE and PERCENTRANK: CPU only.
 const CPU_ONLY_ORDER: Devices = cpu_only("no CUDA twin: the sorted sliding window is sequential within a piece (a GPU would need one window per thread, re-sorted from its halo)");
 
@@ -81,12 +78,9 @@ macro_rules! math_transform {
     };
 }
 
-/// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: CPU only for now.
-const WINDOW_EXTREMA_CPU: Devices =
-    cpu_only("no CUDA twin yet: the CUDA extrema kernel only serves stoch's %K");
-
-/// MAXINDEX, MININDEX, MINMAXINDEX.
-const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode");
+/// MAXINDEX, MININDEX, MINMAXINDEX: the reported row carries state across rows without bound
+/// (extrema_index.rs), so the windowed grid alone cannot give it.
+const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema (the first or the last top row) depends on the rows before the window, back to the latest row whose window top is unique, however far (a flat run): on a device that is a scan of two-state transitions chained across blocks and pieces, which no CUDA kernel does yet");
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize
@@ -524,7 +518,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 5, 1, "timeperiod", "Number of returns in the window")],
         lookback: "period",
         composition: "windowed co-moments (one-row returns, read in place)",
-        devices: cpu_only("no CUDA twin yet: tx_comoments reads stored series, and BETA's returns are derived per read"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Beta { period: period(v, 0) }),
     },
     Indicator {
@@ -552,7 +546,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -571,7 +565,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -590,7 +584,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -609,7 +603,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -628,7 +622,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -661,7 +655,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed moments (mean) + a direct pass over the window",
-        devices: cpu_only("no CUDA twin yet: the per-row pass of |x - mean| over the window is not a CUDA primitive"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::AvgDev { period: period(v, 0) }),
     },
     Indicator {
@@ -734,7 +728,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Max { period: period(v, 0) }),
     },
     Indicator {
@@ -748,7 +742,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Min { period: period(v, 0) }),
     },
     Indicator {
@@ -790,7 +784,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::MinMax { period: period(v, 0) }),
     },
     Indicator {
@@ -818,7 +812,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Midpoint { period: period(v, 0) }),
     },
     Indicator {
@@ -832,7 +826,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Midprice { period: period(v, 0) }),
     },
     Indicator {
@@ -850,7 +844,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 20, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Donchian { period: period(v, 0) }),
     },
     Indicator {
@@ -1067,7 +1061,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two chained SMAs)",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline chains SMAs only inside STOCH"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Trima { period: period(v, 0) }),
     },
     Indicator {
@@ -1149,7 +1143,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(20)],
         lookback: "period - 1 + floor(sqrt(period)) - 1",
         composition: "weighted windows (three WMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline does not chain WMAs"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Hma { period: period(v, 0) }),
     },
     Indicator {
@@ -1163,7 +1157,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two SMAs) + elementwise ratio",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline has no two-input SMA ratio"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Vwma { period: period(v, 0) }),
     },
     Indicator {

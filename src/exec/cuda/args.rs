@@ -78,6 +78,8 @@ pub const MOMENTS_VAR: i64 = 4;
 pub const MOMENTS_SUM: i64 = 10;
 /// Bands around a middle already in `out0` (`k` up, `inv_denom` down; see `common.cuh`).
 pub const MOMENTS_BANDS: i64 = 11;
+/// AVGDEV (the mean, then `|x - mean|` summed over the window, `/ k`; `k` carries `w`).
+pub const MOMENTS_AVGDEV: i64 = 12;
 
 pub const SCAN_EMA: i64 = 0;
 pub const SCAN_MACD: i64 = 1;
@@ -143,6 +145,13 @@ kernel_args!(
 pub const CO_SUMS: i64 = 0;
 pub const CO_CENTRED: i64 = 1;
 pub const CO_CORREL: i64 = 2;
+/// The LINEARREG family (`x` = the row index): value, slope, intercept, TSF.
+pub const CO_LINREG_VALUE: i64 = 30;
+pub const CO_LINREG_SLOPE: i64 = 31;
+pub const CO_LINREG_INTERCEPT: i64 = 32;
+pub const CO_LINREG_TSF: i64 = 33;
+/// BETA (`x`, `y` = the inputs' one-row returns; reads one row before the window).
+pub const CO_BETA: i64 = 40;
 
 kernel_args!(
     /// `CoMomentsArgs` (`family.cu`): `tx_comoments`, one thread per block of the grid.

@@ -30,6 +30,8 @@ typedef long long tx_i64;
 // is only read; out1 = mid + k*s, out2 = mid - inv_denom*s (inv_denom carries the lower width),
 // s = sqrt(m2 * inv_w) (rolling_std with ddof 0).
 #define TX_MOMENTS_BANDS 11
+// AVGDEV (moments.rs avgdev): the mean, then |x - mean| over the window left to right, / k (k = w).
+#define TX_MOMENTS_AVGDEV 12
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0

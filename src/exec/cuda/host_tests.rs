@@ -47,6 +47,30 @@ fn specs() -> Vec<Spec> {
         v.extend(crate::kernels::registry::build_named("sum", [("period", p as f64)]).ok());
     }
     v.extend(crate::kernels::registry::build_named("cumsum", []).ok());
+    // Windowed compositions: extrema (and their midpoints), AVGDEV, the LINEARREG family and
+    // BETA on tx_comoments, TRIMA, VWMA and HMA (period 1: the input itself).
+    for p in [1, 2, 3, 4, 7, 9, 20, 100] {
+        for name in [
+            "max",
+            "min",
+            "minmax",
+            "midpoint",
+            "midprice",
+            "donchian",
+            "avgdev",
+            "linearreg",
+            "linearreg_slope",
+            "linearreg_intercept",
+            "linearreg_angle",
+            "tsf",
+            "beta",
+            "trima",
+            "vwma",
+            "hma",
+        ] {
+            v.extend(crate::kernels::registry::build_named(name, [("period", p as f64)]).ok());
+        }
+    }
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
     v.extend(moving_average_specs());
@@ -384,6 +408,22 @@ fn rsi_holds_give_the_same_bits_on_host_built_kernels() {
             for t in spec.lookback()..series.len() {
                 assert_eq!(got[0][t].to_bits(), want[t].to_bits(), "{spec:?} row {t}");
             }
+        }
+    }
+}
+
+/// Every indicator declared with a CUDA twin is among the specs the tests above run (so a twin
+/// cannot be declared without its bits being checked here).
+#[test]
+fn every_cuda_indicator_is_checked_here() {
+    let checked: std::collections::HashSet<&str> = specs().iter().map(|s| s.name()).collect();
+    for ind in crate::kernels::registry::INDICATORS {
+        if ind.devices.cuda {
+            assert!(
+                checked.contains(ind.name),
+                "{} has no host-built check",
+                ind.name
+            );
         }
     }
 }

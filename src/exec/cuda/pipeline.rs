@@ -4,7 +4,8 @@
 //!
 //! Long inputs are cut into pieces of at most `piece_rows` output rows so device memory is never
 //! exceeded. A windowed piece `[lo, hi)` uploads its inputs from the start of the grid block that
-//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids).
+//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids;
+//! TRIMA and HMA the two of theirs).
 //! A scan piece starts at the seed row or on a multiple of [`SCAN_BLOCK`] and takes its carry-in
 //! from the previous piece, so pieces chain exactly like the blocks inside one piece. Seeds, decays
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
@@ -12,6 +13,7 @@
 
 use super::args::*;
 use super::error::GpuError;
+use crate::kernels::comoments::{angle_of, LinReg};
 use crate::kernels::elementwise::Op;
 use crate::kernels::ma::{self, MaType};
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
@@ -59,6 +61,37 @@ enum Family {
         up: f64,
         down: f64,
     },
+    /// Rolling max of input `inputs[0]` and min of input `inputs[1]` (`tx_extrema`), their
+    /// midpoint where asked (`tx_elementwise`'s median price: `(hh + ll) / 2.0`); `outs` in the
+    /// indicator's output order.
+    Extrema {
+        w: usize,
+        inputs: [usize; 2],
+        outs: &'static [Extreme],
+    },
+    /// `tx_comoments` in a mode whose one output is the indicator (the LINEARREG family, BETA);
+    /// `angle`: LINEARREG_ANGLE, the device's slope turned into degrees on the host.
+    CoMoments {
+        w: usize,
+        mode: i64,
+        angle: bool,
+    },
+    /// TRIMA: an SMA of width `.0` (grid origin 0), then one of width `.1` (origin `.0 - 1`).
+    Trima(usize, usize),
+    /// VWMA(p): SMA(x·v) / SMA(v).
+    Vwma(usize),
+    /// HMA(p): WMA_s(2·WMA_{p/2} - WMA_p) on the grid from row `p - 1`.
+    Hma(usize),
+    /// A moving average of period 1: the input itself.
+    Copy,
+}
+
+/// One output of [`Family::Extrema`].
+#[derive(Clone, Copy, PartialEq)]
+enum Extreme {
+    Max,
+    Min,
+    Mid,
 }
 
 /// Output rows `[from, to)` of a call, written to output slices whose element 0 is row `out_base`.
@@ -92,6 +125,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
         )])
     };
     let x_only = [In::Input(0), In::None, In::None];
+    let extremes = |w, inputs, outs| Family::Extrema { w, inputs, outs };
     let family = match *spec {
         Spec::Sma { period } => moments(MOMENTS_SMA, period, 0.0, 0.0),
         Spec::RollingStd { period, ddof } => {
@@ -180,13 +214,18 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             let (rec, inv) = wilder::rma_recurrence(x, period);
             one(SCAN_EMA, &rec, inv, x_only)
         }
+        // A moving average of period 1 is the input itself.
         Spec::Dema { period }
         | Spec::Tema { period }
         | Spec::T3 { period, .. }
         | Spec::Zlema { period }
+        | Spec::Kama { period }
+        | Spec::Trima { period }
+        | Spec::Vwma { period }
+        | Spec::Hma { period }
             if period <= 1 =>
         {
-            copy()
+            Family::Copy
         }
         Spec::Dema { period } => Family::Scans(ema_chain(x, period, SCAN_DEMA, [0.0; 4])),
         Spec::Tema { period } => Family::Scans(ema_chain(x, period, SCAN_TEMA, [0.0; 4])),
@@ -219,7 +258,6 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             stage.mix[0] = multiplier;
             Family::Scans(vec![stage])
         }
-        Spec::Kama { period } if period <= 1 => copy(),
         Spec::Kama { period } => {
             // Two channels hold the drive's (a, b), then the local (A, L); one state is carried.
             let rec = Recurrence {
@@ -251,6 +289,36 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
             up,
             down,
         },
+        Spec::Max { period } => extremes(period, [0, 0], &[Extreme::Max]),
+        Spec::Min { period } => extremes(period, [0, 0], &[Extreme::Min]),
+        Spec::MinMax { period } => extremes(period, [0, 0], &[Extreme::Min, Extreme::Max]),
+        Spec::Midpoint { period } => extremes(period, [0, 0], &[Extreme::Mid]),
+        Spec::Midprice { period } => extremes(period, [0, 1], &[Extreme::Mid]),
+        Spec::Donchian { period } => {
+            extremes(period, [0, 1], &[Extreme::Max, Extreme::Mid, Extreme::Min])
+        }
+        Spec::AvgDev { period } => moments(MOMENTS_AVGDEV, period, 0.0, period as f64),
+        Spec::LinReg { period, what } => Family::CoMoments {
+            w: period,
+            mode: match what {
+                LinReg::Value => CO_LINREG_VALUE,
+                LinReg::Intercept => CO_LINREG_INTERCEPT,
+                LinReg::Tsf => CO_LINREG_TSF,
+                LinReg::Slope | LinReg::Angle => CO_LINREG_SLOPE,
+            },
+            angle: what == LinReg::Angle,
+        },
+        Spec::Beta { period } => Family::CoMoments {
+            w: period,
+            mode: CO_BETA,
+            angle: false,
+        },
+        Spec::Trima { period } => {
+            let (b, a) = ma::trima_widths(period);
+            Family::Trima(b, a)
+        }
+        Spec::Vwma { period } => Family::Vwma(period),
+        Spec::Hma { period } => Family::Hma(period),
         // Every indicator declared `CPU_AND_CUDA` has an arm above (the host-compiled tests run
         // them all); a CPU-only one needs none.
         #[allow(unreachable_patterns)]
@@ -259,27 +327,11 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
     Ok(family)
 }
 
-/// The identity (a moving average of period 1): one stateless scan stage that copies its input.
-fn copy() -> Family {
-    let rec = Recurrence {
-        decay: [0.0],
-        seed_row: 0,
-        seed: [0.0],
-    };
-    Family::Scans(vec![Stage::new(
-        SCAN_COPY,
-        &rec,
-        [0.0; 2],
-        [In::Input(0), In::None, In::None],
-        [Out::User(0), Out::None],
-    )])
-}
-
 /// TA-Lib's moving average `matype` at `period` (ma.rs `moving_average`): the standalone
 /// indicator's family (T3 with MA's volume factor), or the identity where it is one.
 fn ma_family(matype: MaType, period: usize, inputs: &[&[f64]]) -> Result<Family, GpuError> {
     if period <= 1 || matype == MaType::Disabled {
-        return Ok(copy());
+        return Ok(Family::Copy);
     }
     let spec = match matype {
         MaType::Sma => Spec::Sma { period },
@@ -296,7 +348,7 @@ fn ma_family(matype: MaType, period: usize, inputs: &[&[f64]]) -> Result<Family,
         MaType::Hma => Spec::Hma { period },
         MaType::Zlema => Spec::Zlema { period },
         MaType::Rma => Spec::Rma { period },
-        MaType::Disabled => return Ok(copy()),
+        MaType::Disabled => return Ok(Family::Copy),
     };
     family(&spec, inputs)
 }
@@ -388,6 +440,7 @@ pub fn run<B: Backend>(
                 piece_rows,
             )
         }
+        fam => composed(be, &fam, inputs, outs, rows, piece_rows),
     }
 }
 
@@ -616,9 +669,7 @@ fn windowed<B: Backend>(
     Ok(())
 }
 
-/// `tx_comoments` (CORREL mode): each piece `[lo, hi)` uploads both inputs from the start of the
-/// grid block holding `lo - w + 1` (the halo of `comoments.rs`); the five suffix sums live in
-/// scratch buffers.
+/// `tx_comoments` (CORREL mode) over two inputs: [`co_window`].
 fn correl<B: Backend>(
     be: &B,
     w: usize,
@@ -627,47 +678,7 @@ fn correl<B: Backend>(
     rows: Rows,
     piece_rows: usize,
 ) -> Result<(), GpuError> {
-    let (x, y) = (inputs[0], inputs[1]);
-    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
-    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
-    let cap = plan
-        .iter()
-        .map(|&(lo, hi)| hi - halo(lo))
-        .max()
-        .unwrap_or(0);
-    let (mut xb, mut yb) = (be.alloc(cap.max(1))?, be.alloc(cap.max(1))?);
-    let out = be.alloc(cap.max(1))?;
-    let s = alloc_n(be, 5, cap)?;
-    for (lo, hi) in plan {
-        let base = halo(lo);
-        be.upload(&mut xb, &x[base..hi])?;
-        be.upload(&mut yb, &y[base..hi])?;
-        let args = CoMomentsArgs {
-            x: xb.addr(),
-            y: yb.addr(),
-            out0: out.addr(),
-            out1: 0,
-            out2: 0,
-            out3: 0,
-            out4: 0,
-            s0: addr_at(&s, 0),
-            s1: addr_at(&s, 1),
-            s2: addr_at(&s, 2),
-            s3: addr_at(&s, 3),
-            s4: addr_at(&s, 4),
-            base: base as i64,
-            lo: lo as i64,
-            hi: hi as i64,
-            origin: 0,
-            w: w as i64,
-            mode: CO_CORREL,
-            inv_w: 1.0 / w as f64,
-        };
-        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
-        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
-        be.download(&out, lo - base, &mut outs[0][a..b])?;
-    }
-    Ok(())
+    co_window(be, w, CO_CORREL, inputs, outs, rows, piece_rows)
 }
 
 /// `tx_elementwise`: each piece `[lo, hi)` uploads its inputs (in the op's order, TA-Lib's) from
@@ -1260,6 +1271,16 @@ pub fn run_multi<B: Backend>(
                             rows,
                             piece_rows,
                         ),
+                        Family::Extrema { .. }
+                        | Family::CoMoments { .. }
+                        | Family::Trima(..)
+                        | Family::Vwma(_)
+                        | Family::Hma(_)
+                        | Family::Copy
+                            if rows.from < rows.to =>
+                        {
+                            composed(be, fam, inputs, &mut mine, rows, piece_rows)
+                        }
                         _ => Ok(()),
                     };
                     let r = with_backend(d, &mut body);
@@ -1514,4 +1535,383 @@ fn scan_member<B: Backend>(
         None if ex.failed() => Err(GpuError::DeviceSet("another device of the set failed")),
         None => Ok(()),
     }
+}
+
+/// The families whose pieces chain several windowed launches over one halo: extrema with their
+/// midpoint, the derived co-moments, TRIMA, VWMA, HMA (and the period-1 copy).
+fn composed<B: Backend>(
+    be: &B,
+    fam: &Family,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    match *fam {
+        Family::Extrema {
+            w,
+            inputs: ins,
+            outs: which,
+        } => extrema(
+            be,
+            w,
+            [inputs[ins[0]], inputs[ins[1]]],
+            which,
+            outs,
+            rows,
+            piece_rows,
+        ),
+        Family::CoMoments { w, mode, angle } => {
+            co_window(be, w, mode, inputs, outs, rows, piece_rows)?;
+            if angle {
+                let (a, b) = (rows.from - rows.out_base, rows.to - rows.out_base);
+                outs[0][a..b].iter_mut().for_each(|v| *v = angle_of(*v));
+            }
+            Ok(())
+        }
+        Family::Trima(b, a) => trima(be, (b, a), inputs[0], outs, rows, piece_rows),
+        Family::Vwma(p) => vwma(be, p, [inputs[0], inputs[1]], outs, rows, piece_rows),
+        Family::Hma(p) => hma(be, p, inputs[0], outs, rows, piece_rows),
+        Family::Copy => copy(be, inputs[0], outs, rows, piece_rows),
+        // Run by their own arms in `run` and `run_multi`.
+        Family::Window(_)
+        | Family::Correl(_)
+        | Family::Stoch(..)
+        | Family::Scans(_)
+        | Family::Elementwise(_)
+        | Family::Bands { .. } => Ok(()),
+    }
+}
+
+/// The pieces of `rows` and the longest upload one of them needs (from `halo(lo)` to `hi`).
+fn plan_with_halo(
+    rows: Rows,
+    piece_rows: usize,
+    halo: impl Fn(usize) -> usize,
+) -> (Vec<(usize, usize)>, usize) {
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
+    let cap = plan
+        .iter()
+        .map(|&(lo, hi)| hi - halo(lo))
+        .max()
+        .unwrap_or(0);
+    (plan, cap.max(1))
+}
+
+/// Downloads rows `[lo, hi)` of `buf` (whose element 0 is row `base`) into `out`.
+fn download_rows<B: Backend>(
+    be: &B,
+    buf: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    rows: Rows,
+    out: &mut [f64],
+) -> Result<(), GpuError> {
+    be.download(
+        buf,
+        lo - base,
+        &mut out[lo - rows.out_base..hi - rows.out_base],
+    )
+}
+
+/// `tx_moments` SMA of `src` into `dst` for rows `[lo, hi)` on the grid of `w` rows from `origin`
+/// (arrays start at row `base`; the suffix sums live in `dst`).
+#[allow(clippy::too_many_arguments)]
+fn launch_sma<B: Backend>(
+    be: &B,
+    src: &B::Buf,
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    origin: usize,
+    w: usize,
+) -> Result<(), GpuError> {
+    let args = MomentsArgs {
+        x: src.addr(),
+        out0: dst.addr(),
+        sa1: dst.addr(),
+        base: base as i64,
+        lo: lo as i64,
+        hi: hi as i64,
+        origin: origin as i64,
+        w: w as i64,
+        mode: MOMENTS_SMA,
+        inv_w: 1.0 / w as f64,
+        ..Default::default()
+    };
+    be.launch(Kernel::Moments, grid_threads(lo, hi, origin, w), &args)
+}
+
+/// `tx_wma` of `src` into `dst` for rows `[lo, hi)` on the grid of `w` rows from `origin`. The
+/// kernel's grid starts at its row 0, so rows are handed over shifted by `origin` (every array
+/// index `t - base` is unchanged).
+fn launch_wma<B: Backend>(
+    be: &B,
+    src: &B::Buf,
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    origin: usize,
+    w: usize,
+) -> Result<(), GpuError> {
+    let shift = |r: usize| r as i64 - origin as i64;
+    let args = WmaArgs {
+        x: src.addr(),
+        out: dst.addr(),
+        aw: dst.addr(),
+        base: shift(base),
+        lo: shift(lo),
+        hi: shift(hi),
+        w: w as i64,
+        denom: (w * (w + 1) / 2) as f64,
+    };
+    be.launch(Kernel::Wma, grid_threads(lo, hi, origin, w), &args)
+}
+
+/// `tx_elementwise` `op` of `a`, `b` into `dst` (may alias an input) for rows `[lo, hi)`.
+fn launch_map<B: Backend>(
+    be: &B,
+    op: Op,
+    [a, b]: [&B::Buf; 2],
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+) -> Result<(), GpuError> {
+    let args = ElementwiseArgs {
+        a: a.addr(),
+        b: b.addr(),
+        out: dst.addr(),
+        base: base as i64,
+        lo: lo as i64,
+        hi: hi as i64,
+        op: op as i64,
+        ..Default::default()
+    };
+    be.launch(Kernel::Elementwise, hi - lo, &args)
+}
+
+/// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: each piece uploads `high` (and `low` when it
+/// is another series) from the grid block holding `lo - w + 1`, runs the extrema it needs and
+/// the midpoint `(hh + ll) / 2.0` (extrema.rs `mid`, the median price's operations).
+#[allow(clippy::too_many_arguments)]
+fn extrema<B: Backend>(
+    be: &B,
+    w: usize,
+    [high, low]: [&[f64]; 2],
+    which: &[Extreme],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let one_input = std::ptr::eq(high, low);
+    let mid = which.contains(&Extreme::Mid);
+    let need_max = mid || which.contains(&Extreme::Max);
+    let need_min = mid || which.contains(&Extreme::Min);
+    let mut ins = alloc_n(be, if one_input { 1 } else { 2 }, cap)?;
+    let [hh, ll, mb] = alloc_3(be, cap, "extrema")?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut ins[0], &high[base..hi])?;
+        if !one_input {
+            be.upload(&mut ins[1], &low[base..hi])?;
+        }
+        let low_in = &ins[ins.len() - 1];
+        for (need, src, dst, is_max) in [(need_max, &ins[0], &hh, 1), (need_min, low_in, &ll, 0)] {
+            if !need {
+                continue;
+            }
+            let args = ExtremaArgs {
+                x: src.addr(),
+                out: dst.addr(),
+                suf: dst.addr(),
+                base: base as i64,
+                lo: lo as i64,
+                hi: hi as i64,
+                w: w as i64,
+                is_max,
+            };
+            be.launch(Kernel::Extrema, grid_threads(lo, hi, 0, w), &args)?;
+        }
+        if mid {
+            launch_map(be, Op::MedPrice, [&hh, &ll], &mb, base, (lo, hi))?;
+        }
+        for (out, e) in outs.iter_mut().zip(which) {
+            let buf = match e {
+                Extreme::Max => &hh,
+                Extreme::Min => &ll,
+                Extreme::Mid => &mb,
+            };
+            download_rows(be, buf, base, (lo, hi), rows, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Three buffers of `len` elements.
+fn alloc_3<B: Backend>(be: &B, len: usize, call: &'static str) -> Result<[B::Buf; 3], GpuError> {
+    <[B::Buf; 3]>::try_from(alloc_n(be, 3, len)?).map_err(|_| GpuError::Alloc {
+        call,
+        detail: "buffer allocation".into(),
+    })
+}
+
+/// `tx_comoments` in `mode`, one output: each piece `[lo, hi)` uploads its inputs from the start
+/// of the grid block holding `lo - w + 1` (BETA's returns one row earlier); the five suffix sums
+/// live in scratch buffers. The LINEARREG modes read only the price (their `x` is the row index).
+fn co_window<B: Backend>(
+    be: &B,
+    w: usize,
+    mode: i64,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let back = usize::from(mode == CO_BETA);
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w).saturating_sub(back);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let linreg = (CO_LINREG_VALUE..=CO_LINREG_TSF).contains(&mode);
+    let (x, y) = if linreg {
+        (None, inputs[0])
+    } else {
+        (Some(inputs[0]), inputs[1])
+    };
+    let (mut xb, mut yb) = (be.alloc(if linreg { 1 } else { cap })?, be.alloc(cap)?);
+    let out = be.alloc(cap)?;
+    let s = alloc_n(be, 5, cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        if let Some(x) = x {
+            be.upload(&mut xb, &x[base..hi])?;
+        }
+        be.upload(&mut yb, &y[base..hi])?;
+        let args = CoMomentsArgs {
+            x: xb.addr(),
+            y: yb.addr(),
+            out0: out.addr(),
+            s0: addr_at(&s, 0),
+            s1: addr_at(&s, 1),
+            s2: addr_at(&s, 2),
+            s3: addr_at(&s, 3),
+            s4: addr_at(&s, 4),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            origin: 0,
+            w: w as i64,
+            mode,
+            inv_w: 1.0 / w as f64,
+            ..Default::default()
+        };
+        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// TRIMA (ma.rs): SMA_b of the input on the grid from row 0, then SMA_a of that on the grid from
+/// its first row `b - 1`; each level on the rows the next level's halo needs.
+fn trima<B: Backend>(
+    be: &B,
+    (b, a): (usize, usize),
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let origin = b - 1;
+    let halos = |lo: usize| {
+        let h1 = grid_start(lo + 1 - a, origin, a);
+        (h1, grid_start(h1 + 1 - b, 0, b))
+    };
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| halos(lo).1);
+    let [mut xb, s1, out] = alloc_3(be, cap, "trima")?;
+    for (lo, hi) in plan {
+        let (h1, base) = halos(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        launch_sma(be, &xb, &s1, base, (h1, hi), 0, b)?;
+        launch_sma(be, &s1, &out, base, (lo, hi), origin, a)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// VWMA (ma.rs): `x·v` (`tx_elementwise` MUL) from the halo on, the SMAs of it and of `v` (grid
+/// from row 0), then their quotient (DIV).
+fn vwma<B: Backend>(
+    be: &B,
+    p: usize,
+    [x, v]: [&[f64]; 2],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - p, 0, p);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let [mut xb, mut vb, pv] = alloc_3(be, cap, "vwma")?;
+    let sv = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        be.upload(&mut vb, &v[base..hi])?;
+        launch_map(be, Op::Mul, [&xb, &vb], &pv, base, (base, hi))?;
+        // The SMA of x·v lands in x's buffer (x is not read again).
+        launch_sma(be, &pv, &xb, base, (lo, hi), 0, p)?;
+        launch_sma(be, &vb, &sv, base, (lo, hi), 0, p)?;
+        launch_map(be, Op::Div, [&xb, &sv], &xb, base, (lo, hi))?;
+        download_rows(be, &xb, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// HMA (ma.rs): WMA_p and WMA_{p/2} of the input (grid from row 0) on the rows the last level
+/// needs, `d = 2·half - full` (as `half + half`, exact, then SUB: the bits of `2.0 * half`), then
+/// WMA_s of `d` on the grid from row `p - 1`.
+fn hma<B: Backend>(
+    be: &B,
+    p: usize,
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let (h, s, origin) = (p / 2, ma::isqrt(p), p - 1);
+    let halos = |lo: usize| {
+        let hd = grid_start(lo + 1 - s, origin, s);
+        let hx = grid_start(hd + 1 - p, 0, p).min(grid_start(hd + 1 - h, 0, h));
+        (hd, hx)
+    };
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| halos(lo).1);
+    let [mut xb, full, half] = alloc_3(be, cap, "hma")?;
+    let out = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        let (hd, base) = halos(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        launch_wma(be, &xb, &full, base, (hd, hi), 0, p)?;
+        launch_wma(be, &xb, &half, base, (hd, hi), 0, h)?;
+        launch_map(be, Op::Add, [&half, &half], &half, base, (hd, hi))?;
+        launch_map(be, Op::Sub, [&half, &full], &half, base, (hd, hi))?;
+        launch_wma(be, &half, &out, base, (lo, hi), origin, s)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// A period-1 moving average (TA-Lib copies the input): each piece goes up and comes back.
+fn copy<B: Backend>(
+    be: &B,
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| lo);
+    let mut xb = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        be.upload(&mut xb, &x[lo..hi])?;
+        download_rows(be, &xb, lo, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
 }
