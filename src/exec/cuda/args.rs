@@ -95,7 +95,6 @@ pub const SCAN_DEMA: i64 = 40;
 pub const SCAN_TEMA: i64 = 41;
 pub const SCAN_T3: i64 = 42;
 pub const SCAN_ZLEMA: i64 = 43;
-pub const SCAN_COPY: i64 = 44;
 /// KAMA on the time-varying scan (see `common.cuh`).
 pub const SCAN_KAMA: i64 = 45;
 /// KC's two channels and three bands (see `common.cuh`).

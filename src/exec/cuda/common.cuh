@@ -44,12 +44,12 @@ typedef long long tx_i64;
 #define TX_SCAN_CUMSUM 20
 // The moving averages of ma.rs, numbered apart from the others' modes. DEMA, TEMA and T3 are
 // chained EMA stages (drive k*in0); their last stage's finish writes the combination with the
-// earlier levels (in1, in2). ZLEMA's drive de-lags in0 by `lag` rows; COPY is the identity.
+// earlier levels (in1, in2). ZLEMA's drive de-lags in0 by `lag` rows. (44 is unused: period 1
+// is the identity, run as a plain copy by the pipeline, not as a scan.)
 #define TX_SCAN_DEMA 40   // finish: 2*e1 - y (in1 = e1)
 #define TX_SCAN_TEMA 41   // finish: (3*e1 - 3*e2) + y (in1 = e1, in2 = e2)
 #define TX_SCAN_T3 42     // finish: ((mix0*y + mix1*e5) + mix2*e4) + mix3*e3 (in0, in1, in2)
 #define TX_SCAN_ZLEMA 43  // drive: coef0 * (2*in0[t] - in0[t - lag])
-#define TX_SCAN_COPY 44   // finish: in0 (no drive, no state)
 // KAMA (ma.rs kama) on the time-varying scan of varscan.rs: the drive writes a_t to channel 0 and
 // b_t to channel 1, the local scan turns them into (A_t, L_t) per block, ends = (A_end, L_end),
 // the host chains C_{k+1} = L_end + A_end*C_k into carries[2k], and y = L_t + A_t*C_k.

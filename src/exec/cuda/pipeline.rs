@@ -1473,8 +1473,7 @@ fn scan_member<B: Backend>(
         if me == 0 && !ex.failed() {
             let all = ex.ends.lock().map(|e| e.clone()).unwrap_or_default();
             let mut cur = st.seed;
-            // A copy stage has no state: the prefix reports none for it.
-            if let Some(source) = ex.carry_in.filter(|_| st.mode != SCAN_COPY) {
+            if let Some(source) = ex.carry_in {
                 // The prefix's state after its last row (it holds every seed row).
                 match source.next_state() {
                     Some(c) if c.len() == st.carried() => cur[..c.len()].copy_from_slice(&c),

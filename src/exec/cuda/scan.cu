@@ -92,9 +92,6 @@ extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
         case TX_SCAN_ZLEMA:  // ma.rs zlema_value
             l0[i] = a.coef0 * (2.0 * a.in0[i] - a.in0[i - a.lag]);
             break;
-        case TX_SCAN_COPY:
-            l0[i] = 0.0;
-            break;
         case TX_SCAN_KC: {  // in0 = close, in1 = high, in2 = low
             const double prev = a.in0[i - 1];
             const double h = a.in1[i], lo = a.in2[i];
@@ -205,9 +202,6 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             break;
         case TX_SCAN_T3:  // ma.rs t3
             a.out0[i] = ((a.mix0 * y0 + a.mix1 * a.in0[i]) + a.mix2 * a.in1[i]) + a.mix3 * a.in2[i];
-            break;
-        case TX_SCAN_COPY:
-            a.out0[i] = a.in0[i];
             break;
         case TX_SCAN_KC:  // volatility.rs kc
             a.out0[i] = y0 + y1 * a.mix0;
