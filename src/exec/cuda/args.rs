@@ -177,3 +177,105 @@ kernel_args!(
         a: u64, b: u64, c: u64, d: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(NAME, value)` of the `#define TX_NAME value` lines of `src` whose NAME starts with `prefix`.
+    fn defines(src: &str, prefix: &str) -> Vec<(String, i64)> {
+        src.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                if words.next()? != "#define" {
+                    return None;
+                }
+                let name = words.next()?.strip_prefix("TX_")?;
+                let value = words.next()?.parse().ok()?;
+                name.starts_with(prefix).then(|| (name.to_string(), value))
+            })
+            .collect()
+    }
+
+    /// A kernel's mode constants: the prefix of their names, the CUDA source defining them, and
+    /// their names and values here.
+    type Modes<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+
+    /// Every mode constant here is the CUDA sources' number, and no two modes of one kernel share a
+    /// number (branches adding modes independently have picked the same one before).
+    #[test]
+    fn mode_numbers_match_the_cuda_sources_and_differ_within_a_kernel() {
+        let common = include_str!("common.cuh");
+        let family = include_str!("family.cu");
+        let kernels: [Modes; 3] = [
+            (
+                "MOMENTS_",
+                common,
+                &[
+                    ("MOMENTS_SMA", MOMENTS_SMA),
+                    ("MOMENTS_STD", MOMENTS_STD),
+                    ("MOMENTS_ZSCORE", MOMENTS_ZSCORE),
+                    ("MOMENTS_BOLLINGER", MOMENTS_BOLLINGER),
+                    ("MOMENTS_VAR", MOMENTS_VAR),
+                    ("MOMENTS_SUM", MOMENTS_SUM),
+                    ("MOMENTS_BANDS", MOMENTS_BANDS),
+                    ("MOMENTS_AVGDEV", MOMENTS_AVGDEV),
+                ],
+            ),
+            (
+                "SCAN_",
+                common,
+                &[
+                    ("SCAN_EMA", SCAN_EMA),
+                    ("SCAN_MACD", SCAN_MACD),
+                    ("SCAN_SIGNAL", SCAN_SIGNAL),
+                    ("SCAN_RSI", SCAN_RSI),
+                    ("SCAN_ATR", SCAN_ATR),
+                    ("SCAN_NATR", SCAN_NATR),
+                    ("SCAN_OBV", SCAN_OBV),
+                    ("SCAN_CUMSUM", SCAN_CUMSUM),
+                    ("SCAN_DEMA", SCAN_DEMA),
+                    ("SCAN_TEMA", SCAN_TEMA),
+                    ("SCAN_T3", SCAN_T3),
+                    ("SCAN_ZLEMA", SCAN_ZLEMA),
+                    ("SCAN_KAMA", SCAN_KAMA),
+                    ("SCAN_KC", SCAN_KC),
+                ],
+            ),
+            (
+                "CO_",
+                family,
+                &[
+                    ("CO_SUMS", CO_SUMS),
+                    ("CO_CENTRED", CO_CENTRED),
+                    ("CO_CORREL", CO_CORREL),
+                    ("CO_LINREG_VALUE", CO_LINREG_VALUE),
+                    ("CO_LINREG_SLOPE", CO_LINREG_SLOPE),
+                    ("CO_LINREG_INTERCEPT", CO_LINREG_INTERCEPT),
+                    ("CO_LINREG_TSF", CO_LINREG_TSF),
+                    ("CO_BETA", CO_BETA),
+                ],
+            ),
+        ];
+        for (prefix, src, rust) in kernels {
+            // TX_SCAN_BLOCK is the block size, not a mode.
+            let mut cuda: Vec<(String, i64)> = defines(src, prefix)
+                .into_iter()
+                .filter(|(name, _)| name != "SCAN_BLOCK")
+                .collect();
+            let mut ours: Vec<(String, i64)> =
+                rust.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+            cuda.sort();
+            ours.sort();
+            assert_eq!(cuda, ours, "{prefix} modes: the CUDA sources vs args.rs");
+            let mut numbers: Vec<i64> = ours.iter().map(|&(_, v)| v).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            assert_eq!(
+                numbers.len(),
+                ours.len(),
+                "two {prefix} modes share a number"
+            );
+        }
+    }
+}
