@@ -87,7 +87,8 @@ fn specs() -> Vec<Spec> {
 }
 
 /// The scan moving averages of ma.rs (period 1 is the identity, 2 gives ZLEMA a lag of 0), `ma` of
-/// every matype with a CUDA composition, and Bollinger bands around them (unequal widths too).
+/// every matype (TRIMA and HMA on their windowed compositions), and Bollinger bands around them
+/// (unequal widths too).
 fn moving_average_specs() -> Vec<Spec> {
     use crate::kernels::registry::build_named;
     let mut v = Vec::new();
@@ -109,7 +110,9 @@ fn moving_average_specs() -> Vec<Spec> {
     ] {
         v.push(build_named("t3", [("period", p), ("vfactor", f)]).unwrap());
     }
-    for matype in [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 13.0] {
+    for matype in [
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0, 12.0, 13.0,
+    ] {
         for p in [1.0, 2.0, 5.0, 30.0] {
             v.push(build_named("ma", [("period", p), ("matype", matype)]).unwrap());
         }
