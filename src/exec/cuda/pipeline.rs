@@ -457,13 +457,8 @@ fn bands<B: Backend>(
     piece_rows: usize,
 ) -> Result<(), GpuError> {
     let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
-    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
-    let cap = plan
-        .iter()
-        .map(|&(lo, hi)| hi - halo(lo))
-        .max()
-        .unwrap_or(0);
-    let mut xb = be.alloc(cap.max(1))?;
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let mut xb = be.alloc(cap)?;
     let mut bufs = alloc_n(be, 3, cap)?;
     for (lo, hi) in plan {
         let base = halo(lo);
@@ -487,9 +482,8 @@ fn bands<B: Backend>(
             k: up,
         };
         be.launch(Kernel::Moments, grid_threads(lo, hi, 0, w), &args)?;
-        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
         for (out, buf) in outs.iter_mut().zip(&bufs[1..]) {
-            be.download(buf, lo - base, &mut out[a..b])?;
+            download_rows(be, buf, base, (lo, hi), rows, out)?;
         }
     }
     Ok(())
