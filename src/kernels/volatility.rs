@@ -43,6 +43,7 @@
 use super::elementwise::{map_rows, Op};
 use super::ema::{seed_mean, seed_mean_of, smoothing};
 use super::extrema::{nan_max, nan_min, select};
+use super::ma;
 use super::moments;
 use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
@@ -73,13 +74,8 @@ fn scan_into<S: Splitter>(
 /// vector; the ranges are computed where the scan reads them, never stored.
 fn range_ema<S: Splitter>(split: &S, h: &[f64], l: &[f64], period: usize) -> Vec<f64> {
     let mut e = vec![0.0; h.len()];
-    let k = smoothing(period);
     let hl = |t: usize| h[t] - l[t];
-    let rec = Recurrence {
-        decay: [1.0 - k],
-        seed_row: period - 1,
-        seed: [seed_mean_of(period, hl)],
-    };
+    let (rec, k) = ma::ema_from_recurrence(0, period, hl);
     scan_into(split, h.len(), &rec, k, hl, &mut e);
     e
 }
