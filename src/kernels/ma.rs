@@ -226,17 +226,34 @@ fn ema_cascade<S: Splitter, const M: usize>(
     out: &mut [f64],
     combine: impl Fn([f64; M]) -> f64 + Sync,
 ) {
-    let p = period;
-    let lb = M * (p - 1);
+    let lb = M * (period - 1);
     if n <= lb {
         return;
     }
-    // The stages through the lookback, by the definition: a row depends on no later row and the
-    // scan grid is aligned to row 0, so these are the full series' bits, seeds included.
-    let prefix = ema_stages::<_, M>(&Sequential, lb + 1, p, &value);
+    let (stages, k, prefix) = ema_cascade_stages::<M>(period, &value);
     out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = [k * value(start + i)];
+        }
+    };
+    run_cascade(split, n, &stages, (drive, k), out, combine);
+}
+
+/// The `M` EMAs of DEMA, TEMA and T3 as scan stages, their drive coefficient `k` (stage `s` is
+/// driven by `k` times the stage before, stage 0 by `k·value(t)`, and seeded at row
+/// `(s + 1)(p - 1)`), and every stage's rows `0 ..= M(p - 1)` (the lookback; `value` is read on
+/// those rows). The rows come from the definition ([`ema_stages`]): a row depends on no later
+/// row and the scan grid is aligned to row 0, so they are the full series' bits, seeds included.
+/// The GPU pipeline chains its stages from the same recurrences.
+pub fn ema_cascade_stages<const M: usize>(
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+) -> ([Recurrence<1>; M], f64, Vec<Vec<f64>>) {
+    let p = period;
+    let prefix = ema_stages::<_, M>(&Sequential, M * (p - 1) + 1, p, &value);
     let k = smoothing(p);
-    let stages: [Recurrence<1>; M] = std::array::from_fn(|s| {
+    let stages = std::array::from_fn(|s| {
         let seed_row = (s + 1) * (p - 1);
         Recurrence {
             decay: [1.0 - k],
@@ -244,12 +261,7 @@ fn ema_cascade<S: Splitter, const M: usize>(
             seed: [prefix[s][seed_row]],
         }
     });
-    let drive = |start: usize, b: &mut [[f64; 1]]| {
-        for (i, v) in b.iter_mut().enumerate() {
-            *v = [k * value(start + i)];
-        }
-    };
-    run_cascade(split, n, &stages, (drive, k), out, combine);
+    (stages, k, prefix)
 }
 
 /// `e_1 … e_M` of [`ema_cascade`] over rows `0..n`, stage by stage through full-length vectors

@@ -227,11 +227,14 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
         {
             Family::Copy
         }
-        Spec::Dema { period } => Family::Scans(ema_chain(x, period, SCAN_DEMA, [0.0; 4])),
-        Spec::Tema { period } => Family::Scans(ema_chain(x, period, SCAN_TEMA, [0.0; 4])),
-        Spec::T3 { period, vfactor } => {
-            Family::Scans(ema_chain(x, period, SCAN_T3, ma::t3_coefficients(vfactor)))
-        }
+        Spec::Dema { period } => Family::Scans(ema_chain::<2>(x, period, SCAN_DEMA, [0.0; 4])),
+        Spec::Tema { period } => Family::Scans(ema_chain::<3>(x, period, SCAN_TEMA, [0.0; 4])),
+        Spec::T3 { period, vfactor } => Family::Scans(ema_chain::<6>(
+            x,
+            period,
+            SCAN_T3,
+            ma::t3_coefficients(vfactor),
+        )),
         Spec::Zlema { period } => {
             let lag = ma::zlema_lag(period);
             let (rec, k) = ma::ema_from_recurrence(lag, period, |t| ma::zlema_value(x, lag, t));
@@ -353,28 +356,20 @@ fn ma_family(matype: MaType, period: usize, inputs: &[&[f64]]) -> Result<Family,
     family(&spec, inputs)
 }
 
-/// DEMA, TEMA and T3 (ma.rs, `period >= 2`): EMA levels `e_{i+1} = ema_from(e_i, i(p - 1))`, level
-/// `i` in scratch output `i` (outputs past the indicator's own are never downloaded), the last
-/// level's finish writing `mode`'s combination of it with the levels before into output 0. Each
-/// level's seed averages the previous level's first rows: the CPU kernel computes those bits on
-/// the prefix through the lookback (a scan's row `t` depends only on rows `<= t`).
-fn ema_chain(x: &[f64], p: usize, mode: i64, mix: [f64; 4]) -> Vec<Stage> {
-    let levels = match mode {
-        SCAN_DEMA => 2,
-        SCAN_TEMA => 3,
-        _ => 6,
-    };
-    let prefix_rows = levels * (p - 1) + 1;
-    let mut prev = x[..prefix_rows].to_vec();
-    let mut stages = Vec::with_capacity(levels);
-    for i in 0..levels {
-        let from = i * (p - 1);
-        let (rec, k) = ma::ema_from_recurrence(from, p, |t| prev[t]);
+/// DEMA, TEMA and T3 (ma.rs, `period >= 2`): the `M` EMA levels of the CPU kernel's cascade
+/// (`ma::ema_cascade_stages`, the same recurrences and seeds: level `i + 1` is
+/// `ema_from(e_i, i(p - 1))`), level `i` in scratch output `i` (outputs past the indicator's own
+/// are never downloaded), the last level's finish writing `mode`'s combination of it with the
+/// levels before into output 0.
+fn ema_chain<const M: usize>(x: &[f64], p: usize, mode: i64, mix: [f64; 4]) -> Vec<Stage> {
+    let (levels, k, _) = ma::ema_cascade_stages::<M>(p, |t| x[t]);
+    let mut stages = Vec::with_capacity(M);
+    for (i, rec) in levels.iter().enumerate() {
         let source = if i == 0 { In::Input(0) } else { In::User(i) };
-        let stage = if i + 1 < levels {
+        let stage = if i + 1 < M {
             Stage::new(
                 SCAN_EMA,
-                &rec,
+                rec,
                 [k, 0.0],
                 [source, In::None, In::None],
                 [Out::User(i + 1), Out::None],
@@ -386,16 +381,11 @@ fn ema_chain(x: &[f64], p: usize, mode: i64, mix: [f64; 4]) -> Vec<Stage> {
                 SCAN_TEMA => [source, In::User(1), In::User(2)],
                 _ => [source, In::User(4), In::User(3)],
             };
-            let mut last = Stage::new(mode, &rec, [k, 0.0], ins, [Out::User(0), Out::None]);
+            let mut last = Stage::new(mode, rec, [k, 0.0], ins, [Out::User(0), Out::None]);
             last.mix = mix;
             last
         };
         stages.push(stage);
-        if i + 1 < levels {
-            let mut next = vec![0.0; prefix_rows];
-            ma::ema_from(&Sequential, &prev, from, p, &mut next);
-            prev = next;
-        }
     }
     stages
 }
