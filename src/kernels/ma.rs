@@ -232,6 +232,15 @@ fn ema_cascade<S: Splitter, const M: usize>(
     }
     let (stages, k, prefix) = ema_cascade_stages::<M>(period, &value);
     out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    if n == lb + 1 {
+        // No row after the last seed row, so no cascade pass to report the stages' states: each
+        // one's state after the last row is its row `lb`, handed on as a scan ending at its seed
+        // row hands on the seed (a device set's GPUs continue from them).
+        for e in &prefix {
+            split.scan_carry_out(&[e[lb]]);
+        }
+        return;
+    }
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         for (i, v) in b.iter_mut().enumerate() {
             *v = [k * value(start + i)];
@@ -890,6 +899,34 @@ mod tests {
                         let got = run(&w, &x, m, p);
                         let what = format!("{m:?}({p}) threads={threads}");
                         assert_bits_eq(&got[m.lookback(p)..], want, &what);
+                    }
+                }
+            }
+        }
+    }
+
+    /// DEMA, TEMA and T3 hand on one state per EMA, in stage order: each EMA's value at the last
+    /// row (a device set's GPUs continue the cascade from them), also when the series ends at the
+    /// lookback row (the last EMA's seed row).
+    #[test]
+    fn ema_cascades_hand_on_every_stage_state() {
+        use crate::kernels::testing::Workers;
+        let x = &series_zoo(3000, 5)[1];
+        for p in [2, 5, 342] {
+            for (m, levels) in [(MaType::Dema, 2), (MaType::Tema, 3), (MaType::T3, 6)] {
+                let lb = m.lookback(p);
+                for n in [lb + 1, lb + 2, lb + 1500] {
+                    if n > x.len() {
+                        continue;
+                    }
+                    let e = ema_stages::<_, 6>(&Sequential, n, p, &|t| x[t]);
+                    let w = Workers::new(0, 1);
+                    run(&w, &x[..n], m, p);
+                    let got = w.carry_out.into_inner().unwrap();
+                    let want: Vec<Vec<f64>> = (0..levels).map(|s| vec![e[s][n - 1]]).collect();
+                    assert_eq!(got.len(), levels, "{m:?}({p}) n={n}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert_bits_eq(g, w, &format!("{m:?}({p}) n={n}"));
                     }
                 }
             }
