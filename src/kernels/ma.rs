@@ -217,7 +217,8 @@ pub fn zlema_value(x: &[f64], lag: usize, t: usize) -> f64 {
 /// The cascade of `M` EMAs of DEMA, TEMA and T3: `e_1 = ema_from(value, 0)`,
 /// `e_{s+1} = ema_from(e_s, s(p - 1))`, written as `combine([e_1, …, e_M])` from the lookback
 /// `M(p - 1)` on (earlier rows untouched). One fused pass ([`run_cascade`]): the stages' rows
-/// are those of the stage-by-stage definition ([`ema_stages`]), never stored.
+/// are those of the stage-by-stage definition ([`ema_stages`]), never stored; a splitter with
+/// pieces but no workers runs that definition through its pieces instead.
 fn ema_cascade<S: Splitter, const M: usize>(
     split: &S,
     n: usize,
@@ -229,6 +230,15 @@ fn ema_cascade<S: Splitter, const M: usize>(
     let lb = M * (period - 1);
     if n <= lb {
         return;
+    }
+    if split.workers() <= 1 && split.max_pieces() > 1 {
+        // Pieces but no workers for a chained pass (a device set's members take their shares of
+        // the rows through `for_each_piece`): the stages one after another through its pieces,
+        // as `run_scan` does for such a splitter. Same bits.
+        let e = ema_stages::<_, M>(split, n, period, &value);
+        return update_rows(split, lb, &mut out[..n], |t, _| {
+            combine(std::array::from_fn(|s| e[s][t]))
+        });
     }
     let (stages, k, prefix) = ema_cascade_stages::<M>(period, &value);
     out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
@@ -928,6 +938,59 @@ mod tests {
                     for (g, w) in got.iter().zip(&want) {
                         assert_bits_eq(g, w, &format!("{m:?}({p}) n={n}"));
                     }
+                }
+            }
+        }
+    }
+
+    /// A splitter that cuts pieces and runs no workers, as a device set's members: a kernel that
+    /// hands it a chained pass would leave the members' shares unused.
+    struct PiecesOnly(CutAt);
+
+    impl Splitter for PiecesOnly {
+        fn for_each_piece<const K: usize, F>(&self, first: usize, outs: [&mut [f64]; K], fill: F)
+        where
+            F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
+        {
+            self.0.for_each_piece(first, outs, fill)
+        }
+
+        fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
+        where
+            F: Fn(usize) -> T + Sync + Send,
+        {
+            self.0.map_indexed(n, f)
+        }
+
+        fn max_pieces(&self) -> usize {
+            self.0.max_pieces()
+        }
+
+        fn last_piece_start(&self, first_row: usize, len: usize) -> usize {
+            self.0.last_piece_start(first_row, len)
+        }
+
+        fn run_workers<F>(&self, _worker: F)
+        where
+            F: Fn() + Sync + Send,
+        {
+            panic!("run_workers on a splitter without workers");
+        }
+    }
+
+    /// DEMA, TEMA and T3 on a splitter with pieces and no workers go through its pieces (never
+    /// `run_workers`), with the one-piece bits.
+    #[test]
+    fn ema_cascades_use_the_pieces_of_a_splitter_without_workers() {
+        let mut rng = Lcg(23);
+        for x in series_zoo(20_000, 3) {
+            for p in [2, 9, 400] {
+                for m in [MaType::Dema, MaType::Tema, MaType::T3] {
+                    let want = run(&Sequential, &x, m, p);
+                    let split = PiecesOnly(CutAt(vec![rng.below(x.len()), 7000, 13_001]));
+                    let got = run(&split, &x, m, p);
+                    let lb = m.lookback(p);
+                    assert_bits_eq(&got[lb..], &want[lb..], &format!("{m:?}({p}) in pieces"));
                 }
             }
         }
