@@ -43,7 +43,8 @@
 //! row at 0): `slope = m_xy / m_xx`; `intercept = mean_y - slope*h` (the fitted value at the oldest
 //! row of the window, TA-Lib's `b`); `linearreg = intercept + slope*(w - 1)` (at the newest row);
 //! `tsf = intercept + slope*w` (one row ahead); `angle = atan(slope) * (180.0 / π)` in degrees
-//! (the platform's `atan`; CPU only). Periods start at 2, so `m_xx > 0`.
+//! (the platform's `atan`, [`angle_of`]: the CUDA path applies it on the host to the device's
+//! slope). Periods start at 2, so `m_xx > 0`.
 //!
 //! **BETA** (TA-Lib BETA): `x` and `y` are the one-row returns of the two input series,
 //! `ret_s = (v_s - v_{s-1}) / v_{s-1}`, `0.0` when `v_{s-1} == 0.0` (TA-Lib tests `|v| < 1e-8`;
@@ -345,10 +346,17 @@ pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, ou
                 LinReg::Intercept => intercept(),
                 LinReg::Value => intercept() + slope * last,
                 LinReg::Tsf => intercept() + slope * ahead,
-                LinReg::Angle => slope.atan() * (180.0 / std::f64::consts::PI),
+                LinReg::Angle => angle_of(slope),
             };
         },
     );
+}
+
+/// LINEARREG_ANGLE from the slope: `atan(slope) * (180.0 / π)` with the platform's `atan` (the
+/// CUDA pipeline applies it on the host to the device's slope bits, so both give these bits).
+#[inline(always)]
+pub fn angle_of(slope: f64) -> f64 {
+    slope.atan() * (180.0 / std::f64::consts::PI)
 }
 
 /// The one-row return of `v` at row `s` (see the module doc).

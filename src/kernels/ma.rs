@@ -46,12 +46,18 @@
 //!
 //! No FMA, no `pow`. Every stage's rows are a function of global row indices only, so any split
 //! gives the same bits (tested with random cuts).
+//!
+//! Execution (never the bits): DEMA, TEMA and T3 run their EMAs as one fused pass
+//! (`cascade.rs`) that writes only the combination; KAMA (period <= 256), VWMA's `x·v` and ADR
+//! compute their derived series where the next stage reads them; the stage-by-stage compositions
+//! above are the definition, and the tests compare against them.
 
+use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
 use super::moments;
 use super::scan::{run_scan, write_rows, Recurrence};
 use super::scratch::with_scratch;
-use super::split::Splitter;
+use super::split::{Sequential, Splitter};
 use super::varscan::{run_varscan, write_y};
 use super::wilder;
 use super::wma;
@@ -170,12 +176,7 @@ fn ema_of<S: Splitter>(
     if period == 0 || n < from + period {
         return;
     }
-    let k = smoothing(period);
-    let rec = Recurrence {
-        decay: [1.0 - k],
-        seed_row: from + period - 1,
-        seed: [seed_mean_of(period, |i| value(from + i))],
-    };
+    let (rec, k) = ema_from_recurrence(from, period, &value);
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         for (i, v) in b.iter_mut().enumerate() {
             *v = [k * value(start + i)];
@@ -186,39 +187,146 @@ fn ema_of<S: Splitter>(
     });
 }
 
-/// DEMA(period); rows before the lookback untouched.
-pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
-        return copy_rows(split, x, out);
-    }
-    let lb = 2 * (p - 1);
+/// [`ema_from`]'s recurrence and drive coefficient `k` for the series `value(t)` (rows
+/// `from ..= from + period - 1` are read for the seed); the GPU pipeline builds its stages from it.
+pub fn ema_from_recurrence(
+    from: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64,
+) -> (Recurrence<1>, f64) {
+    let k = smoothing(period);
+    let rec = Recurrence {
+        decay: [1.0 - k],
+        seed_row: from + period - 1,
+        seed: [seed_mean_of(period, |i| value(from + i))],
+    };
+    (rec, k)
+}
+
+/// ZLEMA's lag `(period - 1) / 2`.
+pub fn zlema_lag(period: usize) -> usize {
+    (period - 1) / 2
+}
+
+/// ZLEMA's de-lagged series at row `t >= lag`.
+#[inline(always)]
+pub fn zlema_value(x: &[f64], lag: usize, t: usize) -> f64 {
+    2.0 * x[t] - x[t - lag]
+}
+
+/// The cascade of `M` EMAs of DEMA, TEMA and T3: `e_1 = ema_from(value, 0)`,
+/// `e_{s+1} = ema_from(e_s, s(p - 1))`, written as `combine([e_1, …, e_M])` from the lookback
+/// `M(p - 1)` on (earlier rows untouched). One fused pass ([`run_cascade`]): the stages' rows
+/// are those of the stage-by-stage definition ([`ema_stages`]), never stored; a splitter with
+/// pieces but no workers runs that definition through its pieces instead.
+fn ema_cascade<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+    out: &mut [f64],
+    combine: impl Fn([f64; M]) -> f64 + Sync,
+) {
+    let lb = M * (period - 1);
     if n <= lb {
         return;
     }
-    let mut e1 = vec![0.0; n];
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, out);
-    update_rows(split, lb, &mut out[..n], |t, e2| 2.0 * e1[t] - e2);
+    if split.workers() <= 1 && split.max_pieces() > 1 {
+        // Pieces but no workers for a chained pass (a device set's members take their shares of
+        // the rows through `for_each_piece`): the stages one after another through its pieces,
+        // as `run_scan` does for such a splitter. Same bits.
+        let e = ema_stages::<_, M>(split, n, period, &value);
+        return update_rows(split, lb, &mut out[..n], |t, _| {
+            combine(std::array::from_fn(|s| e[s][t]))
+        });
+    }
+    let (stages, k, prefix) = ema_cascade_stages::<M>(period, &value);
+    out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    if n == lb + 1 {
+        // No row after the last seed row, so no cascade pass to report the stages' states: each
+        // one's state after the last row is its row `lb`, handed on as a scan ending at its seed
+        // row hands on the seed (a device set's GPUs continue from them).
+        for e in &prefix {
+            split.scan_carry_out(&[e[lb]]);
+        }
+        return;
+    }
+    let drive = |start: usize, b: &mut [[f64; 1]]| {
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = [k * value(start + i)];
+        }
+    };
+    run_cascade(split, n, &stages, (drive, k), out, combine);
+}
+
+/// The `M` EMAs of DEMA, TEMA and T3 as scan stages, their drive coefficient `k` (stage `s` is
+/// driven by `k` times the stage before, stage 0 by `k·value(t)`, and seeded at row
+/// `(s + 1)(p - 1)`), and every stage's rows `0 ..= M(p - 1)` (the lookback; `value` is read on
+/// those rows). The rows come from the definition ([`ema_stages`]): a row depends on no later
+/// row and the scan grid is aligned to row 0, so they are the full series' bits, seeds included.
+/// The GPU pipeline chains its stages from the same recurrences.
+pub fn ema_cascade_stages<const M: usize>(
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+) -> ([Recurrence<1>; M], f64, Vec<Vec<f64>>) {
+    let p = period;
+    let prefix = ema_stages::<_, M>(&Sequential, M * (p - 1) + 1, p, &value);
+    let k = smoothing(p);
+    let stages = std::array::from_fn(|s| {
+        let seed_row = (s + 1) * (p - 1);
+        Recurrence {
+            decay: [1.0 - k],
+            seed_row,
+            seed: [prefix[s][seed_row]],
+        }
+    });
+    (stages, k, prefix)
+}
+
+/// `e_1 … e_M` of [`ema_cascade`] over rows `0..n`, stage by stage through full-length vectors
+/// (the definition; rows before each stage's seed row are 0).
+fn ema_stages<S: Splitter, const M: usize>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: &(impl Fn(usize) -> f64 + Sync + Send),
+) -> Vec<Vec<f64>> {
+    let mut e: Vec<Vec<f64>> = Vec::with_capacity(M);
+    for s in 0..M {
+        let mut y = vec![0.0; n];
+        match e.last() {
+            None => ema_of(split, n, 0, period, value, &mut y),
+            Some(prev) => ema_from(split, prev, s * (period - 1), period, &mut y),
+        }
+        e.push(y);
+    }
+    e
+}
+
+/// DEMA's combination of its two EMAs.
+fn dema_of(e: [f64; 2]) -> f64 {
+    2.0 * e[0] - e[1]
+}
+
+/// TEMA's combination of its three EMAs.
+fn tema_of(e: [f64; 3]) -> f64 {
+    (3.0 * e[0] - 3.0 * e[1]) + e[2]
+}
+
+/// DEMA(period); rows before the lookback untouched.
+pub fn dema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
+    if period <= 1 {
+        return copy_rows(split, x, out);
+    }
+    ema_cascade(split, x.len(), period, |t| x[t], out, dema_of);
 }
 
 /// TEMA(period); rows before the lookback untouched.
 pub fn tema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 3 * (p - 1);
-    if n <= lb {
-        return;
-    }
-    let (mut e1, mut e2) = (vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut e1);
-    ema_from(split, &e1, p - 1, p, &mut e2);
-    ema_from(split, &e2, 2 * (p - 1), p, out);
-    update_rows(split, lb, &mut out[..n], |t, e3| {
-        (3.0 * e1[t] - 3.0 * e2[t]) + e3
-    });
+    ema_cascade(split, x.len(), period, |t| x[t], out, tema_of);
 }
 
 /// T3's coefficients `[c1, c2, c3, c4]` for the volume factor `v`, in TA-Lib's operations.
@@ -233,26 +341,18 @@ pub fn t3_coefficients(v: f64) -> [f64; 4] {
 
 /// T3(period, vfactor); rows before the lookback untouched.
 pub fn t3<S: Splitter>(split: &S, x: &[f64], period: usize, vfactor: f64, out: &mut [f64]) {
-    let (n, p) = (x.len(), period);
-    if p <= 1 {
+    if period <= 1 {
         return copy_rows(split, x, out);
     }
-    let lb = 6 * (p - 1);
-    if n <= lb {
-        return;
-    }
     let [c1, c2, c3, c4] = t3_coefficients(vfactor);
-    let (mut a, mut b, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    ema_from(split, x, 0, p, &mut a); // e1
-    ema_from(split, &a, p - 1, p, &mut b); // e2
-    ema_from(split, &b, 2 * (p - 1), p, &mut a); // e3
-    ema_from(split, &a, 3 * (p - 1), p, &mut b); // e4
-    ema_from(split, &b, 4 * (p - 1), p, &mut c); // e5
-    ema_from(split, &c, 5 * (p - 1), p, out); // e6
-    let (e3, e4, e5) = (&a, &b, &c);
-    update_rows(split, lb, &mut out[..n], |t, e6| {
-        ((c1 * e6 + c2 * e5[t]) + c3 * e4[t]) + c4 * e3[t]
-    });
+    ema_cascade(
+        split,
+        x.len(),
+        period,
+        |t| x[t],
+        out,
+        |e: [f64; 6]| ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2],
+    );
 }
 
 /// TRIMA's two SMA widths `(first, second)`: `SMA_second(SMA_first(x))`.
@@ -303,14 +403,19 @@ pub fn zlema<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) 
     if p <= 1 {
         return copy_rows(split, x, out);
     }
-    let lag = (p - 1) / 2;
-    ema_of(split, x.len(), lag, p, |t| 2.0 * x[t] - x[t - lag], out);
+    let lag = zlema_lag(p);
+    ema_of(split, x.len(), lag, p, |t| zlema_value(x, lag, t), out);
 }
 
-/// `out[t] = Σ u[t - w + 1 ..= t]` for rows `t >= w - 1` on the block grid of `w` rows aligned to
-/// row 0 of `u` (see the module spec); earlier rows untouched.
-pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64]) {
-    let n = u.len();
+/// `out[t] = Σ u(t - w + 1 ..= t)` for rows `t >= w - 1` of the series `u` (`n` rows) on the
+/// block grid of `w` rows aligned to row 0 of `u` (see the module spec); earlier rows untouched.
+pub fn window_sums<S: Splitter>(
+    split: &S,
+    n: usize,
+    u: impl Fn(usize) -> f64 + Sync + Send,
+    w: usize,
+    out: &mut [f64],
+) {
     if w == 0 || n < w {
         return;
     }
@@ -318,32 +423,48 @@ pub fn window_sums<S: Splitter>(split: &S, u: &[f64], w: usize, out: &mut [f64])
         let hi = lo + piece.len();
         with_scratch(2 * w, |scratch| {
             let (pre, suf) = scratch.split_at_mut(w);
-            for b in lo / w..=(hi - 1) / w {
-                let bs = b * w;
-                let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
-                let mut acc = 0.0f64;
-                for (o, v) in u[bs..bs + o_hi].iter().enumerate() {
-                    acc = acc + v;
-                    pre[o] = acc;
-                }
-                if o_lo < w - 1 {
-                    let prev = &u[bs - w..bs];
-                    let mut acc = 0.0f64;
-                    for o in (o_lo + 1..w).rev() {
-                        acc = prev[o] + acc;
-                        suf[o] = acc;
-                    }
-                }
-                for o in o_lo..o_hi {
-                    piece[bs + o - lo] = if o == w - 1 {
-                        pre[o]
-                    } else {
-                        suf[o + 1] + pre[o]
-                    };
-                }
-            }
+            window_sum_rows(&u, w, (lo, hi), pre, suf, |t, v| piece[t - lo] = v);
         })
     });
+}
+
+/// Rows `lo..hi` (`lo >= w - 1`) of [`window_sums`] of `u`, handed to `emit(t, sum)` in order;
+/// `pre` and `suf` are scratch of `w` values each.
+#[inline(always)]
+fn window_sum_rows(
+    u: impl Fn(usize) -> f64,
+    w: usize,
+    (lo, hi): (usize, usize),
+    pre: &mut [f64],
+    suf: &mut [f64],
+    mut emit: impl FnMut(usize, f64),
+) {
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        let mut acc = 0.0f64;
+        for (o, p) in pre[..o_hi].iter_mut().enumerate() {
+            acc = acc + u(bs + o);
+            *p = acc;
+        }
+        if o_lo < w - 1 {
+            let mut acc = 0.0f64;
+            for o in (o_lo + 1..w).rev() {
+                acc = u(bs - w + o) + acc;
+                suf[o] = acc;
+            }
+        }
+        for o in o_lo..o_hi {
+            emit(
+                bs + o,
+                if o == w - 1 {
+                    pre[o]
+                } else {
+                    suf[o + 1] + pre[o]
+                },
+            );
+        }
+    }
 }
 
 /// KAMA's smoothing constant from the window's path length `s` and net change `r`.
@@ -352,11 +473,21 @@ pub fn kama_sc(s: f64, r: f64) -> f64 {
     kama_sc_scaled(s, r, 1e-8)
 }
 
+/// KAMA's slowest smoothing constant, `2 / (30 + 1)`.
+pub const KAMA_SLOWEST: f64 = 2.0 / (30.0 + 1.0);
+/// The span of KAMA's constants, `2 / (2 + 1) - KAMA_SLOWEST`.
+pub const KAMA_SPAN: f64 = 2.0 / (2.0 + 1.0) - KAMA_SLOWEST;
+
+/// KAMA's exact scale `g = 2^-j` (`2^j` the smallest power of two `>= 2p`; see the module spec).
+pub fn kama_scale(period: usize) -> f64 {
+    2f64.powi(-((2 * period).next_power_of_two().trailing_zeros() as i32))
+}
+
 /// [`kama_sc`] of a path length and change both scaled by `g`; `zero = 1e-8·g`.
 #[inline(always)]
 fn kama_sc_scaled(s: f64, r: f64, zero: f64) -> f64 {
-    const SC_MAX: f64 = 2.0 / (30.0 + 1.0);
-    let diff = 2.0 / (2.0 + 1.0) - SC_MAX;
+    const SC_MAX: f64 = KAMA_SLOWEST;
+    let diff = KAMA_SPAN;
     let er = if s <= r || (-zero < s && s < zero) {
         1.0
     } else {
@@ -375,17 +506,47 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     if n <= p {
         return;
     }
-    // u[i] = |x[i + 1]·g - x[i]·g|; path[i] = window sum ending at u[i], i.e. at row i + 1.
-    let g = 2f64.powi(-((2 * p).next_power_of_two().trailing_zeros() as i32));
-    let zero = 1e-8 * g;
-    let mut u = vec![0.0; n - 1];
-    update_rows(split, 0, &mut u, |i, _| (x[i + 1] * g - x[i] * g).abs());
+    // u(i) = |x[i + 1]·g - x[i]·g|; the path length at row t is the window sum ending at u(t - 1).
+    let g = kama_scale(p);
+    let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+    if p <= KAMA_FUSED_MAX {
+        // Each block's path lengths from `x` at once (O(p) extra per block): no temporaries.
+        return kama_scan(split, x, p, g, out, |start, ab| {
+            let mut scratch = [0.0f64; 2 * KAMA_FUSED_MAX];
+            let (pre, suf) = scratch.split_at_mut(KAMA_FUSED_MAX);
+            let rows = (start - 1, start - 1 + ab.len());
+            window_sum_rows(u, p, rows, pre, suf, |i, s| ab[i + 1 - start][0] = s);
+        });
+    }
+    // Long windows: one full-length pass of window sums (O(1) per row whatever `p`).
     let mut path = vec![0.0; n - 1];
-    window_sums(split, &u, p, &mut path);
+    window_sums(split, n - 1, u, p, &mut path);
+    kama_scan(split, x, p, g, out, |start, ab| {
+        for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+            v[0] = s;
+        }
+    });
+}
+
+/// KAMA windows up to this long compute their path lengths block by block inside the scan.
+const KAMA_FUSED_MAX: usize = 256;
+
+/// KAMA's scan over `x` with scale `g` (module spec); `paths(start, ab)` puts the path length of
+/// row `start + i` in `ab[i][0]`, which the drive then turns into the row's coefficients.
+fn kama_scan<S: Splitter>(
+    split: &S,
+    x: &[f64],
+    p: usize,
+    g: f64,
+    out: &mut [f64],
+    paths: impl Fn(usize, &mut [[f64; 2]]) + Sync + Send,
+) {
+    let (n, zero) = (x.len(), 1e-8 * g);
     let drive = |start: usize, ab: &mut [[f64; 2]]| {
+        paths(start, ab);
         for (i, v) in ab.iter_mut().enumerate() {
             let t = start + i;
-            let sc = kama_sc_scaled(path[t - 1], x[t] * g - x[t - p] * g, zero);
+            let sc = kama_sc_scaled(v[0], x[t] * g - x[t - p] * g, zero);
             *v = [1.0 - sc, sc * x[t]];
         }
     };
@@ -409,11 +570,9 @@ pub fn vwma<S: Splitter>(split: &S, x: &[f64], v: &[f64], period: usize, out: &m
     if n < p {
         return;
     }
-    let mut pv = vec![0.0; n];
-    update_rows(split, 0, &mut pv, |t, _| x[t] * v[t]);
     let mut sv = vec![0.0; n];
     moments::sma(split, v, p, &mut sv);
-    moments::sma(split, &pv, p, out);
+    moments::sma_of(split, n, p, |t| x[t] * v[t], out);
     update_rows(split, p - 1, &mut out[..n], |t, spv| spv / sv[t]);
 }
 
@@ -717,6 +876,126 @@ mod tests {
         }
     }
 
+    /// DEMA, TEMA and T3 on any schedule of workers give the bits of their EMAs computed stage by
+    /// stage through full-length vectors (their definition), from the lookback on.
+    #[test]
+    fn ema_cascades_give_the_stage_by_stage_bits() {
+        use crate::kernels::testing::Workers;
+        let [c1, c2, c3, c4] = t3_coefficients(MA_T3_VFACTOR);
+        for x in series_zoo(30_000, 5) {
+            for p in [2, 5, 30, 1500] {
+                let e = ema_stages::<_, 6>(&CutAt(vec![7000, 20_000]), x.len(), p, &|t| x[t]);
+                let at = |t: usize| -> [f64; 6] { std::array::from_fn(|s| e[s][t]) };
+                let want: [Vec<f64>; 3] = [
+                    (2 * (p - 1)..x.len())
+                        .map(|t| dema_of([at(t)[0], at(t)[1]]))
+                        .collect(),
+                    (3 * (p - 1)..x.len())
+                        .map(|t| tema_of([at(t)[0], at(t)[1], at(t)[2]]))
+                        .collect(),
+                    (6 * (p - 1)..x.len())
+                        .map(|t| {
+                            let e = at(t);
+                            ((c1 * e[5] + c2 * e[4]) + c3 * e[3]) + c4 * e[2]
+                        })
+                        .collect(),
+                ];
+                for (threads, turns) in [(0, 1), (2, 0), (3, 0)] {
+                    let w = Workers::new(threads, turns);
+                    for (m, want) in [MaType::Dema, MaType::Tema, MaType::T3]
+                        .into_iter()
+                        .zip(&want)
+                    {
+                        let got = run(&w, &x, m, p);
+                        let what = format!("{m:?}({p}) threads={threads}");
+                        assert_bits_eq(&got[m.lookback(p)..], want, &what);
+                    }
+                }
+            }
+        }
+    }
+
+    /// DEMA, TEMA and T3 hand on one state per EMA, in stage order: each EMA's value at the last
+    /// row (a device set's GPUs continue the cascade from them), also when the series ends at the
+    /// lookback row (the last EMA's seed row).
+    #[test]
+    fn ema_cascades_hand_on_every_stage_state() {
+        use crate::kernels::testing::Workers;
+        let x = &series_zoo(3000, 5)[1];
+        for p in [2, 5, 342] {
+            for (m, levels) in [(MaType::Dema, 2), (MaType::Tema, 3), (MaType::T3, 6)] {
+                let lb = m.lookback(p);
+                for n in [lb + 1, lb + 2, lb + 1500] {
+                    if n > x.len() {
+                        continue;
+                    }
+                    let e = ema_stages::<_, 6>(&Sequential, n, p, &|t| x[t]);
+                    let w = Workers::new(0, 1);
+                    run(&w, &x[..n], m, p);
+                    let got = w.carry_out.into_inner().unwrap();
+                    let want: Vec<Vec<f64>> = (0..levels).map(|s| vec![e[s][n - 1]]).collect();
+                    assert_eq!(got.len(), levels, "{m:?}({p}) n={n}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert_bits_eq(g, w, &format!("{m:?}({p}) n={n}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A splitter that cuts pieces and runs no workers, as a device set's members: a kernel that
+    /// hands it a chained pass would leave the members' shares unused.
+    struct PiecesOnly(CutAt);
+
+    impl Splitter for PiecesOnly {
+        fn for_each_piece<const K: usize, F>(&self, first: usize, outs: [&mut [f64]; K], fill: F)
+        where
+            F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
+        {
+            self.0.for_each_piece(first, outs, fill)
+        }
+
+        fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
+        where
+            F: Fn(usize) -> T + Sync + Send,
+        {
+            self.0.map_indexed(n, f)
+        }
+
+        fn max_pieces(&self) -> usize {
+            self.0.max_pieces()
+        }
+
+        fn last_piece_start(&self, first_row: usize, len: usize) -> usize {
+            self.0.last_piece_start(first_row, len)
+        }
+
+        fn run_workers<F>(&self, _worker: F)
+        where
+            F: Fn() + Sync + Send,
+        {
+            panic!("run_workers on a splitter without workers");
+        }
+    }
+
+    /// DEMA, TEMA and T3 on a splitter with pieces and no workers go through its pieces (never
+    /// `run_workers`), with the one-piece bits.
+    #[test]
+    fn ema_cascades_use_the_pieces_of_a_splitter_without_workers() {
+        let mut rng = Lcg(23);
+        for x in series_zoo(20_000, 3) {
+            for p in [2, 9, 400] {
+                for m in [MaType::Dema, MaType::Tema, MaType::T3] {
+                    let want = run(&Sequential, &x, m, p);
+                    let split = PiecesOnly(CutAt(vec![rng.below(x.len()), 7000, 13_001]));
+                    let got = run(&split, &x, m, p);
+                    let lb = m.lookback(p);
+                    assert_bits_eq(&got[lb..], &want[lb..], &format!("{m:?}({p}) in pieces"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn ema_from_row_zero_is_ema_and_sma_is_the_moments_sma() {
         for x in series_zoo(3000, 3) {
@@ -735,7 +1014,8 @@ mod tests {
         let u: Vec<f64> = (0..3000).map(|_| rng.below(7) as f64).collect();
         for w in [1, 2, 5, 64, 999] {
             let mut out = vec![0.0; u.len()];
-            window_sums(&CutAt(random_cuts(&mut rng, u.len(), 16)), &u, w, &mut out);
+            let split = CutAt(random_cuts(&mut rng, u.len(), 16));
+            window_sums(&split, u.len(), |i| u[i], w, &mut out);
             for t in w - 1..u.len() {
                 assert_eq!(out[t], u[t + 1 - w..=t].iter().sum::<f64>(), "w={w} t={t}");
             }
@@ -760,6 +1040,29 @@ mod tests {
         kama(&Sequential, &x, 10, &mut out);
         assert!(out[10..35].iter().all(|&v| (v - 5.0).abs() < 1e-14));
         assert!((out[35] - (5.0 + fastest)).abs() < 1e-14, "{}", out[35]);
+    }
+
+    /// KAMA's path lengths computed block by block inside the scan are the stored window sums.
+    #[test]
+    fn kama_fused_path_lengths_are_the_stored_ones() {
+        for mut x in series_zoo(5000, 7) {
+            x[2100] = f64::NAN;
+            for p in [2, 30, KAMA_FUSED_MAX] {
+                let split = CutAt(vec![1500, 3333]);
+                let fused = run(&split, &x, MaType::Kama, p);
+                let g = kama_scale(p);
+                let mut path = vec![0.0; x.len() - 1];
+                let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
+                window_sums(&split, x.len() - 1, u, p, &mut path);
+                let mut stored = vec![0.0; x.len()];
+                kama_scan(&split, &x, p, g, &mut stored, |start, ab| {
+                    for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
+                        v[0] = s;
+                    }
+                });
+                assert_bits_eq(&fused[p..], &stored[p..], &format!("kama({p})"));
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 // The specs spell every operation out (`acc = acc + d`), so compound assignment is not used.
 #![allow(clippy::assign_op_pattern)]
 
+pub mod cascade;
 pub mod comoments;
 pub mod declaration;
 pub mod elementwise;

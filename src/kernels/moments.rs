@@ -323,6 +323,46 @@ pub fn sma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     });
 }
 
+/// Rows of a derived series [`sma_of`] materialises at once: a few blocks of a short window,
+/// small enough to stay in L1/L2 with the SMA's scratch.
+const SMA_OF_ROWS: usize = 4096;
+
+/// [`sma`] of the series `value(t)` (`n` rows), which is never stored whole: each piece
+/// computes its rows' values tile by tile, whole blocks of `w` (plus the previous block, the
+/// halo) into scratch, and runs [`sma_rows`] on them. A tile boundary is a cut of the rows, so the
+/// bits are those of [`sma`] of the stored series.
+pub fn sma_of<S: Splitter>(
+    split: &S,
+    n: usize,
+    period: usize,
+    value: impl Fn(usize) -> f64 + Sync + Send,
+    out: &mut [f64],
+) {
+    let w = period;
+    if w == 0 || n < w {
+        return;
+    }
+    let tile = SMA_OF_ROWS.div_ceil(w) * w;
+    split.for_each_piece(w - 1, [&mut out[w - 1..n]], |lo, [piece]| {
+        let hi = lo + piece.len();
+        with_scratch(tile + 2 * w + GROUP * w, |raw| {
+            let [xs, suf] = carve(raw, [tile + 2 * w, GROUP * w]);
+            let mut a = lo;
+            while a < hi {
+                // Up to the block boundary after `a + tile - w`; values from the previous block on.
+                let b = ((a / w + 1) * w + tile - w).min(hi);
+                let x0 = (a / w).saturating_sub(1) * w;
+                let xs = &mut xs[..b - x0];
+                for (i, v) in xs.iter_mut().enumerate() {
+                    *v = value(x0 + i);
+                }
+                sma_rows(xs, x0, w, (a, b), suf, &mut piece[a - lo..b - lo]);
+                a = b;
+            }
+        });
+    });
+}
+
 /// [`sma`] of the rows `[lo, hi)` on one thread, for kernels that feed an SMA from their own tiles
 /// (stoch). Row numbers are on the SMA's grid (row 0 is its origin); `x[i]` is row `x0 + i` with
 /// `x0 <= lo + 1 - w`, and `out[i]` receives row `lo + i`. `suf` is scratch of at least `w` elements.
@@ -874,6 +914,25 @@ mod tests {
                     let mut out = vec![0.0; hi - lo];
                     sma_rows(&x[x0..hi], x0, w, (lo, hi), &mut suf, &mut out);
                     assert_bits_eq(&out, &whole[lo..hi], "sma_rows");
+                }
+            }
+        }
+    }
+
+    /// `sma_of` a derived series, tile by tile, on any split, is `sma` of the stored series.
+    #[test]
+    fn sma_of_a_series_is_sma_of_it_stored() {
+        let mut rng = Lcg(19);
+        for mut x in series_zoo(12_000, 29) {
+            x[3001] = f64::NAN;
+            x[7000] = f64::INFINITY;
+            for w in [1, 2, 3, 5, 9, 40, 3000, 5000] {
+                let whole = run_sma(&Sequential, &x, w);
+                for _ in 0..3 {
+                    let mut got = vec![0.0; x.len()];
+                    let split = CutAt(random_cuts(&mut rng, x.len(), 8));
+                    sma_of(&split, x.len(), w, |t| x[t], &mut got);
+                    assert_bits_eq(&got[w - 1..], &whole[w - 1..], &format!("sma_of w={w}"));
                 }
             }
         }

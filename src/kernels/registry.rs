@@ -37,9 +37,6 @@ pub const CPU_AND_CUDA: Devices = Devices {
     no_cuda_reason: None,
 };
 
-/// The LINEARREG family: CPU only.
-const CPU_ONLY_LINREG: Devices = cpu_only("no CUDA twin yet: tx_comoments reads stored series, not the row index; LINEARREG_ANGLE's atan is the platform's");
-
 /// PERCENTILE and PERCENTRANK: CPU only.
 const CPU_ONLY_ORDER: Devices = cpu_only("no CUDA twin: the sorted sliding window is sequential within a piece (a GPU would need one window per thread, re-sorted from its halo)");
 
@@ -82,12 +79,9 @@ macro_rules! math_transform {
     };
 }
 
-/// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: CPU only for now.
-const WINDOW_EXTREMA_CPU: Devices =
-    cpu_only("no CUDA twin yet: the CUDA extrema kernel only serves stoch's %K");
-
-/// MAXINDEX, MININDEX, MINMAXINDEX.
-const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema depends on earlier rows (sequential per piece); the CUDA extrema kernel has no row mode");
+/// MAXINDEX, MININDEX, MINMAXINDEX: the reported row carries state across rows without bound
+/// (extrema_index.rs), so the windowed grid alone cannot give it.
+const EXTREMA_INDEX_CPU: Devices = cpu_only("TA-Lib's choice among tied extrema (the first or the last top row) depends on the rows before the window, back to the latest row whose window top is unique, however far (a flat run): on a device that is a scan of two-state transitions chained across blocks and pieces, which no CUDA kernel does yet");
 
 fn period(v: &[f64], i: usize) -> usize {
     v[i] as usize
@@ -525,7 +519,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 5, 1, "timeperiod", "Number of returns in the window")],
         lookback: "period",
         composition: "windowed co-moments (one-row returns, read in place)",
-        devices: cpu_only("no CUDA twin yet: tx_comoments reads stored series, and BETA's returns are derived per read"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Beta { period: period(v, 0) }),
     },
     Indicator {
@@ -553,7 +547,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -572,7 +566,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -591,7 +585,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -610,7 +604,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -629,7 +623,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed co-moments (row index, price)",
-        devices: CPU_ONLY_LINREG,
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::LinReg {
                 period: period(v, 0),
@@ -662,7 +656,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed moments (mean) + a direct pass over the window",
-        devices: cpu_only("no CUDA twin yet: the per-row pass of |x - mean| over the window is not a CUDA primitive"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::AvgDev { period: period(v, 0) }),
     },
     Indicator {
@@ -735,7 +729,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Max { period: period(v, 0) }),
     },
     Indicator {
@@ -749,7 +743,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Min { period: period(v, 0) }),
     },
     Indicator {
@@ -791,7 +785,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 30, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::MinMax { period: period(v, 0) }),
     },
     Indicator {
@@ -819,7 +813,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Midpoint { period: period(v, 0) }),
     },
     Indicator {
@@ -833,7 +827,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 14, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Midprice { period: period(v, 0) }),
     },
     Indicator {
@@ -851,7 +845,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[Param::period("period", 20, 2, "timeperiod", "Window length")],
         lookback: "period - 1",
         composition: "windowed extrema + elementwise midpoint",
-        devices: WINDOW_EXTREMA_CPU,
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Donchian { period: period(v, 0) }),
     },
     Indicator {
@@ -906,7 +900,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "max(period - 1, atr_period)",
         composition: "linear scan (two channels: EMA of the typical price, ATR) + elementwise bands",
-        devices: cpu_only("no CUDA twin yet: scan.cu has no stage whose two channels are an EMA of the typical price and an ATR seeded at a common row"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Kc {
                 period: period(v, 0),
@@ -1040,7 +1034,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "2 · (period - 1)",
         composition: "linear scans (two chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no stage combining two chained EMAs (2·e1 - e2)"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Dema { period: period(v, 0) }),
     },
     Indicator {
@@ -1054,7 +1048,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "3 · (period - 1)",
         composition: "linear scans (three chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for the three chained EMAs it combines"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Tema { period: period(v, 0) }),
     },
     Indicator {
@@ -1068,7 +1062,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two chained SMAs)",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline chains SMAs only inside STOCH"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Trima { period: period(v, 0) }),
     },
     Indicator {
@@ -1094,7 +1088,7 @@ pub static INDICATORS: &[Indicator] = &[
         ],
         lookback: "6 · (period - 1)",
         composition: "linear scans (six chained EMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU scan pipeline has no scratch arrays for six chained EMAs"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::T3 { period: period(v, 0), vfactor: v[1] }),
     },
     Indicator {
@@ -1108,7 +1102,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period",
         composition: "windowed sums (path length) + time-varying linear scan",
-        devices: cpu_only("no CUDA twin yet: tx_varscan exists but the pipeline has no stage feeding it KAMA's coefficients and windowed path lengths"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Kama { period: period(v, 0) }),
     },
     Indicator {
@@ -1122,7 +1116,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "linear scan (Wilder smoothing)",
-        devices: cpu_only("no CUDA twin yet: tx_scan has no mode for Wilder smoothing of the input itself"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Rma { period: period(v, 0) }),
     },
     Indicator {
@@ -1136,7 +1130,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "(period - 1) / 2 + period - 1",
         composition: "elementwise de-lag + linear scan",
-        devices: cpu_only("no CUDA twin yet: tx_scan has no de-lagged EMA drive"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Zlema { period: period(v, 0) }),
     },
     Indicator {
@@ -1150,7 +1144,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(20)],
         lookback: "period - 1 + floor(sqrt(period)) - 1",
         composition: "weighted windows (three WMAs) + elementwise combination",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline does not chain WMAs"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Hma { period: period(v, 0) }),
     },
     Indicator {
@@ -1164,7 +1158,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30)],
         lookback: "period - 1",
         composition: "windowed moments (two SMAs) + elementwise ratio",
-        devices: cpu_only("no CUDA twin yet: the GPU windowed pipeline has no two-input SMA ratio"),
+        devices: CPU_AND_CUDA,
         build: |v| Ok(Spec::Vwma { period: period(v, 0) }),
     },
     Indicator {
@@ -1178,7 +1172,7 @@ pub static INDICATORS: &[Indicator] = &[
         params: &[ma_period(30), Param::ma_type("matype", 0, "Moving-average type")],
         lookback: "that of the matype at period (0 at period 1)",
         composition: "the matype's family (moving_average)",
-        devices: cpu_only("no CUDA twin yet: several matypes (dema, tema, trima, kama, t3, hma, zlema, rma) have none"),
+        devices: CPU_AND_CUDA,
         build: |v| {
             Ok(Spec::Ma {
                 period: period(v, 0),

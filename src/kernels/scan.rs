@@ -43,7 +43,7 @@ pub const SCAN_BLOCK: usize = 1024;
 /// each block's chain is the same arithmetic either way. Eight independent chains hide the
 /// mul→add latency better than four (≈5-8% less CPU per row for ATR and MACD), and a unit of
 /// 8 blocks (64 KiB per channel) still fits in L2 until its fix-up.
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// A `C`-channel linear recurrence anchored at a seed row.
 pub struct Recurrence<const C: usize> {
@@ -68,7 +68,7 @@ pub fn fill_rows<const C: usize>(start: usize, b: &mut [[f64; C]], f: impl Fn(us
 /// `P[j] = a^j` for `j = 0 ..= SCAN_BLOCK`, flattened channel-minor, shared between calls with the
 /// same decays: `.over()` runs thousands of short series with one period, and rebuilding the
 /// table (a chain of 1,024 dependent multiplications per channel) would cost more than the scan.
-struct Powers<const C: usize>(Arc<Vec<f64>>);
+pub(super) struct Powers<const C: usize>(Arc<Vec<f64>>);
 
 /// `P[j] = a^j` per channel (see [`Powers`]); the GPU backend uploads the same table.
 pub fn power_table(a: &[f64]) -> Vec<f64> {
@@ -86,7 +86,7 @@ pub fn power_table(a: &[f64]) -> Vec<f64> {
 }
 
 impl<const C: usize> Powers<C> {
-    fn new(a: [f64; C]) -> Self {
+    pub(super) fn new(a: [f64; C]) -> Self {
         type Cache = Mutex<Vec<(Vec<u64>, Arc<Vec<f64>>)>>;
         static CACHE: OnceLock<Cache> = OnceLock::new();
         const CAPACITY: usize = 16;
@@ -114,7 +114,7 @@ impl<const C: usize> Powers<C> {
 }
 
 impl<const C: usize> Recurrence<C> {
-    fn span(&self, k: usize, n: usize) -> (usize, usize) {
+    pub(super) fn span(&self, k: usize, n: usize) -> (usize, usize) {
         (
             (k * SCAN_BLOCK).max(self.seed_row + 1),
             ((k + 1) * SCAN_BLOCK).min(n),
@@ -161,14 +161,14 @@ impl<const C: usize> Recurrence<C> {
     }
 
     /// Rows `lo..hi` of blocks `k0..k_end` (consecutive blocks' spans are contiguous).
-    fn rows(&self, k0: usize, k_end: usize, n: usize) -> (usize, usize) {
+    pub(super) fn rows(&self, k0: usize, k_end: usize, n: usize) -> (usize, usize) {
         (self.span(k0, n).0, self.span(k_end - 1, n).1)
     }
 
     /// Step 1 for blocks `k0..k_end`: `buf` holds exactly their rows and ends up holding `L`.
     /// [`LANES`] full blocks go through the interleaved path, anything else block by block.
     #[inline(always)]
-    fn local_blocks(
+    pub(super) fn local_blocks(
         &self,
         drive: &impl Drive<C>,
         (k0, k_end): (usize, usize),
@@ -193,7 +193,7 @@ impl<const C: usize> Recurrence<C> {
     /// [`Self::local_blocks`]): `out[j]` is the carry into block `k0 + j`, `out[k_end - k0]` the
     /// carry out of the last one.
     #[inline(always)]
-    fn chain_blocks(
+    pub(super) fn chain_blocks(
         &self,
         powers: &Powers<C>,
         (k0, k_end): (usize, usize),
@@ -219,7 +219,11 @@ fn next_carry<const C: usize>(l_end: [f64; C], p_len: [f64; C], c: [f64; C]) -> 
 
 /// `y = L + P[i+1]·c` in place for one block's local values; returns the carry out (the last y).
 #[inline(always)]
-fn fix_up<const C: usize>(buf: &mut [[f64; C]], powers: &Powers<C>, c: [f64; C]) -> [f64; C] {
+pub(super) fn fix_up<const C: usize>(
+    buf: &mut [[f64; C]],
+    powers: &Powers<C>,
+    c: [f64; C],
+) -> [f64; C] {
     let p = &powers.get()[1..=buf.len()];
     for (l, pw) in buf.iter_mut().zip(p) {
         for ch in 0..C {
@@ -373,7 +377,7 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
 /// How long a unit waits for its predecessor's carry before computing it itself, in multiples of
 /// the time its own local scans took (the predecessor started earlier, so in a healthy run its
 /// carry is due by then; past that its worker has most likely been descheduled).
-const PATIENCE: u32 = 2;
+pub(super) const PATIENCE: u32 = 2;
 
 /// The chained single pass over blocks `first..end` (see the module doc, "Execution"); needs
 /// `end - first > LANES`, i.e. at least two units.
@@ -751,7 +755,10 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
 }
 
 /// Spins until `cell` is set or `patience` has passed.
-fn wait_briefly<const C: usize>(cell: &OnceLock<[f64; C]>, patience: Duration) -> Option<[f64; C]> {
+pub(super) fn wait_briefly<const C: usize>(
+    cell: &OnceLock<[f64; C]>,
+    patience: Duration,
+) -> Option<[f64; C]> {
     let started = Instant::now();
     loop {
         for _ in 0..64 {
@@ -783,7 +790,7 @@ pub fn write_rows<const C: usize>(
 mod tests {
     use super::*;
     use crate::kernels::split::{CutAt, Sequential};
-    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg, Workers};
 
     fn run<S: Splitter>(s: &S, x: &[f64], a: f64, p: usize) -> Vec<f64> {
         let rec = Recurrence {
@@ -814,61 +821,6 @@ mod tests {
         }
     }
 
-    /// Runs workers for the chained pass: on `threads` threads at once, or (`threads == 0`)
-    /// `turns` calls one after another on the calling thread. Records the carry out.
-    struct Workers {
-        threads: usize,
-        turns: usize,
-        carry_out: Mutex<Vec<Vec<f64>>>,
-    }
-
-    impl Splitter for Workers {
-        fn for_each_piece<const K: usize, F>(&self, first: usize, outs: [&mut [f64]; K], fill: F)
-        where
-            F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
-        {
-            fill(first, outs);
-        }
-
-        fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
-        where
-            F: Fn(usize) -> T + Sync + Send,
-        {
-            (0..n).map(f).collect()
-        }
-
-        fn max_pieces(&self) -> usize {
-            1
-        }
-
-        fn last_piece_start(&self, first_row: usize, _len: usize) -> usize {
-            first_row
-        }
-
-        fn workers(&self) -> usize {
-            self.threads.max(self.turns)
-        }
-
-        fn run_workers<F>(&self, worker: F)
-        where
-            F: Fn() + Sync + Send,
-        {
-            if self.threads == 0 {
-                (0..self.turns).for_each(|_| worker());
-                return;
-            }
-            std::thread::scope(|s| {
-                for _ in 0..self.threads {
-                    s.spawn(&worker);
-                }
-            });
-        }
-
-        fn scan_carry_out(&self, carry: &[f64]) {
-            self.carry_out.lock().unwrap().push(carry.to_vec());
-        }
-    }
-
     /// The chained pass on real threads (any interleaving) and in turns gives the one-piece bits,
     /// and hands on the state at the last row exactly once.
     #[test]
@@ -882,11 +834,7 @@ mod tests {
                 }
                 let whole = run(&Sequential, &x, 0.97, p);
                 for (threads, turns) in [(2, 0), (3, 0), (8, 0), (0, 1), (0, 3)] {
-                    let w = Workers {
-                        threads,
-                        turns,
-                        carry_out: Mutex::new(Vec::new()),
-                    };
+                    let w = Workers::new(threads, turns);
                     assert_bits_eq(&run(&w, &x, 0.97, p), &whole, "chained scan");
                     let carries = w.carry_out.into_inner().unwrap();
                     assert_eq!(carries, vec![vec![whole[n - 1]]], "n={n} p={p}");
@@ -913,11 +861,7 @@ mod tests {
             let first = (p + 1) / SCAN_BLOCK;
             let end = (n - 1) / SCAN_BLOCK + 1;
             for threads in [2, 4] {
-                let w = Workers {
-                    threads,
-                    turns: 0,
-                    carry_out: Mutex::new(Vec::new()),
-                };
+                let w = Workers::new(threads, 0);
                 let mut out = vec![0.0; n];
                 let powers = Powers::new(rec.decay);
                 let write = |o: &mut [&mut [f64]; 1],
@@ -967,11 +911,7 @@ mod tests {
             }
             fill_rows(start, b, |t| [x[t]])
         };
-        let w = Workers {
-            threads: 2,
-            turns: 0,
-            carry_out: Mutex::new(Vec::new()),
-        };
+        let w = Workers::new(2, 0);
         let mut out = vec![0.0; n];
         let started = Instant::now();
         run_scan(&w, n, &rec, drive, [&mut out], |o, i, t, ys, st| {
@@ -1045,11 +985,7 @@ mod tests {
                 (2, 0, 0),
                 (4, 0, 0),
             ] {
-                let w = Workers {
-                    threads,
-                    turns,
-                    carry_out: Mutex::new(Vec::new()),
-                };
+                let w = Workers::new(threads, turns);
                 let mut got = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
                 let [gm, gz, gh] = &mut got;
                 let ran = feed_chained(

@@ -1,5 +1,9 @@
 //! Test helpers: a tiny deterministic RNG, a zoo of awkward series, random cut points and
-//! bit-exact / tolerance comparisons.
+//! bit-exact / tolerance comparisons, and a splitter of workers.
+
+use std::sync::Mutex;
+
+use super::split::Splitter;
 
 /// 64-bit LCG (Knuth's MMIX constants); good enough to make test data, reproducible everywhere.
 pub struct Lcg(pub u64);
@@ -85,5 +89,70 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
             err <= bound,
             "{what}: row {i}: {g:e} vs {w:e} (err {err:e})"
         );
+    }
+}
+
+/// Runs workers for the chained pass: on `threads` threads at once, or (`threads == 0`)
+/// `turns` calls one after another on the calling thread. Records the carry out.
+pub struct Workers {
+    pub threads: usize,
+    pub turns: usize,
+    pub carry_out: Mutex<Vec<Vec<f64>>>,
+}
+
+impl Workers {
+    pub fn new(threads: usize, turns: usize) -> Self {
+        Workers {
+            threads,
+            turns,
+            carry_out: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Splitter for Workers {
+    fn for_each_piece<const K: usize, F>(&self, first: usize, outs: [&mut [f64]; K], fill: F)
+    where
+        F: Fn(usize, [&mut [f64]; K]) + Sync + Send,
+    {
+        fill(first, outs);
+    }
+
+    fn map_indexed<T: Send, F>(&self, n: usize, f: F) -> Vec<T>
+    where
+        F: Fn(usize) -> T + Sync + Send,
+    {
+        (0..n).map(f).collect()
+    }
+
+    fn max_pieces(&self) -> usize {
+        1
+    }
+
+    fn last_piece_start(&self, first_row: usize, _len: usize) -> usize {
+        first_row
+    }
+
+    fn workers(&self) -> usize {
+        self.threads.max(self.turns)
+    }
+
+    fn run_workers<F>(&self, worker: F)
+    where
+        F: Fn() + Sync + Send,
+    {
+        if self.threads == 0 {
+            (0..self.turns).for_each(|_| worker());
+            return;
+        }
+        std::thread::scope(|s| {
+            for _ in 0..self.threads {
+                s.spawn(&worker);
+            }
+        });
+    }
+
+    fn scan_carry_out(&self, carry: &[f64]) {
+        self.carry_out.lock().unwrap().push(carry.to_vec());
     }
 }

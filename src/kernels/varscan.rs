@@ -25,8 +25,10 @@
 //! One piece carries inline; with several pieces a pre-pass (through [`Splitter::map_indexed`])
 //! computes `(L_end, A_end)` of every block before the last piece, the carries are chained on the
 //! calling thread ([`chain_carries`], shared with the GPU path), and each piece starts from its
-//! first block's carry. (The chained single pass of `scan.rs` is an optimisation that evaluates the
-//! same formulas; it is not needed until an indicator uses this scan.)
+//! first block's carry. The last piece reports the state after the last row through
+//! [`Splitter::scan_carry_out`], as `run_scan` does (a device set's GPUs continue from it). (The
+//! chained single pass of `scan.rs` is an optimisation that evaluates the same formulas; KAMA, the
+//! one user, does not need it yet.)
 
 use super::scan::SCAN_BLOCK;
 use super::scratch::with_scratch;
@@ -50,6 +52,58 @@ pub fn local_in_place(buf: &mut [[f64; 2]]) {
         let [a, b] = buf[i];
         let [p, l] = buf[i - 1];
         buf[i] = [p * a, a * l + b];
+    }
+}
+
+/// Blocks whose local scans run interleaved (not part of the spec: each block's chain is the
+/// same arithmetic either way). One block's chain is bound by the latency of `a·L + b`; eight
+/// independent chains keep the pipelines full, as in `scan.rs`.
+const LANES: usize = 8;
+
+/// [`local_in_place`] on `LANES` full blocks stored back to back, interleaved.
+#[inline(always)]
+fn local_lanes_in_place(buf: &mut [[f64; 2]]) {
+    // Fixed-size views so the interleaved loop carries no bounds checks.
+    let blocks: &mut [[[f64; 2]; SCAN_BLOCK]; LANES] = match buf.as_chunks_mut().0.try_into() {
+        Ok(blocks) => blocks,
+        Err(_) => unreachable!("the lane path gets exactly LANES full blocks"),
+    };
+    let mut acc: [[f64; 2]; LANES] = std::array::from_fn(|j| blocks[j][0]);
+    for i in 1..SCAN_BLOCK {
+        for (pl, block) in acc.iter_mut().zip(blocks.iter_mut()) {
+            let [a, b] = block[i];
+            *pl = [pl[0] * a, a * pl[1] + b];
+            block[i] = *pl;
+        }
+    }
+}
+
+/// Whether block `k` is a whole block of [`SCAN_BLOCK`] rows.
+fn is_full(k: usize, p: usize, n: usize) -> bool {
+    block_span(k, p, n) == (k * SCAN_BLOCK, (k + 1) * SCAN_BLOCK)
+}
+
+/// Step 1 for blocks `k0..k1`: `buf` (exactly their rows) ends up holding `[A, L]`; [`LANES`]
+/// full blocks go through the interleaved path, anything else block by block.
+#[inline(always)]
+fn local_blocks(
+    drive: &impl VarDrive,
+    (k0, k1): (usize, usize),
+    p: usize,
+    n: usize,
+    buf: &mut [[f64; 2]],
+) {
+    let lo = block_span(k0, p, n).0;
+    if k1 - k0 == LANES && (k0..k1).all(|k| is_full(k, p, n)) {
+        drive(lo, buf);
+        local_lanes_in_place(buf);
+        return;
+    }
+    for k in k0..k1 {
+        let (s, e) = block_span(k, p, n);
+        let b = &mut buf[s - lo..e - lo];
+        drive(s, b);
+        local_in_place(b);
     }
 }
 
@@ -100,15 +154,22 @@ pub fn run_varscan<S: Splitter, const K: usize>(
         0
     };
     let carries = if split.max_pieces() > 1 && needed > 0 {
-        let ends: Vec<[f64; 2]> = split.map_indexed(needed, |i| {
-            let (s, e) = block_span(first_block + i, p, n);
-            with_scratch(2 * (e - s), |raw| {
+        // Local ends of the blocks before the last piece, LANES blocks at a time.
+        let groups = needed.div_ceil(LANES);
+        let per_group: Vec<Vec<[f64; 2]>> = split.map_indexed(groups, |g| {
+            let k0 = first_block + g * LANES;
+            let k1 = (k0 + LANES).min(first_block + needed);
+            let lo = block_span(k0, p, n).0;
+            let hi = block_span(k1 - 1, p, n).1;
+            with_scratch(2 * (hi - lo), |raw| {
                 let buf = raw.as_chunks_mut::<2>().0;
-                drive(s, buf);
-                local_in_place(buf);
-                buf[e - s - 1]
+                local_blocks(&drive, (k0, k1), p, n, buf);
+                (k0..k1)
+                    .map(|k| buf[block_span(k, p, n).1 - 1 - lo])
+                    .collect()
             })
         });
+        let ends: Vec<[f64; 2]> = per_group.into_iter().flatten().collect();
         chain_carries(seed, &ends)
     } else {
         vec![seed]
@@ -123,13 +184,35 @@ pub fn run_varscan<S: Splitter, const K: usize>(
             t += 1;
         }
         if t >= hi {
+            if hi == n {
+                split.scan_carry_out(&[seed]);
+            }
             return;
         }
         let mut k = t / SCAN_BLOCK;
         let mut c = carries[k - first_block];
-        with_scratch(2 * SCAN_BLOCK.min(hi - k * SCAN_BLOCK), |raw| {
+        // Sized for the lane path only when the piece can take it (small `.over()` groups cannot).
+        let rows = if hi - t >= LANES * SCAN_BLOCK {
+            LANES * SCAN_BLOCK
+        } else {
+            SCAN_BLOCK.min(hi - k * SCAN_BLOCK)
+        };
+        with_scratch(2 * rows, |raw| {
             let buf = raw.as_chunks_mut::<2>().0;
             while t < hi {
+                // Fast path: LANES full blocks that start exactly at t and end inside the piece.
+                if t == k * SCAN_BLOCK && t + LANES * SCAN_BLOCK <= hi && t > p {
+                    let b = &mut buf[..LANES * SCAN_BLOCK];
+                    local_blocks(&drive, (k, k + LANES), p, n, b);
+                    for (j, block) in b.chunks_exact_mut(SCAN_BLOCK).enumerate() {
+                        c = fix_up(block, c);
+                        let at = t + j * SCAN_BLOCK;
+                        write(&mut piece, at - lo, at, block);
+                    }
+                    t += LANES * SCAN_BLOCK;
+                    k += LANES;
+                    continue;
+                }
                 // One block (or its part inside the piece), recomputed from the block's start.
                 let (s, e) = block_span(k, p, n);
                 let end = e.min(hi);
@@ -142,6 +225,10 @@ pub fn run_varscan<S: Splitter, const K: usize>(
                 k += 1;
             }
         });
+        // The state after the last row, for a device set's GPUs to continue from (as scan.rs).
+        if hi == n {
+            split.scan_carry_out(&[c]);
+        }
     });
 }
 
@@ -207,6 +294,43 @@ mod tests {
                     want[t] = a[t] * want[t - 1] + b[t];
                 }
                 assert_close(&got[p..], &want[p..], 1e-12, "varscan");
+            }
+        }
+    }
+
+    /// The spec block by block, one block's chain at a time.
+    fn block_by_block(a: &[f64], b: &[f64], p: usize, seed: f64) -> Vec<f64> {
+        let n = a.len();
+        let mut out = vec![f64::from_bits(0x7ff8_dead_0000_0001); n];
+        out[p] = seed;
+        let mut c = seed;
+        for k in (p + 1) / SCAN_BLOCK..n.div_ceil(SCAN_BLOCK) {
+            let (s, e) = block_span(k, p, n);
+            let mut buf: Vec<[f64; 2]> = (s..e).map(|t| [a[t], b[t]]).collect();
+            local_in_place(&mut buf);
+            c = fix_up(&mut buf, c);
+            write_y(&mut out[s..e], 0, &buf);
+        }
+        out
+    }
+
+    /// The interleaved lanes (one piece, pre-pass and pieces of any split) give the bits of the
+    /// spec run one block at a time.
+    #[test]
+    fn lanes_give_the_block_by_block_bits() {
+        let mut rng = Lcg(43);
+        for n in [9000, 20_000, 70_000] {
+            let (a, b) = coefficients(n, 3 + n as u64);
+            for p in [0usize, 1, 1023, 1024, 8191, 9000] {
+                if p + 1 >= n {
+                    continue;
+                }
+                let want = block_by_block(&a, &b, p, 0.5);
+                assert_bits_eq(&run(&Sequential, &a, &b, p, 0.5), &want, "varscan lanes");
+                for _ in 0..4 {
+                    let got = run(&CutAt(random_cuts(&mut rng, n, 6)), &a, &b, p, 0.5);
+                    assert_bits_eq(&got, &want, "varscan lanes split");
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! Band, candle and volatility indicators composed from the families: ACCBANDS, KC, HA, ADR, CVI,
 //! MASSI, RVI. Each stage is a family kernel run through the splitter over the whole series
 //! (elementwise maps, windowed moments, fixed-block scans); a stage whose output the next one reads
-//! at other rows is written to a full-length temporary first. Every stage is split-invariant, so
-//! the composition is.
+//! at other rows is written to a full-length temporary first, and a derived series read at the same
+//! rows (the ranges, ACCBANDS' bands) is computed where it is read. Every stage is
+//! split-invariant, so the composition is.
 //!
 //! # Spec (TA-Lib 0.8.1's values; IEEE operations as written, no FMA)
 //! With `hl_t = h_t - l_t`, `tp_t = ((h_t + l_t) + c_t) / 3.0` (TYPPRICE), `tr_t` the true range
@@ -42,6 +43,7 @@
 use super::elementwise::{map_rows, Op};
 use super::ema::{seed_mean, seed_mean_of, smoothing};
 use super::extrema::{nan_max, nan_min, select};
+use super::ma;
 use super::moments;
 use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
@@ -68,24 +70,31 @@ fn scan_into<S: Splitter>(
     });
 }
 
-/// `hl_t = h_t - l_t` for every row.
-fn ranges<S: Splitter>(split: &S, h: &[f64], l: &[f64]) -> Vec<f64> {
-    let mut hl = vec![0.0; h.len()];
-    map_rows(split, 0, [h, l], [&mut hl], |t, [h, l]| [h[t] - l[t]]);
-    hl
+/// The EMA(period) of the range `hl_t = h_t - l_t` (seed row `period - 1`) into a full-length
+/// vector; the ranges are computed where the scan reads them, never stored.
+fn range_ema<S: Splitter>(split: &S, h: &[f64], l: &[f64], period: usize) -> Vec<f64> {
+    let mut e = vec![0.0; h.len()];
+    let hl = |t: usize| h[t] - l[t];
+    let (rec, k) = ma::ema_from_recurrence(0, period, hl);
+    scan_into(split, h.len(), &rec, k, hl, &mut e);
+    e
 }
 
-/// The EMA(period) of `x` (seed row `period - 1`) into a full-length vector.
-fn ema_of<S: Splitter>(split: &S, x: &[f64], period: usize) -> Vec<f64> {
-    let mut e = vec![0.0; x.len()];
-    let k = smoothing(period);
-    let rec = Recurrence {
-        decay: [1.0 - k],
-        seed_row: period - 1,
-        seed: [seed_mean(&x[..period])],
-    };
-    scan_into(split, x.len(), &rec, k, |t| x[t], &mut e);
-    e
+/// ACCBANDS' band values `[u_t, d_t]` of one row's high and low (module spec).
+#[inline(always)]
+fn accbands_band(ht: f64, lt: f64) -> [f64; 2] {
+    // `r` is scale-free: finite prices whose sum or difference overflows are divided by 8
+    // (exact) first, so it is never a wrong 0; any other row takes the unscaled bits.
+    let unscaled = (ht + lt).is_finite() && (4.0 * (ht - lt)).is_finite();
+    let q = select(unscaled || !(ht.is_finite() && lt.is_finite()), 1.0, 0.125);
+    let (hq, lq) = (ht * q, lt * q);
+    let s = hq + lq;
+    if s != 0.0 {
+        let r = (4.0 * (hq - lq)) / s;
+        [ht * (1.0 + r), lt * (1.0 - r)]
+    } else {
+        [ht, lt]
+    }
 }
 
 /// ACCBANDS(period); rows `< period - 1` untouched.
@@ -104,30 +113,38 @@ pub fn accbands<S: Splitter>(
     if period == 0 || n < period {
         return;
     }
-    let (mut u, mut d) = (vec![0.0; n], vec![0.0; n]);
-    map_rows(split, 0, [h, l], [&mut u, &mut d], |t, [h, l]| {
-        let (ht, lt) = (h[t], l[t]);
-        // `r` is scale-free: finite prices whose sum or difference overflows are divided by 8
-        // (exact) first, so it is never a wrong 0; any other row takes the unscaled bits.
-        let unscaled = (ht + lt).is_finite() && (4.0 * (ht - lt)).is_finite();
-        let q = select(unscaled || !(ht.is_finite() && lt.is_finite()), 1.0, 0.125);
-        let (hq, lq) = (ht * q, lt * q);
-        let s = hq + lq;
-        if s != 0.0 {
-            let r = (4.0 * (hq - lq)) / s;
-            [ht * (1.0 + r), lt * (1.0 - r)]
-        } else {
-            [ht, lt]
-        }
-    });
-    moments::sma(split, &u, period, upper);
+    // Each band's SMA computes its rows' values where it reads them: no temporaries.
+    let band = |t: usize| accbands_band(h[t], l[t]);
+    moments::sma_of(split, n, period, |t| band(t)[0], upper);
     moments::sma(split, c, period, middle);
-    moments::sma(split, &d, period, lower);
+    moments::sma_of(split, n, period, |t| band(t)[1], lower);
 }
 
 /// The seed row of KC: the later of its EMA's and its ATR's lookbacks.
 pub fn kc_seed_row(period: usize, atr_period: usize) -> usize {
     (period - 1).max(atr_period)
+}
+
+/// KC's two-channel (EMA of the typical price, ATR) recurrence and drive coefficients `[k, 1/n]`
+/// (`kc_seed_row < h.len()`); the GPU pipeline builds its stage from it.
+pub fn kc_recurrence(
+    (h, l, c): (&[f64], &[f64], &[f64]),
+    period: usize,
+    atr_period: usize,
+) -> (Recurrence<2>, [f64; 2]) {
+    let p = kc_seed_row(period, atr_period);
+    let tp = |t: usize| Op::TypicalPrice.at(t, &[h, l, c, &[]]);
+    let k = smoothing(period);
+    let (a, inv) = wilder(atr_period);
+    let rec = Recurrence {
+        decay: [1.0 - k, a],
+        seed_row: p,
+        seed: [
+            seed_mean_of(period, |i| tp(p + 1 - period + i)),
+            seed_mean_of(atr_period, |i| true_range(h, l, c, p + 1 - atr_period + i)),
+        ],
+    };
+    (rec, [k, inv])
 }
 
 /// KC(period, atr_period, multiplier); rows `< kc_seed_row` untouched.
@@ -151,16 +168,7 @@ pub fn kc<S: Splitter>(
         return;
     }
     let tp = |t: usize| Op::TypicalPrice.at(t, &[h, l, c, &[]]);
-    let k = smoothing(period);
-    let (a, inv) = wilder(atr_period);
-    let rec = Recurrence {
-        decay: [1.0 - k, a],
-        seed_row: p,
-        seed: [
-            seed_mean_of(period, |i| tp(p + 1 - period + i)),
-            seed_mean_of(atr_period, |i| true_range(h, l, c, p + 1 - atr_period + i)),
-        ],
-    };
+    let (rec, [k, inv]) = kc_recurrence((h, l, c), period, atr_period);
     let drive = |start: usize, b: &mut [[f64; 2]]| {
         fill_rows(start, b, |t| [k * tp(t), true_range(h, l, c, t) * inv])
     };
@@ -226,7 +234,7 @@ pub fn adr<S: Splitter>(split: &S, h: &[f64], l: &[f64], period: usize, out: &mu
     if period == 0 || h.len() < period {
         return;
     }
-    moments::sma(split, &ranges(split, h, l), period, out);
+    moments::sma_of(split, h.len(), period, |t| h[t] - l[t], out);
 }
 
 /// CVI(period, roc_period); rows `< period - 1 + roc_period` untouched.
@@ -240,7 +248,7 @@ pub fn cvi<S: Splitter>(
     if period == 0 || roc == 0 || h.len() < period + roc {
         return;
     }
-    let e = ema_of(split, &ranges(split, h, l), period);
+    let e = range_ema(split, h, l, period);
     map_rows(split, period - 1 + roc, [&e], [out], |t, [e]| {
         let lag = e[t - roc];
         [if lag != 0.0 {
@@ -267,7 +275,7 @@ pub fn massi<S: Splitter>(
     if n < q + slow {
         return;
     }
-    let e1 = ema_of(split, &ranges(split, h, l), fast);
+    let e1 = range_ema(split, h, l, fast);
     let k = smoothing(fast);
     let rec = Recurrence {
         decay: [1.0 - k],

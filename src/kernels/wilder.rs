@@ -129,6 +129,17 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     }
 }
 
+/// RMA's recurrence and drive coefficient `inv = 1/n` (`1 <= period <= x.len()`).
+pub fn rma_recurrence(x: &[f64], period: usize) -> (Recurrence<1>, f64) {
+    let (a, inv) = wilder(period);
+    let rec = Recurrence {
+        decay: [a],
+        seed_row: period - 1,
+        seed: [seed_mean_of(period, |i| x[i])],
+    };
+    (rec, inv)
+}
+
 /// RMA(period), Wilder's smoothing of `x` (TA-Lib's RMA): seed row `period - 1`, seed the
 /// left-to-right mean of `x[..period]` (`ema::seed_mean_of`), then `y = a·y + x·inv` with ATR's
 /// `a = (n-1)/n`, `inv = 1/n`; rows `< period - 1` untouched.
@@ -136,12 +147,7 @@ pub fn rma<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     if period == 0 || x.len() < period {
         return;
     }
-    let (a, inv) = wilder(period);
-    let rec = Recurrence {
-        decay: [a],
-        seed_row: period - 1,
-        seed: [seed_mean_of(period, |i| x[i])],
-    };
+    let (rec, inv) = rma_recurrence(x, period);
     let drive = |start: usize, b: &mut [[f64; 1]]| {
         let rows = &x[start..start + b.len()];
         for (v, &xt) in b.iter_mut().zip(rows) {

@@ -76,6 +76,10 @@ pub const MOMENTS_BOLLINGER: i64 = 3;
 pub const MOMENTS_VAR: i64 = 4;
 /// SUM (`r * w + S1`, `k` carries `w`); numbered apart from the others' modes.
 pub const MOMENTS_SUM: i64 = 10;
+/// Bands around a middle already in `out0` (`k` up, `inv_denom` down; see `common.cuh`).
+pub const MOMENTS_BANDS: i64 = 11;
+/// AVGDEV (the mean, then `|x - mean|` summed over the window, `/ k`; `k` carries `w`).
+pub const MOMENTS_AVGDEV: i64 = 12;
 
 pub const SCAN_EMA: i64 = 0;
 pub const SCAN_MACD: i64 = 1;
@@ -86,6 +90,15 @@ pub const SCAN_NATR: i64 = 5;
 pub const SCAN_OBV: i64 = 6;
 /// CUMSUM: the drive is the input itself; numbered apart from the others' modes.
 pub const SCAN_CUMSUM: i64 = 20;
+/// The moving averages of ma.rs (see `common.cuh`).
+pub const SCAN_DEMA: i64 = 40;
+pub const SCAN_TEMA: i64 = 41;
+pub const SCAN_T3: i64 = 42;
+pub const SCAN_ZLEMA: i64 = 43;
+/// KAMA on the time-varying scan (see `common.cuh`).
+pub const SCAN_KAMA: i64 = 45;
+/// KC's two channels and three bands (see `common.cuh`).
+pub const SCAN_KC: i64 = 46;
 
 kernel_args!(
     /// `MomentsArgs`: `tx_moments`, one thread per block of the grid.
@@ -124,12 +137,20 @@ kernel_args!(
         out0: u64, out1: u64,
         base: i64, stride: i64, lo: i64, hi: i64, seed_row: i64, channels: i64, mode: i64,
         coef0: f64, coef1: f64, decay0: f64, decay1: f64, seed0: f64, seed1: f64,
+        lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64, out2: u64,
     }
 );
 
 pub const CO_SUMS: i64 = 0;
 pub const CO_CENTRED: i64 = 1;
 pub const CO_CORREL: i64 = 2;
+/// The LINEARREG family (`x` = the row index): value, slope, intercept, TSF.
+pub const CO_LINREG_VALUE: i64 = 30;
+pub const CO_LINREG_SLOPE: i64 = 31;
+pub const CO_LINREG_INTERCEPT: i64 = 32;
+pub const CO_LINREG_TSF: i64 = 33;
+/// BETA (`x`, `y` = the inputs' one-row returns; reads one row before the window).
+pub const CO_BETA: i64 = 40;
 
 kernel_args!(
     /// `CoMomentsArgs` (`family.cu`): `tx_comoments`, one thread per block of the grid.
@@ -156,3 +177,105 @@ kernel_args!(
         a: u64, b: u64, c: u64, d: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(NAME, value)` of the `#define TX_NAME value` lines of `src` whose NAME starts with `prefix`.
+    fn defines(src: &str, prefix: &str) -> Vec<(String, i64)> {
+        src.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                if words.next()? != "#define" {
+                    return None;
+                }
+                let name = words.next()?.strip_prefix("TX_")?;
+                let value = words.next()?.parse().ok()?;
+                name.starts_with(prefix).then(|| (name.to_string(), value))
+            })
+            .collect()
+    }
+
+    /// A kernel's mode constants: the prefix of their names, the CUDA source defining them, and
+    /// their names and values here.
+    type Modes<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+
+    /// Every mode constant here is the CUDA sources' number, and no two modes of one kernel share a
+    /// number (branches adding modes independently have picked the same one before).
+    #[test]
+    fn mode_numbers_match_the_cuda_sources_and_differ_within_a_kernel() {
+        let common = include_str!("common.cuh");
+        let family = include_str!("family.cu");
+        let kernels: [Modes; 3] = [
+            (
+                "MOMENTS_",
+                common,
+                &[
+                    ("MOMENTS_SMA", MOMENTS_SMA),
+                    ("MOMENTS_STD", MOMENTS_STD),
+                    ("MOMENTS_ZSCORE", MOMENTS_ZSCORE),
+                    ("MOMENTS_BOLLINGER", MOMENTS_BOLLINGER),
+                    ("MOMENTS_VAR", MOMENTS_VAR),
+                    ("MOMENTS_SUM", MOMENTS_SUM),
+                    ("MOMENTS_BANDS", MOMENTS_BANDS),
+                    ("MOMENTS_AVGDEV", MOMENTS_AVGDEV),
+                ],
+            ),
+            (
+                "SCAN_",
+                common,
+                &[
+                    ("SCAN_EMA", SCAN_EMA),
+                    ("SCAN_MACD", SCAN_MACD),
+                    ("SCAN_SIGNAL", SCAN_SIGNAL),
+                    ("SCAN_RSI", SCAN_RSI),
+                    ("SCAN_ATR", SCAN_ATR),
+                    ("SCAN_NATR", SCAN_NATR),
+                    ("SCAN_OBV", SCAN_OBV),
+                    ("SCAN_CUMSUM", SCAN_CUMSUM),
+                    ("SCAN_DEMA", SCAN_DEMA),
+                    ("SCAN_TEMA", SCAN_TEMA),
+                    ("SCAN_T3", SCAN_T3),
+                    ("SCAN_ZLEMA", SCAN_ZLEMA),
+                    ("SCAN_KAMA", SCAN_KAMA),
+                    ("SCAN_KC", SCAN_KC),
+                ],
+            ),
+            (
+                "CO_",
+                family,
+                &[
+                    ("CO_SUMS", CO_SUMS),
+                    ("CO_CENTRED", CO_CENTRED),
+                    ("CO_CORREL", CO_CORREL),
+                    ("CO_LINREG_VALUE", CO_LINREG_VALUE),
+                    ("CO_LINREG_SLOPE", CO_LINREG_SLOPE),
+                    ("CO_LINREG_INTERCEPT", CO_LINREG_INTERCEPT),
+                    ("CO_LINREG_TSF", CO_LINREG_TSF),
+                    ("CO_BETA", CO_BETA),
+                ],
+            ),
+        ];
+        for (prefix, src, rust) in kernels {
+            // TX_SCAN_BLOCK is the block size, not a mode.
+            let mut cuda: Vec<(String, i64)> = defines(src, prefix)
+                .into_iter()
+                .filter(|(name, _)| name != "SCAN_BLOCK")
+                .collect();
+            let mut ours: Vec<(String, i64)> =
+                rust.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+            cuda.sort();
+            ours.sort();
+            assert_eq!(cuda, ours, "{prefix} modes: the CUDA sources vs args.rs");
+            let mut numbers: Vec<i64> = ours.iter().map(|&(_, v)| v).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            assert_eq!(
+                numbers.len(),
+                ours.len(),
+                "two {prefix} modes share a number"
+            );
+        }
+    }
+}

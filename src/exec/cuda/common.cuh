@@ -26,6 +26,12 @@ typedef long long tx_i64;
 #define TX_MOMENTS_BOLLINGER 3
 #define TX_MOMENTS_VAR 4
 #define TX_MOMENTS_SUM 10
+// Bollinger bands around a middle computed before (ma.rs bollinger_ma): out0 holds the middle and
+// is only read; out1 = mid + k*s, out2 = mid - inv_denom*s (inv_denom carries the lower width),
+// s = sqrt(m2 * inv_w) (rolling_std with ddof 0).
+#define TX_MOMENTS_BANDS 11
+// AVGDEV (moments.rs avgdev): the mean, then |x - mean| over the window left to right, / k (k = w).
+#define TX_MOMENTS_AVGDEV 12
 
 // Drive / finish modes of the scan kernels.
 #define TX_SCAN_EMA 0
@@ -36,6 +42,23 @@ typedef long long tx_i64;
 #define TX_SCAN_NATR 5
 #define TX_SCAN_OBV 6
 #define TX_SCAN_CUMSUM 20
+// The moving averages of ma.rs, numbered apart from the others' modes. DEMA, TEMA and T3 are
+// chained EMA stages (drive k*in0); their last stage's finish writes the combination with the
+// earlier levels (in1, in2). ZLEMA's drive de-lags in0 by `lag` rows. (44 is unused: period 1
+// is the identity, run as a plain copy by the pipeline, not as a scan.)
+#define TX_SCAN_DEMA 40   // finish: 2*e1 - y (in1 = e1)
+#define TX_SCAN_TEMA 41   // finish: (3*e1 - 3*e2) + y (in1 = e1, in2 = e2)
+#define TX_SCAN_T3 42     // finish: ((mix0*y + mix1*e5) + mix2*e4) + mix3*e3 (in0, in1, in2)
+#define TX_SCAN_ZLEMA 43  // drive: coef0 * (2*in0[t] - in0[t - lag])
+// KAMA (ma.rs kama) on the time-varying scan of varscan.rs: the drive writes a_t to channel 0 and
+// b_t to channel 1, the local scan turns them into (A_t, L_t) per block, ends = (A_end, L_end),
+// the host chains C_{k+1} = L_end + A_end*C_k into carries[2k], and y = L_t + A_t*C_k.
+// coef0 = g, coef1 = 1e-8*g, lag = p, mix0 = the slowest constant, mix1 = the span.
+#define TX_SCAN_KAMA 45
+// KC (volatility.rs kc): in0 = close, in1 = high, in2 = low; channel 0 the EMA of the typical
+// price (drive coef0*tp), channel 1 the ATR (drive tr*coef1); out0 = y0 + y1*mix0 (upper),
+// out1 = y0 (middle), out2 = y0 - y1*mix0 (lower).
+#define TX_SCAN_KC 46
 
 struct MomentsArgs {
     const double* x;
@@ -111,6 +134,12 @@ struct ScanArgs {
     double decay1;
     double seed0;
     double seed1;
+    tx_i64 lag;       // rows before t that the drive reads (ZLEMA)
+    double mix0;      // the finish's combination coefficients (T3's c1..c4)
+    double mix1;
+    double mix2;
+    double mix3;
+    double* out2;     // a third output (KC's lower band)
 };
 
 __device__ __forceinline__ tx_i64 tx_thread_index() {

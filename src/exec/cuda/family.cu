@@ -15,6 +15,8 @@
 //     TX_CO_CENTRED  out0 = rx + sx*inv_w, out1 = ry + sy*inv_w, out2 = sxx - sx*(sx*inv_w),
 //                    out3 = syy - sy*(sy*inv_w) (both 0.0 if negative), out4 = sxy - sx*(sy*inv_w)
 //     TX_CO_CORREL   out0 = m_xy / sqrt(m_xx*m_yy), or 0.0 when m_xx*m_yy == 0.0
+//     TX_CO_LINREG_* and TX_CO_BETA: see their #defines below (x, y derived from the row index
+//                    or the inputs' one-row returns, read where the sums need them)
 // tx_varscan_local: one thread per scan block of [max(lo, seed_row+1), hi): A_s = a_s, L_s = b_s,
 //   then A_t = A_{t-1}*a_t, L_t = a_t*L_{t-1} + b_t (mul, then add), written to pa and l; the
 //   block's last (A, L) goes to ends. The host chains C_{k+1} = L_end + A_end*C_k
@@ -25,6 +27,16 @@
 #define TX_CO_SUMS 0
 #define TX_CO_CENTRED 1
 #define TX_CO_CORREL 2
+// LINEARREG family (x = the row index itself; y the price): out0 = one fitted quantity
+// (comoments.rs linreg). slope = m_xy / m_xx, intercept = mean_y - slope*h with
+// h = (double)(w-1) * 0.5; value = intercept + slope*(double)(w-1); tsf = intercept + slope*(double)w.
+#define TX_CO_LINREG_VALUE 30
+#define TX_CO_LINREG_SLOPE 31
+#define TX_CO_LINREG_INTERCEPT 32
+#define TX_CO_LINREG_TSF 33
+// BETA: x, y are the one-row returns of the two inputs, recomputed where read (row 0: 0.0;
+// a zero previous value: 0.0); out0 = m_xy / m_xx, 0.0 when m_xx == 0.0. Reads row t - 1.
+#define TX_CO_BETA 40
 
 #define TX_OP_ADD 0
 #define TX_OP_SUB 1
@@ -105,6 +117,28 @@ __device__ __forceinline__ double tx_co_centred_square(double s, double a, doubl
     return m < 0.0 ? 0.0 : m;
 }
 
+__device__ __forceinline__ bool tx_co_linreg(tx_i64 mode) {
+    return mode >= TX_CO_LINREG_VALUE && mode <= TX_CO_LINREG_TSF;
+}
+
+// comoments.rs one_row_return: (v_t - v_{t-1}) / v_{t-1}, 0.0 at row 0 or a zero v_{t-1}.
+__device__ __forceinline__ double tx_co_return(const double* v, tx_i64 t, tx_i64 base) {
+    if (t == 0) return 0.0;
+    const double p = v[t - 1 - base];
+    return p == 0.0 ? 0.0 : (v[t - base] - p) / p;
+}
+
+// The two series at global row t, as the mode defines them.
+__device__ __forceinline__ double tx_co_x(const CoMomentsArgs& a, tx_i64 t) {
+    if (tx_co_linreg(a.mode)) return (double)t;
+    if (a.mode == TX_CO_BETA) return tx_co_return(a.x, t, a.base);
+    return a.x[t - a.base];
+}
+__device__ __forceinline__ double tx_co_y(const CoMomentsArgs& a, tx_i64 t) {
+    if (a.mode == TX_CO_BETA) return tx_co_return(a.y, t, a.base);
+    return a.y[t - a.base];
+}
+
 extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     const tx_i64 w = a.w;
     const tx_i64 b = (a.lo - a.origin) / w + tx_thread_index();
@@ -112,8 +146,8 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     const tx_i64 start = a.origin + b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
     const tx_i64 o_hi = tx_min(a.hi, start + w) - start;
-    const double rx = tx_reference(a.x[start - a.base]);
-    const double ry = tx_reference(a.y[start - a.base]);
+    const double rx = tx_reference(tx_co_x(a, start));
+    const double ry = tx_reference(tx_co_y(a, start));
     double* s[5] = {a.s0, a.s1, a.s2, a.s3, a.s4};
     double v[5];
 
@@ -122,8 +156,8 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     if (o_lo < mid_end) {
         double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
         for (tx_i64 j = w - 1; j > o_lo; --j) {
-            const tx_i64 i = start - w + j - a.base;
-            tx_co_summands(a.x[i], a.y[i], rx, ry, v);
+            const tx_i64 u = start - w + j;
+            tx_co_summands(tx_co_x(a, u), tx_co_y(a, u), rx, ry, v);
             for (int c = 0; c < 5; ++c) acc[c] = v[c] + acc[c];
             const tx_i64 o = j - 1;
             if (o < mid_end) {
@@ -136,7 +170,7 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     double p[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
     for (tx_i64 o = 0; o < o_hi; ++o) {
         const tx_i64 at = start + o - a.base;
-        tx_co_summands(a.x[at], a.y[at], rx, ry, v);
+        tx_co_summands(tx_co_x(a, start + o), tx_co_y(a, start + o), rx, ry, v);
         for (int c = 0; c < 5; ++c) p[c] = p[c] + v[c];
         if (o < o_lo) continue;
         double sm[5];
@@ -158,9 +192,23 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
             a.out2[at] = mxx;
             a.out3[at] = myy;
             a.out4[at] = mxy;
-        } else {
+        } else if (a.mode == TX_CO_CORREL) {
             const double den = mxx * myy;
             a.out0[at] = (den == 0.0) ? 0.0 : mxy / sqrt(den);
+        } else if (a.mode == TX_CO_BETA) {
+            a.out0[at] = (mxx == 0.0) ? 0.0 : mxy / mxx;
+        } else if (tx_co_linreg(a.mode)) {
+            const double slope = mxy / mxx;
+            const double intercept = (ry + sm[1] * a.inv_w) - slope * ((double)(w - 1) * 0.5);
+            if (a.mode == TX_CO_LINREG_SLOPE) {
+                a.out0[at] = slope;
+            } else if (a.mode == TX_CO_LINREG_INTERCEPT) {
+                a.out0[at] = intercept;
+            } else if (a.mode == TX_CO_LINREG_VALUE) {
+                a.out0[at] = intercept + slope * (double)(w - 1);
+            } else {
+                a.out0[at] = intercept + slope * (double)w;
+            }
         }
     }
 }

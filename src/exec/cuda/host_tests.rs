@@ -47,8 +47,90 @@ fn specs() -> Vec<Spec> {
         v.extend(crate::kernels::registry::build_named("sum", [("period", p as f64)]).ok());
     }
     v.extend(crate::kernels::registry::build_named("cumsum", []).ok());
+    // Windowed compositions: extrema (and their midpoints), AVGDEV, the LINEARREG family and
+    // BETA on tx_comoments, TRIMA, VWMA and HMA (period 1: the input itself).
+    for p in [1, 2, 3, 4, 7, 9, 20, 100] {
+        for name in [
+            "max",
+            "min",
+            "minmax",
+            "midpoint",
+            "midprice",
+            "donchian",
+            "avgdev",
+            "linearreg",
+            "linearreg_slope",
+            "linearreg_intercept",
+            "linearreg_angle",
+            "tsf",
+            "beta",
+            "trima",
+            "vwma",
+            "hma",
+        ] {
+            v.extend(crate::kernels::registry::build_named(name, [("period", p as f64)]).ok());
+        }
+    }
     v.extend(Spec::ema(1025).ok());
     v.extend(Spec::sma(1500).ok());
+    v.extend(moving_average_specs());
+    for (p, a, m) in [
+        (20.0, 10.0, 2.0),
+        (2.0, 1.0, 1.5),
+        (2.0, 5.0, 0.0),
+        (9.0, 2.0, 3.0),
+    ] {
+        let params = [("period", p), ("atr_period", a), ("multiplier", m)];
+        v.push(crate::kernels::registry::build_named("kc", params).unwrap());
+    }
+    v
+}
+
+/// The scan moving averages of ma.rs (period 1 is the identity, 2 gives ZLEMA a lag of 0), `ma` of
+/// every matype (TRIMA and HMA on their windowed compositions), and Bollinger bands around them
+/// (unequal widths too).
+fn moving_average_specs() -> Vec<Spec> {
+    use crate::kernels::registry::build_named;
+    let mut v = Vec::new();
+    for p in [1.0, 2.0, 3.0, 4.0, 9.0, 30.0, 200.0] {
+        for name in ["rma", "dema", "tema", "zlema", "kama"] {
+            v.push(build_named(name, [("period", p)]).unwrap());
+        }
+    }
+    // Drives whose reach back (ZLEMA's lag, KAMA's window) exceeds a scan block.
+    v.push(build_named("kama", [("period", 1500.0)]).unwrap());
+    v.push(build_named("zlema", [("period", 2601.0)]).unwrap());
+    for (p, f) in [
+        (1.0, 0.7),
+        (2.0, 0.7),
+        (3.0, 0.0),
+        (5.0, 0.7),
+        (7.0, 1.0),
+        (40.0, 0.3),
+    ] {
+        v.push(build_named("t3", [("period", p), ("vfactor", f)]).unwrap());
+    }
+    for matype in [
+        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0, 12.0, 13.0,
+    ] {
+        for p in [1.0, 2.0, 5.0, 30.0] {
+            v.push(build_named("ma", [("period", p), ("matype", matype)]).unwrap());
+        }
+        for (p, down) in [(2.0, 1.0), (20.0, 2.0), (33.0, 0.5)] {
+            v.push(
+                build_named(
+                    "bollinger",
+                    [
+                        ("period", p),
+                        ("std_dev", 2.0),
+                        ("std_dev_down", down),
+                        ("matype", matype),
+                    ],
+                )
+                .unwrap(),
+            );
+        }
+    }
     v
 }
 
@@ -329,6 +411,22 @@ fn rsi_holds_give_the_same_bits_on_host_built_kernels() {
             for t in spec.lookback()..series.len() {
                 assert_eq!(got[0][t].to_bits(), want[t].to_bits(), "{spec:?} row {t}");
             }
+        }
+    }
+}
+
+/// Every indicator declared with a CUDA twin is among the specs the tests above run (so a twin
+/// cannot be declared without its bits being checked here).
+#[test]
+fn every_cuda_indicator_is_checked_here() {
+    let checked: std::collections::HashSet<&str> = specs().iter().map(|s| s.name()).collect();
+    for ind in crate::kernels::registry::INDICATORS {
+        if ind.devices.cuda {
+            assert!(
+                checked.contains(ind.name),
+                "{} has no host-built check",
+                ind.name
+            );
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Long inputs are cut into pieces of at most `piece_rows` output rows so device memory is never
 //! exceeded. A windowed piece `[lo, hi)` uploads its inputs from the start of the grid block that
-//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids).
+//! holds `lo - w + 1` (stoch composes the three halos of its max/min, slow %K and slow %D grids;
+//! TRIMA and HMA the two of theirs).
 //! A scan piece starts at the seed row or on a multiple of [`SCAN_BLOCK`] and takes its carry-in
 //! from the previous piece, so pieces chain exactly like the blocks inside one piece. Seeds, decays
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
@@ -12,10 +13,13 @@
 
 use super::args::*;
 use super::error::GpuError;
+use crate::kernels::comoments::{angle_of, LinReg};
 use crate::kernels::elementwise::Op;
+use crate::kernels::ma::{self, MaType};
 use crate::kernels::scan::{power_table, Recurrence, SCAN_BLOCK};
 use crate::kernels::split::Sequential;
-use crate::kernels::{ema, wilder, Spec};
+use crate::kernels::varscan;
+use crate::kernels::{ema, volatility, wilder, Spec};
 
 /// A device array of `f64`.
 pub trait DeviceBuffer {
@@ -49,6 +53,45 @@ enum Family {
     Stoch(usize, usize, usize),
     Scans(Vec<Stage>),
     Elementwise(Op),
+    /// Bollinger bands around the moving average `ma` (its own family, run first into the middle
+    /// output), then `tx_moments` in its BANDS mode over `w` rows for the two bands.
+    Bands {
+        ma: Spec,
+        w: usize,
+        up: f64,
+        down: f64,
+    },
+    /// Rolling max of input `inputs[0]` and min of input `inputs[1]` (`tx_extrema`), their
+    /// midpoint where asked (`tx_elementwise`'s median price: `(hh + ll) / 2.0`); `outs` in the
+    /// indicator's output order.
+    Extrema {
+        w: usize,
+        inputs: [usize; 2],
+        outs: &'static [Extreme],
+    },
+    /// `tx_comoments` in a mode whose one output is the indicator (the LINEARREG family, BETA);
+    /// `angle`: LINEARREG_ANGLE, the device's slope turned into degrees on the host.
+    CoMoments {
+        w: usize,
+        mode: i64,
+        angle: bool,
+    },
+    /// TRIMA: an SMA of width `.0` (grid origin 0), then one of width `.1` (origin `.0 - 1`).
+    Trima(usize, usize),
+    /// VWMA(p): SMA(x·v) / SMA(v).
+    Vwma(usize),
+    /// HMA(p): WMA_s(2·WMA_{p/2} - WMA_p) on the grid from row `p - 1`.
+    Hma(usize),
+    /// A moving average of period 1: the input itself.
+    Copy,
+}
+
+/// One output of [`Family::Extrema`].
+#[derive(Clone, Copy, PartialEq)]
+enum Extreme {
+    Max,
+    Min,
+    Mid,
 }
 
 /// Output rows `[from, to)` of a call, written to output slices whose element 0 is row `out_base`.
@@ -82,6 +125,7 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
         )])
     };
     let x_only = [In::Input(0), In::None, In::None];
+    let extremes = |w, inputs, outs| Family::Extrema { w, inputs, outs };
     let family = match *spec {
         Spec::Sma { period } => moments(MOMENTS_SMA, period, 0.0, 0.0),
         Spec::RollingStd { period, ddof } => {
@@ -166,12 +210,184 @@ fn family(spec: &Spec, inputs: &[&[f64]]) -> Result<Family, GpuError> {
                 ),
             ])
         }
+        Spec::Rma { period } => {
+            let (rec, inv) = wilder::rma_recurrence(x, period);
+            one(SCAN_EMA, &rec, inv, x_only)
+        }
+        // A moving average of period 1 is the input itself.
+        Spec::Dema { period }
+        | Spec::Tema { period }
+        | Spec::T3 { period, .. }
+        | Spec::Zlema { period }
+        | Spec::Kama { period }
+        | Spec::Trima { period }
+        | Spec::Vwma { period }
+        | Spec::Hma { period }
+            if period <= 1 =>
+        {
+            Family::Copy
+        }
+        Spec::Dema { period } => Family::Scans(ema_chain::<2>(x, period, SCAN_DEMA, [0.0; 4])),
+        Spec::Tema { period } => Family::Scans(ema_chain::<3>(x, period, SCAN_TEMA, [0.0; 4])),
+        Spec::T3 { period, vfactor } => Family::Scans(ema_chain::<6>(
+            x,
+            period,
+            SCAN_T3,
+            ma::t3_coefficients(vfactor),
+        )),
+        Spec::Zlema { period } => {
+            let lag = ma::zlema_lag(period);
+            let (rec, k) = ma::ema_from_recurrence(lag, period, |t| ma::zlema_value(x, lag, t));
+            let mut stage = Stage::new(
+                SCAN_ZLEMA,
+                &rec,
+                [k, 0.0],
+                x_only,
+                [Out::User(0), Out::None],
+            );
+            stage.lag = lag;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kc {
+            period,
+            atr_period,
+            multiplier,
+        } => {
+            let (rec, coef) =
+                volatility::kc_recurrence((inputs[1], inputs[2], inputs[0]), period, atr_period);
+            let ins = [In::Input(0), In::Input(1), In::Input(2)];
+            let mut stage = Stage::new(SCAN_KC, &rec, coef, ins, [Out::User(0), Out::User(1)]);
+            stage.out2 = Out::User(2);
+            stage.mix[0] = multiplier;
+            Family::Scans(vec![stage])
+        }
+        Spec::Kama { period } => {
+            // Two channels hold the drive's (a, b), then the local (A, L); one state is carried.
+            let rec = Recurrence {
+                decay: [0.0; 2],
+                seed_row: period - 1,
+                seed: [x[period - 1], 0.0],
+            };
+            let g = ma::kama_scale(period);
+            let mut stage = Stage::new(
+                SCAN_KAMA,
+                &rec,
+                [g, 1e-8 * g],
+                x_only,
+                [Out::User(0), Out::None],
+            );
+            stage.lag = period;
+            stage.mix = [ma::KAMA_SLOWEST, ma::KAMA_SPAN, 0.0, 0.0];
+            Family::Scans(vec![stage])
+        }
+        Spec::Ma { period, matype } => return ma_family(matype, period, inputs),
+        Spec::BollingerMa {
+            period,
+            up,
+            down,
+            matype,
+        } => Family::Bands {
+            ma: Spec::Ma { period, matype },
+            w: period,
+            up,
+            down,
+        },
+        Spec::Max { period } => extremes(period, [0, 0], &[Extreme::Max]),
+        Spec::Min { period } => extremes(period, [0, 0], &[Extreme::Min]),
+        Spec::MinMax { period } => extremes(period, [0, 0], &[Extreme::Min, Extreme::Max]),
+        Spec::Midpoint { period } => extremes(period, [0, 0], &[Extreme::Mid]),
+        Spec::Midprice { period } => extremes(period, [0, 1], &[Extreme::Mid]),
+        Spec::Donchian { period } => {
+            extremes(period, [0, 1], &[Extreme::Max, Extreme::Mid, Extreme::Min])
+        }
+        Spec::AvgDev { period } => moments(MOMENTS_AVGDEV, period, 0.0, period as f64),
+        Spec::LinReg { period, what } => Family::CoMoments {
+            w: period,
+            mode: match what {
+                LinReg::Value => CO_LINREG_VALUE,
+                LinReg::Intercept => CO_LINREG_INTERCEPT,
+                LinReg::Tsf => CO_LINREG_TSF,
+                LinReg::Slope | LinReg::Angle => CO_LINREG_SLOPE,
+            },
+            angle: what == LinReg::Angle,
+        },
+        Spec::Beta { period } => Family::CoMoments {
+            w: period,
+            mode: CO_BETA,
+            angle: false,
+        },
+        Spec::Trima { period } => {
+            let (b, a) = ma::trima_widths(period);
+            Family::Trima(b, a)
+        }
+        Spec::Vwma { period } => Family::Vwma(period),
+        Spec::Hma { period } => Family::Hma(period),
         // Every indicator declared `CPU_AND_CUDA` has an arm above (the host-compiled tests run
         // them all); a CPU-only one needs none.
         #[allow(unreachable_patterns)]
         _ => return Err(GpuError::NoCudaComposition(spec.name())),
     };
     Ok(family)
+}
+
+/// TA-Lib's moving average `matype` at `period` (ma.rs `moving_average`): the standalone
+/// indicator's family (T3 with MA's volume factor), or the identity where it is one.
+fn ma_family(matype: MaType, period: usize, inputs: &[&[f64]]) -> Result<Family, GpuError> {
+    if period <= 1 || matype == MaType::Disabled {
+        return Ok(Family::Copy);
+    }
+    let spec = match matype {
+        MaType::Sma => Spec::Sma { period },
+        MaType::Ema => Spec::Ema { period },
+        MaType::Wma => Spec::Wma { period },
+        MaType::Dema => Spec::Dema { period },
+        MaType::Tema => Spec::Tema { period },
+        MaType::Trima => Spec::Trima { period },
+        MaType::Kama => Spec::Kama { period },
+        MaType::T3 => Spec::T3 {
+            period,
+            vfactor: ma::MA_T3_VFACTOR,
+        },
+        MaType::Hma => Spec::Hma { period },
+        MaType::Zlema => Spec::Zlema { period },
+        MaType::Rma => Spec::Rma { period },
+        MaType::Disabled => return Ok(Family::Copy),
+    };
+    family(&spec, inputs)
+}
+
+/// DEMA, TEMA and T3 (ma.rs, `period >= 2`): the `M` EMA levels of the CPU kernel's cascade
+/// (`ma::ema_cascade_stages`, the same recurrences and seeds: level `i + 1` is
+/// `ema_from(e_i, i(p - 1))`), level `i` in scratch output `i` (outputs past the indicator's own
+/// are never downloaded), the last level's finish writing `mode`'s combination of it with the
+/// levels before into output 0.
+fn ema_chain<const M: usize>(x: &[f64], p: usize, mode: i64, mix: [f64; 4]) -> Vec<Stage> {
+    let (levels, k, _) = ma::ema_cascade_stages::<M>(p, |t| x[t]);
+    let mut stages = Vec::with_capacity(M);
+    for (i, rec) in levels.iter().enumerate() {
+        let source = if i == 0 { In::Input(0) } else { In::User(i) };
+        let stage = if i + 1 < M {
+            Stage::new(
+                SCAN_EMA,
+                rec,
+                [k, 0.0],
+                [source, In::None, In::None],
+                [Out::User(i + 1), Out::None],
+            )
+        } else {
+            // DEMA: in1 = e1; TEMA: in1 = e1, in2 = e2; T3: in0 = e5, in1 = e4, in2 = e3.
+            let ins = match mode {
+                SCAN_DEMA => [source, In::User(1), In::None],
+                SCAN_TEMA => [source, In::User(1), In::User(2)],
+                _ => [source, In::User(4), In::User(3)],
+            };
+            let mut last = Stage::new(mode, rec, [k, 0.0], ins, [Out::User(0), Out::None]);
+            last.mix = mix;
+            last
+        };
+        stages.push(stage);
+    }
+    stages
 }
 
 /// Computes `spec` on the device: every row from the lookback on, as [`Spec::run`] would.
@@ -201,7 +417,66 @@ pub fn run<B: Backend>(
         Family::Elementwise(op) => {
             elementwise(be, op, &spec.talib_order(inputs), outs, rows, piece_rows)
         }
+        Family::Bands { ma, w, up, down } => {
+            let (middle, bands_out) = outs.split_at_mut(1);
+            run(be, &ma, inputs, middle, piece_rows)?;
+            bands(
+                be,
+                (w, up, down),
+                inputs[0],
+                &*middle[0],
+                bands_out,
+                rows,
+                piece_rows,
+            )
+        }
+        fam => composed(be, &fam, inputs, outs, rows, piece_rows),
     }
+}
+
+/// Bollinger bands around `middle` (full length, valid from the pass's first row): each piece
+/// `[lo, hi)` uploads the input from the start of the grid block holding `lo - w + 1` and the
+/// middle from the same row into the first output array, which `tx_moments` (BANDS) only reads.
+fn bands<B: Backend>(
+    be: &B,
+    (w, up, down): (usize, f64, f64),
+    x: &[f64],
+    middle: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let mut xb = be.alloc(cap)?;
+    let mut bufs = alloc_n(be, 3, cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        be.upload(&mut bufs[0], &middle[base..hi])?;
+        let args = MomentsArgs {
+            x: xb.addr(),
+            out0: bufs[0].addr(),
+            out1: bufs[1].addr(),
+            out2: bufs[2].addr(),
+            sa1: bufs[1].addr(),
+            sa2: bufs[2].addr(),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            origin: 0,
+            w: w as i64,
+            mode: MOMENTS_BANDS,
+            inv_w: 1.0 / w as f64,
+            inv_denom: down,
+            k: up,
+        };
+        be.launch(Kernel::Moments, grid_threads(lo, hi, 0, w), &args)?;
+        for (out, buf) in outs.iter_mut().zip(&bufs[1..]) {
+            download_rows(be, buf, base, (lo, hi), rows, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// The output row ranges `[lo, hi)` of the pieces covering `from..n`; every piece after the first
@@ -378,9 +653,7 @@ fn windowed<B: Backend>(
     Ok(())
 }
 
-/// `tx_comoments` (CORREL mode): each piece `[lo, hi)` uploads both inputs from the start of the
-/// grid block holding `lo - w + 1` (the halo of `comoments.rs`); the five suffix sums live in
-/// scratch buffers.
+/// `tx_comoments` (CORREL mode) over two inputs: [`co_window`].
 fn correl<B: Backend>(
     be: &B,
     w: usize,
@@ -389,47 +662,7 @@ fn correl<B: Backend>(
     rows: Rows,
     piece_rows: usize,
 ) -> Result<(), GpuError> {
-    let (x, y) = (inputs[0], inputs[1]);
-    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
-    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
-    let cap = plan
-        .iter()
-        .map(|&(lo, hi)| hi - halo(lo))
-        .max()
-        .unwrap_or(0);
-    let (mut xb, mut yb) = (be.alloc(cap.max(1))?, be.alloc(cap.max(1))?);
-    let out = be.alloc(cap.max(1))?;
-    let s = alloc_n(be, 5, cap)?;
-    for (lo, hi) in plan {
-        let base = halo(lo);
-        be.upload(&mut xb, &x[base..hi])?;
-        be.upload(&mut yb, &y[base..hi])?;
-        let args = CoMomentsArgs {
-            x: xb.addr(),
-            y: yb.addr(),
-            out0: out.addr(),
-            out1: 0,
-            out2: 0,
-            out3: 0,
-            out4: 0,
-            s0: addr_at(&s, 0),
-            s1: addr_at(&s, 1),
-            s2: addr_at(&s, 2),
-            s3: addr_at(&s, 3),
-            s4: addr_at(&s, 4),
-            base: base as i64,
-            lo: lo as i64,
-            hi: hi as i64,
-            origin: 0,
-            w: w as i64,
-            mode: CO_CORREL,
-            inv_w: 1.0 / w as f64,
-        };
-        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
-        let (a, b) = (lo - rows.out_base, hi - rows.out_base);
-        be.download(&out, lo - base, &mut outs[0][a..b])?;
-    }
-    Ok(())
+    co_window(be, w, CO_CORREL, inputs, outs, rows, piece_rows)
 }
 
 /// `tx_elementwise`: each piece `[lo, hi)` uploads its inputs (in the op's order, TA-Lib's) from
@@ -585,6 +818,13 @@ struct Stage {
     ins: [In; 3],
     outs: [Out; 2],
     powers: Vec<f64>,
+    /// Rows before `t` the drive reads beyond the previous one (ZLEMA's lag, KAMA's period);
+    /// the pieces' halo is the largest, at least 1.
+    lag: usize,
+    /// The finish's combination coefficients (T3's c1..c4).
+    mix: [f64; 4],
+    /// A third output (KC's lower band).
+    out2: Out,
 }
 
 impl Stage {
@@ -608,8 +848,45 @@ impl Stage {
             ins,
             outs,
             powers: power_table(&rec.decay),
+            lag: 0,
+            mix: [0.0; 4],
+            out2: Out::None,
         }
     }
+}
+
+impl Stage {
+    /// The length of the state carried from block to block (KAMA's two channels carry one).
+    fn carried(&self) -> usize {
+        if self.mode == SCAN_KAMA {
+            1
+        } else {
+            self.channels
+        }
+    }
+}
+
+/// Rows before a piece's first row that its scans read (the previous row, or the largest lag).
+fn scan_halo(stages: &[Stage]) -> usize {
+    stages.iter().map(|s| s.lag).max().unwrap_or(0).max(1)
+}
+
+/// Output buffers a scan needs: the indicator's outputs, and the scratch levels of chained stages
+/// (written to outputs past the indicator's own, which are never downloaded).
+fn scan_buffers(stages: &[Stage], outputs: usize) -> usize {
+    let used = |o: &[Out]| {
+        o.iter()
+            .map(|o| match o {
+                Out::User(j) => j + 1,
+                Out::None => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    stages
+        .iter()
+        .map(|s| used(&[s.outs[0], s.outs[1], s.out2]))
+        .fold(outputs, usize::max)
 }
 
 fn scans<B: Backend>(
@@ -622,11 +899,13 @@ fn scans<B: Backend>(
 ) -> Result<(), GpuError> {
     let n = inputs[0].len();
     let first = stages[0].seed_row;
-    // The first piece holds every seed row; later pieces start on a scan block and read one row back.
+    // The first piece holds every seed row; later pieces start on a scan block and read one row back
+    // (or the drive's lag).
     let plan = pieces(first, n, piece_rows, SCAN_BLOCK, lookback);
+    let halo = scan_halo(stages);
     let cap = plan
         .iter()
-        .map(|&(lo, hi)| hi - lo.saturating_sub(1))
+        .map(|&(lo, hi)| hi - lo.saturating_sub(halo))
         .max()
         .unwrap_or(0);
     let max_blocks = plan
@@ -634,11 +913,12 @@ fn scans<B: Backend>(
         .map(|&(lo, hi)| (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1)
         .max()
         .unwrap_or(0);
-    let mut b = MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, max_blocks)?;
+    let buffers = scan_buffers(stages, outs.len());
+    let mut b = MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, max_blocks)?;
     let mut carry: Vec<[f64; 2]> = stages.iter().map(|s| s.seed).collect();
     let (mut ends_host, mut carries_host) = (vec![0.0; 2 * max_blocks], vec![0.0; 2 * max_blocks]);
     for (lo, hi) in plan {
-        let base = lo.saturating_sub(1);
+        let base = lo.saturating_sub(halo);
         for (buf, src) in b.ins.iter_mut().zip(inputs) {
             be.upload(buf, &src[base..hi])?;
         }
@@ -692,6 +972,17 @@ impl Stage {
         carries: &mut [f64],
     ) {
         let c = self.channels;
+        if self.mode == SCAN_KAMA {
+            // The time-varying scan: ends are (A_end, L_end) pairs (varscan.rs chain_carries).
+            let pairs: Vec<[f64; 2]> = ends.chunks_exact(2).map(|e| [e[0], e[1]]).collect();
+            let chained = varscan::chain_carries(cur[0], &pairs);
+            for (kk, carry) in chained.iter().take(pairs.len()).enumerate() {
+                carries[2 * kk] = *carry;
+                carries[2 * kk + 1] = 0.0;
+            }
+            cur[0] = chained[pairs.len()];
+            return;
+        }
         for kk in 0..ends.len() / c {
             let k = k0 + kk;
             let len = ((k + 1) * SCAN_BLOCK).min(hi) - (k * SCAN_BLOCK).max(from);
@@ -851,6 +1142,26 @@ pub fn run_multi<B: Backend>(
     };
     let start = prefix.as_ref().map_or(0, |p| p.rows);
     let out_base = start;
+    // Bands: the middle first, its own family across the set (taking the prefix's scan states),
+    // then the bands pass over a full-length copy of it (rows before `start` are never read).
+    let (mut middle_busy, mut middle) = (vec![0.0; devices], Vec::new());
+    if let Family::Bands { ma, .. } = &fam {
+        let again = prefix.as_ref().map(|p| Prefix {
+            rows: p.rows,
+            carries: p.carries,
+        });
+        middle_busy = run_multi(
+            with_backend,
+            ma,
+            inputs,
+            &mut outs[..1],
+            shares,
+            piece_rows,
+            again,
+        )?;
+        middle = vec![0.0; n];
+        middle[start..start + outs[0].len()].copy_from_slice(outs[0]);
+    }
     let mut ranges = share_ranges(from.max(start), n, shares, align);
     // The first scan range must hold every seed row (MACD's signal seeds at the lookback).
     if let (Family::Scans(_), None) = (&fam, &prefix) {
@@ -899,7 +1210,7 @@ pub fn run_multi<B: Backend>(
             .into_iter()
             .enumerate()
             .map(|(d, mut mine)| {
-                let (fam, exchange, ranges) = (&fam, &exchange, &ranges);
+                let (fam, exchange, ranges, middle) = (&fam, &exchange, &ranges, &middle);
                 scope.spawn(move || {
                     let _stand_in = StandIn {
                         ex: exchange,
@@ -935,6 +1246,25 @@ pub fn run_multi<B: Backend>(
                             rows,
                             piece_rows,
                         ),
+                        Family::Bands { w, up, down, .. } if rows.from < rows.to => bands(
+                            be,
+                            (*w, *up, *down),
+                            inputs[0],
+                            middle,
+                            &mut mine[1..],
+                            rows,
+                            piece_rows,
+                        ),
+                        Family::Extrema { .. }
+                        | Family::CoMoments { .. }
+                        | Family::Trima(..)
+                        | Family::Vwma(_)
+                        | Family::Hma(_)
+                        | Family::Copy
+                            if rows.from < rows.to =>
+                        {
+                            composed(be, fam, inputs, &mut mine, rows, piece_rows)
+                        }
                         _ => Ok(()),
                     };
                     let r = with_backend(d, &mut body);
@@ -958,7 +1288,9 @@ pub fn run_multi<B: Backend>(
     results
         .into_iter()
         .enumerate()
-        .map(|(d, r)| r.map(|busy| (busy - waited.get(d).copied().unwrap_or(0.0)).max(0.0)))
+        .map(|(d, r)| {
+            r.map(|busy| (busy - waited.get(d).copied().unwrap_or(0.0)).max(0.0) + middle_busy[d])
+        })
         .collect()
 }
 
@@ -1040,6 +1372,12 @@ impl<Buf: DeviceBuffer> MemberBufs<Buf> {
             decay1: st.decay[1],
             seed0: st.seed[0],
             seed1: st.seed[1],
+            lag: st.lag as i64,
+            mix0: st.mix[0],
+            mix1: st.mix[1],
+            mix2: st.mix[2],
+            mix3: st.mix[3],
+            out2: target(st.out2),
         }
     }
 }
@@ -1060,7 +1398,7 @@ fn scan_member<B: Backend>(
 ) -> Result<(), GpuError> {
     let (lo, hi) = ranges[me];
     let empty = lo >= hi;
-    let base = lo.saturating_sub(1);
+    let base = lo.saturating_sub(scan_halo(stages));
     let cap = hi.saturating_sub(base).max(1);
     let blocks_max = if empty {
         1
@@ -1068,7 +1406,8 @@ fn scan_member<B: Backend>(
         (hi - 1) / SCAN_BLOCK - lo / SCAN_BLOCK + 1
     };
     let mut error: Option<GpuError> = None;
-    let mut bufs = match MemberBufs::alloc(be, inputs.len(), outs.len(), stages, cap, blocks_max)
+    let buffers = scan_buffers(stages, outs.len());
+    let mut bufs = match MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, blocks_max)
         .and_then(|mut b| {
             if !empty {
                 for (buf, src) in b.ins.iter_mut().zip(inputs) {
@@ -1121,7 +1460,7 @@ fn scan_member<B: Backend>(
             if let Some(source) = ex.carry_in {
                 // The prefix's state after its last row (it holds every seed row).
                 match source.next_state() {
-                    Some(c) if c.len() == st.channels => cur[..c.len()].copy_from_slice(&c),
+                    Some(c) if c.len() == st.carried() => cur[..c.len()].copy_from_slice(&c),
                     _ => ex.fail(),
                 }
             }
@@ -1179,4 +1518,383 @@ fn scan_member<B: Backend>(
         None if ex.failed() => Err(GpuError::DeviceSet("another device of the set failed")),
         None => Ok(()),
     }
+}
+
+/// The families whose pieces chain several windowed launches over one halo: extrema with their
+/// midpoint, the derived co-moments, TRIMA, VWMA, HMA (and the period-1 copy).
+fn composed<B: Backend>(
+    be: &B,
+    fam: &Family,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    match *fam {
+        Family::Extrema {
+            w,
+            inputs: ins,
+            outs: which,
+        } => extrema(
+            be,
+            w,
+            [inputs[ins[0]], inputs[ins[1]]],
+            which,
+            outs,
+            rows,
+            piece_rows,
+        ),
+        Family::CoMoments { w, mode, angle } => {
+            co_window(be, w, mode, inputs, outs, rows, piece_rows)?;
+            if angle {
+                let (a, b) = (rows.from - rows.out_base, rows.to - rows.out_base);
+                outs[0][a..b].iter_mut().for_each(|v| *v = angle_of(*v));
+            }
+            Ok(())
+        }
+        Family::Trima(b, a) => trima(be, (b, a), inputs[0], outs, rows, piece_rows),
+        Family::Vwma(p) => vwma(be, p, [inputs[0], inputs[1]], outs, rows, piece_rows),
+        Family::Hma(p) => hma(be, p, inputs[0], outs, rows, piece_rows),
+        Family::Copy => copy(be, inputs[0], outs, rows, piece_rows),
+        // Run by their own arms in `run` and `run_multi`.
+        Family::Window(_)
+        | Family::Correl(_)
+        | Family::Stoch(..)
+        | Family::Scans(_)
+        | Family::Elementwise(_)
+        | Family::Bands { .. } => Ok(()),
+    }
+}
+
+/// The pieces of `rows` and the longest upload one of them needs (from `halo(lo)` to `hi`).
+fn plan_with_halo(
+    rows: Rows,
+    piece_rows: usize,
+    halo: impl Fn(usize) -> usize,
+) -> (Vec<(usize, usize)>, usize) {
+    let plan = pieces(rows.from, rows.to, piece_rows, 1, 0);
+    let cap = plan
+        .iter()
+        .map(|&(lo, hi)| hi - halo(lo))
+        .max()
+        .unwrap_or(0);
+    (plan, cap.max(1))
+}
+
+/// Downloads rows `[lo, hi)` of `buf` (whose element 0 is row `base`) into `out`.
+fn download_rows<B: Backend>(
+    be: &B,
+    buf: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    rows: Rows,
+    out: &mut [f64],
+) -> Result<(), GpuError> {
+    be.download(
+        buf,
+        lo - base,
+        &mut out[lo - rows.out_base..hi - rows.out_base],
+    )
+}
+
+/// `tx_moments` SMA of `src` into `dst` for rows `[lo, hi)` on the grid of `w` rows from `origin`
+/// (arrays start at row `base`; the suffix sums live in `dst`).
+#[allow(clippy::too_many_arguments)]
+fn launch_sma<B: Backend>(
+    be: &B,
+    src: &B::Buf,
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    origin: usize,
+    w: usize,
+) -> Result<(), GpuError> {
+    let args = MomentsArgs {
+        x: src.addr(),
+        out0: dst.addr(),
+        sa1: dst.addr(),
+        base: base as i64,
+        lo: lo as i64,
+        hi: hi as i64,
+        origin: origin as i64,
+        w: w as i64,
+        mode: MOMENTS_SMA,
+        inv_w: 1.0 / w as f64,
+        ..Default::default()
+    };
+    be.launch(Kernel::Moments, grid_threads(lo, hi, origin, w), &args)
+}
+
+/// `tx_wma` of `src` into `dst` for rows `[lo, hi)` on the grid of `w` rows from `origin`. The
+/// kernel's grid starts at its row 0, so rows are handed over shifted by `origin` (every array
+/// index `t - base` is unchanged).
+fn launch_wma<B: Backend>(
+    be: &B,
+    src: &B::Buf,
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+    origin: usize,
+    w: usize,
+) -> Result<(), GpuError> {
+    let shift = |r: usize| r as i64 - origin as i64;
+    let args = WmaArgs {
+        x: src.addr(),
+        out: dst.addr(),
+        aw: dst.addr(),
+        base: shift(base),
+        lo: shift(lo),
+        hi: shift(hi),
+        w: w as i64,
+        denom: (w * (w + 1) / 2) as f64,
+    };
+    be.launch(Kernel::Wma, grid_threads(lo, hi, origin, w), &args)
+}
+
+/// `tx_elementwise` `op` of `a`, `b` into `dst` (may alias an input) for rows `[lo, hi)`.
+fn launch_map<B: Backend>(
+    be: &B,
+    op: Op,
+    [a, b]: [&B::Buf; 2],
+    dst: &B::Buf,
+    base: usize,
+    (lo, hi): (usize, usize),
+) -> Result<(), GpuError> {
+    let args = ElementwiseArgs {
+        a: a.addr(),
+        b: b.addr(),
+        out: dst.addr(),
+        base: base as i64,
+        lo: lo as i64,
+        hi: hi as i64,
+        op: op as i64,
+        ..Default::default()
+    };
+    be.launch(Kernel::Elementwise, hi - lo, &args)
+}
+
+/// MAX, MIN, MINMAX, MIDPOINT, MIDPRICE, DONCHIAN: each piece uploads `high` (and `low` when it
+/// is another series) from the grid block holding `lo - w + 1`, runs the extrema it needs and
+/// the midpoint `(hh + ll) / 2.0` (extrema.rs `mid`, the median price's operations).
+#[allow(clippy::too_many_arguments)]
+fn extrema<B: Backend>(
+    be: &B,
+    w: usize,
+    [high, low]: [&[f64]; 2],
+    which: &[Extreme],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let one_input = std::ptr::eq(high, low);
+    let mid = which.contains(&Extreme::Mid);
+    let need_max = mid || which.contains(&Extreme::Max);
+    let need_min = mid || which.contains(&Extreme::Min);
+    let mut ins = alloc_n(be, if one_input { 1 } else { 2 }, cap)?;
+    let [hh, ll, mb] = alloc_3(be, cap, "extrema")?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut ins[0], &high[base..hi])?;
+        if !one_input {
+            be.upload(&mut ins[1], &low[base..hi])?;
+        }
+        let low_in = &ins[ins.len() - 1];
+        for (need, src, dst, is_max) in [(need_max, &ins[0], &hh, 1), (need_min, low_in, &ll, 0)] {
+            if !need {
+                continue;
+            }
+            let args = ExtremaArgs {
+                x: src.addr(),
+                out: dst.addr(),
+                suf: dst.addr(),
+                base: base as i64,
+                lo: lo as i64,
+                hi: hi as i64,
+                w: w as i64,
+                is_max,
+            };
+            be.launch(Kernel::Extrema, grid_threads(lo, hi, 0, w), &args)?;
+        }
+        if mid {
+            launch_map(be, Op::MedPrice, [&hh, &ll], &mb, base, (lo, hi))?;
+        }
+        for (out, e) in outs.iter_mut().zip(which) {
+            let buf = match e {
+                Extreme::Max => &hh,
+                Extreme::Min => &ll,
+                Extreme::Mid => &mb,
+            };
+            download_rows(be, buf, base, (lo, hi), rows, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Three buffers of `len` elements.
+fn alloc_3<B: Backend>(be: &B, len: usize, call: &'static str) -> Result<[B::Buf; 3], GpuError> {
+    <[B::Buf; 3]>::try_from(alloc_n(be, 3, len)?).map_err(|_| GpuError::Alloc {
+        call,
+        detail: "buffer allocation".into(),
+    })
+}
+
+/// `tx_comoments` in `mode`, one output: each piece `[lo, hi)` uploads its inputs from the start
+/// of the grid block holding `lo - w + 1` (BETA's returns one row earlier); the five suffix sums
+/// live in scratch buffers. The LINEARREG modes read only the price (their `x` is the row index).
+fn co_window<B: Backend>(
+    be: &B,
+    w: usize,
+    mode: i64,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let back = usize::from(mode == CO_BETA);
+    let halo = |lo: usize| grid_start(lo + 1 - w, 0, w).saturating_sub(back);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let linreg = (CO_LINREG_VALUE..=CO_LINREG_TSF).contains(&mode);
+    let (x, y) = if linreg {
+        (None, inputs[0])
+    } else {
+        (Some(inputs[0]), inputs[1])
+    };
+    let (mut xb, mut yb) = (be.alloc(if linreg { 1 } else { cap })?, be.alloc(cap)?);
+    let out = be.alloc(cap)?;
+    let s = alloc_n(be, 5, cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        if let Some(x) = x {
+            be.upload(&mut xb, &x[base..hi])?;
+        }
+        be.upload(&mut yb, &y[base..hi])?;
+        let args = CoMomentsArgs {
+            x: xb.addr(),
+            y: yb.addr(),
+            out0: out.addr(),
+            s0: addr_at(&s, 0),
+            s1: addr_at(&s, 1),
+            s2: addr_at(&s, 2),
+            s3: addr_at(&s, 3),
+            s4: addr_at(&s, 4),
+            base: base as i64,
+            lo: lo as i64,
+            hi: hi as i64,
+            origin: 0,
+            w: w as i64,
+            mode,
+            inv_w: 1.0 / w as f64,
+            ..Default::default()
+        };
+        be.launch(Kernel::CoMoments, grid_threads(lo, hi, 0, w), &args)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// TRIMA (ma.rs): SMA_b of the input on the grid from row 0, then SMA_a of that on the grid from
+/// its first row `b - 1`; each level on the rows the next level's halo needs.
+fn trima<B: Backend>(
+    be: &B,
+    (b, a): (usize, usize),
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let origin = b - 1;
+    let halos = |lo: usize| {
+        let h1 = grid_start(lo + 1 - a, origin, a);
+        (h1, grid_start(h1 + 1 - b, 0, b))
+    };
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| halos(lo).1);
+    let [mut xb, s1, out] = alloc_3(be, cap, "trima")?;
+    for (lo, hi) in plan {
+        let (h1, base) = halos(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        launch_sma(be, &xb, &s1, base, (h1, hi), 0, b)?;
+        launch_sma(be, &s1, &out, base, (lo, hi), origin, a)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// VWMA (ma.rs): `x·v` (`tx_elementwise` MUL) from the halo on, the SMAs of it and of `v` (grid
+/// from row 0), then their quotient (DIV).
+fn vwma<B: Backend>(
+    be: &B,
+    p: usize,
+    [x, v]: [&[f64]; 2],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let halo = |lo: usize| grid_start(lo + 1 - p, 0, p);
+    let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
+    let [mut xb, mut vb, pv] = alloc_3(be, cap, "vwma")?;
+    let sv = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        let base = halo(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        be.upload(&mut vb, &v[base..hi])?;
+        launch_map(be, Op::Mul, [&xb, &vb], &pv, base, (base, hi))?;
+        // The SMA of x·v lands in x's buffer (x is not read again).
+        launch_sma(be, &pv, &xb, base, (lo, hi), 0, p)?;
+        launch_sma(be, &vb, &sv, base, (lo, hi), 0, p)?;
+        launch_map(be, Op::Div, [&xb, &sv], &xb, base, (lo, hi))?;
+        download_rows(be, &xb, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// HMA (ma.rs): WMA_p and WMA_{p/2} of the input (grid from row 0) on the rows the last level
+/// needs, `d = 2·half - full` (as `half + half`, exact, then SUB: the bits of `2.0 * half`), then
+/// WMA_s of `d` on the grid from row `p - 1`.
+fn hma<B: Backend>(
+    be: &B,
+    p: usize,
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let (h, s, origin) = (p / 2, ma::isqrt(p), p - 1);
+    let halos = |lo: usize| {
+        let hd = grid_start(lo + 1 - s, origin, s);
+        let hx = grid_start(hd + 1 - p, 0, p).min(grid_start(hd + 1 - h, 0, h));
+        (hd, hx)
+    };
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| halos(lo).1);
+    let [mut xb, full, half] = alloc_3(be, cap, "hma")?;
+    let out = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        let (hd, base) = halos(lo);
+        be.upload(&mut xb, &x[base..hi])?;
+        launch_wma(be, &xb, &full, base, (hd, hi), 0, p)?;
+        launch_wma(be, &xb, &half, base, (hd, hi), 0, h)?;
+        launch_map(be, Op::Add, [&half, &half], &half, base, (hd, hi))?;
+        launch_map(be, Op::Sub, [&half, &full], &half, base, (hd, hi))?;
+        launch_wma(be, &half, &out, base, (lo, hi), origin, s)?;
+        download_rows(be, &out, base, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
+}
+
+/// A period-1 moving average (TA-Lib copies the input): each piece goes up and comes back.
+fn copy<B: Backend>(
+    be: &B,
+    x: &[f64],
+    outs: &mut [&mut [f64]],
+    rows: Rows,
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let (plan, cap) = plan_with_halo(rows, piece_rows, |lo| lo);
+    let mut xb = be.alloc(cap)?;
+    for (lo, hi) in plan {
+        be.upload(&mut xb, &x[lo..hi])?;
+        download_rows(be, &xb, lo, (lo, hi), rows, outs[0])?;
+    }
+    Ok(())
 }

@@ -14,6 +14,35 @@ __device__ __forceinline__ tx_i64 tx_scan_first(const ScanArgs& a) {
     return tx_max(a.lo, a.seed_row + 1);
 }
 
+// KAMA's |x_{j+1}*g - x_j*g|, the path term of u index j (ma.rs kama).
+__device__ __forceinline__ double tx_kama_u(const ScanArgs& a, tx_i64 j) {
+    return fabs(a.in0[j + 1 - a.base] * a.coef0 - a.in0[j - a.base] * a.coef0);
+}
+
+// KAMA's smoothing constant at row t: the window sum of u at index t - 1 on the grid of p = lag
+// rows aligned to u's row 0, in ma.rs window_sums' order (right-to-left suffix of the previous
+// block from 0.0, plus the left-to-right prefix of this block), then kama_sc_scaled. Each row
+// folds its own window (O(p) per row) and reads rows t - p ..= t only.
+__device__ __forceinline__ double tx_kama_sc(const ScanArgs& a, tx_i64 t) {
+    const tx_i64 w = a.lag;
+    const tx_i64 ui = t - 1;
+    const tx_i64 bs = ui / w * w;
+    const tx_i64 o = ui - bs;
+    double pre = 0.0;
+    for (tx_i64 j = bs; j <= ui; ++j) pre = pre + tx_kama_u(a, j);
+    double s = pre;
+    if (o != w - 1) {
+        double suf = 0.0;
+        for (tx_i64 j = bs - 1; j > bs - w + o; --j) suf = tx_kama_u(a, j) + suf;
+        s = suf + pre;
+    }
+    const double g = a.coef0, zero = a.coef1;
+    const double r = a.in0[t - a.base] * g - a.in0[t - w - a.base] * g;
+    const double er = (s <= r || (-zero < s && s < zero)) ? 1.0 : fabs(r / s);
+    const double sc = er * a.mix1 + a.mix0;
+    return sc * sc;
+}
+
 extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
     const tx_i64 t = tx_scan_first(a) + tx_thread_index();
     if (t >= a.hi) return;
@@ -55,9 +84,49 @@ extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
             l0[i] = (tx_is_nan(now) || tx_is_nan(before)) ? tx_nan() : step;
             break;
         }
+        case TX_SCAN_DEMA:
+        case TX_SCAN_TEMA:
+        case TX_SCAN_T3:
+            l0[i] = a.coef0 * a.in0[i];
+            break;
+        case TX_SCAN_ZLEMA:  // ma.rs zlema_value
+            l0[i] = a.coef0 * (2.0 * a.in0[i] - a.in0[i - a.lag]);
+            break;
+        case TX_SCAN_KC: {  // in0 = close, in1 = high, in2 = low
+            const double prev = a.in0[i - 1];
+            const double h = a.in1[i], lo = a.in2[i];
+            const double tr = tx_nan_max(tx_nan_max(h - lo, fabs(prev - h)), fabs(prev - lo));
+            l0[i] = a.coef0 * (((h + lo) + a.in0[i]) / 3.0);
+            l1[i] = tr * a.coef1;
+            break;
+        }
+        case TX_SCAN_KAMA: {
+            const double sc = tx_kama_sc(a, t);
+            l0[i] = 1.0 - sc;
+            l1[i] = sc * a.in0[i];
+            break;
+        }
         default:
             break;
     }
+}
+
+// The time-varying local scan of rows [s, e) (varscan.rs local_in_place): l0 = a becomes
+// A_t = A_{t-1}*a_t, l1 = b becomes L_t = a_t*L_{t-1} + b_t; the block's (A, L) goes to ends.
+__device__ __forceinline__ void tx_varscan_block(const ScanArgs& a, tx_i64 kk, tx_i64 s, tx_i64 e) {
+    double* pa = a.l;
+    double* pl = a.l + a.stride;
+    double prod = pa[s - a.base];
+    double acc = pl[s - a.base];
+    for (tx_i64 t = s + 1; t < e; ++t) {
+        const double at = pa[t - a.base];
+        prod = prod * at;
+        acc = at * acc + pl[t - a.base];
+        pa[t - a.base] = prod;
+        pl[t - a.base] = acc;
+    }
+    a.ends[kk * 2] = prod;
+    a.ends[kk * 2 + 1] = acc;
 }
 
 extern "C" __global__ void tx_scan_local(const ScanArgs a) {
@@ -71,6 +140,10 @@ extern "C" __global__ void tx_scan_local(const ScanArgs a) {
     const tx_i64 k = k0 + kk;
     const tx_i64 s = tx_max(k * TX_SCAN_BLOCK, first);
     const tx_i64 e = tx_min((k + 1) * TX_SCAN_BLOCK, a.hi);
+    if (a.mode == TX_SCAN_KAMA) {  // varscan.rs local_in_place, one thread per block
+        if (c == 0) tx_varscan_block(a, kk, s, e);
+        return;
+    }
     const double decay = c == 0 ? a.decay0 : a.decay1;
     double* l = a.l + c * a.stride;
     double acc = l[s - a.base];
@@ -121,6 +194,27 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
             break;
         }
+        case TX_SCAN_DEMA:  // ma.rs dema
+            a.out0[i] = 2.0 * a.in1[i] - y0;
+            break;
+        case TX_SCAN_TEMA:  // ma.rs tema
+            a.out0[i] = (3.0 * a.in1[i] - 3.0 * a.in2[i]) + y0;
+            break;
+        case TX_SCAN_T3:  // ma.rs t3
+            a.out0[i] = ((a.mix0 * y0 + a.mix1 * a.in0[i]) + a.mix2 * a.in1[i]) + a.mix3 * a.in2[i];
+            break;
+        case TX_SCAN_KC:  // volatility.rs kc
+            a.out0[i] = y0 + y1 * a.mix0;
+            a.out1[i] = y0;
+            a.out2[i] = y0 - y1 * a.mix0;
+            break;
+        case TX_SCAN_KAMA:  // varscan.rs fix_up: y = L + A*C (the seed at the seed row)
+            if (t > a.seed_row) {
+                const tx_i64 kk = t / TX_SCAN_BLOCK - tx_scan_first(a) / TX_SCAN_BLOCK;
+                y0 = a.l[a.stride + i] + a.l[i] * a.carries[kk * 2];
+            }
+            a.out0[i] = y0;
+            break;
         default:  // ema, atr, obv, cumsum
             a.out0[i] = y0;
             break;

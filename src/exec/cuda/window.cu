@@ -1,5 +1,5 @@
 // Windowed kernels on the global block grid: the exact operation sequences of
-// src/kernels/moments.rs (sma, rolling_sum, rolling_std, zscore, bollinger), extrema.rs (rolling max/min, fast
+// src/kernels/moments.rs (sma, rolling_sum, rolling_std, zscore, bollinger, avgdev), extrema.rs (rolling max/min, fast
 // %K), wma.rs and flow.rs (roc). One thread per block of `w` rows of the grid, or per row.
 //
 // tx_moments, per block b of the grid that starts at `origin` (rows o = 0..w of the block):
@@ -18,7 +18,8 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
     const tx_i64 b0 = (a.lo - a.origin) / w;
     const tx_i64 b = b0 + tx_thread_index();
     if (a.lo >= a.hi || b > (a.hi - 1 - a.origin) / w) return;
-    const bool var = a.mode != TX_MOMENTS_SMA && a.mode != TX_MOMENTS_SUM;
+    const bool var =
+        a.mode != TX_MOMENTS_SMA && a.mode != TX_MOMENTS_SUM && a.mode != TX_MOMENTS_AVGDEV;
     const tx_i64 start = a.origin + b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
     const tx_i64 o_hi = tx_min(a.hi, start + w) - start;
@@ -62,6 +63,14 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
             a.out0[at] = r * a.k + s1;
             continue;
         }
+        if (a.mode == TX_MOMENTS_AVGDEV) {  // moments.rs avgdev; k = (double)w
+            // The mean (sma's bits), then |x - mean| over the window left to right (in the halo).
+            const double mean = r + s1 * a.inv_w;
+            double dev = 0.0;
+            for (tx_i64 s = t + 1 - w; s <= t; ++s) dev = dev + fabs(a.x[s - a.base] - mean);
+            a.out0[at] = dev / a.k;
+            continue;
+        }
         const double md = s1 * a.inv_w;
         double m2 = s2 - s1 * md;
         if (m2 < 0.0) m2 = 0.0;
@@ -72,6 +81,11 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
             a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
         } else if (a.mode == TX_MOMENTS_VAR) {
             a.out0[at] = m2 * a.inv_w;
+        } else if (a.mode == TX_MOMENTS_BANDS) {
+            const double s = sqrt(m2 * a.inv_w);
+            const double mid = a.out0[at];
+            a.out1[at] = mid + a.k * s;
+            a.out2[at] = mid - a.inv_denom * s;
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
