@@ -188,6 +188,9 @@ def compute(
     else:
         parallelism = engines.LocalEngine(1, max_workers, max_retries).parallelism
     n_buckets = buckets or _buckets.default_buckets(src.total_bytes, parallelism, bucket_bytes)
+    if layout_ == "key" and buckets is None and src.previous is not None:
+        # A previous output is bucketed already: keep its buckets, one task per part file.
+        n_buckets = max(1, len(src.files))
     if layout_ == "key":
         key_tasks = _key_tasks(src, by_, n_buckets)
         n_tasks = len(key_tasks)

@@ -180,8 +180,8 @@ def partitions(src: Source, by: Sequence[str]) -> dict[str, list[int]]:
         elif src.hive:
             values = hive_values(src, path)
             label = "/".join(f"{c}={values.get(c, '')}" for c in src.hive)
-        else:
-            label = path
+        else:  # relative, so that a moved dataset hashes into the same buckets
+            label = os.path.relpath(path, src.root) if src.root is not None else path
         groups.setdefault(label, []).append(i)
     return groups
 
