@@ -112,3 +112,10 @@ def test_ray_connected_to_another_cluster_is_refused(cluster, data, tmp_path):
         with pytest.raises(ValueError, match="already connected to the Ray cluster"):
             _run(data["time"], str(tmp_path / "out"), address=f"127.0.0.1:{port}")
     assert not (tmp_path / "out").exists()
+
+
+def test_ray_address_of_the_connected_cluster(cluster, data, tmp_path):
+    """The connected cluster's own address passes the reachability check and is used."""
+    address = ray.get_runtime_context().gcs_address
+    s = _run(data["key"], str(tmp_path / "out"), address=address, buckets=2)
+    assert (s.engine, s.rows, s.tasks) == ("ray", ROWS_TOTAL, 2)

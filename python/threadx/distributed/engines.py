@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from threadx import _internal
 from threadx import parallel as _parallel
@@ -90,8 +90,10 @@ def _import_ray() -> Any:
 
 def _same_cluster(ray: Any, address: str) -> bool:
     target = _host_port(address)
-    if target is None:
+    if target is None or address == RayEngine.connected:
         return True
+    if address.strip().startswith("ray://"):
+        return False  # a client address cannot be compared with the GCS address
     current = ray.get_runtime_context().gcs_address or ""
     host, _, port = current.rpartition(":")
     try:
@@ -106,6 +108,9 @@ class RayEngine:
     dies, and moves the shared ``Spec`` once per node through its object store."""
 
     name = "ray"
+    #: The address this engine last passed to ``ray.init``: a Ray Client connection (``ray://``)
+    #: reports the cluster's GCS address, not the one it was opened with.
+    connected: ClassVar[str | None] = None
 
     def __init__(
         self, address: str | None, cpus_per_task: int, gpus_per_task: float, max_retries: int
@@ -121,6 +126,7 @@ class RayEngine:
                 )
         else:
             ray.init(address=address)
+            RayEngine.connected = address
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.parallelism = max(1, cpus // cpus_per_task)
         self.workers = self.parallelism
