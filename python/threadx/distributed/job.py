@@ -90,6 +90,44 @@ def _key_tasks(
     return [(b, [src.files[i] for i in sorted(merged[b])]) for b in sorted(merged)]
 
 
+def _check_options(
+    engine: object,
+    address: object,
+    gpus_per_task: object,
+    layout: object,
+    buckets: object,
+    bucket_bytes: object,
+    cpus_per_task: object,
+    max_workers: object,
+    max_retries: object,
+) -> None:
+    """The scalar arguments of ``compute``: a ValueError naming the first bad one."""
+    if engine not in ENGINES:
+        raise ValueError(f"{WHERE}: engine must be 'ray' or 'local', got {engine!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"{WHERE}: layout must be 'auto', 'key' or 'time', got {layout!r}")
+    if buckets is not None:
+        _int("buckets", buckets, 1, 99_999)  # part names have 5 digits
+    _int("bucket_bytes", bucket_bytes, 1, 2**62)
+    _int("cpus_per_task", cpus_per_task, 1, 1024)
+    _int("max_retries", max_retries, 0, 100)
+    if max_workers is not None:
+        _int("max_workers", max_workers, 1, 1024)
+    if (
+        isinstance(gpus_per_task, bool)
+        or not isinstance(gpus_per_task, (int, float))
+        or not 0 <= gpus_per_task <= 1024
+    ):
+        raise ValueError(f"{WHERE}: gpus_per_task must be a number >= 0, got {gpus_per_task!r}")
+    if engine == "local" and (gpus_per_task or address is not None):
+        raise ValueError(
+            f"{WHERE}: address and gpus_per_task are Ray placements; engine='local' runs on this "
+            "machine (threadx's planner picks its GPUs)"
+        )
+    if engine == "ray" and max_workers is not None:
+        raise ValueError(f"{WHERE}: max_workers sizes engine='local'; Ray's size is its CPUs")
+
+
 def compute(
     source: _source.SourceSpec,
     exprs: Mapping[str, pl.Expr],
@@ -139,31 +177,10 @@ def compute(
     started = time.perf_counter()
     by_ = _names("by", by)
     order_by_ = _names("order_by", order_by)
-    if engine not in ENGINES:
-        raise ValueError(f"{WHERE}: engine must be 'ray' or 'local', got {engine!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"{WHERE}: layout must be 'auto', 'key' or 'time', got {layout!r}")
-    if buckets is not None:
-        buckets = _int("buckets", buckets, 1, 99_999)  # part names have 5 digits
-    bucket_bytes = _int("bucket_bytes", bucket_bytes, 1, 2**62)
-    cpus_per_task = _int("cpus_per_task", cpus_per_task, 1, 1024)
-    max_retries = _int("max_retries", max_retries, 0, 100)
-    if max_workers is not None:
-        max_workers = _int("max_workers", max_workers, 1, 1024)
-    if (
-        isinstance(gpus_per_task, bool)
-        or not isinstance(gpus_per_task, (int, float))
-        or not 0 <= gpus_per_task <= 1024
-    ):
-        raise ValueError(f"{WHERE}: gpus_per_task must be a number >= 0, got {gpus_per_task!r}")
-    if engine == "local" and (gpus_per_task or address is not None):
-        raise ValueError(
-            f"{WHERE}: address and gpus_per_task are Ray placements; engine='local' runs on this "
-            "machine (threadx's planner picks its GPUs)"
-        )
-    if engine == "ray" and max_workers is not None:
-        raise ValueError(f"{WHERE}: max_workers sizes engine='local'; Ray's size is its CPUs")
-
+    _check_options(
+        engine, address, gpus_per_task, layout, buckets, bucket_bytes, cpus_per_task,
+        max_workers, max_retries,
+    )  # fmt: skip
     shipped = _exprs.ship(exprs)
     src = _source.resolve(source)
     _source.check_columns(src, by_, order_by_)
