@@ -1834,17 +1834,17 @@ fn vwma<B: Backend>(
     let halo = |lo: usize| grid_start(lo + 1 - p, 0, p);
     let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
     let [mut xb, mut vb, pv] = alloc_3(be, cap, "vwma")?;
-    let sv = be.alloc(cap)?;
+    let (sv, spv) = (be.alloc(cap)?, be.alloc(cap)?);
     for (lo, hi) in plan {
         let base = halo(lo);
         be.upload(&mut xb, &x[base..hi])?;
         be.upload(&mut vb, &v[base..hi])?;
         launch_map(be, Op::Mul, [&xb, &vb], &pv, base, (base, hi))?;
-        // The SMA of x·v lands in x's buffer (x is not read again).
-        launch_sma(be, &pv, &xb, base, (lo, hi), 0, p)?;
+        // Inputs are only read: in a batch they are views of the resident columns (cuda/batch.rs).
+        launch_sma(be, &pv, &spv, base, (lo, hi), 0, p)?;
         launch_sma(be, &vb, &sv, base, (lo, hi), 0, p)?;
-        launch_map(be, Op::Div, [&xb, &sv], &xb, base, (lo, hi))?;
-        download_rows(be, &xb, base, (lo, hi), rows, outs[0])?;
+        launch_map(be, Op::Div, [&spv, &sv], &spv, base, (lo, hi))?;
+        download_rows(be, &spv, base, (lo, hi), rows, outs[0])?;
     }
     Ok(())
 }
