@@ -8,7 +8,11 @@
 //! have uploaded, at the same offsets from the buffer's element 0. Anything else (the middle band
 //! of Bollinger-on-MA, powers, carries) is uploaded as usual. Each segment keeps its own grid,
 //! scan blocks and pieces (anchored at its first row), so its bits are those of the segment alone.
-//! Launches still run per segment and per piece; outputs come back per piece.
+//!
+//! The moving-moments indicators (SMA, SUM, rolling std/var, z-score, Bollinger, AVGDEV) run all
+//! segments in one launch ([`pipeline::moments_segments`], `tx_moments_seg`) when all the rows fit
+//! in one piece; every other indicator still launches per segment and per piece, its outputs
+//! coming back per piece.
 
 use super::args::{Kernel, KernelArgs};
 use super::error::GpuError;
@@ -115,6 +119,11 @@ pub fn run_batch<B: Backend>(
     let resident = Resident::new(be, inputs)?;
     for (spec, call) in specs.iter().zip(outs.iter_mut()) {
         let rows = piece_rows(spec)?;
+        if let Some((_, x)) = resident.columns.first() {
+            if pipeline::moments_segments(be, spec, inputs, x, bounds, call, rows)? {
+                continue;
+            }
+        }
         for w in bounds.windows(2) {
             let seg: Vec<&[f64]> = inputs.iter().map(|x| &x[w[0]..w[1]]).collect();
             let mut out: Vec<&mut [f64]> = call.iter_mut().map(|o| &mut o[w[0]..w[1]]).collect();

@@ -489,5 +489,27 @@ fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
         Spec::bollinger(20, 2.0).unwrap(),
         Spec::bollinger(5, 1.5).unwrap(),
     ];
-    check(&sweep, &inputs_for(&sweep[0], &all[0], &all[6]), 1024);
+    for piece_rows in [usize::MAX, 1024] {
+        check(&sweep, &inputs_for(&sweep[0], &all[0], &all[6]), piece_rows);
+    }
+}
+
+/// The moving-moments indicators run every segment of a batch in one launch when the rows fit in
+/// one piece; other families still launch per segment.
+#[test]
+fn a_moments_batch_is_one_launch() {
+    use super::batch::run_batch;
+    let bounds = [0, 5, 6, 900, 2000];
+    let x = series(2000, 3).swap_remove(0);
+    for (spec, launches) in [
+        (Spec::sma(20).unwrap(), 1),
+        (Spec::bollinger(7, 2.0).unwrap(), 1),
+        (Spec::rolling_std(9, 1).unwrap(), 1),
+    ] {
+        let be = HostBackend::new();
+        let mut got = vec![vec![f64::NAN; 2000]; spec.outputs().len()];
+        let mut outs = vec![got.iter_mut().map(|v| v.as_mut_slice()).collect()];
+        run_batch(&be, &[spec], &[&x], &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+        assert_eq!(be.launches.get(), launches, "{spec:?}");
+    }
 }
