@@ -68,18 +68,37 @@ pub fn execute_batch(
     // GPU and set plans are only made from a status that lists GPUs; CPU plans never read it.
     let gpus = gpus.unwrap_or_default();
     let started = Instant::now();
-    let mut units = batch::units(specs, inputs, bounds, outs);
+    let mut outs = outs;
     let record_as = match plan.backend.clone() {
         Placement::Cpu { workers } => {
-            batch::run_on_cpu(units, workers);
+            batch::run_on_cpu(batch::units(specs, inputs, bounds, outs), workers);
             Some(plan.backend.to_string())
         }
-        _ => {
-            let mut record_as = None;
-            for unit in units.iter_mut() {
-                record_as = run_planned(&mut plan, &gpus, &workload, tag, unit);
+        Placement::Gpu(index) if is_real_gpu(&gpus, index) && specs.len() * segments > 1 => {
+            let run = cuda::run_batch(specs, &gpus, index, inputs, bounds, &mut outs);
+            let mut units = batch::units(specs, inputs, bounds, outs);
+            match run {
+                Ok(Some(_)) => Some(gpu_key(&gpus, index, &plan)),
+                // The inputs do not fit next to the pieces: one segment at a time.
+                Ok(None) => run_units(&mut plan, &gpus, &workload, tag, &mut units),
+                Err(e) => {
+                    let mut workers = 1;
+                    for u in units.iter_mut() {
+                        workers =
+                            fallback::compute_on_cpu(u.spec, index, &e, &u.inputs, &mut u.outs);
+                    }
+                    fallback::penalise_gpu(&gpu_key(&gpus, index, &plan), &workload, rows);
+                    plan.reason = format!("{}; GPU failed ({e}), computed on the CPU", plan.reason);
+                    plan.backend = Placement::Cpu { workers };
+                    plan.workers = workers;
+                    plan.gpu = None;
+                    None
+                }
             }
-            record_as
+        }
+        _ => {
+            let mut units = batch::units(specs, inputs, bounds, outs);
+            run_units(&mut plan, &gpus, &workload, tag, &mut units)
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -110,6 +129,38 @@ pub fn execute_batch(
         );
     }
     Ok(plan)
+}
+
+/// Whether GPU `index` of `gpus` is a real one (a batch then goes up once: [`cuda::run_batch`]).
+fn is_real_gpu(gpus: &GpuStatus, index: usize) -> bool {
+    gpus.devices
+        .iter()
+        .any(|d| d.index == index && d.simulated.is_none())
+}
+
+/// The profile key of GPU `index`'s time.
+fn gpu_key(gpus: &GpuStatus, index: usize, plan: &Plan) -> String {
+    gpus.devices
+        .iter()
+        .find(|d| d.index == index)
+        .map(gpu_profile_key)
+        .unwrap_or_else(|| plan.backend.to_string())
+}
+
+/// Runs the units of a batch one by one where `plan` says ([`run_planned`]); returns the profile
+/// key of the last.
+fn run_units(
+    plan: &mut Plan,
+    gpus: &GpuStatus,
+    workload: &str,
+    tag: Option<&str>,
+    units: &mut [Unit],
+) -> Option<String> {
+    let mut record_as = None;
+    for unit in units.iter_mut() {
+        record_as = run_planned(plan, gpus, workload, tag, unit);
+    }
+    record_as
 }
 
 /// Runs one series of a batch where `plan` says (a GPU or a device set; after a GPU failure, the

@@ -9,6 +9,7 @@ pub trait KernelArgs: Copy + Send + Sync + cudarc::driver::DeviceRepr + 'static 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Moments,
+    MomentsSeg,
     Extrema,
     Wma,
     Fastk,
@@ -23,8 +24,9 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Moments,
+        Kernel::MomentsSeg,
         Kernel::Extrema,
         Kernel::Wma,
         Kernel::Fastk,
@@ -42,6 +44,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Moments => "tx_moments",
+            Kernel::MomentsSeg => "tx_moments_seg",
             Kernel::Extrema => "tx_extrema",
             Kernel::Wma => "tx_wma",
             Kernel::Fastk => "tx_fastk",
@@ -106,6 +109,18 @@ kernel_args!(
         x: u64, out0: u64, out1: u64, out2: u64, sa1: u64, sa2: u64,
         base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64,
         inv_w: f64, inv_denom: f64, k: f64,
+    }
+);
+
+kernel_args!(
+    /// `MomentsSegArgs`: `tx_moments_seg`, one thread per grid block of every segment; the
+    /// fields of `MomentsArgs` (for row 0 of the concatenation), then the segments' row bounds
+    /// and first threads (int64 arrays of `nseg + 1`).
+    MomentsSegArgs {
+        x: u64, out0: u64, out1: u64, out2: u64, sa1: u64, sa2: u64,
+        base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64,
+        inv_w: f64, inv_denom: f64, k: f64,
+        starts: u64, first: u64, nseg: i64,
     }
 );
 

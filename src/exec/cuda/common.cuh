@@ -78,6 +78,16 @@ struct MomentsArgs {
     double k;          // bollinger's band width
 };
 
+// tx_moments_seg: `m` as for one series at row 0 of the concatenation (base 0, lo the first
+// output row of every segment); `starts` (nseg + 1 row bounds) and `first` (nseg + 1: each
+// segment's first thread) are int64 arrays.
+struct MomentsSegArgs {
+    MomentsArgs m;
+    const tx_i64* starts;
+    const tx_i64* first;
+    tx_i64 nseg;
+};
+
 struct ExtremaArgs {
     const double* x;
     double* out;

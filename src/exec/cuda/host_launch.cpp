@@ -13,6 +13,7 @@ extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, c
         return 0;                               \
     }
     TX_KERNEL(tx_moments)
+    TX_KERNEL(tx_moments_seg)
     TX_KERNEL(tx_extrema)
     TX_KERNEL(tx_wma)
     TX_KERNEL(tx_fastk)

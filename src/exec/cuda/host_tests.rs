@@ -430,3 +430,86 @@ fn every_cuda_indicator_is_checked_here() {
         }
     }
 }
+
+/// A batch on one device (`by=` segments of mixed lengths, the inputs uploaded once and shared
+/// through device pointer offsets): every segment has the bits of the Rust kernels on that
+/// segment alone, whole and in pieces, for every indicator; a sweep of two parameter sets too.
+#[test]
+fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
+    use super::batch::run_batch;
+    // Empty, shorter than most warm-ups, one row, past a scan block, past several pieces.
+    let bounds = [0, 0, 3, 4, 1030, 1031, 1050, 4200, 4201, 4300];
+    let n = *bounds.last().unwrap();
+    let all = series(n, 11);
+    let check = |specs: &[Spec], inputs: &[Vec<f64>], piece_rows: usize| {
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let mut got: Vec<Vec<Vec<f64>>> = specs
+            .iter()
+            .map(|s| vec![vec![f64::NAN; n]; s.outputs().len()])
+            .collect();
+        {
+            let mut outs: Vec<Vec<&mut [f64]>> = got
+                .iter_mut()
+                .map(|c| c.iter_mut().map(|v| v.as_mut_slice()).collect())
+                .collect();
+            run_batch(&HostBackend::new(), specs, &ins, &bounds, &mut outs, |_| {
+                Ok(piece_rows)
+            })
+            .unwrap();
+        }
+        for (spec, call) in specs.iter().zip(&got) {
+            for w in bounds.windows(2) {
+                let seg: Vec<&[f64]> = ins.iter().map(|x| &x[w[0]..w[1]]).collect();
+                let mut alone = vec![vec![0.0; w[1] - w[0]]; call.len()];
+                {
+                    let mut o: Vec<&mut [f64]> =
+                        alone.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    spec.run(&Sequential, &seg, &mut o);
+                }
+                for (j, (g, a)) in call.iter().zip(&alone).enumerate() {
+                    for t in spec.lookback().min(a.len())..a.len() {
+                        let (g, a) = (g[w[0] + t], a[t]);
+                        assert!(
+                            g.to_bits() == a.to_bits() || (g.is_nan() && a.is_nan()),
+                            "{spec:?} segment {w:?} pieces of {piece_rows}: output {j} row {t}: \
+                             batch {g:e} vs alone {a:e}"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    for spec in specs() {
+        let inputs = inputs_for(&spec, &all[1], &all[6]);
+        for piece_rows in [usize::MAX, 333] {
+            check(&[spec], &inputs, piece_rows);
+        }
+    }
+    let sweep = [
+        Spec::bollinger(20, 2.0).unwrap(),
+        Spec::bollinger(5, 1.5).unwrap(),
+    ];
+    for piece_rows in [usize::MAX, 1024] {
+        check(&sweep, &inputs_for(&sweep[0], &all[0], &all[6]), piece_rows);
+    }
+}
+
+/// The moving-moments indicators run every segment of a batch in one launch when the rows fit in
+/// one piece; other families still launch per segment.
+#[test]
+fn a_moments_batch_is_one_launch() {
+    use super::batch::run_batch;
+    let bounds = [0, 5, 6, 900, 2000];
+    let x = series(2000, 3).swap_remove(0);
+    for (spec, launches) in [
+        (Spec::sma(20).unwrap(), 1),
+        (Spec::bollinger(7, 2.0).unwrap(), 1),
+        (Spec::rolling_std(9, 1).unwrap(), 1),
+    ] {
+        let be = HostBackend::new();
+        let mut got = vec![vec![f64::NAN; 2000]; spec.outputs().len()];
+        let mut outs = vec![got.iter_mut().map(|v| v.as_mut_slice()).collect()];
+        run_batch(&be, &[spec], &[&x], &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+        assert_eq!(be.launches.get(), launches, "{spec:?}");
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod arch;
 pub mod args;
+pub mod batch;
 pub mod context;
 pub mod discovery;
 pub mod driver;
@@ -104,6 +105,50 @@ pub fn run(
                     d2h_bytes: d2h,
                     pieces_rows: rows,
                 })
+            })
+        })
+    })
+}
+
+/// Computes a batch on GPU `index` of `gpus`: every call of `specs` on every segment
+/// (`bounds[i]..bounds[i + 1]`) of `inputs`, into `outs[call]`, the inputs uploaded once
+/// ([`batch::run_batch`]; each segment's rows are the bits of [`run`] on it alone). `Ok(None)`,
+/// with nothing computed, when the inputs would take more than half of the GPU's free memory: the
+/// caller then runs the segments one by one.
+pub fn run_batch(
+    specs: &[Spec],
+    gpus: &GpuStatus,
+    index: usize,
+    inputs: &[&[f64]],
+    bounds: &[usize],
+    outs: &mut [Vec<&mut [f64]>],
+) -> Result<Option<GpuRun>, GpuError> {
+    let (info, count) = real_gpu(gpus, index)?;
+    let resident_rows: usize = inputs.iter().map(|x| x.len()).sum();
+    catch("CUDA", || {
+        restoring(&context::Driver, || {
+            driver::with_device(&info, count, |dev| {
+                if resident_rows > dev.free_rows()? / 2 {
+                    return Ok(None);
+                }
+                let started = Instant::now();
+                let (h2d, d2h, rows) = {
+                    // SAFETY: the backend lives only inside this closure's borrow of `dev`.
+                    let be = unsafe { driver::CudaBackend::new(dev)? };
+                    let mut last = 0;
+                    batch::run_batch(&be, specs, inputs, bounds, outs, |spec| {
+                        last = piece_rows(spec, dev.free_rows()?);
+                        Ok(last)
+                    })?;
+                    (be.h2d_bytes.get(), be.d2h_bytes.get(), last)
+                };
+                dev.synchronize()?;
+                Ok(Some(GpuRun {
+                    seconds: started.elapsed().as_secs_f64(),
+                    h2d_bytes: h2d,
+                    d2h_bytes: d2h,
+                    pieces_rows: rows,
+                }))
             })
         })
     })

@@ -434,6 +434,108 @@ pub fn run<B: Backend>(
     }
 }
 
+/// The moving-moments indicators (SMA, SUM, rolling std/var, z-score, Bollinger, AVGDEV) on every
+/// segment (`bounds[i]..bounds[i + 1]`) of `inputs[0]`, already on the device as `x`: one
+/// `tx_moments_seg` launch for all segments, each on its own grid from its own first row (the bits
+/// of [`run`] on it alone), each output downloaded once. Returns `false`, with nothing done, for
+/// another indicator or when all the rows do not fit in one piece of `piece_rows`; the caller
+/// then runs the segments one by one.
+pub fn moments_segments<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    x: &B::Buf,
+    bounds: &[usize],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<bool, GpuError> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let moments = matches!(
+        spec,
+        Spec::Sma { .. }
+            | Spec::Sum { .. }
+            | Spec::RollingStd { .. }
+            | Spec::RollingVar { .. }
+            | Spec::Zscore { .. }
+            | Spec::Bollinger { .. }
+            | Spec::AvgDev { .. }
+    );
+    if !moments || n > piece_rows || bounds.len() < 2 {
+        return Ok(false);
+    }
+    let Family::Window(
+        op @ Window::Moments {
+            mode,
+            w,
+            inv_denom,
+            k,
+        },
+    ) = family(spec, inputs)?
+    else {
+        return Ok(false);
+    };
+    let lookback = spec.lookback();
+    // int64 arrays on the device, carried as f64 bit patterns.
+    let as_bits = |v: i64| f64::from_bits(v as u64);
+    let mut first = Vec::with_capacity(bounds.len());
+    let mut threads = 0usize;
+    for seg in bounds.windows(2) {
+        first.push(as_bits(threads as i64));
+        let len = seg[1] - seg[0];
+        if len > lookback {
+            threads += grid_threads(lookback, len, 0, w);
+        }
+    }
+    first.push(as_bits(threads as i64));
+    if threads == 0 {
+        return Ok(true);
+    }
+    let starts: Vec<f64> = bounds.iter().map(|&b| as_bits(b as i64)).collect();
+    let mut starts_b = be.alloc(starts.len())?;
+    be.upload(&mut starts_b, &starts)?;
+    let mut first_b = be.alloc(first.len())?;
+    be.upload(&mut first_b, &first)?;
+    let bufs = alloc_n(be, outs.len() + op.scratch(), n)?;
+    let (sa1, sa2) = match mode {
+        MOMENTS_SMA | MOMENTS_SUM | MOMENTS_AVGDEV => (addr_at(&bufs, 0), 0),
+        MOMENTS_BOLLINGER => (addr_at(&bufs, 1), addr_at(&bufs, 2)),
+        _ => (addr_at(&bufs, 0), addr_at(&bufs, 1)),
+    };
+    let bollinger = mode == MOMENTS_BOLLINGER;
+    let args = MomentsSegArgs {
+        x: x.addr(),
+        out0: addr_at(&bufs, 0),
+        out1: if bollinger { addr_at(&bufs, 1) } else { 0 },
+        out2: if bollinger { addr_at(&bufs, 2) } else { 0 },
+        sa1,
+        sa2,
+        base: 0,
+        lo: lookback as i64,
+        hi: 0,
+        origin: 0,
+        w: w as i64,
+        mode,
+        inv_w: 1.0 / w as f64,
+        inv_denom,
+        k,
+        starts: starts_b.addr(),
+        first: first_b.addr(),
+        nseg: (bounds.len() - 1) as i64,
+    };
+    be.launch(Kernel::MomentsSeg, threads, &args)?;
+    let mut host = vec![0.0; n];
+    for (out, buf) in outs.iter_mut().zip(&bufs) {
+        be.download(buf, 0, &mut host)?;
+        for seg in bounds.windows(2) {
+            if seg[1] - seg[0] > lookback {
+                let rows = seg[0] + lookback..seg[1];
+                out[rows.clone()].copy_from_slice(&host[rows]);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Bollinger bands around `middle` (full length, valid from the pass's first row): each piece
 /// `[lo, hi)` uploads the input from the start of the grid block holding `lo - w + 1` and the
 /// middle from the same row into the first output array, which `tx_moments` (BANDS) only reads.
@@ -1834,17 +1936,17 @@ fn vwma<B: Backend>(
     let halo = |lo: usize| grid_start(lo + 1 - p, 0, p);
     let (plan, cap) = plan_with_halo(rows, piece_rows, halo);
     let [mut xb, mut vb, pv] = alloc_3(be, cap, "vwma")?;
-    let sv = be.alloc(cap)?;
+    let (sv, spv) = (be.alloc(cap)?, be.alloc(cap)?);
     for (lo, hi) in plan {
         let base = halo(lo);
         be.upload(&mut xb, &x[base..hi])?;
         be.upload(&mut vb, &v[base..hi])?;
         launch_map(be, Op::Mul, [&xb, &vb], &pv, base, (base, hi))?;
-        // The SMA of x·v lands in x's buffer (x is not read again).
-        launch_sma(be, &pv, &xb, base, (lo, hi), 0, p)?;
+        // Inputs are only read: in a batch they are views of the resident columns (cuda/batch.rs).
+        launch_sma(be, &pv, &spv, base, (lo, hi), 0, p)?;
         launch_sma(be, &vb, &sv, base, (lo, hi), 0, p)?;
-        launch_map(be, Op::Div, [&xb, &sv], &xb, base, (lo, hi))?;
-        download_rows(be, &xb, base, (lo, hi), rows, outs[0])?;
+        launch_map(be, Op::Div, [&spv, &sv], &spv, base, (lo, hi))?;
+        download_rows(be, &spv, base, (lo, hi), rows, outs[0])?;
     }
     Ok(())
 }

@@ -13,10 +13,11 @@
 // tx_wma: suffix A1 = x + A1, AW = AW + A1; prefix B1 = B1 + x, BW = BW + (o+1)*x;
 //   sum = BW(o) if o == w-1 else AW(o+1) + (BW(o) + (w-1-o)*B1(o)); out = sum / denom.
 
-extern "C" __global__ void tx_moments(const MomentsArgs a) {
+// Block `thread` (counted from the block of `a.lo`) of tx_moments.
+__device__ void tx_moments_at(const MomentsArgs& a, const tx_i64 thread) {
     const tx_i64 w = a.w;
     const tx_i64 b0 = (a.lo - a.origin) / w;
-    const tx_i64 b = b0 + tx_thread_index();
+    const tx_i64 b = b0 + thread;
     if (a.lo >= a.hi || b > (a.hi - 1 - a.origin) / w) return;
     const bool var =
         a.mode != TX_MOMENTS_SMA && a.mode != TX_MOMENTS_SUM && a.mode != TX_MOMENTS_AVGDEV;
@@ -94,6 +95,37 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
             a.out2[at] = mean - dev;
         }
     }
+}
+
+extern "C" __global__ void tx_moments(const MomentsArgs a) { tx_moments_at(a, tx_thread_index()); }
+
+// tx_moments over the segments of a batch laid end to end, one launch for all: thread i belongs to
+// segment k with first[k] <= i < first[k + 1], and runs block i - first[k] of tx_moments on that
+// segment alone (its rows starts[k] .. starts[k + 1] as rows 0.., base 0, its grid from its own
+// row 0), so every segment has the bits of a single-series launch.
+extern "C" __global__ void tx_moments_seg(const MomentsSegArgs s) {
+    const tx_i64 i = tx_thread_index();
+    if (i >= s.first[s.nseg]) return;
+    tx_i64 k = 0, end = s.nseg;  // the last k with first[k] <= i
+    while (end - k > 1) {
+        const tx_i64 mid = k + (end - k) / 2;
+        if (s.first[mid] <= i) {
+            k = mid;
+        } else {
+            end = mid;
+        }
+    }
+    const tx_i64 at = s.starts[k];
+    MomentsArgs a = s.m;
+    a.x += at;
+    if (a.out0) a.out0 += at;
+    if (a.out1) a.out1 += at;
+    if (a.out2) a.out2 += at;
+    if (a.sa1) a.sa1 += at;
+    if (a.sa2) a.sa2 += at;
+    a.base = 0;
+    a.hi = s.starts[k + 1] - at;
+    tx_moments_at(a, i - s.first[k]);
 }
 
 __device__ __forceinline__ double tx_pick(bool is_max, double acc, double v) {
