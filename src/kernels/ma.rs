@@ -52,6 +52,7 @@
 //! compute their derived series where the next stage reads them; the stage-by-stage compositions
 //! above are the definition, and the tests compare against them.
 
+use super::canon;
 use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
 use super::moments;
@@ -136,7 +137,7 @@ pub fn isqrt(n: usize) -> usize {
     r
 }
 
-/// `out[t] = f(t, out[t])` for rows `t` in `from .. out.len()`, through the splitter.
+/// `out[t] = canon(f(t, out[t]))` for rows `t` in `from .. out.len()`, through the splitter.
 fn update_rows<S: Splitter>(
     split: &S,
     from: usize,
@@ -149,7 +150,7 @@ fn update_rows<S: Splitter>(
     }
     split.for_each_piece(from, [&mut out[from..n]], |lo, [piece]| {
         for (i, v) in piece.iter_mut().enumerate() {
-            *v = f(lo + i, *v);
+            *v = canon(f(lo + i, *v));
         }
     });
 }
@@ -212,7 +213,7 @@ fn ema_cascade<S: Splitter, const M: usize>(
     // The stages through the lookback, by the definition: a row depends on no later row and the
     // scan grid is aligned to row 0, so these are the full series' bits, seeds included.
     let prefix = ema_stages::<_, M>(&Sequential, lb + 1, p, &value);
-    out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    out[lb] = canon(combine(std::array::from_fn(|s| prefix[s][lb])));
     let k = smoothing(p);
     let stages: [Recurrence<1>; M] = std::array::from_fn(|s| {
         let seed_row = (s + 1) * (p - 1);
@@ -612,8 +613,8 @@ pub fn bollinger_ma<S: Splitter>(
     split.for_each_piece(lb, [&mut upper[lb..n], &mut lower[lb..n]], |lo, [u, l]| {
         for i in 0..u.len() {
             let (mid, s) = (m[lo + i], u[i]);
-            u[i] = mid + up * s;
-            l[i] = mid - down * s;
+            u[i] = canon(mid + up * s);
+            l[i] = canon(mid - down * s);
         }
     });
 }

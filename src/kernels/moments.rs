@@ -38,6 +38,7 @@
 //! Cost O(1) amortised per row, no running sum ever has a value subtracted, and a piece of rows
 //! `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1` (`Halo::Window`).
 
+use super::canon;
 use super::extrema::select;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
@@ -459,12 +460,12 @@ fn sma_whole_blocks<const G: usize>(
         let s = &suf[(i + 1) * G..(i + 2) * G];
         for j in 0..G {
             p[j] = p[j] + (xs[(j + 1) * w + i] - r[j]);
-            out[j * w + i] = r[j] + (s[j] + p[j]) * inv_w;
+            out[j * w + i] = canon(r[j] + (s[j] + p[j]) * inv_w);
         }
     }
     for j in 0..G {
         p[j] = p[j] + (xs[(j + 1) * w + w - 1] - r[j]);
-        out[j * w + w - 1] = r[j] + p[j] * inv_w;
+        out[j * w + w - 1] = canon(r[j] + p[j] * inv_w);
     }
 }
 
@@ -496,10 +497,10 @@ fn sma_whole_block<const W: usize>(
     let mut p = 0.0f64;
     for o in 0..w - 1 {
         p = p + (block[o] - r);
-        out[o] = r + (suf[o] + p) * inv_w;
+        out[o] = canon(r + (suf[o] + p) * inv_w);
     }
     p = p + (block[w - 1] - r);
-    out[w - 1] = r + p * inv_w;
+    out[w - 1] = canon(r + p * inv_w);
 }
 
 /// The rows at offsets `[o_lo, o_hi)` of the block starting at grid row `bs` (the first and last
@@ -531,11 +532,11 @@ fn sma_part_block(
     let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
     for ((d, v), s) in out[..mid].iter_mut().zip(&block[o_lo..]).zip(&*suf) {
         p = p + (v - r);
-        *d = r + (s + p) * inv_w;
+        *d = canon(r + (s + p) * inv_w);
     }
     if o_hi == w {
         p = p + (block[w - 1] - r);
-        out[mid] = r + p * inv_w;
+        out[mid] = canon(r + p * inv_w);
     }
 }
 
@@ -546,7 +547,7 @@ pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize
     run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
         for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
             let m2 = second_moment(*s1, *s2, s1 * inv_w);
-            *dst = (m2 * inv_denom).sqrt();
+            *dst = canon((m2 * inv_denom).sqrt());
         }
     });
 }
@@ -558,7 +559,7 @@ pub fn rolling_var<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [
     run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
         for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
             let m2 = second_moment(*s1, *s2, s1 * inv_w);
-            *dst = m2 * inv_w;
+            *dst = canon(m2 * inv_w);
         }
     });
 }
@@ -583,7 +584,7 @@ pub fn avgdev<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
             for v in &x[t + 1 - w..=t] {
                 dev = dev + (v - mean).abs();
             }
-            *dst = dev / wf;
+            *dst = canon(dev / wf);
         }
     });
 }
@@ -594,7 +595,7 @@ pub fn rolling_sum<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [
     let wf = period as f64;
     run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
         for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
-            *dst = r * wf + s1;
+            *dst = canon(r * wf + s1);
         }
     });
 }
@@ -611,7 +612,7 @@ pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
             let z = ((xs[i] - r[i]) - md) / (m2 * inv_w).sqrt();
             // `m2 = inf` only when the squares of finite values overflowed: the quotient would
             // be a wrong 0, so the row is NaN (beyond the documented magnitude limit).
-            *dst = select(m2 == f64::INFINITY, f64::NAN, z);
+            *dst = canon(select(m2 == f64::INFINITY, f64::NAN, z));
         }
     });
 }
@@ -639,9 +640,9 @@ pub fn bollinger<S: Splitter>(
                 let md = s1[i] * inv_w;
                 let mean = r[i] + md;
                 let dev = std_dev * (second_moment(s1[i], s2[i], md) * inv_w).sqrt();
-                m[i] = mean;
-                u[i] = mean + dev;
-                l[i] = mean - dev;
+                m[i] = canon(mean);
+                u[i] = canon(mean + dev);
+                l[i] = canon(mean - dev);
             }
         },
     );

@@ -9,6 +9,7 @@
 //! `sum = AW_{b-1}[o+1] + (BW_b[o] + (w-1-o)·B1_b[o])`. Result `sum / (w(w+1)/2)`.
 //! Only additions of weighted values: no cancellation beyond the data's own.
 
+use super::canon;
 use super::split::Splitter;
 
 fn wma_rows(x: &[f64], w: usize, lo: usize, hi: usize, out: &mut [f64]) {
@@ -46,7 +47,7 @@ fn wma_rows(x: &[f64], w: usize, lo: usize, hi: usize, out: &mut [f64]) {
             } else {
                 aw[o + 1] + (bw[o] + (w - 1 - o) as f64 * b1[o])
             };
-            out[b_start + o - lo] = sum / denom;
+            out[b_start + o - lo] = canon(sum / denom);
         }
     }
 }
