@@ -99,11 +99,11 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
     }
     switch (a.mode) {
         case TX_SCAN_MACD:
-            a.out0[i] = y0 - y1;
+            a.out0[i] = tx_canon(y0 - y1);
             break;
         case TX_SCAN_SIGNAL:  // in0 = the macd line
-            a.out0[i] = y0;
-            a.out1[i] = a.in0[i] - y0;
+            a.out0[i] = tx_canon(y0);
+            a.out1[i] = tx_canon(a.in0[i] - y0);
             break;
         case TX_SCAN_RSI: {
             // Halve two averages whose sum overflows (wilder.rs rsi_row); else the scale is 1.
@@ -118,11 +118,11 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
         }
         case TX_SCAN_NATR: {
             const double c = a.in0[i];
-            a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
+            a.out0[i] = tx_canon((c != 0.0) ? (y0 / c) * 100.0 : 0.0);
             break;
         }
         default:  // ema, atr, obv, cumsum
-            a.out0[i] = y0;
+            a.out0[i] = tx_canon(y0);
             break;
     }
 }

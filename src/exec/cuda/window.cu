@@ -55,29 +55,29 @@ extern "C" __global__ void tx_moments(const MomentsArgs a) {
         }
         const tx_i64 at = t - a.base;
         if (a.mode == TX_MOMENTS_SMA) {
-            a.out0[at] = r + s1 * a.inv_w;
+            a.out0[at] = tx_canon(r + s1 * a.inv_w);
             continue;
         }
         if (a.mode == TX_MOMENTS_SUM) {  // moments.rs rolling_sum; k = (double)w
-            a.out0[at] = r * a.k + s1;
+            a.out0[at] = tx_canon(r * a.k + s1);
             continue;
         }
         const double md = s1 * a.inv_w;
         double m2 = s2 - s1 * md;
         if (m2 < 0.0) m2 = 0.0;
         if (a.mode == TX_MOMENTS_STD) {
-            a.out0[at] = sqrt(m2 * a.inv_denom);
+            a.out0[at] = tx_canon(sqrt(m2 * a.inv_denom));
         } else if (a.mode == TX_MOMENTS_ZSCORE) {
             const double z = ((a.x[t - a.base] - r) - md) / sqrt(m2 * a.inv_w);
-            a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
+            a.out0[at] = tx_canon((tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z);  // squares overflowed (moments.rs)
         } else if (a.mode == TX_MOMENTS_VAR) {
-            a.out0[at] = m2 * a.inv_w;
+            a.out0[at] = tx_canon(m2 * a.inv_w);
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
-            a.out0[at] = mean;
-            a.out1[at] = mean + dev;
-            a.out2[at] = mean - dev;
+            a.out0[at] = tx_canon(mean);
+            a.out1[at] = tx_canon(mean + dev);
+            a.out2[at] = tx_canon(mean - dev);
         }
     }
 }
@@ -110,7 +110,7 @@ extern "C" __global__ void tx_extrema(const ExtremaArgs a) {
         const tx_i64 t = start + o;
         if (o > 0) acc = tx_pick(is_max, acc, a.x[t - a.base]);
         if (o < o_lo) continue;
-        a.out[t - a.base] = (o == w - 1) ? acc : tx_pick(is_max, a.suf[t - a.base], acc);
+        a.out[t - a.base] = tx_canon((o == w - 1) ? acc : tx_pick(is_max, a.suf[t - a.base], acc));
     }
 }
 
@@ -142,7 +142,7 @@ extern "C" __global__ void tx_wma(const WmaArgs a) {
         if (o < o_lo) continue;
         const double sum =
             (o == w - 1) ? bw : a.aw[t - a.base] + (bw + (double)(w - 1 - o) * b1);
-        a.out[t - a.base] = sum / a.denom;
+        a.out[t - a.base] = tx_canon(sum / a.denom);
     }
 }
 
@@ -156,7 +156,7 @@ extern "C" __global__ void tx_fastk(const RowArgs a) {
     const double range = a.a[i] - ll;
     const double h = tx_is_inf(range) ? 0.5 : 1.0;
     const double diff = (a.a[i] * h - ll * h) / 100.0;
-    a.out[i] = (diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0;
+    a.out[i] = tx_canon((diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0);
 }
 
 // ROC(period) of a: ((x_t / x_{t-period}) - 1) * 100, or 0.0 when x_{t-period} == 0.
@@ -164,5 +164,5 @@ extern "C" __global__ void tx_roc(const RowArgs a) {
     const tx_i64 t = a.lo + tx_thread_index();
     if (t >= a.hi) return;
     const double prev = a.a[t - a.period - a.base];
-    a.out[t - a.base] = (prev != 0.0) ? ((a.a[t - a.base] / prev) - 1.0) * 100.0 : 0.0;
+    a.out[t - a.base] = tx_canon((prev != 0.0) ? ((a.a[t - a.base] / prev) - 1.0) * 100.0 : 0.0);
 }
