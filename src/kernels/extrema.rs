@@ -20,10 +20,10 @@
 //! first fastk row, `fastk_period - 1`), `slowd` is `sma(slowd_period)` of the slowk rows (origin
 //! `fastk_period + slowk_period - 2`). Lookback `(fastk-1) + (slowk-1) + (slowd-1)`.
 
-use super::canon;
 use super::moments::sma_rows;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
+use super::{canon, canon_rows};
 
 /// `if cond { a } else { b }` on the bit patterns: data-dependent choices on noisy prices must not
 /// become branches (a misprediction costs more than the arithmetic). Exact: no arithmetic at all.
@@ -476,7 +476,8 @@ fn tile_rows(widest: usize) -> usize {
 }
 
 /// Fast %K of rows `[lo, hi)` (`lo >= fk - 1`) into `out`, through `hh`, `ll` (at least `hi - lo`
-/// elements each) and `suf` (`fk + 1`).
+/// elements each) and `suf` (`fk + 1`). NaNs as computed: STOCH's SMAs read these rows and write
+/// canonical NaNs; [`fastk`] canonicalises its own output.
 #[allow(clippy::too_many_arguments)]
 fn fastk_rows(
     [high, low, close]: [&[f64]; 3],
@@ -497,7 +498,7 @@ fn fastk_rows(
         .zip(&*hh)
         .zip(&*ll)
     {
-        *d = canon(fast_k(c, h, l));
+        *d = fast_k(c, h, l);
     }
 }
 
@@ -523,6 +524,7 @@ pub fn fastk<S: Splitter>(
                 let t1 = (t0 + span).min(hi);
                 let dst = &mut piece[t0 - lo..t1 - lo];
                 fastk_rows([high, low, close], fk, (t0, t1), hh, ll, suf, dst);
+                canon_rows(dst);
             }
         })
     });

@@ -55,3 +55,15 @@ pub use registry::Spec;
 pub fn canon(v: f64) -> f64 {
     extrema::select(v.is_nan(), f64::NAN, v)
 }
+
+/// [`canon`] on rows a kernel has just stored (still in L1), for loops whose stores do not
+/// vectorise and which can tell cheaply that no row is NaN (they then skip this): one pass that
+/// only looks, and a second that rewrites only where a NaN is there.
+#[inline(always)]
+pub fn canon_rows(rows: &mut [f64]) {
+    if rows.iter().fold(false, |any, v| any | v.is_nan()) {
+        for v in rows {
+            *v = canon(*v);
+        }
+    }
+}

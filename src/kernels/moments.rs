@@ -38,10 +38,10 @@
 //! Cost O(1) amortised per row, no running sum ever has a value subtracted, and a piece of rows
 //! `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1` (`Halo::Window`).
 
-use super::canon;
 use super::extrema::select;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
+use super::{canon, canon_rows};
 
 /// The reference of the block starting at `block_start`: its value when finite, else `0.0`.
 #[inline(always)]
@@ -460,12 +460,15 @@ fn sma_whole_blocks<const G: usize>(
         let s = &suf[(i + 1) * G..(i + 2) * G];
         for j in 0..G {
             p[j] = p[j] + (xs[(j + 1) * w + i] - r[j]);
-            out[j * w + i] = canon(r[j] + (s[j] + p[j]) * inv_w);
+            out[j * w + i] = r[j] + (s[j] + p[j]) * inv_w;
         }
     }
     for j in 0..G {
         p[j] = p[j] + (xs[(j + 1) * w + w - 1] - r[j]);
-        out[j * w + w - 1] = canon(r[j] + p[j] * inv_w);
+        out[j * w + w - 1] = r[j] + p[j] * inv_w;
+    }
+    if !(0..G).all(|j| sums_finite(q[j], p[j])) {
+        canon_rows(out);
     }
 }
 
@@ -497,10 +500,13 @@ fn sma_whole_block<const W: usize>(
     let mut p = 0.0f64;
     for o in 0..w - 1 {
         p = p + (block[o] - r);
-        out[o] = canon(r + (suf[o] + p) * inv_w);
+        out[o] = r + (suf[o] + p) * inv_w;
     }
     p = p + (block[w - 1] - r);
-    out[w - 1] = canon(r + p * inv_w);
+    out[w - 1] = r + p * inv_w;
+    if !sums_finite(a, p) {
+        canon_rows(out);
+    }
 }
 
 /// The rows at offsets `[o_lo, o_hi)` of the block starting at grid row `bs` (the first and last
@@ -532,12 +538,24 @@ fn sma_part_block(
     let mid = o_hi.min(w - 1) - o_lo.min(w - 1);
     for ((d, v), s) in out[..mid].iter_mut().zip(&block[o_lo..]).zip(&*suf) {
         p = p + (v - r);
-        *d = canon(r + (s + p) * inv_w);
+        *d = r + (s + p) * inv_w;
     }
     if o_hi == w {
         p = p + (block[w - 1] - r);
-        out[mid] = canon(r + p * inv_w);
+        out[mid] = r + p * inv_w;
     }
+    if !sums_finite(a, p) {
+        canon_rows(&mut out[..o_hi - o_lo]);
+    }
+}
+
+/// Whether an SMA block's rows are free of NaN, from its last suffix sum `a` (the longest) and
+/// last prefix sum `p`: under addition ±inf and NaN are absorbing, so when these two are finite
+/// every partial sum is, each row's `s + p` is finite or ±inf, and `r + (s + p)·(1/w)` (with `r`
+/// finite) is no NaN. Otherwise the rows go through [`canon_rows`]; finite data pays nothing.
+#[inline(always)]
+fn sums_finite(a: f64, p: f64) -> bool {
+    a.is_finite() && p.is_finite()
 }
 
 /// Rolling standard deviation with `ddof` degrees of freedom removed (`ddof < period`).
