@@ -13,7 +13,17 @@ import numpy as np
 import polars as pl
 import pytest
 import threadx
-from helpers import NAMES, assert_bits_equal, digest, indicator_expr, nan_at, null_where, ohlcv
+from helpers import (
+    NAMES,
+    assert_bits_equal,
+    digest,
+    fields,
+    indicator_expr,
+    nan_at,
+    null_where,
+    ohlcv,
+    ohlcv_arrays,
+)
 
 # name -> parameters; periods that do and do not divide the 1024-row scan block
 BLOCK_PARAMS = {
@@ -49,10 +59,9 @@ def reset_threads():
         threadx.set_threads(None)
 
 
-@pytest.fixture(scope="module")
-def big() -> pl.DataFrame:
-    """~200k rows with a few nulls (scattered and in a run across a scan block) and a NaN."""
-    df = ohlcv(N_ROWS, seed=99)
+def _with_nulls(df: pl.DataFrame) -> pl.DataFrame:
+    """`df` with a few nulls: scattered and in a run across a scan block in the close, scattered in
+    the volume."""
     rng = np.random.default_rng(5)
     mask = rng.random(N_ROWS) < 0.001
     mask[150_000:151_100] = True
@@ -61,8 +70,43 @@ def big() -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
+def big() -> pl.DataFrame:
+    """~200k rows with a few nulls (scattered and in a run across a scan block)."""
+    return _with_nulls(ohlcv(N_ROWS, seed=99))
+
+
+@pytest.fixture(scope="module")
 def big_nan(big: pl.DataFrame) -> pl.DataFrame:
     return nan_at(big, "close", 180_000)
+
+
+#: NaN (canonical, negative, with a payload; users' data may hold any), ±inf, ±1e308 (sums
+#: overflow, then meet the opposite infinity: NaN made by arithmetic) and zeros of both signs.
+SPECIALS = np.concatenate(
+    [
+        np.array(
+            [0x7FF8_0000_0000_0000, 0xFFF8_0000_0000_0000, 0x7FF8_0000_0000_BEEF], np.uint64
+        ).view(np.float64),
+        np.array([np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]),
+    ]
+)
+CANONICAL_NAN = 0x7FF8_0000_0000_0000
+
+
+@pytest.fixture(scope="module")
+def big_specials() -> pl.DataFrame:
+    """`big`'s rows and nulls with `SPECIALS` in every column: at the first rows (inside warm-ups
+    and seeds), on both sides of scan-block (1024) and chained-unit (8192) boundaries, and at
+    random rows; each column at other rows."""
+    rng = np.random.default_rng(17)
+    cols = ohlcv_arrays(N_ROWS, np.random.default_rng(99))
+    for k, name in enumerate(cols):
+        edges = [b + d for b in (1024, 8192, 16_384, 150_016) for d in (-1 - k, k)]
+        rows = np.array([k, 3 + 2 * k, *edges, *rng.integers(0, N_ROWS, 8)])
+        cols[name][rows] = SPECIALS[rng.integers(0, len(SPECIALS), len(rows))]
+    bits = cols["close"].view(np.uint64)
+    assert (bits == 0xFFF8_0000_0000_0000).any() or (bits == 0x7FF8_0000_0000_BEEF).any()
+    return _with_nulls(pl.DataFrame(cols))
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +154,26 @@ def test_thread_counts_give_identical_bits(name, big, single_thread, reset_threa
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_thread_counts_with_nan(name, big_nan, reset_threads) -> None:
-    threadx.set_threads(1)
-    want = big_nan.select(expr(name))["out"]
-    for n in (2, 7, 16):
-        threadx.set_threads(n)
-        assert_bits_equal(big_nan.select(expr(name))["out"], want, f"{name} NaN threads={n}")
+def test_thread_counts_with_nan(name, big_nan, big_specials, reset_threads) -> None:
+    """A NaN, and NaN of both signs and with a payload, ±inf, ±1e308 and zeros everywhere: the same
+    bits at every worker count, NaN signs and payloads included, and every NaN written is the
+    canonical quiet NaN (docs/architecture.md, "Non-finite values")."""
+    for what, df in (("NaN", big_nan), ("specials", big_specials)):
+        threadx.set_threads(1)
+        want = df.select(expr(name))["out"]
+        for n in (2, 7, 16):
+            threadx.set_threads(n)
+            assert_bits_equal(df.select(expr(name))["out"], want, f"{name} {what} threads={n}")
+        for k, f in fields(want).items():
+            if f.dtype != pl.Float64:
+                continue
+            v = f.to_numpy()
+            nan = np.isnan(v) & ~f.is_null().to_numpy()
+            bad = np.flatnonzero(nan & (np.ascontiguousarray(v).view(np.uint64) != CANONICAL_NAN))
+            assert bad.size == 0, (
+                f"{name} {what} {k}: {bad.size} NaNs are not the canonical one, first at row "
+                f"{bad[0]}: {int(v.view(np.uint64)[bad[0]]):#018x}"
+            )
 
 
 @pytest.mark.parametrize("rows", [1, 40, 1023, 1025, 5_000])

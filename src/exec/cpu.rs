@@ -159,7 +159,7 @@ impl Splitter for RayonSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testing::{assert_bits_eq, series_zoo, Lcg};
+    use crate::kernels::testing::{assert_bits_eq, random_cuts, series_zoo, special_sets, Lcg};
 
     #[test]
     fn lengths_cover_rows_on_the_grid() {
@@ -365,5 +365,99 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every indicator of the catalog (at its defaults and at the parameters of `all_specs`) on
+    /// the data sets of `special_sets` (NaN of both signs and with a payload, ±inf, ±1e308 and
+    /// zeros, at the first rows, around scan blocks and chained units, and at random rows): one
+    /// worker (the production path, `Sequential`), 2 and 7 workers, random cuts and a device set
+    /// give identical bits, NaN signs and payloads included, and every NaN written is the
+    /// canonical quiet NaN (`f64::NAN`): IEEE leaves the sign and payload of a NaN result
+    /// unspecified, so the spec fixes them (docs/architecture.md, "Non-finite values").
+    #[test]
+    fn every_indicator_is_identical_on_non_finite_data() {
+        use crate::exec::devset::{DeviceSetSplit, Member};
+        use crate::kernels::registry::{build, INDICATORS};
+        use crate::kernels::split::CutAt;
+        let n = 30_000;
+        let sets = special_sets(n, 23);
+        let mut rng = Lcg(29);
+        let specs: Vec<Spec> = all_specs()
+            .into_iter()
+            .chain(INDICATORS.iter().map(|ind| build(ind, &[]).unwrap()))
+            .collect();
+        let device_set = DeviceSetSplit::new(
+            vec![Member::Cpu { workers: 2 }, Member::Simulated { speed: 1.0 }],
+            &[0.6, 0.4],
+        );
+        let mut failures = Vec::new();
+        for spec in &specs {
+            for (set, [o, h, l, c, v]) in &sets {
+                let inputs: Vec<&[f64]> = spec
+                    .inputs()
+                    .iter()
+                    .map(|name| match *name {
+                        "open" => o.as_slice(),
+                        "high" => h.as_slice(),
+                        "low" => l.as_slice(),
+                        "volume" | "real1" | "periods" => v.as_slice(),
+                        _ => c.as_slice(),
+                    })
+                    .collect();
+                let run_on = |how: &dyn Fn(&mut [&mut [f64]])| {
+                    let mut outs = vec![vec![0.0; n]; spec.outputs().len()];
+                    let mut views: Vec<&mut [f64]> =
+                        outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    how(&mut views);
+                    outs
+                };
+                let one = run_on(&|outs| super::run(spec, 1, &inputs, outs));
+                let cuts = CutAt(random_cuts(&mut rng, n, 12));
+                let others = [
+                    (
+                        "2 workers",
+                        run_on(&|outs| super::run(spec, 2, &inputs, outs)),
+                    ),
+                    (
+                        "7 workers",
+                        run_on(&|outs| super::run(spec, 7, &inputs, outs)),
+                    ),
+                    ("cuts", run_on(&|outs| spec.run(&cuts, &inputs, outs))),
+                    (
+                        "device set",
+                        run_on(&|outs| spec.run(&device_set, &inputs, outs)),
+                    ),
+                ];
+                let lb = spec.lookback().min(n);
+                for (j, out) in one.iter().enumerate() {
+                    if let Some(t) =
+                        (lb..n).find(|&t| out[t].is_nan() && out[t].to_bits() != f64::NAN.to_bits())
+                    {
+                        failures.push(format!(
+                            "{} {set} out{j}: row {t} holds the NaN {:016x}, not the canonical one",
+                            spec.name(),
+                            out[t].to_bits()
+                        ));
+                    }
+                    for (what, got) in &others {
+                        if let Some(t) = (lb..n).find(|&t| got[j][t].to_bits() != out[t].to_bits())
+                        {
+                            failures.push(format!(
+                                "{} {set} out{j} {what}: row {t}: {:016x} vs one worker {:016x}",
+                                spec.name(),
+                                got[j][t].to_bits(),
+                                out[t].to_bits()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::canon;
 use super::scan::{fix_up, wait_briefly, Drive, Powers, Recurrence, LANES, PATIENCE, SCAN_BLOCK};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
@@ -224,7 +225,7 @@ fn cascade_with_patience<S: Splitter, const M: usize, D: Drive<1>>(
                         piece,
                         &ys[at(M - 1)..at(M - 1) + shi - slo],
                         store,
-                        |j, _| combine(std::array::from_fn(|s| ys[at(s) + j][0])),
+                        |j, _| canon(combine(std::array::from_fn(|s| ys[at(s) + j][0]))),
                     );
                 }
             })

@@ -57,6 +57,7 @@
 //! `moments.rs`); `m_xy` is accurate to `w·ε·sqrt(m_xx·m_yy)`. Cost O(1) amortised per row; a
 //! piece of rows `[lo, hi)` reads inputs from the start of the block holding `lo - w + 1`.
 
+use super::canon;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
 
@@ -285,7 +286,7 @@ pub fn comoments<S: Splitter, const K: usize>(
     let iw = 1.0 / w as f64;
     run_comoments(split, x, y, w, outs, |o, i, _, s| {
         for (dst, stat) in o.iter_mut().zip(stats) {
-            dst[i] = s.stat(stat, iw);
+            dst[i] = canon(s.stat(stat, iw));
         }
     });
 }
@@ -295,7 +296,7 @@ pub fn comoments<S: Splitter, const K: usize>(
 pub fn correl<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &mut [f64]) {
     let iw = 1.0 / period as f64;
     run_comoments(split, x, y, period, [out], |[o], i, _, s| {
-        o[i] = correl_of(s, iw);
+        o[i] = canon(correl_of(s, iw));
     });
 }
 
@@ -341,13 +342,13 @@ pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, ou
         |[o], i, _, s| {
             let slope = s.m_xy(iw) / s.m_xx(iw);
             let intercept = || s.mean_y(iw) - slope * h;
-            o[i] = match what {
+            o[i] = canon(match what {
                 LinReg::Slope => slope,
                 LinReg::Intercept => intercept(),
                 LinReg::Value => intercept() + slope * last,
                 LinReg::Tsf => intercept() + slope * ahead,
                 LinReg::Angle => angle_of(slope),
-            };
+            });
         },
     );
 }
@@ -387,7 +388,7 @@ pub fn beta<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &m
         [out],
         |[o], i, _, s| {
             let mxx = s.m_xx(iw);
-            o[i] = if mxx == 0.0 { 0.0 } else { s.m_xy(iw) / mxx };
+            o[i] = canon(if mxx == 0.0 { 0.0 } else { s.m_xy(iw) / mxx });
         },
     );
 }

@@ -23,6 +23,7 @@
 use super::moments::sma_rows;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
+use super::{canon, canon_rows};
 
 /// `if cond { a } else { b }` on the bit patterns: data-dependent choices on noisy prices must not
 /// become branches (a misprediction costs more than the arithmetic). Exact: no arithmetic at all.
@@ -161,6 +162,17 @@ fn fold_rows<E: Extremum, const ORDERED: bool, const W: usize>(
     }
 }
 
+/// A fold's value as written: [`canon`] (the canonical NaN for an input NaN of any payload),
+/// which the `ORDERED` copies, whose rows hold no NaN, need not call.
+#[inline(always)]
+fn written<const ORDERED: bool>(v: f64) -> f64 {
+    if ORDERED {
+        v
+    } else {
+        canon(v)
+    }
+}
+
 #[inline(always)]
 fn pick_as<E: Extremum, const ORDERED: bool>(a: f64, b: f64) -> f64 {
     if ORDERED {
@@ -199,9 +211,9 @@ fn fold_whole_block<E: Extremum, const ORDERED: bool, const W: usize>(
     let mut acc = E::NEUTRAL;
     for o in 0..w - 1 {
         acc = pick(acc, block[o]);
-        out[o] = pick(suf[o], acc);
+        out[o] = written::<ORDERED>(pick(suf[o], acc));
     }
-    out[w - 1] = pick(acc, block[w - 1]);
+    out[w - 1] = written::<ORDERED>(pick(acc, block[w - 1]));
 }
 
 /// The rows at offsets `[o_lo, o_hi)` of the block starting at row `bs`, into
@@ -231,7 +243,7 @@ fn fold_part_block<E: Extremum, const ORDERED: bool>(
     let dst = &mut out[..o_hi - o_lo];
     for ((d, &v), &s) in dst.iter_mut().zip(&block[o_lo..]).zip(&suf[o_lo + 1..]) {
         acc = pick(acc, v);
-        *d = pick(s, acc);
+        *d = written::<ORDERED>(pick(s, acc));
     }
 }
 
@@ -303,7 +315,7 @@ fn index_rows<E: Extremum>(
                 } else {
                     acc
                 };
-                (vals[k], rows[k]) = r;
+                (vals[k], rows[k]) = (canon(r.0), r.1);
                 k += 1;
             }
         }
@@ -386,10 +398,10 @@ fn run_max_min<S: Splitter, const K: usize>(
     });
 }
 
-/// TA-Lib's midpoint of a highest and a lowest value: `(hh + ll) / 2.0`.
+/// TA-Lib's midpoint of a highest and a lowest value: `(hh + ll) / 2.0` (as written, [`canon`]).
 #[inline(always)]
 fn mid(hh: f64, ll: f64) -> f64 {
-    (hh + ll) / 2.0
+    canon((hh + ll) / 2.0)
 }
 
 /// MINMAX: the rolling minimum and maximum (bit-identical to [`rolling_min`] and
@@ -464,7 +476,8 @@ fn tile_rows(widest: usize) -> usize {
 }
 
 /// Fast %K of rows `[lo, hi)` (`lo >= fk - 1`) into `out`, through `hh`, `ll` (at least `hi - lo`
-/// elements each) and `suf` (`fk + 1`).
+/// elements each) and `suf` (`fk + 1`). NaNs as computed: STOCH's SMAs read these rows and write
+/// canonical NaNs; [`fastk`] canonicalises its own output.
 #[allow(clippy::too_many_arguments)]
 fn fastk_rows(
     [high, low, close]: [&[f64]; 3],
@@ -511,6 +524,7 @@ pub fn fastk<S: Splitter>(
                 let t1 = (t0 + span).min(hi);
                 let dst = &mut piece[t0 - lo..t1 - lo];
                 fastk_rows([high, low, close], fk, (t0, t1), hh, ll, suf, dst);
+                canon_rows(dst);
             }
         })
     });
@@ -684,16 +698,11 @@ mod tests {
                 let own: Vec<f64> = hh.iter().zip(&lx).map(|(h, l)| (h + l) / 2.0).collect();
                 assert_bits_eq(&canon0(&mp[t..]), &canon0(&own[t..]), "midpoint");
                 // A sum of two NaNs may keep either payload (the compiler may swap the operands
-                // of a vectorised add), so NaNs are compared as NaN.
-                let canon = |v: &[f64]| -> Vec<f64> {
-                    v.iter()
-                        .map(|&a| if a.is_nan() { f64::NAN } else { a })
-                        .collect()
-                };
+                // of a vectorised add), but every NaN is written as the canonical one: exact bits.
                 for _ in 0..3 {
                     let got = all(&CutAt(random_cuts(&mut rng, n, 16)));
                     for (g, w0) in got.iter().zip(&whole) {
-                        assert_bits_eq(&canon(&g[t..]), &canon(&w0[t..]), "cuts");
+                        assert_bits_eq(&g[t..], &w0[t..], "cuts");
                     }
                 }
             }
@@ -741,18 +750,19 @@ mod tests {
                 }
             }
             for o in o_lo..o_hi {
-                out[b_start + o - lo] = if o == w - 1 {
+                out[b_start + o - lo] = canon(if o == w - 1 {
                     pre[o]
                 } else {
                     pick(suf[o + 1], pre[o])
-                };
+                });
             }
         }
         out
     }
 
     /// Signed zeros, infinities and NaNs with distinct payloads: the bits the spec's fold order
-    /// decides (which zero, which NaN) must be the same from the tiled kernel.
+    /// decides (which zero) must be the same from the tiled kernel, and every NaN is written as
+    /// the canonical one.
     fn awkward(n: usize, seed: u64) -> Vec<f64> {
         let nan_a = f64::from_bits(0x7ff8_0000_0000_0001);
         let nan_b = f64::from_bits(0xfff8_0000_0000_0002);

@@ -13,6 +13,7 @@
 //!   recurrence with `a = 1` and drive `x_t` (its block partial sums define the bits, as for OBV);
 //!   a NaN reaches every later row. Lookback 0.
 
+use super::canon;
 use super::extrema::select;
 use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
@@ -27,11 +28,11 @@ pub fn roc<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
         for (i, v) in piece.iter_mut().enumerate() {
             let t = lo + i;
             let prev = x[t - period];
-            *v = if prev != 0.0 {
+            *v = canon(if prev != 0.0 {
                 ((x[t] / prev) - 1.0) * 100.0
             } else {
                 0.0
-            };
+            });
         }
     });
 }

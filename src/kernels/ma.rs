@@ -52,6 +52,7 @@
 //! compute their derived series where the next stage reads them; the stage-by-stage compositions
 //! above are the definition, and the tests compare against them.
 
+use super::canon;
 use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
 use super::moments;
@@ -136,7 +137,7 @@ pub fn isqrt(n: usize) -> usize {
     r
 }
 
-/// `out[t] = f(t, out[t])` for rows `t` in `from .. out.len()`, through the splitter.
+/// `out[t] = canon(f(t, out[t]))` for rows `t` in `from .. out.len()`, through the splitter.
 fn update_rows<S: Splitter>(
     split: &S,
     from: usize,
@@ -149,7 +150,7 @@ fn update_rows<S: Splitter>(
     }
     split.for_each_piece(from, [&mut out[from..n]], |lo, [piece]| {
         for (i, v) in piece.iter_mut().enumerate() {
-            *v = f(lo + i, *v);
+            *v = canon(f(lo + i, *v));
         }
     });
 }
@@ -241,7 +242,7 @@ fn ema_cascade<S: Splitter, const M: usize>(
         });
     }
     let (stages, k, prefix) = ema_cascade_stages::<M>(period, &value);
-    out[lb] = combine(std::array::from_fn(|s| prefix[s][lb]));
+    out[lb] = canon(combine(std::array::from_fn(|s| prefix[s][lb])));
     if n == lb + 1 {
         // No row after the last seed row, so no cascade pass to report the stages' states: each
         // one's state after the last row is its row `lb`, handed on as a scan ending at its seed
@@ -670,8 +671,8 @@ pub fn bollinger_ma<S: Splitter>(
     split.for_each_piece(lb, [&mut upper[lb..n], &mut lower[lb..n]], |lo, [u, l]| {
         for i in 0..u.len() {
             let (mid, s) = (m[lo + i], u[i]);
-            u[i] = mid + up * s;
-            l[i] = mid - down * s;
+            u[i] = canon(mid + up * s);
+            l[i] = canon(mid - down * s);
         }
     });
 }

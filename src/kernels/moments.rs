@@ -41,6 +41,7 @@
 use super::extrema::select;
 use super::scratch::{carve, with_scratch};
 use super::split::Splitter;
+use super::{canon, canon_rows};
 
 /// The reference of the block starting at `block_start`: its value when finite, else `0.0`.
 #[inline(always)]
@@ -466,6 +467,9 @@ fn sma_whole_blocks<const G: usize>(
         p[j] = p[j] + (xs[(j + 1) * w + w - 1] - r[j]);
         out[j * w + w - 1] = r[j] + p[j] * inv_w;
     }
+    if !(0..G).all(|j| sums_finite(q[j], p[j])) {
+        canon_rows(out);
+    }
 }
 
 /// The rows of a whole block `b` from `win`, the last `w - 1` rows of block `b - 1` then block `b`.
@@ -500,6 +504,9 @@ fn sma_whole_block<const W: usize>(
     }
     p = p + (block[w - 1] - r);
     out[w - 1] = r + p * inv_w;
+    if !sums_finite(a, p) {
+        canon_rows(out);
+    }
 }
 
 /// The rows at offsets `[o_lo, o_hi)` of the block starting at grid row `bs` (the first and last
@@ -537,6 +544,18 @@ fn sma_part_block(
         p = p + (block[w - 1] - r);
         out[mid] = r + p * inv_w;
     }
+    if !sums_finite(a, p) {
+        canon_rows(&mut out[..o_hi - o_lo]);
+    }
+}
+
+/// Whether an SMA block's rows are free of NaN, from its last suffix sum `a` (the longest) and
+/// last prefix sum `p`: under addition ±inf and NaN are absorbing, so when these two are finite
+/// every partial sum is, each row's `s + p` is finite or ±inf, and `r + (s + p)·(1/w)` (with `r`
+/// finite) is no NaN. Otherwise the rows go through [`canon_rows`]; finite data pays nothing.
+#[inline(always)]
+fn sums_finite(a: f64, p: f64) -> bool {
+    a.is_finite() && p.is_finite()
 }
 
 /// Rolling standard deviation with `ddof` degrees of freedom removed (`ddof < period`).
@@ -546,7 +565,7 @@ pub fn rolling_std<S: Splitter>(split: &S, x: &[f64], period: usize, ddof: usize
     run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
         for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
             let m2 = second_moment(*s1, *s2, s1 * inv_w);
-            *dst = (m2 * inv_denom).sqrt();
+            *dst = canon((m2 * inv_denom).sqrt());
         }
     });
 }
@@ -558,7 +577,7 @@ pub fn rolling_var<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [
     run_moments::<S, true, 1>(split, x, period, [out], |[o], _, _, s1, s2| {
         for ((dst, s1), s2) in o.iter_mut().zip(s1).zip(s2) {
             let m2 = second_moment(*s1, *s2, s1 * inv_w);
-            *dst = m2 * inv_w;
+            *dst = canon(m2 * inv_w);
         }
     });
 }
@@ -583,7 +602,7 @@ pub fn avgdev<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
             for v in &x[t + 1 - w..=t] {
                 dev = dev + (v - mean).abs();
             }
-            *dst = dev / wf;
+            *dst = canon(dev / wf);
         }
     });
 }
@@ -594,7 +613,7 @@ pub fn rolling_sum<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [
     let wf = period as f64;
     run_moments::<S, false, 1>(split, x, period, [out], |[o], _, r, s1, _| {
         for ((dst, r), s1) in o.iter_mut().zip(r).zip(s1) {
-            *dst = r * wf + s1;
+            *dst = canon(r * wf + s1);
         }
     });
 }
@@ -611,7 +630,7 @@ pub fn zscore<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64])
             let z = ((xs[i] - r[i]) - md) / (m2 * inv_w).sqrt();
             // `m2 = inf` only when the squares of finite values overflowed: the quotient would
             // be a wrong 0, so the row is NaN (beyond the documented magnitude limit).
-            *dst = select(m2 == f64::INFINITY, f64::NAN, z);
+            *dst = canon(select(m2 == f64::INFINITY, f64::NAN, z));
         }
     });
 }
@@ -639,9 +658,9 @@ pub fn bollinger<S: Splitter>(
                 let md = s1[i] * inv_w;
                 let mean = r[i] + md;
                 let dev = std_dev * (second_moment(s1[i], s2[i], md) * inv_w).sqrt();
-                m[i] = mean;
-                u[i] = mean + dev;
-                l[i] = mean - dev;
+                m[i] = canon(mean);
+                u[i] = canon(mean + dev);
+                l[i] = canon(mean - dev);
             }
         },
     );

@@ -10,6 +10,11 @@
 //! 2. Carries in block order: `C_first = seed`, `C_{k+1} = L_{end_k - 1} + P[end_k - start_k]·C_k`.
 //! 3. Every row: `y_t = L_t + P[t - start_k + 1]·C_k`.
 //!
+//! An indicator writes its function of `y_t` through [`write_rows`], which writes any NaN as the
+//! canonical one ([`canon`]): when a NaN `L_t` meets a NaN `P·C_k` (an infinity earlier in the
+//! series), which NaN the sum carries depends on how the compiler ordered the operands of that
+//! copy of the formula, so the NaN bits of `y_t` are not defined by the spec.
+//!
 //! `P[j] = a^j` is built by repeated multiplication (`P[0] = 1`, `P[j] = P[j-1]·a`), never `pow`.
 //! Step 2 is the step-3 formula at the block's last row, so a run that carries inline through one
 //! piece and a run that precomputes all carries in parallel give the same bits. The result differs
@@ -32,6 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::canon;
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 pub use super::stream_store::Store;
@@ -510,9 +516,9 @@ fn feed_chained<S: Splitter, const C: usize>(
     let units = line.units();
 
     // Seed rows, then one piece per unit of each stage's rows (empty before the second's first).
-    m_out[p1] = value(&first.seed);
-    z_out[p2] = second.seed[0];
-    h_out[p2] = m_seed - second.seed[0];
+    m_out[p1] = canon(value(&first.seed));
+    z_out[p2] = canon(second.seed[0]);
+    h_out[p2] = canon(m_seed - second.seed[0]);
     let m_lens: Vec<usize> = (0..units)
         .map(|u| line.unit_rows(u).1 - line.unit_rows(u).0)
         .collect();
@@ -560,7 +566,7 @@ fn feed_chained<S: Splitter, const C: usize>(
                         for (mt, y) in m[rows.clone()].iter_mut().zip(ys) {
                             *mt = value(y);
                         }
-                        store_rows(&mut mp[rows.clone()], &m[rows], store, |_, &mt| mt);
+                        store_rows(&mut mp[rows.clone()], &m[rows], store, |_, &mt| canon(mt));
                     });
                     let (k0, k1) = sig.unit_blocks(u);
                     if k0 >= k1 {
@@ -579,9 +585,9 @@ fn feed_chained<S: Splitter, const C: usize>(
                     let c2 = sig.carry_into(u, started.elapsed() * patience, zspare);
                     sig.finish(u, zb, c2, |s, ys| {
                         let rows = s - slo..s - slo + ys.len();
-                        store_rows(&mut zp[rows.clone()], ys, store, |_, y| y[0]);
+                        store_rows(&mut zp[rows.clone()], ys, store, |_, y| canon(y[0]));
                         let mrows = &ms[rows.clone()];
-                        store_rows(&mut hp[rows], ys, store, |j, y| mrows[j] - y[0]);
+                        store_rows(&mut hp[rows], ys, store, |j, y| canon(mrows[j] - y[0]));
                     });
                 }
             })
@@ -773,7 +779,8 @@ pub(super) fn wait_briefly<const C: usize>(
     }
 }
 
-/// Helper for writers of one output: `out[i + j] = f(t + j, ys[j])`, with `store`'s stores.
+/// Helper for writers of one output: `out[i + j] = canon(f(t + j, ys[j]))` (any NaN written as
+/// the canonical one, [`canon`]), with `store`'s stores.
 #[inline(always)]
 pub fn write_rows<const C: usize>(
     out: &mut [f64],
@@ -783,7 +790,9 @@ pub fn write_rows<const C: usize>(
     store: Store,
     f: impl Fn(usize, &[f64; C]) -> f64,
 ) {
-    store_rows(&mut out[i..i + ys.len()], ys, store, |j, y| f(t + j, y));
+    store_rows(&mut out[i..i + ys.len()], ys, store, |j, y| {
+        canon(f(t + j, y))
+    });
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //! or series). No CUDA kernel exists yet; indicators built on this family must be declared without
 //! a CUDA twin until one does.
 
+use super::canon;
 use super::extrema::nan_max;
 use super::split::Splitter;
 
@@ -57,7 +58,7 @@ pub fn resume<Mc: StateMachine<K, M>, const K: usize, const M: usize>(
         let row = inputs.map(|x| x[t]);
         let y = machine.step(state, t, row);
         for (o, v) in outs.iter_mut().zip(y) {
-            o[i] = v;
+            o[i] = canon(v);
         }
     }
 }

@@ -55,6 +55,83 @@ pub fn series_zoo(n: usize, seed: u64) -> Vec<Vec<f64>> {
     vec![walk, offset, tiny, flat, wave]
 }
 
+/// Values the kernels' IEEE arithmetic treats specially: NaN of both signs and with a payload
+/// (users' data may hold any NaN), ±inf, ±1e308 (sums and differences of them overflow to ±inf,
+/// which then meet the opposite infinity or a zero: NaN made by arithmetic) and zeros of both signs.
+pub const SPECIALS: [f64; 9] = [
+    f64::NAN,
+    f64::from_bits(0xfff8_0000_0000_0000),
+    f64::from_bits(0x7ff8_0000_0000_beef),
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    1e308,
+    -1e308,
+    0.0,
+    -0.0,
+];
+
+/// OHLCV columns `[open, high, low, close, volume]` of `n` rows (a random walk near 100, a
+/// consistent bar around it, integer volumes), then data sets that put [`SPECIALS`] into every
+/// column at rows that reach every code path of the kernels: the first rows (inside warm-ups and
+/// seeds), both sides of scan block boundaries (multiples of 1024) and of the chained pass's
+/// units (multiples of 8192), and random rows; each column at other rows. Named sets: `mixed`
+/// (all specials everywhere), `nan`, `inf`, `huge` (±1e308 and zeros only: every NaN is made by
+/// arithmetic), `late` (specials only in the last quarter, after long finite stretches), `start`
+/// (only in the first 40 rows).
+pub fn special_sets(n: usize, seed: u64) -> Vec<(&'static str, [Vec<f64>; 5])> {
+    let mut rng = Lcg(seed);
+    let mut close = Vec::with_capacity(n);
+    let mut p = 100.0;
+    for _ in 0..n {
+        p += rng.normal();
+        close.push(p);
+    }
+    let open: Vec<f64> = (0..n)
+        .map(|t| if t == 0 { 100.0 } else { close[t - 1] })
+        .collect();
+    let high: Vec<f64> = (0..n)
+        .map(|t| open[t].max(close[t]) + rng.uniform())
+        .collect();
+    let low: Vec<f64> = (0..n)
+        .map(|t| open[t].min(close[t]) - rng.uniform())
+        .collect();
+    let volume: Vec<f64> = (0..n).map(|_| 1.0 + rng.below(10_000) as f64).collect();
+    let clean = [open, high, low, close, volume];
+    let kinds: [(&str, &[f64]); 6] = [
+        ("mixed", &SPECIALS),
+        ("nan", &SPECIALS[..3]),
+        ("inf", &SPECIALS[3..5]),
+        ("huge", &SPECIALS[5..]),
+        ("late", &SPECIALS),
+        ("start", &SPECIALS),
+    ];
+    kinds
+        .into_iter()
+        .map(|(name, values)| {
+            let mut cols = clean.clone();
+            for (k, col) in cols.iter_mut().enumerate() {
+                let mut rows: Vec<usize> = match name {
+                    "late" => (0..12).map(|_| 3 * n / 4 + rng.below(n / 4)).collect(),
+                    "start" => (0..6).map(|_| rng.below(40)).collect(),
+                    _ => {
+                        let mut rows = vec![k, 3 + 2 * k];
+                        for b in [1024, 2048, 8192, 16_384] {
+                            rows.extend([b - 1 - k, b + k]);
+                        }
+                        rows.extend((0..6).map(|_| rng.below(n)));
+                        rows
+                    }
+                };
+                rows.retain(|&t| t < n);
+                for t in rows {
+                    col[t] = values[rng.below(values.len())];
+                }
+            }
+            (name, cols)
+        })
+        .collect()
+}
+
 /// Up to `max_pieces - 1` random cut offsets in `0..=len`.
 pub fn random_cuts(rng: &mut Lcg, len: usize, max_pieces: usize) -> Vec<usize> {
     let k = rng.below(max_pieces);

@@ -30,6 +30,7 @@
 //! chained single pass of `scan.rs` is an optimisation that evaluates the same formulas; KAMA, the
 //! one user, does not need it yet.)
 
+use super::canon;
 use super::scan::SCAN_BLOCK;
 use super::scratch::with_scratch;
 use super::split::Splitter;
@@ -232,11 +233,12 @@ pub fn run_varscan<S: Splitter, const K: usize>(
     });
 }
 
-/// Helper for writers of one output: `out[i + j] = ys[j][1]`.
+/// Helper for writers of one output: `out[i + j] = canon(ys[j][1])` (any NaN written as the
+/// canonical one, [`canon`]).
 #[inline(always)]
 pub fn write_y(out: &mut [f64], i: usize, ys: &[[f64; 2]]) {
     for (dst, v) in out[i..i + ys.len()].iter_mut().zip(ys) {
-        *dst = v[1];
+        *dst = canon(v[1]);
     }
 }
 

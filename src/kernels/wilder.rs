@@ -30,6 +30,7 @@ use super::ema::seed_mean_of;
 use super::extrema::{nan_max, select};
 use super::scan::{fill_rows, run_scan, write_rows, Recurrence};
 use super::split::Splitter;
+use super::stream_store::store_rows;
 
 fn wilder(period: usize) -> (f64, f64) {
     let nf = period as f64;
@@ -120,8 +121,12 @@ pub fn rsi<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
             [dg * inv, dl * inv]
         })
     };
-    run_scan(split, x.len(), &rec, drive, [out], |o, i, t, ys, st| {
-        write_rows(o[0], i, t, ys, st, |_, &[g, l]| rsi_row(g, l, &hold))
+    // `store_rows`, not `write_rows`: the hold marker is a NaN that must reach `resolve_holds`
+    // as it is (`rsi_row` writes every other NaN as the canonical one itself).
+    run_scan(split, x.len(), &rec, drive, [out], |o, i, _, ys, st| {
+        store_rows(&mut o[0][i..i + ys.len()], ys, st, |_, &[g, l]| {
+            rsi_row(g, l, &hold)
+        })
     });
     // Rare (a flat start, or a flat run of thousands of rows), so the pass is only paid then.
     if hold.load(Ordering::Relaxed) {

@@ -9,6 +9,7 @@
 //! `sum = AW_{b-1}[o+1] + (BW_b[o] + (w-1-o)·B1_b[o])`. Result `sum / (w(w+1)/2)`.
 //! Only additions of weighted values: no cancellation beyond the data's own.
 
+use super::canon_rows;
 use super::split::Splitter;
 
 fn wma_rows(x: &[f64], w: usize, lo: usize, hi: usize, out: &mut [f64]) {
@@ -31,6 +32,7 @@ fn wma_rows(x: &[f64], w: usize, lo: usize, hi: usize, out: &mut [f64]) {
             b1[o] = s1;
             bw[o] = sw;
         }
+        let mut finite = s1.is_finite() && sw.is_finite();
         if o_lo < w - 1 {
             let a_start = b_start - w;
             let (mut s1, mut sw) = (0.0f64, 0.0f64);
@@ -39,14 +41,22 @@ fn wma_rows(x: &[f64], w: usize, lo: usize, hi: usize, out: &mut [f64]) {
                 sw = sw + s1;
                 aw[o] = sw;
             }
+            finite = finite && s1.is_finite() && sw.is_finite();
         }
-        for o in o_lo..o_hi {
+        let rows = &mut out[b_start + o_lo - lo..b_start + o_hi - lo];
+        for (o, dst) in (o_lo..o_hi).zip(rows.iter_mut()) {
             let sum = if o == w - 1 {
                 bw[o]
             } else {
                 aw[o + 1] + (bw[o] + (w - 1 - o) as f64 * b1[o])
             };
-            out[b_start + o - lo] = sum / denom;
+            *dst = sum / denom;
+        }
+        // ±inf and NaN absorb additions: when the last prefix and suffix sums are finite, every
+        // partial sum is, a row's sum is finite or ±inf (one product may overflow), and no row
+        // is NaN. Otherwise the block's rows are written canonical ([`canon_rows`]).
+        if !finite {
+            canon_rows(rows);
         }
     }
 }

@@ -174,6 +174,11 @@ __device__ __forceinline__ double tx_nan_min(double a, double b) {
 // A block's reference (src/kernels/moments.rs `reference`): its value when finite, else 0.
 __device__ __forceinline__ double tx_reference(double v) { return tx_is_finite(v) ? v : 0.0; }
 __device__ __forceinline__ double tx_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+// Every value a kernel writes to an output goes through here: any NaN becomes the canonical one
+// (src/kernels/mod.rs `canon`). IEEE 754 leaves the sign and payload of a NaN result unspecified
+// (x86 makes 0xfff8..., NVIDIA GPUs 0x7fff..., and which of two NaN operands propagates depends on
+// the operand order a compiler picks), so the spec fixes the NaN an output holds.
+__device__ __forceinline__ double tx_canon(double v) { return tx_is_nan(v) ? tx_nan() : v; }
 // An RSI row whose averages are both zero holds the previous value; the host resolves it after
 // the whole column exists (RSI_HOLD_BITS and resolve_holds in src/kernels/wilder.rs).
 __device__ __forceinline__ double tx_rsi_hold() { return __longlong_as_double(0x7ff8000052534901LL); }

@@ -176,38 +176,38 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
         double sm[5];
         for (int c = 0; c < 5; ++c) sm[c] = (o < w - 1) ? s[c][at] + p[c] : p[c];
         if (a.mode == TX_CO_SUMS) {
-            a.out0[at] = sm[0];
-            a.out1[at] = sm[1];
-            a.out2[at] = sm[2];
-            a.out3[at] = sm[3];
-            a.out4[at] = sm[4];
+            a.out0[at] = tx_canon(sm[0]);
+            a.out1[at] = tx_canon(sm[1]);
+            a.out2[at] = tx_canon(sm[2]);
+            a.out3[at] = tx_canon(sm[3]);
+            a.out4[at] = tx_canon(sm[4]);
             continue;
         }
         const double mxx = tx_co_centred_square(sm[2], sm[0], sm[0] * a.inv_w);
         const double myy = tx_co_centred_square(sm[3], sm[1], sm[1] * a.inv_w);
         const double mxy = sm[4] - sm[0] * (sm[1] * a.inv_w);
         if (a.mode == TX_CO_CENTRED) {
-            a.out0[at] = rx + sm[0] * a.inv_w;
-            a.out1[at] = ry + sm[1] * a.inv_w;
-            a.out2[at] = mxx;
-            a.out3[at] = myy;
-            a.out4[at] = mxy;
+            a.out0[at] = tx_canon(rx + sm[0] * a.inv_w);
+            a.out1[at] = tx_canon(ry + sm[1] * a.inv_w);
+            a.out2[at] = tx_canon(mxx);
+            a.out3[at] = tx_canon(myy);
+            a.out4[at] = tx_canon(mxy);
         } else if (a.mode == TX_CO_CORREL) {
             const double den = mxx * myy;
-            a.out0[at] = (den == 0.0) ? 0.0 : mxy / sqrt(den);
+            a.out0[at] = tx_canon((den == 0.0) ? 0.0 : mxy / sqrt(den));
         } else if (a.mode == TX_CO_BETA) {
-            a.out0[at] = (mxx == 0.0) ? 0.0 : mxy / mxx;
+            a.out0[at] = tx_canon((mxx == 0.0) ? 0.0 : mxy / mxx);
         } else if (tx_co_linreg(a.mode)) {
             const double slope = mxy / mxx;
             const double intercept = (ry + sm[1] * a.inv_w) - slope * ((double)(w - 1) * 0.5);
             if (a.mode == TX_CO_LINREG_SLOPE) {
-                a.out0[at] = slope;
+                a.out0[at] = tx_canon(slope);
             } else if (a.mode == TX_CO_LINREG_INTERCEPT) {
-                a.out0[at] = intercept;
+                a.out0[at] = tx_canon(intercept);
             } else if (a.mode == TX_CO_LINREG_VALUE) {
-                a.out0[at] = intercept + slope * (double)(w - 1);
+                a.out0[at] = tx_canon(intercept + slope * (double)(w - 1));
             } else {
-                a.out0[at] = intercept + slope * (double)w;
+                a.out0[at] = tx_canon(intercept + slope * (double)w);
             }
         }
     }
@@ -246,11 +246,11 @@ extern "C" __global__ void tx_varscan_finish(const VarScanArgs a) {
     if (t >= a.hi || t < a.seed_row) return;
     const tx_i64 i = t - a.base;
     if (t == a.seed_row) {
-        a.out[i] = a.seed;
+        a.out[i] = tx_canon(a.seed);
         return;
     }
     const tx_i64 kk = t / TX_SCAN_BLOCK - tx_varscan_first(a) / TX_SCAN_BLOCK;
-    a.out[i] = a.l[i] + a.pa[i] * a.carries[kk];
+    a.out[i] = tx_canon(a.l[i] + a.pa[i] * a.carries[kk]);
 }
 
 extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
@@ -302,5 +302,5 @@ extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
             r = tx_nan();
             break;
     }
-    a.out[i] = r;
+    a.out[i] = tx_canon(r);
 }

@@ -1,7 +1,8 @@
 //! The `.cu` kernels compiled for the host, run through the GPU pipelines, against the Rust
 //! kernels: identical bits on every row from the lookback on, for every indicator, on awkward
-//! series (offsets, tiny prices, flat runs, NaN, ±inf) of lengths around block boundaries, whole
-//! and cut into small pieces. NaN counts as equal to NaN whatever its payload.
+//! series (offsets, tiny prices, flat runs, NaN of both signs and with a payload, ±inf) of lengths
+//! around block boundaries, whole and cut into small pieces. NaN signs and payloads included: both
+//! sides write every NaN as the canonical one (`kernels::canon`, `tx_canon`).
 
 use super::error::GpuError;
 use super::host::HostBackend;
@@ -134,6 +135,16 @@ fn moving_average_specs() -> Vec<Spec> {
     v
 }
 
+/// NaN (canonical, negative, with a payload), infinities and zero, for [`series`].
+const HOLES: [f64; 6] = [
+    f64::NAN,
+    f64::from_bits(0xfff8_0000_0000_0000),
+    f64::from_bits(0x7ff8_0000_0000_beef),
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    0.0,
+];
+
 /// The zoo plus NaN and infinities sprinkled in, and a volume-like positive series.
 fn series(n: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut rng = Lcg(seed);
@@ -142,7 +153,7 @@ fn series(n: usize, seed: u64) -> Vec<Vec<f64>> {
     for _ in 0..(n / 200).max(1) {
         if n > 0 {
             let i = rng.below(n);
-            holes[i] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0][rng.below(4)];
+            holes[i] = HOLES[rng.below(HOLES.len())];
         }
     }
     all.push(holes);
@@ -189,10 +200,8 @@ fn compare(spec: &Spec, inputs: &[Vec<f64>], piece_rows: usize, what: &str) {
     for j in 0..k {
         for t in lb..n {
             let (g, w) = (got[j][t], want[j][t]);
-            // NaN payloads are not part of the contract: compilers may swap the operands of a
-            // commutative operation, and which NaN propagates is unspecified by IEEE 754.
             assert!(
-                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                g.to_bits() == w.to_bits(),
                 "{spec:?} {what} n={n} pieces of {piece_rows}: output {j} row {t}: host-built \
                  kernel {g:e} vs Rust {w:e}"
             );
@@ -300,7 +309,7 @@ fn multi_device_runs_fuse_to_the_single_device_bits() {
                 for t in spec.lookback()..n {
                     let (g, w) = (got[j][t], want[j][t]);
                     assert!(
-                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        g.to_bits() == w.to_bits(),
                         "{spec:?} shares {shares:?}: output {j} row {t}: {g:e} vs {w:e}"
                     );
                 }
@@ -379,7 +388,7 @@ fn host_members_and_gpus_fuse_to_the_single_device_bits() {
                 for t in spec.lookback()..n {
                     let (g, w) = (got[j][t], want[j][t]);
                     assert!(
-                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        g.to_bits() == w.to_bits(),
                         "{spec:?} prefix {split_at} shares {shares:?}: output {j} row {t}: \
                          {g:e} vs {w:e}"
                     );

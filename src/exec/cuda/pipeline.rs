@@ -13,6 +13,7 @@
 
 use super::args::*;
 use super::error::GpuError;
+use crate::kernels::canon;
 use crate::kernels::comoments::{angle_of, LinReg};
 use crate::kernels::elementwise::Op;
 use crate::kernels::ma::{self, MaType};
@@ -1650,7 +1651,9 @@ fn composed<B: Backend>(
             co_window(be, w, mode, inputs, outs, rows, piece_rows)?;
             if angle {
                 let (a, b) = (rows.from - rows.out_base, rows.to - rows.out_base);
-                outs[0][a..b].iter_mut().for_each(|v| *v = angle_of(*v));
+                outs[0][a..b]
+                    .iter_mut()
+                    .for_each(|v| *v = canon(angle_of(*v)));
             }
             Ok(())
         }
@@ -1984,7 +1987,8 @@ fn hma<B: Backend>(
     Ok(())
 }
 
-/// A period-1 moving average (TA-Lib copies the input): each piece goes up and comes back.
+/// A period-1 moving average (TA-Lib copies the input): each piece goes up and comes back, and
+/// its NaNs become the canonical one on the host, as the CPU's copy writes them.
 fn copy<B: Backend>(
     be: &B,
     x: &[f64],
@@ -1997,6 +2001,8 @@ fn copy<B: Backend>(
     for (lo, hi) in plan {
         be.upload(&mut xb, &x[lo..hi])?;
         download_rows(be, &xb, lo, (lo, hi), rows, outs[0])?;
+        let back = &mut outs[0][lo - rows.out_base..hi - rows.out_base];
+        back.iter_mut().for_each(|v| *v = canon(*v));
     }
     Ok(())
 }

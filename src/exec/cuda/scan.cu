@@ -172,11 +172,11 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
     }
     switch (a.mode) {
         case TX_SCAN_MACD:
-            a.out0[i] = y0 - y1;
+            a.out0[i] = tx_canon(y0 - y1);
             break;
         case TX_SCAN_SIGNAL:  // in0 = the macd line
-            a.out0[i] = y0;
-            a.out1[i] = a.in0[i] - y0;
+            a.out0[i] = tx_canon(y0);
+            a.out1[i] = tx_canon(a.in0[i] - y0);
             break;
         case TX_SCAN_RSI: {
             // Halve two averages whose sum overflows (wilder.rs rsi_row); else the scale is 1.
@@ -191,32 +191,32 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
         }
         case TX_SCAN_NATR: {
             const double c = a.in0[i];
-            a.out0[i] = (c != 0.0) ? (y0 / c) * 100.0 : 0.0;
+            a.out0[i] = tx_canon((c != 0.0) ? (y0 / c) * 100.0 : 0.0);
             break;
         }
         case TX_SCAN_DEMA:  // ma.rs dema
-            a.out0[i] = 2.0 * a.in1[i] - y0;
+            a.out0[i] = tx_canon(2.0 * a.in1[i] - y0);
             break;
         case TX_SCAN_TEMA:  // ma.rs tema
-            a.out0[i] = (3.0 * a.in1[i] - 3.0 * a.in2[i]) + y0;
+            a.out0[i] = tx_canon((3.0 * a.in1[i] - 3.0 * a.in2[i]) + y0);
             break;
         case TX_SCAN_T3:  // ma.rs t3
-            a.out0[i] = ((a.mix0 * y0 + a.mix1 * a.in0[i]) + a.mix2 * a.in1[i]) + a.mix3 * a.in2[i];
+            a.out0[i] = tx_canon(((a.mix0 * y0 + a.mix1 * a.in0[i]) + a.mix2 * a.in1[i]) + a.mix3 * a.in2[i]);
             break;
         case TX_SCAN_KC:  // volatility.rs kc
-            a.out0[i] = y0 + y1 * a.mix0;
-            a.out1[i] = y0;
-            a.out2[i] = y0 - y1 * a.mix0;
+            a.out0[i] = tx_canon(y0 + y1 * a.mix0);
+            a.out1[i] = tx_canon(y0);
+            a.out2[i] = tx_canon(y0 - y1 * a.mix0);
             break;
         case TX_SCAN_KAMA:  // varscan.rs fix_up: y = L + A*C (the seed at the seed row)
             if (t > a.seed_row) {
                 const tx_i64 kk = t / TX_SCAN_BLOCK - tx_scan_first(a) / TX_SCAN_BLOCK;
                 y0 = a.l[a.stride + i] + a.l[i] * a.carries[kk * 2];
             }
-            a.out0[i] = y0;
+            a.out0[i] = tx_canon(y0);
             break;
         default:  // ema, atr, obv, cumsum
-            a.out0[i] = y0;
+            a.out0[i] = tx_canon(y0);
             break;
     }
 }

@@ -57,11 +57,11 @@ __device__ void tx_moments_at(const MomentsArgs& a, const tx_i64 thread) {
         }
         const tx_i64 at = t - a.base;
         if (a.mode == TX_MOMENTS_SMA) {
-            a.out0[at] = r + s1 * a.inv_w;
+            a.out0[at] = tx_canon(r + s1 * a.inv_w);
             continue;
         }
         if (a.mode == TX_MOMENTS_SUM) {  // moments.rs rolling_sum; k = (double)w
-            a.out0[at] = r * a.k + s1;
+            a.out0[at] = tx_canon(r * a.k + s1);
             continue;
         }
         if (a.mode == TX_MOMENTS_AVGDEV) {  // moments.rs avgdev; k = (double)w
@@ -69,30 +69,30 @@ __device__ void tx_moments_at(const MomentsArgs& a, const tx_i64 thread) {
             const double mean = r + s1 * a.inv_w;
             double dev = 0.0;
             for (tx_i64 s = t + 1 - w; s <= t; ++s) dev = dev + fabs(a.x[s - a.base] - mean);
-            a.out0[at] = dev / a.k;
+            a.out0[at] = tx_canon(dev / a.k);
             continue;
         }
         const double md = s1 * a.inv_w;
         double m2 = s2 - s1 * md;
         if (m2 < 0.0) m2 = 0.0;
         if (a.mode == TX_MOMENTS_STD) {
-            a.out0[at] = sqrt(m2 * a.inv_denom);
+            a.out0[at] = tx_canon(sqrt(m2 * a.inv_denom));
         } else if (a.mode == TX_MOMENTS_ZSCORE) {
             const double z = ((a.x[t - a.base] - r) - md) / sqrt(m2 * a.inv_w);
-            a.out0[at] = (tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z;  // squares overflowed (moments.rs)
+            a.out0[at] = tx_canon((tx_is_inf(m2) && m2 > 0.0) ? tx_nan() : z);  // squares overflowed (moments.rs)
         } else if (a.mode == TX_MOMENTS_VAR) {
-            a.out0[at] = m2 * a.inv_w;
+            a.out0[at] = tx_canon(m2 * a.inv_w);
         } else if (a.mode == TX_MOMENTS_BANDS) {
             const double s = sqrt(m2 * a.inv_w);
             const double mid = a.out0[at];
-            a.out1[at] = mid + a.k * s;
-            a.out2[at] = mid - a.inv_denom * s;
+            a.out1[at] = tx_canon(mid + a.k * s);
+            a.out2[at] = tx_canon(mid - a.inv_denom * s);
         } else {
             const double mean = r + md;
             const double dev = a.k * sqrt(m2 * a.inv_w);
-            a.out0[at] = mean;
-            a.out1[at] = mean + dev;
-            a.out2[at] = mean - dev;
+            a.out0[at] = tx_canon(mean);
+            a.out1[at] = tx_canon(mean + dev);
+            a.out2[at] = tx_canon(mean - dev);
         }
     }
 }
@@ -156,7 +156,7 @@ extern "C" __global__ void tx_extrema(const ExtremaArgs a) {
         const tx_i64 t = start + o;
         if (o > 0) acc = tx_pick(is_max, acc, a.x[t - a.base]);
         if (o < o_lo) continue;
-        a.out[t - a.base] = (o == w - 1) ? acc : tx_pick(is_max, a.suf[t - a.base], acc);
+        a.out[t - a.base] = tx_canon((o == w - 1) ? acc : tx_pick(is_max, a.suf[t - a.base], acc));
     }
 }
 
@@ -188,7 +188,7 @@ extern "C" __global__ void tx_wma(const WmaArgs a) {
         if (o < o_lo) continue;
         const double sum =
             (o == w - 1) ? bw : a.aw[t - a.base] + (bw + (double)(w - 1 - o) * b1);
-        a.out[t - a.base] = sum / a.denom;
+        a.out[t - a.base] = tx_canon(sum / a.denom);
     }
 }
 
@@ -202,7 +202,7 @@ extern "C" __global__ void tx_fastk(const RowArgs a) {
     const double range = a.a[i] - ll;
     const double h = tx_is_inf(range) ? 0.5 : 1.0;
     const double diff = (a.a[i] * h - ll * h) / 100.0;
-    a.out[i] = (diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0;
+    a.out[i] = tx_canon((diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0);
 }
 
 // ROC(period) of a: ((x_t / x_{t-period}) - 1) * 100, or 0.0 when x_{t-period} == 0.
@@ -210,5 +210,5 @@ extern "C" __global__ void tx_roc(const RowArgs a) {
     const tx_i64 t = a.lo + tx_thread_index();
     if (t >= a.hi) return;
     const double prev = a.a[t - a.period - a.base];
-    a.out[t - a.base] = (prev != 0.0) ? ((a.a[t - a.base] / prev) - 1.0) * 100.0 : 0.0;
+    a.out[t - a.base] = tx_canon((prev != 0.0) ? ((a.a[t - a.base] / prev) - 1.0) * 100.0 : 0.0);
 }
