@@ -45,13 +45,20 @@ pub fn group_rows(
     same: impl Fn(usize, usize) -> bool,
     hash: impl Fn(usize) -> u64,
 ) -> Grouping {
-    // Runs of equal keys: only their first rows are hashed.
-    let mut run_starts: Vec<usize> = Vec::new();
-    for t in 0..n {
-        if t == 0 || !same(t - 1, t) {
-            run_starts.push(t);
-        }
-    }
+    let run_starts = (0..n).filter(|&t| t == 0 || !same(t - 1, t)).collect();
+    group_runs(n, run_starts, same, hash)
+}
+
+/// [`group_rows`] given the runs of equal keys already (`run_starts`: the first row of each run,
+/// ascending, starting at 0 when `n > 0`; rows of one run have equal keys, neighbouring runs may
+/// too): a caller that can compare whole key columns at once finds them faster than row pairs.
+pub fn group_runs(
+    n: usize,
+    run_starts: Vec<usize>,
+    same: impl Fn(usize, usize) -> bool,
+    hash: impl Fn(usize) -> u64,
+) -> Grouping {
+    // Only the first row of each run is hashed.
     // Each run's group: the earlier group with equal keys, found through its hash and confirmed
     // by the keys; groups whose keys share a hash are chained through `next`.
     let mut index: HashMap<u64, u32, BuildHasherDefault<PassThrough>> = HashMap::default();
