@@ -70,8 +70,8 @@ impl KeyColumn {
                 }
             }
             _ => {
-                for t in 1..n {
-                    changed[t] |= !self.eq(t - 1, t);
+                for (t, c) in changed.iter_mut().enumerate().skip(1) {
+                    *c |= !self.eq(t - 1, t);
                 }
             }
         }
