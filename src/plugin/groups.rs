@@ -227,6 +227,21 @@ pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
         c.mark_changes(&mut changed);
     }
     let run_starts = (0..n).filter(|&t| t == 0 || changed[t]).collect();
+    // One key column of words without nulls (integer, categorical or date symbols: the usual
+    // key): compared and hashed on the words directly, so interleaved keys, where every row is a
+    // run of its own, do not go through the per-column dispatch on each row.
+    if let [KeyColumn {
+        values: Values::Words(w),
+        validity: None,
+    }] = cols.as_slice()
+    {
+        return Ok(grouping::group_runs(
+            n,
+            run_starts,
+            |i, j| w[i] == w[j],
+            |i| mix(w[i]),
+        ));
+    }
     Ok(grouping::group_runs(
         n,
         run_starts,

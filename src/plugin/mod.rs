@@ -275,6 +275,30 @@ fn gathered(cols: Vec<Float64Chunked>, order: &[u32]) -> PolarsResult<Vec<Float6
     cols.iter().map(|c| c.take(&idx)).collect()
 }
 
+/// Values laid out group by group, and their validity, put back in frame order (`order`: the
+/// frame row of each laid-out row): written straight to their rows, where a gather through the
+/// inverse permutation would rebuild the column through optional values.
+fn in_frame_order(
+    values: &[f64],
+    validity: Option<&Bitmap>,
+    order: &[u32],
+) -> (Vec<f64>, Option<Bitmap>) {
+    let mut out = vec![0.0; values.len()];
+    for (&v, &row) in values.iter().zip(order) {
+        out[row as usize] = v;
+    }
+    let validity = validity.map(|bits| {
+        let mut frame = polars_arrow::bitmap::MutableBitmap::from_len_zeroed(values.len());
+        for (i, &row) in order.iter().enumerate() {
+            if bits.get_bit(i) {
+                frame.set(row as usize, true);
+            }
+        }
+        frame.freeze()
+    });
+    (out, validity)
+}
+
 /// A result laid out group by group put back in frame order.
 fn scattered_back(out: Series, order: &[u32]) -> PolarsResult<Series> {
     let mut inverse = vec![0 as IdxSize; order.len()];
@@ -410,11 +434,19 @@ fn compute(
                     let name: PlSmallStr = field.name.into();
                     if field.row {
                         let runs = present.map(|p| p.0);
-                        return row_output(name, &out, (&bounds, &cbounds), runs, validity.clone());
+                        let s = row_output(name, &out, (&bounds, &cbounds), runs, validity.clone());
+                        return match &order {
+                            Some(order) => scattered_back(s, order),
+                            None => Ok(s),
+                        };
                     }
-                    Float64Chunked::from_vec_validity(name, out, validity.clone()).into_series()
+                    let (out, validity) = match &order {
+                        Some(order) => in_frame_order(&out, validity.as_ref(), order),
+                        None => (out, validity.clone()),
+                    };
+                    Ok(Float64Chunked::from_vec_validity(name, out, validity).into_series())
                 })
-                .collect();
+                .collect::<PolarsResult<_>>()?;
             one_result(name.clone(), n, series)
         })
         .collect::<PolarsResult<_>>()?;
@@ -429,10 +461,7 @@ fn compute(
             StructChunked::from_series(name.clone(), n, named.iter())?.into_series()
         }
     };
-    match order {
-        Some(order) => scattered_back(out, &order),
-        None => Ok(out),
-    }
+    Ok(out)
 }
 
 /// One call's outputs as its result: the one output named `name`, or a Struct of them.
