@@ -157,6 +157,25 @@ def test_by_keys_of_every_dtype(interleaved: pl.DataFrame) -> None:
         assert_bits_equal(df.select(by_expr("ema", by=key))["out"], want, f"by {key}")
 
 
+@pytest.mark.parametrize("layout", ["interleaved", "sorted"])
+def test_by_integer_keys_without_nulls(interleaved: pl.DataFrame, layout: str) -> None:
+    """Integer keys without nulls: a small range (grouped through a table indexed by the key), a
+    range wider than the rows and negative keys (through the hash table) group like ``.over()``."""
+    df = interleaved.with_columns(rank=pl.col("symbol").fill_null("~").rank("dense").cast(pl.Int64))
+    if layout == "sorted":
+        df = df.sort("rank", maintain_order=True)
+    df = df.with_columns(
+        k_dense=pl.col("rank"),
+        k_wide=pl.col("rank") * 10**12,
+        k_negative=-pl.col("rank"),
+        k_u8=pl.col("rank").cast(pl.UInt8),
+    )
+    for key in ("k_dense", "k_wide", "k_negative", "k_u8"):
+        for name in ("ema", "atr"):
+            want = df.select(over_expr(name, key))["out"]
+            assert_bits_equal(df.select(by_expr(name, by=key))["out"], want, f"{name} by {key}")
+
+
 def test_by_float_keys_group_like_over() -> None:
     """-0.0 and 0.0 are one group, every NaN is one group (as in ``.over()``)."""
     keys = [0.0, -0.0, float("nan"), 1.5, float("nan"), 0.0, None, 1.5, -0.0, None] * 8

@@ -84,7 +84,12 @@ pub fn group_runs(
         });
         run_group.push(id);
     }
-    let groups = first_row.len();
+    lay_out(n, run_starts, &run_group, first_row.len())
+}
+
+/// The grouping of rows `0..n` whose runs (`run_starts`, as in [`group_runs`]) belong to groups
+/// `run_group` (numbered `0..groups` by first appearance).
+pub fn lay_out(n: usize, run_starts: Vec<usize>, run_group: &[u32], groups: usize) -> Grouping {
     if groups == run_starts.len() {
         let mut bounds = run_starts;
         bounds.push(n);

@@ -215,6 +215,32 @@ fn key_column(arr: &dyn Array) -> Result<KeyColumn, String> {
     })
 }
 
+/// Each run's group (numbered by first appearance) and the number of groups, when the words
+/// span a range no longer than the rows (symbol ids, category slots, the days of a few years):
+/// a table indexed by the word then replaces the hash table.
+fn dense_groups(w: &[u64], run_starts: &[usize]) -> Option<(Vec<u32>, usize)> {
+    let lo = w.iter().copied().min()?;
+    let hi = w.iter().copied().max()?;
+    let span = usize::try_from(hi - lo).ok()?;
+    if span >= w.len().max(1 << 16) {
+        return None;
+    }
+    let mut id_of = vec![u32::MAX; span + 1];
+    let mut groups = 0u32;
+    let run_group = run_starts
+        .iter()
+        .map(|&r| {
+            let id = &mut id_of[(w[r] - lo) as usize];
+            if *id == u32::MAX {
+                *id = groups;
+                groups += 1;
+            }
+            *id
+        })
+        .collect();
+    Some((run_group, groups as usize))
+}
+
 /// Groups `n` rows by the key columns `keys` (one array each, `n` rows long). An error names the
 /// Arrow type of a key that cannot be grouped on.
 pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
@@ -226,7 +252,7 @@ pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
     for c in &cols {
         c.mark_changes(&mut changed);
     }
-    let run_starts = (0..n).filter(|&t| t == 0 || changed[t]).collect();
+    let run_starts: Vec<usize> = (0..n).filter(|&t| t == 0 || changed[t]).collect();
     // One key column of words without nulls (integer, categorical or date symbols: the usual
     // key): compared and hashed on the words directly, so interleaved keys, where every row is a
     // run of its own, do not go through the per-column dispatch on each row.
@@ -235,6 +261,9 @@ pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
         validity: None,
     }] = cols.as_slice()
     {
+        if let Some(run_group) = dense_groups(w, &run_starts) {
+            return Ok(grouping::lay_out(n, run_starts, &run_group.0, run_group.1));
+        }
         return Ok(grouping::group_runs(
             n,
             run_starts,
