@@ -9,12 +9,16 @@
 //! of Bollinger-on-MA, powers, carries) is uploaded as usual. Each segment keeps its own grid,
 //! scan blocks and pieces (anchored at its first row), so its bits are those of the segment alone.
 //!
-//! The moving-moments indicators (SMA, SUM, rolling std/var, z-score, Bollinger, AVGDEV) run all
-//! segments in one launch ([`pipeline::moments_segments`], `tx_moments_seg`) when all the rows fit
-//! in one piece; every other indicator still launches per segment and per piece, its outputs
-//! coming back per piece.
+//! When all the rows fit in one piece, an indicator whose kernels all have a segmented twin
+//! ([`Kernel::segmented`]: every windowed and row-wise family, i.e. all but the scans) runs every
+//! segment at once ([`Segmented`]): the pipeline runs once over the whole concatenation and each
+//! of its launches becomes one launch of the twin, whose thread `i` finds its segment in a table
+//! of first threads and runs the single-series body on that segment alone (`TxSeg` in
+//! `common.cuh`). The scan families (and Bollinger bands around a scan average), and any batch
+//! whose rows need several pieces, still launch per segment and per piece, their outputs coming
+//! back per piece.
 
-use super::args::{Kernel, KernelArgs};
+use super::args::{Kernel, KernelArgs, Seg};
 use super::error::GpuError;
 use super::pipeline::{self, Backend, DeviceBuffer};
 use crate::kernels::Spec;
@@ -104,6 +108,136 @@ impl<B: Backend> Backend for Resident<'_, B> {
     }
 }
 
+/// [`Resident`] running every launch on all the segments of a batch at once: each launch the
+/// pipeline makes for the whole concatenation (one piece, rows from the lookback on) becomes its
+/// kernel's segmented twin ([`Kernel::segmented`], `TxSeg` in `common.cuh`), which gives every
+/// segment the rows, grid and halos of a launch on it alone. Segments no longer than the lookback
+/// get no threads (they have no output rows).
+struct Segmented<'r, 'a, B: Backend> {
+    res: &'r Resident<'a, B>,
+    bounds: &'r [usize],
+    lookback: usize,
+    /// `bounds` on the device (int64).
+    starts: B::Buf,
+    /// Each launch's table of first threads, kept until the batch's outputs are down.
+    tables: std::cell::RefCell<Vec<B::Buf>>,
+}
+
+/// An int64 array on the device travels as the f64s of the same bits.
+fn as_bits(v: usize) -> f64 {
+    f64::from_bits(v as u64)
+}
+
+impl<'r, 'a, B: Backend> Segmented<'r, 'a, B> {
+    fn new(
+        res: &'r Resident<'a, B>,
+        bounds: &'r [usize],
+        lookback: usize,
+    ) -> Result<Self, GpuError> {
+        let starts: Vec<f64> = bounds.iter().map(|&b| as_bits(b)).collect();
+        let mut buf = res.be.alloc(starts.len())?;
+        res.be.upload(&mut buf, &starts)?;
+        Ok(Segmented {
+            res,
+            bounds,
+            lookback,
+            starts: buf,
+            tables: std::cell::RefCell::new(Vec::new()),
+        })
+    }
+}
+
+impl<B: Backend> Backend for Segmented<'_, '_, B> {
+    type Buf = ResidentBuf<B::Buf>;
+
+    fn alloc(&self, len: usize) -> Result<Self::Buf, GpuError> {
+        self.res.alloc(len)
+    }
+
+    fn upload(&self, dst: &mut Self::Buf, src: &[f64]) -> Result<(), GpuError> {
+        self.res.upload(dst, src)
+    }
+
+    fn download(&self, src: &Self::Buf, at: usize, dst: &mut [f64]) -> Result<(), GpuError> {
+        self.res.download(src, at, dst)
+    }
+
+    fn launch<A: KernelArgs>(
+        &self,
+        kernel: Kernel,
+        _threads: usize,
+        args: &A,
+    ) -> Result<(), GpuError> {
+        let no_twin = || GpuError::Launch {
+            kernel: kernel.name(),
+            detail: "no segmented twin".into(),
+        };
+        let twin = kernel.segmented().ok_or_else(no_twin)?;
+        let total = self.bounds.last().copied().unwrap_or(0);
+        let mut first = Vec::with_capacity(self.bounds.len());
+        let mut threads = 0;
+        for seg in self.bounds.windows(2) {
+            first.push(as_bits(threads));
+            let len = seg[1] - seg[0];
+            if len > self.lookback {
+                // The launch's `hi` is the concatenation's end; the segment's is `len`.
+                threads += args
+                    .segment_threads((total - len) as i64)
+                    .ok_or_else(no_twin)?;
+            }
+        }
+        first.push(as_bits(threads));
+        if threads == 0 {
+            return Ok(());
+        }
+        let mut table = self.res.be.alloc(first.len())?;
+        self.res.be.upload(&mut table, &first)?;
+        let seg = Seg {
+            a: *args,
+            starts: self.starts.addr(),
+            first: table.addr(),
+            nseg: (self.bounds.len() - 1) as i64,
+        };
+        self.tables.borrow_mut().push(table);
+        self.res.be.launch(twin, threads, &seg)
+    }
+}
+
+/// Every segment of `spec` at once ([`Segmented`]): [`pipeline::run`] over the whole
+/// concatenation in one piece, into full-length host arrays from which each segment's rows from
+/// its lookback on are copied to `outs` (the rows before stay the caller's), then
+/// [`Spec::finish`] per segment, as a single call does.
+fn all_segments<B: Backend>(
+    res: &Resident<'_, B>,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    bounds: &[usize],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<(), GpuError> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let lookback = spec.lookback();
+    let seg = Segmented::new(res, bounds, lookback)?;
+    let mut whole = vec![vec![0.0; n]; outs.len()];
+    {
+        let mut w: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
+        pipeline::run(&seg, spec, inputs, &mut w, piece_rows)?;
+    }
+    for (out, whole) in outs.iter_mut().zip(&whole) {
+        for s in bounds.windows(2) {
+            if s[1] - s[0] > lookback {
+                let rows = s[0] + lookback..s[1];
+                out[rows.clone()].copy_from_slice(&whole[rows]);
+            }
+        }
+    }
+    for s in bounds.windows(2) {
+        let mut out: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[s[0]..s[1]]).collect();
+        spec.finish(&mut out);
+    }
+    Ok(())
+}
+
 /// Computes every call of `specs` on every segment (`bounds[i]..bounds[i + 1]`) of `inputs` into
 /// `outs[call]`, with the inputs uploaded once: each segment's rows from its lookback on are those
 /// of [`pipeline::run`] on that segment alone (then [`Spec::finish`], as a single call does).
@@ -117,12 +251,12 @@ pub fn run_batch<B: Backend>(
     mut piece_rows: impl FnMut(&Spec) -> Result<usize, GpuError>,
 ) -> Result<(), GpuError> {
     let resident = Resident::new(be, inputs)?;
+    let n = bounds.last().copied().unwrap_or(0);
     for (spec, call) in specs.iter().zip(outs.iter_mut()) {
         let rows = piece_rows(spec)?;
-        if let Some((_, x)) = resident.columns.first() {
-            if pipeline::moments_segments(be, spec, inputs, x, bounds, call, rows)? {
-                continue;
-            }
+        if bounds.len() >= 2 && n <= rows && pipeline::segmentable(spec, inputs)? {
+            all_segments(&resident, spec, inputs, bounds, call, rows)?;
+            continue;
         }
         for w in bounds.windows(2) {
             let seg: Vec<&[f64]> = inputs.iter().map(|x| &x[w[0]..w[1]]).collect();

@@ -479,7 +479,7 @@ fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
                     for t in spec.lookback().min(a.len())..a.len() {
                         let (g, a) = (g[w[0] + t], a[t]);
                         assert!(
-                            g.to_bits() == a.to_bits() || (g.is_nan() && a.is_nan()),
+                            g.to_bits() == a.to_bits(),
                             "{spec:?} segment {w:?} pieces of {piece_rows}: output {j} row {t}: \
                              batch {g:e} vs alone {a:e}"
                         );
@@ -503,10 +503,84 @@ fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
     }
 }
 
-/// The moving-moments indicators run every segment of a batch in one launch when the rows fit in
-/// one piece; other families still launch per segment.
+/// Random `by=` bounds: empty segments, one-row and two-row ones, random cuts (many shorter than
+/// the lookbacks), and a long last segment past two scan blocks.
+fn random_bounds(rng: &mut Lcg) -> Vec<usize> {
+    use crate::kernels::testing::random_cuts;
+    let long = 2100 + rng.below(600);
+    let n = long + 1500 + rng.below(1000);
+    let mut b = vec![0, 0, 1, 1, 3];
+    b.extend(random_cuts(rng, n - long, 12).into_iter().map(|c| c.max(3)));
+    b.extend([n - long, n - long, n]);
+    b.sort_unstable();
+    b
+}
+
+/// `run_batch` over random segment bounds, all rows in one piece (the path that runs every
+/// segment in one launch per kernel where the family allows it): every segment has the bits of
+/// the Rust kernels on it alone, NaN included, for every indicator with a CUDA twin; and a
+/// family without per-segment state launches no more kernels for the batch than for one series.
 #[test]
-fn a_moments_batch_is_one_launch() {
+fn a_batch_over_random_bounds_has_the_bits_of_each_segment_alone() {
+    use super::batch::run_batch;
+    use super::pipeline::segmentable;
+    use crate::kernels::testing::assert_bits_eq;
+    let mut rng = Lcg(2024);
+    for round in 0..2 {
+        let bounds = random_bounds(&mut rng);
+        let n = *bounds.last().unwrap();
+        let all = series(n, 40 + round);
+        let volume = &all[all.len() - 1];
+        for spec in specs() {
+            let inputs = inputs_for(&spec, &all[rng.below(all.len() - 1)], volume);
+            let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+            let k = spec.outputs().len();
+            let mut got = vec![vec![f64::NAN; n]; k];
+            let be = HostBackend::new();
+            {
+                let mut outs = vec![got.iter_mut().map(|v| v.as_mut_slice()).collect()];
+                run_batch(&be, &[spec], &ins, &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+            }
+            for w in bounds.windows(2) {
+                let seg: Vec<&[f64]> = ins.iter().map(|x| &x[w[0]..w[1]]).collect();
+                let mut alone = vec![vec![0.0; w[1] - w[0]]; k];
+                {
+                    let mut o: Vec<&mut [f64]> =
+                        alone.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    spec.run(&Sequential, &seg, &mut o);
+                }
+                let from = spec.lookback().min(w[1] - w[0]);
+                for (j, (g, a)) in got.iter().zip(&alone).enumerate() {
+                    assert_bits_eq(
+                        &g[w[0] + from..w[1]],
+                        &a[from..],
+                        &format!(
+                            "{spec:?} bounds {bounds:?} segment {w:?} output {j} from row {from}"
+                        ),
+                    );
+                }
+            }
+            if segmentable(&spec, &ins).unwrap() {
+                let one = HostBackend::new();
+                let mut whole = vec![vec![0.0; n]; k];
+                let mut o: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
+                run(&one, &spec, &ins, &mut o, usize::MAX).unwrap();
+                assert!(
+                    be.launches.get() <= one.launches.get(),
+                    "{spec:?}: {} launches for {} segments, {} for one series",
+                    be.launches.get(),
+                    bounds.len() - 1,
+                    one.launches.get()
+                );
+            }
+        }
+    }
+}
+
+/// The moving-moments indicators run every segment of a batch in one launch when the rows fit in
+/// one piece, as does every family whose kernels have segmented twins (STOCH: its five launches).
+#[test]
+fn a_windowed_batch_is_one_launch_per_kernel() {
     use super::batch::run_batch;
     let bounds = [0, 5, 6, 900, 2000];
     let x = series(2000, 3).swap_remove(0);
@@ -514,11 +588,18 @@ fn a_moments_batch_is_one_launch() {
         (Spec::sma(20).unwrap(), 1),
         (Spec::bollinger(7, 2.0).unwrap(), 1),
         (Spec::rolling_std(9, 1).unwrap(), 1),
+        (Spec::stoch(5, 3, 3).unwrap(), 5),
+        (
+            crate::kernels::registry::build_named("hma", [("period", 9.0)]).unwrap(),
+            5,
+        ),
     ] {
         let be = HostBackend::new();
+        let inputs = inputs_for(&spec, &x, &x);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
         let mut got = vec![vec![f64::NAN; 2000]; spec.outputs().len()];
         let mut outs = vec![got.iter_mut().map(|v| v.as_mut_slice()).collect()];
-        run_batch(&be, &[spec], &[&x], &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+        run_batch(&be, &[spec], &ins, &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
         assert_eq!(be.launches.get(), launches, "{spec:?}");
     }
 }

@@ -435,106 +435,19 @@ pub fn run<B: Backend>(
     }
 }
 
-/// The moving-moments indicators (SMA, SUM, rolling std/var, z-score, Bollinger, AVGDEV) on every
-/// segment (`bounds[i]..bounds[i + 1]`) of `inputs[0]`, already on the device as `x`: one
-/// `tx_moments_seg` launch for all segments, each on its own grid from its own first row (the bits
-/// of [`run`] on it alone), each output downloaded once. Returns `false`, with nothing done, for
-/// another indicator or when all the rows do not fit in one piece of `piece_rows`; the caller
-/// then runs the segments one by one.
-pub fn moments_segments<B: Backend>(
-    be: &B,
-    spec: &Spec,
-    inputs: &[&[f64]],
-    x: &B::Buf,
-    bounds: &[usize],
-    outs: &mut [&mut [f64]],
-    piece_rows: usize,
-) -> Result<bool, GpuError> {
-    let n = bounds.last().copied().unwrap_or(0);
-    let moments = matches!(
-        spec,
-        Spec::Sma { .. }
-            | Spec::Sum { .. }
-            | Spec::RollingStd { .. }
-            | Spec::RollingVar { .. }
-            | Spec::Zscore { .. }
-            | Spec::Bollinger { .. }
-            | Spec::AvgDev { .. }
-    );
-    if !moments || n > piece_rows || bounds.len() < 2 {
-        return Ok(false);
-    }
-    let Family::Window(
-        op @ Window::Moments {
-            mode,
-            w,
-            inv_denom,
-            k,
-        },
-    ) = family(spec, inputs)?
-    else {
-        return Ok(false);
-    };
-    let lookback = spec.lookback();
-    // int64 arrays on the device, carried as f64 bit patterns.
-    let as_bits = |v: i64| f64::from_bits(v as u64);
-    let mut first = Vec::with_capacity(bounds.len());
-    let mut threads = 0usize;
-    for seg in bounds.windows(2) {
-        first.push(as_bits(threads as i64));
-        let len = seg[1] - seg[0];
-        if len > lookback {
-            threads += grid_threads(lookback, len, 0, w);
-        }
-    }
-    first.push(as_bits(threads as i64));
-    if threads == 0 {
+/// Whether every launch of `spec` has a segmented twin ([`Kernel::segmented`]), so a batch can run
+/// all its segments through [`run`] at once (`cuda/batch.rs`): every family but the scans
+/// (whose seeds and carries belong to each segment), Bollinger bands around a scan average
+/// included.
+pub fn segmentable(spec: &Spec, inputs: &[&[f64]]) -> Result<bool, GpuError> {
+    if inputs.first().map_or(0, |x| x.len()) <= spec.lookback() {
         return Ok(true);
     }
-    let starts: Vec<f64> = bounds.iter().map(|&b| as_bits(b as i64)).collect();
-    let mut starts_b = be.alloc(starts.len())?;
-    be.upload(&mut starts_b, &starts)?;
-    let mut first_b = be.alloc(first.len())?;
-    be.upload(&mut first_b, &first)?;
-    let bufs = alloc_n(be, outs.len() + op.scratch(), n)?;
-    let (sa1, sa2) = match mode {
-        MOMENTS_SMA | MOMENTS_SUM | MOMENTS_AVGDEV => (addr_at(&bufs, 0), 0),
-        MOMENTS_BOLLINGER => (addr_at(&bufs, 1), addr_at(&bufs, 2)),
-        _ => (addr_at(&bufs, 0), addr_at(&bufs, 1)),
-    };
-    let bollinger = mode == MOMENTS_BOLLINGER;
-    let args = MomentsSegArgs {
-        x: x.addr(),
-        out0: addr_at(&bufs, 0),
-        out1: if bollinger { addr_at(&bufs, 1) } else { 0 },
-        out2: if bollinger { addr_at(&bufs, 2) } else { 0 },
-        sa1,
-        sa2,
-        base: 0,
-        lo: lookback as i64,
-        hi: 0,
-        origin: 0,
-        w: w as i64,
-        mode,
-        inv_w: 1.0 / w as f64,
-        inv_denom,
-        k,
-        starts: starts_b.addr(),
-        first: first_b.addr(),
-        nseg: (bounds.len() - 1) as i64,
-    };
-    be.launch(Kernel::MomentsSeg, threads, &args)?;
-    let mut host = vec![0.0; n];
-    for (out, buf) in outs.iter_mut().zip(&bufs) {
-        be.download(buf, 0, &mut host)?;
-        for seg in bounds.windows(2) {
-            if seg[1] - seg[0] > lookback {
-                let rows = seg[0] + lookback..seg[1];
-                out[rows.clone()].copy_from_slice(&host[rows]);
-            }
-        }
-    }
-    Ok(true)
+    Ok(match family(spec, inputs)? {
+        Family::Scans(_) => false,
+        Family::Bands { ma, .. } => segmentable(&ma, inputs)?,
+        _ => true,
+    })
 }
 
 /// Bollinger bands around `middle` (full length, valid from the pass's first row): each piece
