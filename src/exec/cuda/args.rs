@@ -41,10 +41,13 @@ pub enum Kernel {
     RocSeg,
     CoMomentsSeg,
     ElementwiseSeg,
+    ScanDriveSeg,
+    ScanLocalSeg,
+    ScanFinishSeg,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Moments,
         Kernel::MomentsSeg,
         Kernel::Extrema,
@@ -64,6 +67,9 @@ impl Kernel {
         Kernel::RocSeg,
         Kernel::CoMomentsSeg,
         Kernel::ElementwiseSeg,
+        Kernel::ScanDriveSeg,
+        Kernel::ScanLocalSeg,
+        Kernel::ScanFinishSeg,
     ];
 
     /// The twin that runs every segment of a batch in one launch (argument block [`Seg`]).
@@ -102,6 +108,9 @@ impl Kernel {
             Kernel::RocSeg => "tx_roc_seg",
             Kernel::CoMomentsSeg => "tx_comoments_seg",
             Kernel::ElementwiseSeg => "tx_elementwise_seg",
+            Kernel::ScanDriveSeg => "tx_scan_drive_seg",
+            Kernel::ScanLocalSeg => "tx_scan_local_seg",
+            Kernel::ScanFinishSeg => "tx_scan_finish_seg",
         }
     }
 }
@@ -219,6 +228,21 @@ kernel_args!(
         lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64, out2: u64,
     }
 );
+
+/// `TxScanSeg` (`scan.cu`): the three scan launches over every segment of a batch; `s` as for
+/// [`Seg`], then each segment's seeds (device f64 pairs) and the block offset of its ends and
+/// carries (device int64, `nseg + 1`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanSeg {
+    pub s: Seg<ScanArgs>,
+    pub seeds: u64,
+    pub blocks: u64,
+}
+
+impl KernelArgs for ScanSeg {}
+// SAFETY: `Seg<ScanArgs>` then two 8-byte fields, mirrored exactly by `TxScanSeg`.
+unsafe impl cudarc::driver::DeviceRepr for ScanSeg {}
 
 pub const CO_SUMS: i64 = 0;
 pub const CO_CENTRED: i64 = 1;

@@ -203,10 +203,12 @@ impl<B: Backend> Backend for Segmented<'_, '_, B> {
     }
 }
 
-/// Every segment of `spec` at once ([`Segmented`]): [`pipeline::run`] over the whole
-/// concatenation in one piece, into full-length host arrays from which each segment's rows from
-/// its lookback on are copied to `outs` (the rows before stay the caller's), then
-/// [`Spec::finish`] per segment, as a single call does.
+/// Every segment of `spec` at once: a family without per-segment state through [`Segmented`]
+/// ([`pipeline::run`] over the whole concatenation in one piece), a scan family through
+/// [`pipeline::scans_segments`], into full-length host arrays from which each segment's rows from
+/// its lookback on are copied to `outs` (the rows before stay the caller's), then [`Spec::finish`]
+/// per segment, as a single call does. `false`, with nothing written, when the segments must run
+/// one by one.
 fn all_segments<B: Backend>(
     res: &Resident<'_, B>,
     spec: &Spec,
@@ -214,14 +216,18 @@ fn all_segments<B: Backend>(
     bounds: &[usize],
     outs: &mut [&mut [f64]],
     piece_rows: usize,
-) -> Result<(), GpuError> {
+) -> Result<bool, GpuError> {
     let n = bounds.last().copied().unwrap_or(0);
     let lookback = spec.lookback();
-    let seg = Segmented::new(res, bounds, lookback)?;
     let mut whole = vec![vec![0.0; n]; outs.len()];
     {
         let mut w: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
-        pipeline::run(&seg, spec, inputs, &mut w, piece_rows)?;
+        if pipeline::segmentable(spec, inputs)? {
+            let seg = Segmented::new(res, bounds, lookback)?;
+            pipeline::run(&seg, spec, inputs, &mut w, piece_rows)?;
+        } else if !pipeline::scans_segments(res, spec, inputs, bounds, &mut w, piece_rows)? {
+            return Ok(false);
+        }
     }
     for (out, whole) in outs.iter_mut().zip(&whole) {
         for s in bounds.windows(2) {
@@ -235,7 +241,7 @@ fn all_segments<B: Backend>(
         let mut out: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[s[0]..s[1]]).collect();
         spec.finish(&mut out);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Computes every call of `specs` on every segment (`bounds[i]..bounds[i + 1]`) of `inputs` into
@@ -254,8 +260,10 @@ pub fn run_batch<B: Backend>(
     let n = bounds.last().copied().unwrap_or(0);
     for (spec, call) in specs.iter().zip(outs.iter_mut()) {
         let rows = piece_rows(spec)?;
-        if bounds.len() >= 2 && n <= rows && pipeline::segmentable(spec, inputs)? {
-            all_segments(&resident, spec, inputs, bounds, call, rows)?;
+        if bounds.len() >= 2
+            && n <= rows
+            && all_segments(&resident, spec, inputs, bounds, call, rows)?
+        {
             continue;
         }
         for w in bounds.windows(2) {

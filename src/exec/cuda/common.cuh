@@ -206,15 +206,24 @@ __device__ __forceinline__ tx_i64 tx_seg_of(const tx_i64* first, tx_i64 nseg, tx
     return k;
 }
 
-// Runs `AT(a, thread)`, a kernel's single-series body, as thread i of the segmented launch `s`.
-template <class A, void (*AT)(const A&, tx_i64)>
-__device__ __forceinline__ void tx_seg_run(const TxSeg<A>& s) {
+// Thread i of the segmented launch `s`: its segment k, its thread in that segment's own launch,
+// and `a` (a copy of `s.a`) moved onto the segment. False past the last segment's threads.
+template <class A>
+__device__ __forceinline__ bool tx_seg_args(const TxSeg<A>& s, A& a, tx_i64& k, tx_i64& thread) {
     const tx_i64 i = tx_thread_index();
-    const tx_i64 k = tx_seg_of(s.first, s.nseg, i);
-    if (k < 0) return;
-    A a = s.a;
+    k = tx_seg_of(s.first, s.nseg, i);
+    if (k < 0) return false;
     const tx_i64 at = s.starts[k];
     a.base -= at;
     a.hi -= s.starts[s.nseg] - (s.starts[k + 1] - at);
-    AT(a, i - s.first[k]);
+    thread = i - s.first[k];
+    return true;
+}
+
+// Runs `AT(a, thread)`, a kernel's single-series body, as thread i of the segmented launch `s`.
+template <class A, void (*AT)(const A&, tx_i64)>
+__device__ __forceinline__ void tx_seg_run(const TxSeg<A>& s) {
+    A a = s.a;
+    tx_i64 k = 0, thread = 0;
+    if (tx_seg_args(s, a, k, thread)) AT(a, thread);
 }

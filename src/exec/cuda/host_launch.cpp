@@ -31,6 +31,9 @@ extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, c
     TX_KERNEL(tx_roc_seg)
     TX_KERNEL(tx_comoments_seg)
     TX_KERNEL(tx_elementwise_seg)
+    TX_KERNEL(tx_scan_drive_seg)
+    TX_KERNEL(tx_scan_local_seg)
+    TX_KERNEL(tx_scan_finish_seg)
 #undef TX_KERNEL
     return -1;
 }

@@ -974,6 +974,191 @@ fn scans<B: Backend>(
     Ok(())
 }
 
+/// The scan families on every segment (`bounds[i]..bounds[i + 1]`) of `inputs` at once (a `by=`
+/// batch; `be` holds the inputs resident, `cuda/batch.rs`): per stage one drive, one local-scan
+/// and one fix-up launch for all segments (`tx_scan_*_seg`), one download of every block end and
+/// one upload of every carry. Each segment keeps what [`run`] on it alone has: its stages from
+/// the Rust builders on its own rows (its seeds, MACD's signal seed included), its blocks anchored
+/// at its first row, and its carries chained on the host from its own seed. Writes rows
+/// `bounds[i] + lookback..bounds[i + 1]` of the full-length `outs` (the others hold scratch).
+/// Returns `false`, with nothing done, for another family, when all the rows do not fit in one
+/// piece of `piece_rows`, or when the segments' stages differ in more than their seeds.
+pub fn scans_segments<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    bounds: &[usize],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<bool, GpuError> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let lookback = spec.lookback();
+    if n > piece_rows || bounds.len() < 2 {
+        return Ok(false);
+    }
+    // Each long enough segment's stages (shorter ones have no output rows and get no threads).
+    let mut per: Vec<Option<Vec<Stage>>> = Vec::with_capacity(bounds.len() - 1);
+    for w in bounds.windows(2) {
+        if w[1] - w[0] <= lookback {
+            per.push(None);
+            continue;
+        }
+        let seg: Vec<&[f64]> = inputs.iter().map(|x| &x[w[0]..w[1]]).collect();
+        match family(spec, &seg)? {
+            Family::Scans(stages) => per.push(Some(stages)),
+            _ => return Ok(false),
+        }
+    }
+    let Some(stages) = per.iter().flatten().next() else {
+        // No segment has output rows: nothing to compute.
+        return Ok(true);
+    };
+    if per
+        .iter()
+        .flatten()
+        .any(|p| p.len() != stages.len() || p.iter().zip(stages).any(|(a, b)| !a.same_but_seeds(b)))
+    {
+        return Ok(false);
+    }
+    let lo = stages[0].seed_row;
+    let base = lo.saturating_sub(scan_halo(stages));
+    let cap = n - base;
+    let lens: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+    // Blocks of a segment of `len` rows whose scan starts at row `from`.
+    let blocks_of = |from: usize, len: usize| {
+        if from < len {
+            (len - 1) / SCAN_BLOCK - from / SCAN_BLOCK + 1
+        } else {
+            0
+        }
+    };
+    let max_blocks = stages
+        .iter()
+        .map(|st| {
+            let from = lo.max(st.seed_row + 1);
+            lens.iter()
+                .zip(&per)
+                .filter(|(_, p)| p.is_some())
+                .map(|(&len, _)| blocks_of(from, len))
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    let buffers = scan_buffers(stages, outs.len());
+    let mut b = MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, max_blocks)?;
+    for (buf, src) in b.ins.iter_mut().zip(inputs) {
+        be.upload(buf, &src[base..n])?;
+    }
+    let as_bits = |v: usize| f64::from_bits(v as u64);
+    let upload = |v: &[f64]| -> Result<B::Buf, GpuError> {
+        let mut buf = be.alloc(v.len())?;
+        be.upload(&mut buf, v)?;
+        Ok(buf)
+    };
+    let starts = upload(&bounds.iter().map(|&b| as_bits(b)).collect::<Vec<_>>())?;
+    // Tables of the launches so far, kept until the outputs are down.
+    let mut keep = Vec::new();
+    let (mut ends_host, mut carries_host) = (vec![0.0; 2 * max_blocks], vec![0.0; 2 * max_blocks]);
+    for (si, st) in stages.iter().enumerate() {
+        let c = st.channels;
+        let from = lo.max(st.seed_row + 1);
+        // Per segment: first threads of the drive, the local scans and the fix-up, first block.
+        let mut tables = [(); 4].map(|()| Vec::with_capacity(bounds.len()));
+        let mut seeds = Vec::with_capacity(2 * lens.len());
+        let mut at = [0usize; 4];
+        for (&len, p) in lens.iter().zip(&per) {
+            for (t, v) in tables.iter_mut().zip(at) {
+                t.push(as_bits(v));
+            }
+            let Some(p) = p else {
+                seeds.extend([0.0; 2]);
+                continue;
+            };
+            seeds.extend(p[si].seed);
+            let blocks = blocks_of(from, len);
+            if blocks > 0 {
+                at[0] += len - from;
+                at[1] += blocks * c;
+                at[3] += blocks;
+            }
+            if lo.max(st.seed_row) < len {
+                at[2] += len - lo;
+            }
+        }
+        for (t, v) in tables.iter_mut().zip(at) {
+            t.push(as_bits(v));
+        }
+        let seeds_b = upload(&seeds)?;
+        let blocks_b = upload(&tables[3])?;
+        let args = b.args(st, si, base, cap, lo, n);
+        let mut launch = |kernel: Kernel, table: &[f64], threads: usize| -> Result<(), GpuError> {
+            if threads == 0 {
+                return Ok(());
+            }
+            let first = upload(table)?;
+            let g = ScanSeg {
+                s: Seg {
+                    a: args,
+                    starts: starts.addr(),
+                    first: first.addr(),
+                    nseg: lens.len() as i64,
+                },
+                seeds: seeds_b.addr(),
+                blocks: blocks_b.addr(),
+            };
+            keep.push(first);
+            be.launch(kernel, threads, &g)
+        };
+        if at[3] > 0 {
+            launch(Kernel::ScanDriveSeg, &tables[0], at[0])?;
+            launch(Kernel::ScanLocalSeg, &tables[1], at[1])?;
+            be.download(&b.ends, 0, &mut ends_host[..at[3] * c])?;
+            let mut off = 0;
+            for (&len, p) in lens.iter().zip(&per) {
+                let blocks = blocks_of(from, len);
+                let Some(p) = p.as_ref().filter(|_| blocks > 0) else {
+                    continue;
+                };
+                let mut cur = p[si].seed;
+                let rows = off * c..(off + blocks) * c;
+                st.chain(
+                    &mut cur,
+                    from / SCAN_BLOCK,
+                    from,
+                    len,
+                    &ends_host[rows.clone()],
+                    &mut carries_host[rows],
+                );
+                off += blocks;
+            }
+            be.upload(&mut b.carries, &carries_host[..at[3] * c])?;
+        }
+        launch(Kernel::ScanFinishSeg, &tables[2], at[2])?;
+        keep.extend([seeds_b, blocks_b]);
+    }
+    for (out, buf) in outs.iter_mut().zip(&b.outs) {
+        be.download(buf, 0, &mut out[base..n])?;
+    }
+    Ok(true)
+}
+
+impl Stage {
+    /// Whether `other` is this stage up to its seeds (a segment of a batch vs another).
+    fn same_but_seeds(&self, other: &Stage) -> bool {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.mode == other.mode
+            && self.channels == other.channels
+            && bits(&self.decay) == bits(&other.decay)
+            && self.seed_row == other.seed_row
+            && bits(&self.coef) == bits(&other.coef)
+            && self.ins == other.ins
+            && self.outs == other.outs
+            && self.lag == other.lag
+            && bits(&self.mix) == bits(&other.mix)
+            && self.out2 == other.out2
+    }
+}
+
 impl Stage {
     /// Chains the carries of blocks `k0..` (rows `from..hi`) from `cur`, exactly as scan.rs does:
     /// `carries[kk] = C(k)`, `C(k+1) = end(k) + a^len(k) · C(k)`; leaves the state after the last
