@@ -9,14 +9,21 @@
 //! of Bollinger-on-MA, powers, carries) is uploaded as usual. Each segment keeps its own grid,
 //! scan blocks and pieces (anchored at its first row), so its bits are those of the segment alone.
 //!
-//! When all the rows fit in one piece, an indicator whose kernels all have a segmented twin
-//! ([`Kernel::segmented`]: every windowed and row-wise family, i.e. all but the scans) runs every
-//! segment at once ([`Segmented`]): the pipeline runs once over the whole concatenation and each
-//! of its launches becomes one launch of the twin, whose thread `i` finds its segment in a table
-//! of first threads and runs the single-series body on that segment alone (`TxSeg` in
-//! `common.cuh`). The scan families (and Bollinger bands around a scan average), and any batch
-//! whose rows need several pieces, still launch per segment and per piece, their outputs coming
-//! back per piece.
+//! When all the rows fit in one piece, each kernel launch covers every segment: every kernel has
+//! a segmented twin (`TxSeg` in `common.cuh`) whose thread `i` finds its segment in a table of
+//! first threads and runs the single-series body on that segment alone.
+//! - The families without per-segment state (moving moments: SMA, SUM, rolling std/var, z-score,
+//!   Bollinger, AVGDEV; WMA, ROC, STOCH, MAX/MIN/MINMAX/MIDPOINT/MIDPRICE/DONCHIAN, TRIMA, VWMA,
+//!   HMA, CORREL, the LINEARREG family, BETA, the elementwise indicators, Bollinger-on-MA around
+//!   a windowed average, period-1 averages) run the pipeline once over the whole concatenation
+//!   through [`Segmented`], which turns each launch into its twin's ([`Kernel::segmented`]).
+//! - The scan families (EMA, RMA, RSI, ATR, NATR, OBV, cumsum, MACD, DEMA, TEMA, T3, ZLEMA, KAMA,
+//!   KC) run [`pipeline::scans_segments`]: per stage one drive, one local-scan and one fix-up
+//!   launch for all segments, each with its own seeds and carries.
+//!
+//! Still per segment and per piece: Bollinger bands around a scan average (the middle is a scan
+//! and the bands a windowed family, composed through host memory), and any batch whose rows need
+//! several pieces.
 
 use super::args::{Kernel, KernelArgs, Seg};
 use super::error::GpuError;

@@ -23,6 +23,8 @@
 //   (varscan::chain_carries).
 // tx_varscan_finish: one thread per row: y = seed at the seed row, else y = L_t + A_t*C_k.
 // tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`; inputs a, b, c, d).
+// tx_comoments_seg and tx_elementwise_seg run those bodies on every segment of a batch at once
+// (TxSeg in common.cuh).
 
 #define TX_CO_SUMS 0
 #define TX_CO_CENTRED 1

@@ -10,6 +10,10 @@
 //! from the previous piece, so pieces chain exactly like the blocks inside one piece. Seeds, decays
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
 //! GPU starts from the very same bits.
+//!
+//! A `by=` batch whose rows fit in one piece runs every segment in each launch (`cuda/batch.rs`):
+//! [`run`] over the whole concatenation on a backend that turns launches into their segmented
+//! twins, or [`scans_segments`] for the scan families.
 
 use super::args::*;
 use super::error::GpuError;

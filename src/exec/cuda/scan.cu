@@ -9,6 +9,8 @@
 //   tx_scan_finish  one thread per row: y = seed at the seed row, else y_c = L_c + P[t-start+1]*C_k;
 //                   then the mode's output (ema, macd line, signal + hist, rsi, atr, natr, obv).
 // Block k covers rows max(k*B, seed_row + 1, lo) .. min((k+1)*B, hi).
+// Each launch's body is a `_at(args, thread)` function; the `_seg` twins (at the end) run it on
+// every segment of a batch at once, each segment with its own seeds and block offset.
 
 __device__ __forceinline__ tx_i64 tx_scan_first(const ScanArgs& a) {
     return tx_max(a.lo, a.seed_row + 1);

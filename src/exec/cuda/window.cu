@@ -1,6 +1,8 @@
 // Windowed kernels on the global block grid: the exact operation sequences of
 // src/kernels/moments.rs (sma, rolling_sum, rolling_std, zscore, bollinger, avgdev), extrema.rs (rolling max/min, fast
 // %K), wma.rs and flow.rs (roc). One thread per block of `w` rows of the grid, or per row.
+// Each kernel's body is a `_at(args, thread)` function; the kernel runs it on one series, its
+// `_seg` twin on every segment of a batch at once (TxSeg, tx_seg_run in common.cuh).
 //
 // tx_moments, per block b of the grid that starts at `origin` (rows o = 0..w of the block):
 //   reference r = x[block start] if finite else 0.0 (tx_reference); d = x - r.
