@@ -1,6 +1,7 @@
 //! A batch on one GPU (`by=` segments laid end to end, several parameter sets of one indicator):
-//! every input column goes up once, whole, and every (parameter set, segment) runs the
-//! single-series pipeline ([`pipeline::run`]) against that one device copy.
+//! every input column goes up once, whole, and every parameter set runs against that one device
+//! copy: all its segments at once when the rows fit in one piece (below), else each segment
+//! through the single-series pipeline ([`pipeline::run`]).
 //!
 //! [`Resident`] is the backend the pipeline sees: its `upload` of rows that lie inside a resident
 //! input column moves no data but points the buffer at those rows of the device copy (a device
@@ -20,10 +21,10 @@
 //! - The scan families (EMA, RMA, RSI, ATR, NATR, OBV, cumsum, MACD, DEMA, TEMA, T3, ZLEMA, KAMA,
 //!   KC) run [`pipeline::scans_segments`]: per stage one drive, one local-scan and one fix-up
 //!   launch for all segments, each with its own seeds and carries.
+//! - Bollinger bands around a scan average: the middle through [`pipeline::scans_segments`], then
+//!   the bands through [`Segmented`] ([`pipeline::bands_around_middle`]).
 //!
-//! Still per segment and per piece: Bollinger bands around a scan average (the middle is a scan
-//! and the bands a windowed family, composed through host memory), and any batch whose rows need
-//! several pieces.
+//! Still per segment and per piece: any batch whose rows need several pieces.
 
 use super::args::{Kernel, KernelArgs, Seg};
 use super::error::GpuError;
@@ -229,10 +230,21 @@ fn all_segments<B: Backend>(
     let mut whole = vec![vec![0.0; n]; outs.len()];
     {
         let mut w: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
-        if pipeline::segmentable(spec, inputs)? {
+        let done = if pipeline::segmentable(spec, inputs)? {
             let seg = Segmented::new(res, bounds, lookback)?;
             pipeline::run(&seg, spec, inputs, &mut w, piece_rows)?;
-        } else if !pipeline::scans_segments(res, spec, inputs, bounds, &mut w, piece_rows)? {
+            true
+        } else if let Spec::BollingerMa { period, matype, .. } = *spec {
+            // A scan middle, then the windowed bands around it, each over all segments at once.
+            let ma = Spec::Ma { period, matype };
+            pipeline::scans_segments(res, &ma, inputs, bounds, &mut w[..1], piece_rows)? && {
+                let seg = Segmented::new(res, bounds, lookback)?;
+                pipeline::bands_around_middle(&seg, spec, inputs, &mut w, piece_rows)?
+            }
+        } else {
+            pipeline::scans_segments(res, spec, inputs, bounds, &mut w, piece_rows)?
+        };
+        if !done {
             return Ok(false);
         }
     }

@@ -559,11 +559,10 @@ fn check_batch_in_one_piece(specs: &[Spec], ins: &[&[f64]], bounds: &[usize]) ->
 /// `run_batch` over random segment bounds, all rows in one piece (the path that runs every
 /// segment in one launch per kernel): every segment has the bits of the Rust kernels on it alone,
 /// NaN included, for every indicator with a CUDA twin, alone and in sweeps of several calls; and
-/// every family but Bollinger bands around a scan average launches no more kernels for the batch
-/// than for one series (one launch per kernel for all segments).
+/// every family launches no more kernels for the batch than for one series (one launch per
+/// kernel for all segments).
 #[test]
 fn a_batch_over_random_bounds_has_the_bits_of_each_segment_alone() {
-    use super::pipeline::segmentable;
     use crate::kernels::registry::build_named;
     let mut rng = Lcg(2024);
     for round in 0..2 {
@@ -575,18 +574,16 @@ fn a_batch_over_random_bounds_has_the_bits_of_each_segment_alone() {
             let inputs = inputs_for(&spec, &all[rng.below(all.len() - 1)], volume);
             let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
             let launches = check_batch_in_one_piece(&[spec], &ins, &bounds);
-            if segmentable(&spec, &ins).unwrap() || !matches!(spec, Spec::BollingerMa { .. }) {
-                let one = HostBackend::new();
-                let mut whole = vec![vec![0.0; n]; spec.outputs().len()];
-                let mut o: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
-                run(&one, &spec, &ins, &mut o, usize::MAX).unwrap();
-                assert!(
-                    launches <= one.launches.get(),
-                    "{spec:?}: {launches} launches for {} segments, {} for one series",
-                    bounds.len() - 1,
-                    one.launches.get()
-                );
-            }
+            let one = HostBackend::new();
+            let mut whole = vec![vec![0.0; n]; spec.outputs().len()];
+            let mut o: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
+            run(&one, &spec, &ins, &mut o, usize::MAX).unwrap();
+            assert!(
+                launches <= one.launches.get(),
+                "{spec:?}: {launches} launches for {} segments, {} for one series",
+                bounds.len() - 1,
+                one.launches.get()
+            );
         }
         // Sweeps: several calls of one batch share the resident inputs.
         let period = |name: &str, p: f64| build_named(name, [("period", p)]).unwrap();
@@ -617,7 +614,7 @@ fn a_batch_over_random_bounds_has_the_bits_of_each_segment_alone() {
 
 /// When the rows fit in one piece, a batch launches each kernel once for all its segments: the
 /// moving moments once, STOCH and HMA their five kernels, a scan three per stage (EMA one stage,
-/// MACD and DEMA two); Bollinger bands around an EMA still go segment by segment.
+/// MACD and DEMA two), Bollinger bands around an EMA the EMA's three and the bands' one.
 #[test]
 fn a_batch_is_one_launch_per_kernel() {
     use super::batch::run_batch;

@@ -978,6 +978,42 @@ fn scans<B: Backend>(
     Ok(())
 }
 
+/// Bollinger bands around a moving average (`spec` a [`Family::Bands`]) whose middle is already
+/// in `outs[0]` (a batch computes a scan middle with [`scans_segments`] first): the bands pass of
+/// [`run`] alone. `false`, with nothing done, for another family.
+pub fn bands_around_middle<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<bool, GpuError> {
+    let n = inputs.first().map_or(0, |x| x.len());
+    let lookback = spec.lookback();
+    if n <= lookback {
+        return Ok(true);
+    }
+    let Family::Bands { w, up, down, .. } = family(spec, inputs)? else {
+        return Ok(false);
+    };
+    let rows = Rows {
+        from: lookback,
+        to: n,
+        out_base: 0,
+    };
+    let (middle, bands_out) = outs.split_at_mut(1);
+    bands(
+        be,
+        (w, up, down),
+        inputs[0],
+        &*middle[0],
+        bands_out,
+        rows,
+        piece_rows.max(1),
+    )?;
+    Ok(true)
+}
+
 /// The scan families on every segment (`bounds[i]..bounds[i + 1]`) of `inputs` at once (a `by=`
 /// batch; `be` holds the inputs resident, `cuda/batch.rs`): per stage one drive, one local-scan
 /// and one fix-up launch for all segments (`tx_scan_*_seg`), one download of every block end and
