@@ -10,9 +10,9 @@
 //! of Bollinger-on-MA, powers, carries) is uploaded as usual. Each segment keeps its own grid,
 //! scan blocks and pieces (anchored at its first row), so its bits are those of the segment alone.
 //!
-//! When all the rows fit in one piece, each kernel launch covers every segment: every kernel has
-//! a segmented twin (`TxSeg` in `common.cuh`) whose thread `i` finds its segment in a table of
-//! first threads and runs the single-series body on that segment alone.
+//! When all the rows fit in one piece, each kernel launch covers every segment: every kernel an
+//! indicator launches has a segmented twin (`TxSeg` in `common.cuh`) whose thread `i` finds its
+//! segment in a table of first threads and runs the single-series body on that segment alone.
 //! - The families without per-segment state (moving moments: SMA, SUM, rolling std/var, z-score,
 //!   Bollinger, AVGDEV; WMA, ROC, STOCH, MAX/MIN/MINMAX/MIDPOINT/MIDPRICE/DONCHIAN, TRIMA, VWMA,
 //!   HMA, CORREL, the LINEARREG family, BETA, the elementwise indicators, Bollinger-on-MA around
@@ -24,7 +24,8 @@
 //! - Bollinger bands around a scan average: the middle through [`pipeline::scans_segments`], then
 //!   the bands through [`Segmented`] ([`pipeline::bands_around_middle`]).
 //!
-//! Still per segment and per piece: any batch whose rows need several pieces.
+//! Still per segment and per piece: any batch whose rows need several pieces (and, as a guard, a
+//! scan whose segments' stages would differ in more than their seeds).
 
 use super::args::{Kernel, KernelArgs, Seg};
 use super::error::GpuError;
