@@ -3,7 +3,21 @@
 //! matches the C side field for field; the host build of the kernels checks it in the test suite.
 
 /// An argument block: passed by value as a kernel's only parameter.
-pub trait KernelArgs: Copy + Send + Sync + cudarc::driver::DeviceRepr + 'static {}
+pub trait KernelArgs: Copy + Send + Sync + cudarc::driver::DeviceRepr + 'static {
+    /// The threads this launch would need with its `hi` lowered by `cut` rows (one segment of a
+    /// batch, see [`Seg`]); `None` for a block whose kernel has no segmented twin.
+    fn segment_threads(&self, _cut: i64) -> Option<usize> {
+        None
+    }
+}
+
+/// Threads of a grid kernel (one per block of `w` rows from `origin`) on output rows `[lo, hi)`.
+fn grid_blocks(lo: i64, hi: i64, origin: i64, w: i64) -> usize {
+    if lo >= hi {
+        return 0;
+    }
+    ((hi - 1 - origin) / w - (lo - origin) / w + 1) as usize
+}
 
 /// Every kernel of `window.cu`, `scan.cu` and `family.cu`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +35,19 @@ pub enum Kernel {
     VarScanLocal,
     VarScanFinish,
     Elementwise,
+    ExtremaSeg,
+    WmaSeg,
+    FastkSeg,
+    RocSeg,
+    CoMomentsSeg,
+    ElementwiseSeg,
+    ScanDriveSeg,
+    ScanLocalSeg,
+    ScanFinishSeg,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Moments,
         Kernel::MomentsSeg,
         Kernel::Extrema,
@@ -38,7 +61,30 @@ impl Kernel {
         Kernel::VarScanLocal,
         Kernel::VarScanFinish,
         Kernel::Elementwise,
+        Kernel::ExtremaSeg,
+        Kernel::WmaSeg,
+        Kernel::FastkSeg,
+        Kernel::RocSeg,
+        Kernel::CoMomentsSeg,
+        Kernel::ElementwiseSeg,
+        Kernel::ScanDriveSeg,
+        Kernel::ScanLocalSeg,
+        Kernel::ScanFinishSeg,
     ];
+
+    /// The twin that runs every segment of a batch in one launch (argument block [`Seg`]).
+    pub fn segmented(self) -> Option<Kernel> {
+        Some(match self {
+            Kernel::Moments => Kernel::MomentsSeg,
+            Kernel::Extrema => Kernel::ExtremaSeg,
+            Kernel::Wma => Kernel::WmaSeg,
+            Kernel::Fastk => Kernel::FastkSeg,
+            Kernel::Roc => Kernel::RocSeg,
+            Kernel::CoMoments => Kernel::CoMomentsSeg,
+            Kernel::Elementwise => Kernel::ElementwiseSeg,
+            _ => return None,
+        })
+    }
 
     /// The exported (`extern "C"`) symbol.
     pub fn name(self) -> &'static str {
@@ -56,21 +102,56 @@ impl Kernel {
             Kernel::VarScanLocal => "tx_varscan_local",
             Kernel::VarScanFinish => "tx_varscan_finish",
             Kernel::Elementwise => "tx_elementwise",
+            Kernel::ExtremaSeg => "tx_extrema_seg",
+            Kernel::WmaSeg => "tx_wma_seg",
+            Kernel::FastkSeg => "tx_fastk_seg",
+            Kernel::RocSeg => "tx_roc_seg",
+            Kernel::CoMomentsSeg => "tx_comoments_seg",
+            Kernel::ElementwiseSeg => "tx_elementwise_seg",
+            Kernel::ScanDriveSeg => "tx_scan_drive_seg",
+            Kernel::ScanLocalSeg => "tx_scan_local_seg",
+            Kernel::ScanFinishSeg => "tx_scan_finish_seg",
         }
     }
 }
 
 macro_rules! kernel_args {
     ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        kernel_args!($(#[$doc])* $name { $($field: $ty),* } threads(_a, _cut) None);
+    };
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }
+     threads($a:ident, $cut:ident) $threads:expr) => {
         $(#[$doc])*
         #[repr(C)]
         #[derive(Debug, Clone, Copy, Default)]
         pub struct $name { $(pub $field: $ty),* }
-        impl KernelArgs for $name {}
+        impl KernelArgs for $name {
+            fn segment_threads(&self, $cut: i64) -> Option<usize> {
+                let $a = self;
+                $threads
+            }
+        }
         // SAFETY: plain old data of 8-byte fields, mirrored exactly by the C struct.
         unsafe impl cudarc::driver::DeviceRepr for $name {}
     };
 }
+
+/// `TxSeg<A>` (`common.cuh`): the argument block of a kernel's `_seg` twin, which runs every
+/// segment of a batch in one launch. `a` is written for one series over the whole concatenation
+/// (arrays from row `a.base`, `a.hi` its last row + 1); `starts` (the `nseg + 1` row bounds) and
+/// `first` (`nseg + 1`: each segment's first thread) are device int64 arrays.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seg<A> {
+    pub a: A,
+    pub starts: u64,
+    pub first: u64,
+    pub nseg: i64,
+}
+
+impl<A: KernelArgs> KernelArgs for Seg<A> {}
+// SAFETY: `A` (8-byte fields only) then three 8-byte fields, mirrored exactly by `TxSeg<A>`.
+unsafe impl<A: KernelArgs> cudarc::driver::DeviceRepr for Seg<A> {}
 
 pub const MOMENTS_SMA: i64 = 0;
 pub const MOMENTS_STD: i64 = 1;
@@ -110,18 +191,7 @@ kernel_args!(
         base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64,
         inv_w: f64, inv_denom: f64, k: f64,
     }
-);
-
-kernel_args!(
-    /// `MomentsSegArgs`: `tx_moments_seg`, one thread per grid block of every segment; the
-    /// fields of `MomentsArgs` (for row 0 of the concatenation), then the segments' row bounds
-    /// and first threads (int64 arrays of `nseg + 1`).
-    MomentsSegArgs {
-        x: u64, out0: u64, out1: u64, out2: u64, sa1: u64, sa2: u64,
-        base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64,
-        inv_w: f64, inv_denom: f64, k: f64,
-        starts: u64, first: u64, nseg: i64,
-    }
+    threads(a, cut) Some(grid_blocks(a.lo, a.hi - cut, a.origin, a.w))
 );
 
 kernel_args!(
@@ -129,6 +199,7 @@ kernel_args!(
     ExtremaArgs {
         x: u64, out: u64, suf: u64, base: i64, lo: i64, hi: i64, w: i64, is_max: i64,
     }
+    threads(a, cut) Some(grid_blocks(a.lo, a.hi - cut, 0, a.w))
 );
 
 kernel_args!(
@@ -136,6 +207,7 @@ kernel_args!(
     WmaArgs {
         x: u64, out: u64, aw: u64, base: i64, lo: i64, hi: i64, w: i64, denom: f64,
     }
+    threads(a, cut) Some(grid_blocks(a.lo, a.hi - cut, 0, a.w))
 );
 
 kernel_args!(
@@ -143,6 +215,7 @@ kernel_args!(
     RowArgs {
         a: u64, b: u64, c: u64, out: u64, base: i64, lo: i64, hi: i64, period: i64,
     }
+    threads(a, cut) Some((a.hi - cut - a.lo).max(0) as usize)
 );
 
 kernel_args!(
@@ -155,6 +228,21 @@ kernel_args!(
         lag: i64, mix0: f64, mix1: f64, mix2: f64, mix3: f64, out2: u64,
     }
 );
+
+/// `TxScanSeg` (`scan.cu`): the three scan launches over every segment of a batch; `s` as for
+/// [`Seg`], then each segment's seeds (device f64 pairs) and the block offset of its ends and
+/// carries (device int64, `nseg + 1`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanSeg {
+    pub s: Seg<ScanArgs>,
+    pub seeds: u64,
+    pub blocks: u64,
+}
+
+impl KernelArgs for ScanSeg {}
+// SAFETY: `Seg<ScanArgs>` then two 8-byte fields, mirrored exactly by `TxScanSeg`.
+unsafe impl cudarc::driver::DeviceRepr for ScanSeg {}
 
 pub const CO_SUMS: i64 = 0;
 pub const CO_CENTRED: i64 = 1;
@@ -174,6 +262,7 @@ kernel_args!(
         s0: u64, s1: u64, s2: u64, s3: u64, s4: u64,
         base: i64, lo: i64, hi: i64, origin: i64, w: i64, mode: i64, inv_w: f64,
     }
+    threads(a, cut) Some(grid_blocks(a.lo, a.hi - cut, a.origin, a.w))
 );
 
 kernel_args!(
@@ -191,6 +280,7 @@ kernel_args!(
     ElementwiseArgs {
         a: u64, b: u64, c: u64, d: u64, out: u64, base: i64, lo: i64, hi: i64, op: i64,
     }
+    threads(a, cut) Some((a.hi - cut - a.lo).max(0) as usize)
 );
 
 #[cfg(test)]

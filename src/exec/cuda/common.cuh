@@ -78,16 +78,6 @@ struct MomentsArgs {
     double k;          // bollinger's band width
 };
 
-// tx_moments_seg: `m` as for one series at row 0 of the concatenation (base 0, lo the first
-// output row of every segment); `starts` (nseg + 1 row bounds) and `first` (nseg + 1: each
-// segment's first thread) are int64 arrays.
-struct MomentsSegArgs {
-    MomentsArgs m;
-    const tx_i64* starts;
-    const tx_i64* first;
-    tx_i64 nseg;
-};
-
 struct ExtremaArgs {
     const double* x;
     double* out;
@@ -182,3 +172,58 @@ __device__ __forceinline__ double tx_canon(double v) { return tx_is_nan(v) ? tx_
 // An RSI row whose averages are both zero holds the previous value; the host resolves it after
 // the whole column exists (RSI_HOLD_BITS and resolve_holds in src/kernels/wilder.rs).
 __device__ __forceinline__ double tx_rsi_hold() { return __longlong_as_double(0x7ff8000052534901LL); }
+
+// A batch's segments laid end to end (`by=`), every segment in one launch: the `_seg` twin of a
+// kernel takes its argument block `a` written for one series whose arrays start at row `a.base`
+// of the concatenation, with `a.hi` the concatenation's length (`starts[nseg]`); `starts` (the
+// nseg + 1 row bounds) and `first` (nseg + 1: each segment's first thread, a prefix sum of the
+// threads each segment's own launch would have) are int64 arrays. Thread i belongs to segment k
+// with first[k] <= i < first[k + 1] and runs thread i - first[k] of the single-series kernel on
+// that segment alone: rows are the segment's own (its grid, lookback and halos count from its
+// first row), `base` moves back by starts[k] so every array index `t - base` lands on the
+// segment's rows, and `hi` becomes the segment's end. So each segment has the bits of a launch on
+// it alone, whatever the others hold.
+template <class A>
+struct TxSeg {
+    A a;
+    const tx_i64* starts;
+    const tx_i64* first;
+    tx_i64 nseg;
+};
+
+// The segment of thread i (the last k with first[k] <= i), or -1 past the last segment's threads.
+__device__ __forceinline__ tx_i64 tx_seg_of(const tx_i64* first, tx_i64 nseg, tx_i64 i) {
+    if (i >= first[nseg]) return -1;
+    tx_i64 k = 0, end = nseg;
+    while (end - k > 1) {
+        const tx_i64 mid = k + (end - k) / 2;
+        if (first[mid] <= i) {
+            k = mid;
+        } else {
+            end = mid;
+        }
+    }
+    return k;
+}
+
+// Thread i of the segmented launch `s`: its segment k, its thread in that segment's own launch,
+// and `a` (a copy of `s.a`) moved onto the segment. False past the last segment's threads.
+template <class A>
+__device__ __forceinline__ bool tx_seg_args(const TxSeg<A>& s, A& a, tx_i64& k, tx_i64& thread) {
+    const tx_i64 i = tx_thread_index();
+    k = tx_seg_of(s.first, s.nseg, i);
+    if (k < 0) return false;
+    const tx_i64 at = s.starts[k];
+    a.base -= at;
+    a.hi -= s.starts[s.nseg] - (s.starts[k + 1] - at);
+    thread = i - s.first[k];
+    return true;
+}
+
+// Runs `AT(a, thread)`, a kernel's single-series body, as thread i of the segmented launch `s`.
+template <class A, void (*AT)(const A&, tx_i64)>
+__device__ __forceinline__ void tx_seg_run(const TxSeg<A>& s) {
+    A a = s.a;
+    tx_i64 k = 0, thread = 0;
+    if (tx_seg_args(s, a, k, thread)) AT(a, thread);
+}

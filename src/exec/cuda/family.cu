@@ -23,6 +23,8 @@
 //   (varscan::chain_carries).
 // tx_varscan_finish: one thread per row: y = seed at the seed row, else y = L_t + A_t*C_k.
 // tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`; inputs a, b, c, d).
+// tx_comoments_seg and tx_elementwise_seg run those bodies on every segment of a batch at once
+// (TxSeg in common.cuh).
 
 #define TX_CO_SUMS 0
 #define TX_CO_CENTRED 1
@@ -139,9 +141,10 @@ __device__ __forceinline__ double tx_co_y(const CoMomentsArgs& a, tx_i64 t) {
     return a.y[t - a.base];
 }
 
-extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
+// Block `thread` (counted from the block of `a.lo`) of tx_comoments.
+__device__ void tx_comoments_at(const CoMomentsArgs& a, const tx_i64 thread) {
     const tx_i64 w = a.w;
-    const tx_i64 b = (a.lo - a.origin) / w + tx_thread_index();
+    const tx_i64 b = (a.lo - a.origin) / w + thread;
     if (a.lo >= a.hi || b > (a.hi - 1 - a.origin) / w) return;
     const tx_i64 start = a.origin + b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
@@ -213,6 +216,13 @@ extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
     }
 }
 
+extern "C" __global__ void tx_comoments(const CoMomentsArgs a) {
+    tx_comoments_at(a, tx_thread_index());
+}
+extern "C" __global__ void tx_comoments_seg(const TxSeg<CoMomentsArgs> s) {
+    tx_seg_run<CoMomentsArgs, tx_comoments_at>(s);
+}
+
 __device__ __forceinline__ tx_i64 tx_varscan_first(const VarScanArgs& a) {
     return tx_max(a.lo, a.seed_row + 1);
 }
@@ -253,8 +263,8 @@ extern "C" __global__ void tx_varscan_finish(const VarScanArgs a) {
     a.out[i] = tx_canon(a.l[i] + a.pa[i] * a.carries[kk]);
 }
 
-extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
-    const tx_i64 t = a.lo + tx_thread_index();
+__device__ void tx_elementwise_at(const ElementwiseArgs& a, const tx_i64 thread) {
+    const tx_i64 t = a.lo + thread;
     if (t >= a.hi) return;
     const tx_i64 i = t - a.base;
     double r;
@@ -303,4 +313,11 @@ extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
             break;
     }
     a.out[i] = tx_canon(r);
+}
+
+extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
+    tx_elementwise_at(a, tx_thread_index());
+}
+extern "C" __global__ void tx_elementwise_seg(const TxSeg<ElementwiseArgs> s) {
+    tx_seg_run<ElementwiseArgs, tx_elementwise_at>(s);
 }

@@ -25,6 +25,15 @@ extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, c
     TX_KERNEL(tx_varscan_local)
     TX_KERNEL(tx_varscan_finish)
     TX_KERNEL(tx_elementwise)
+    TX_KERNEL(tx_extrema_seg)
+    TX_KERNEL(tx_wma_seg)
+    TX_KERNEL(tx_fastk_seg)
+    TX_KERNEL(tx_roc_seg)
+    TX_KERNEL(tx_comoments_seg)
+    TX_KERNEL(tx_elementwise_seg)
+    TX_KERNEL(tx_scan_drive_seg)
+    TX_KERNEL(tx_scan_local_seg)
+    TX_KERNEL(tx_scan_finish_seg)
 #undef TX_KERNEL
     return -1;
 }

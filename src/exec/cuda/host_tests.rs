@@ -479,7 +479,7 @@ fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
                     for t in spec.lookback().min(a.len())..a.len() {
                         let (g, a) = (g[w[0] + t], a[t]);
                         assert!(
-                            g.to_bits() == a.to_bits() || (g.is_nan() && a.is_nan()),
+                            g.to_bits() == a.to_bits(),
                             "{spec:?} segment {w:?} pieces of {piece_rows}: output {j} row {t}: \
                              batch {g:e} vs alone {a:e}"
                         );
@@ -503,10 +503,120 @@ fn a_batch_of_segments_has_the_bits_of_each_segment_alone() {
     }
 }
 
-/// The moving-moments indicators run every segment of a batch in one launch when the rows fit in
-/// one piece; other families still launch per segment.
+/// Random `by=` bounds: empty segments, one-row and two-row ones, random cuts (many shorter than
+/// the lookbacks), and a long last segment past two scan blocks.
+fn random_bounds(rng: &mut Lcg) -> Vec<usize> {
+    use crate::kernels::testing::random_cuts;
+    let long = 2100 + rng.below(600);
+    let n = long + 1500 + rng.below(1000);
+    let mut b = vec![0, 0, 1, 1, 3];
+    b.extend(random_cuts(rng, n - long, 12).into_iter().map(|c| c.max(3)));
+    b.extend([n - long, n - long, n]);
+    b.sort_unstable();
+    b
+}
+
+/// Runs the calls `specs` (one inputs set) as one batch over `bounds`, all rows in one piece, and
+/// checks every segment of every call against the Rust kernels on that segment alone, bit for bit
+/// (NaN included); returns the backend's launch count.
+fn check_batch_in_one_piece(specs: &[Spec], ins: &[&[f64]], bounds: &[usize]) -> usize {
+    use super::batch::run_batch;
+    use crate::kernels::testing::assert_bits_eq;
+    let n = *bounds.last().unwrap();
+    let mut got: Vec<Vec<Vec<f64>>> = specs
+        .iter()
+        .map(|s| vec![vec![f64::NAN; n]; s.outputs().len()])
+        .collect();
+    let be = HostBackend::new();
+    {
+        let mut outs: Vec<Vec<&mut [f64]>> = got
+            .iter_mut()
+            .map(|c| c.iter_mut().map(|v| v.as_mut_slice()).collect())
+            .collect();
+        run_batch(&be, specs, ins, bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+    }
+    for (spec, call) in specs.iter().zip(&got) {
+        for w in bounds.windows(2) {
+            let seg: Vec<&[f64]> = ins.iter().map(|x| &x[w[0]..w[1]]).collect();
+            let mut alone = vec![vec![0.0; w[1] - w[0]]; call.len()];
+            {
+                let mut o: Vec<&mut [f64]> = alone.iter_mut().map(|v| v.as_mut_slice()).collect();
+                spec.run(&Sequential, &seg, &mut o);
+            }
+            let from = spec.lookback().min(w[1] - w[0]);
+            for (j, (g, a)) in call.iter().zip(&alone).enumerate() {
+                assert_bits_eq(
+                    &g[w[0] + from..w[1]],
+                    &a[from..],
+                    &format!("{spec:?} bounds {bounds:?} segment {w:?} output {j} from row {from}"),
+                );
+            }
+        }
+    }
+    be.launches.get()
+}
+
+/// `run_batch` over random segment bounds, all rows in one piece (the path that runs every
+/// segment in one launch per kernel): every segment has the bits of the Rust kernels on it alone,
+/// NaN included, for every indicator with a CUDA twin, alone and in sweeps of several calls; and
+/// every family launches no more kernels for the batch than for one series (one launch per
+/// kernel for all segments).
 #[test]
-fn a_moments_batch_is_one_launch() {
+fn a_batch_over_random_bounds_has_the_bits_of_each_segment_alone() {
+    use crate::kernels::registry::build_named;
+    let mut rng = Lcg(2024);
+    for round in 0..2 {
+        let bounds = random_bounds(&mut rng);
+        let n = *bounds.last().unwrap();
+        let all = series(n, 40 + round);
+        let volume = &all[all.len() - 1];
+        for spec in specs() {
+            let inputs = inputs_for(&spec, &all[rng.below(all.len() - 1)], volume);
+            let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+            let launches = check_batch_in_one_piece(&[spec], &ins, &bounds);
+            let one = HostBackend::new();
+            let mut whole = vec![vec![0.0; n]; spec.outputs().len()];
+            let mut o: Vec<&mut [f64]> = whole.iter_mut().map(|v| v.as_mut_slice()).collect();
+            run(&one, &spec, &ins, &mut o, usize::MAX).unwrap();
+            assert!(
+                launches <= one.launches.get(),
+                "{spec:?}: {launches} launches for {} segments, {} for one series",
+                bounds.len() - 1,
+                one.launches.get()
+            );
+        }
+        // Sweeps: several calls of one batch share the resident inputs.
+        let period = |name: &str, p: f64| build_named(name, [("period", p)]).unwrap();
+        let closes = [
+            Spec::ema(10).unwrap(),
+            Spec::macd(12, 26, 9).unwrap(),
+            Spec::sma(20).unwrap(),
+            Spec::rsi(14).unwrap(),
+            period("dema", 5.0),
+            period("hma", 9.0),
+            Spec::ema(3).unwrap(),
+        ];
+        let x = &all[rng.below(all.len() - 1)];
+        let inputs = inputs_for(&closes[0], x, volume);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        check_batch_in_one_piece(&closes, &ins, &bounds);
+        let ohlc = [
+            Spec::atr(14).unwrap(),
+            Spec::natr(5).unwrap(),
+            Spec::stoch(14, 3, 3).unwrap(),
+            Spec::atr(1).unwrap(),
+        ];
+        let inputs = inputs_for(&ohlc[0], x, volume);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
+        check_batch_in_one_piece(&ohlc, &ins, &bounds);
+    }
+}
+
+/// When the rows fit in one piece, a batch launches each kernel once for all its segments: the
+/// moving moments once, STOCH and HMA their five kernels, a scan three per stage (EMA one stage,
+/// MACD and DEMA two), Bollinger bands around an EMA the EMA's three and the bands' one.
+#[test]
+fn a_batch_is_one_launch_per_kernel() {
     use super::batch::run_batch;
     let bounds = [0, 5, 6, 900, 2000];
     let x = series(2000, 3).swap_remove(0);
@@ -514,11 +624,18 @@ fn a_moments_batch_is_one_launch() {
         (Spec::sma(20).unwrap(), 1),
         (Spec::bollinger(7, 2.0).unwrap(), 1),
         (Spec::rolling_std(9, 1).unwrap(), 1),
+        (Spec::stoch(5, 3, 3).unwrap(), 5),
+        (
+            crate::kernels::registry::build_named("hma", [("period", 9.0)]).unwrap(),
+            5,
+        ),
     ] {
         let be = HostBackend::new();
+        let inputs = inputs_for(&spec, &x, &x);
+        let ins: Vec<&[f64]> = inputs.iter().map(|v| v.as_slice()).collect();
         let mut got = vec![vec![f64::NAN; 2000]; spec.outputs().len()];
         let mut outs = vec![got.iter_mut().map(|v| v.as_mut_slice()).collect()];
-        run_batch(&be, &[spec], &[&x], &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
+        run_batch(&be, &[spec], &ins, &bounds, &mut outs, |_| Ok(usize::MAX)).unwrap();
         assert_eq!(be.launches.get(), launches, "{spec:?}");
     }
 }

@@ -10,6 +10,10 @@
 //! from the previous piece, so pieces chain exactly like the blocks inside one piece. Seeds, decays
 //! and the power table come from the Rust kernels' own builders (`ema_recurrence`, …), so the
 //! GPU starts from the very same bits.
+//!
+//! A `by=` batch whose rows fit in one piece runs every segment in each launch (`cuda/batch.rs`):
+//! [`run`] over the whole concatenation on a backend that turns launches into their segmented
+//! twins, or [`scans_segments`] for the scan families.
 
 use super::args::*;
 use super::error::GpuError;
@@ -435,106 +439,19 @@ pub fn run<B: Backend>(
     }
 }
 
-/// The moving-moments indicators (SMA, SUM, rolling std/var, z-score, Bollinger, AVGDEV) on every
-/// segment (`bounds[i]..bounds[i + 1]`) of `inputs[0]`, already on the device as `x`: one
-/// `tx_moments_seg` launch for all segments, each on its own grid from its own first row (the bits
-/// of [`run`] on it alone), each output downloaded once. Returns `false`, with nothing done, for
-/// another indicator or when all the rows do not fit in one piece of `piece_rows`; the caller
-/// then runs the segments one by one.
-pub fn moments_segments<B: Backend>(
-    be: &B,
-    spec: &Spec,
-    inputs: &[&[f64]],
-    x: &B::Buf,
-    bounds: &[usize],
-    outs: &mut [&mut [f64]],
-    piece_rows: usize,
-) -> Result<bool, GpuError> {
-    let n = bounds.last().copied().unwrap_or(0);
-    let moments = matches!(
-        spec,
-        Spec::Sma { .. }
-            | Spec::Sum { .. }
-            | Spec::RollingStd { .. }
-            | Spec::RollingVar { .. }
-            | Spec::Zscore { .. }
-            | Spec::Bollinger { .. }
-            | Spec::AvgDev { .. }
-    );
-    if !moments || n > piece_rows || bounds.len() < 2 {
-        return Ok(false);
-    }
-    let Family::Window(
-        op @ Window::Moments {
-            mode,
-            w,
-            inv_denom,
-            k,
-        },
-    ) = family(spec, inputs)?
-    else {
-        return Ok(false);
-    };
-    let lookback = spec.lookback();
-    // int64 arrays on the device, carried as f64 bit patterns.
-    let as_bits = |v: i64| f64::from_bits(v as u64);
-    let mut first = Vec::with_capacity(bounds.len());
-    let mut threads = 0usize;
-    for seg in bounds.windows(2) {
-        first.push(as_bits(threads as i64));
-        let len = seg[1] - seg[0];
-        if len > lookback {
-            threads += grid_threads(lookback, len, 0, w);
-        }
-    }
-    first.push(as_bits(threads as i64));
-    if threads == 0 {
+/// Whether every launch of `spec` has a segmented twin ([`Kernel::segmented`]), so a batch can run
+/// all its segments through [`run`] at once (`cuda/batch.rs`): every family but the scans
+/// (whose seeds and carries belong to each segment), Bollinger bands around a scan average
+/// included.
+pub fn segmentable(spec: &Spec, inputs: &[&[f64]]) -> Result<bool, GpuError> {
+    if inputs.first().map_or(0, |x| x.len()) <= spec.lookback() {
         return Ok(true);
     }
-    let starts: Vec<f64> = bounds.iter().map(|&b| as_bits(b as i64)).collect();
-    let mut starts_b = be.alloc(starts.len())?;
-    be.upload(&mut starts_b, &starts)?;
-    let mut first_b = be.alloc(first.len())?;
-    be.upload(&mut first_b, &first)?;
-    let bufs = alloc_n(be, outs.len() + op.scratch(), n)?;
-    let (sa1, sa2) = match mode {
-        MOMENTS_SMA | MOMENTS_SUM | MOMENTS_AVGDEV => (addr_at(&bufs, 0), 0),
-        MOMENTS_BOLLINGER => (addr_at(&bufs, 1), addr_at(&bufs, 2)),
-        _ => (addr_at(&bufs, 0), addr_at(&bufs, 1)),
-    };
-    let bollinger = mode == MOMENTS_BOLLINGER;
-    let args = MomentsSegArgs {
-        x: x.addr(),
-        out0: addr_at(&bufs, 0),
-        out1: if bollinger { addr_at(&bufs, 1) } else { 0 },
-        out2: if bollinger { addr_at(&bufs, 2) } else { 0 },
-        sa1,
-        sa2,
-        base: 0,
-        lo: lookback as i64,
-        hi: 0,
-        origin: 0,
-        w: w as i64,
-        mode,
-        inv_w: 1.0 / w as f64,
-        inv_denom,
-        k,
-        starts: starts_b.addr(),
-        first: first_b.addr(),
-        nseg: (bounds.len() - 1) as i64,
-    };
-    be.launch(Kernel::MomentsSeg, threads, &args)?;
-    let mut host = vec![0.0; n];
-    for (out, buf) in outs.iter_mut().zip(&bufs) {
-        be.download(buf, 0, &mut host)?;
-        for seg in bounds.windows(2) {
-            if seg[1] - seg[0] > lookback {
-                let rows = seg[0] + lookback..seg[1];
-                out[rows.clone()].copy_from_slice(&host[rows]);
-            }
-        }
-    }
-    Ok(true)
+    Ok(match family(spec, inputs)? {
+        Family::Scans(_) => false,
+        Family::Bands { ma, .. } => segmentable(&ma, inputs)?,
+        _ => true,
+    })
 }
 
 /// Bollinger bands around `middle` (full length, valid from the pass's first row): each piece
@@ -1059,6 +976,227 @@ fn scans<B: Backend>(
         }
     }
     Ok(())
+}
+
+/// Bollinger bands around a moving average (`spec` a [`Family::Bands`]) whose middle is already
+/// in `outs[0]` (a batch computes a scan middle with [`scans_segments`] first): the bands pass of
+/// [`run`] alone. `false`, with nothing done, for another family.
+pub fn bands_around_middle<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<bool, GpuError> {
+    let n = inputs.first().map_or(0, |x| x.len());
+    let lookback = spec.lookback();
+    if n <= lookback {
+        return Ok(true);
+    }
+    let Family::Bands { w, up, down, .. } = family(spec, inputs)? else {
+        return Ok(false);
+    };
+    let rows = Rows {
+        from: lookback,
+        to: n,
+        out_base: 0,
+    };
+    let (middle, bands_out) = outs.split_at_mut(1);
+    bands(
+        be,
+        (w, up, down),
+        inputs[0],
+        &*middle[0],
+        bands_out,
+        rows,
+        piece_rows.max(1),
+    )?;
+    Ok(true)
+}
+
+/// The scan families on every segment (`bounds[i]..bounds[i + 1]`) of `inputs` at once (a `by=`
+/// batch; `be` holds the inputs resident, `cuda/batch.rs`): per stage one drive, one local-scan
+/// and one fix-up launch for all segments (`tx_scan_*_seg`), one download of every block end and
+/// one upload of every carry. Each segment keeps what [`run`] on it alone has: its stages from
+/// the Rust builders on its own rows (its seeds, MACD's signal seed included), its blocks anchored
+/// at its first row, and its carries chained on the host from its own seed. Writes rows
+/// `bounds[i] + lookback..bounds[i + 1]` of the full-length `outs` (the others hold scratch).
+/// Returns `false`, with nothing done, for another family, when all the rows do not fit in one
+/// piece of `piece_rows`, or when the segments' stages differ in more than their seeds.
+pub fn scans_segments<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    inputs: &[&[f64]],
+    bounds: &[usize],
+    outs: &mut [&mut [f64]],
+    piece_rows: usize,
+) -> Result<bool, GpuError> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let lookback = spec.lookback();
+    if n > piece_rows || bounds.len() < 2 {
+        return Ok(false);
+    }
+    // Each long enough segment's stages (shorter ones have no output rows and get no threads).
+    let mut per: Vec<Option<Vec<Stage>>> = Vec::with_capacity(bounds.len() - 1);
+    for w in bounds.windows(2) {
+        if w[1] - w[0] <= lookback {
+            per.push(None);
+            continue;
+        }
+        let seg: Vec<&[f64]> = inputs.iter().map(|x| &x[w[0]..w[1]]).collect();
+        match family(spec, &seg)? {
+            Family::Scans(stages) => per.push(Some(stages)),
+            _ => return Ok(false),
+        }
+    }
+    let Some(stages) = per.iter().flatten().next() else {
+        // No segment has output rows: nothing to compute.
+        return Ok(true);
+    };
+    if per
+        .iter()
+        .flatten()
+        .any(|p| p.len() != stages.len() || p.iter().zip(stages).any(|(a, b)| !a.same_but_seeds(b)))
+    {
+        return Ok(false);
+    }
+    let lo = stages[0].seed_row;
+    let base = lo.saturating_sub(scan_halo(stages));
+    let cap = n - base;
+    let lens: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+    // Blocks of a segment of `len` rows whose scan starts at row `from`.
+    let blocks_of = |from: usize, len: usize| {
+        if from < len {
+            (len - 1) / SCAN_BLOCK - from / SCAN_BLOCK + 1
+        } else {
+            0
+        }
+    };
+    let max_blocks = stages
+        .iter()
+        .map(|st| {
+            let from = lo.max(st.seed_row + 1);
+            lens.iter()
+                .zip(&per)
+                .filter(|(_, p)| p.is_some())
+                .map(|(&len, _)| blocks_of(from, len))
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    let buffers = scan_buffers(stages, outs.len());
+    let mut b = MemberBufs::alloc(be, inputs.len(), buffers, stages, cap, max_blocks)?;
+    for (buf, src) in b.ins.iter_mut().zip(inputs) {
+        be.upload(buf, &src[base..n])?;
+    }
+    let as_bits = |v: usize| f64::from_bits(v as u64);
+    let upload = |v: &[f64]| -> Result<B::Buf, GpuError> {
+        let mut buf = be.alloc(v.len())?;
+        be.upload(&mut buf, v)?;
+        Ok(buf)
+    };
+    let starts = upload(&bounds.iter().map(|&b| as_bits(b)).collect::<Vec<_>>())?;
+    // Tables of the launches so far, kept until the outputs are down.
+    let mut keep = Vec::new();
+    let (mut ends_host, mut carries_host) = (vec![0.0; 2 * max_blocks], vec![0.0; 2 * max_blocks]);
+    for (si, st) in stages.iter().enumerate() {
+        let c = st.channels;
+        let from = lo.max(st.seed_row + 1);
+        // Per segment: first threads of the drive, the local scans and the fix-up, first block.
+        let mut tables = [(); 4].map(|()| Vec::with_capacity(bounds.len()));
+        let mut seeds = Vec::with_capacity(2 * lens.len());
+        let mut at = [0usize; 4];
+        for (&len, p) in lens.iter().zip(&per) {
+            for (t, v) in tables.iter_mut().zip(at) {
+                t.push(as_bits(v));
+            }
+            let Some(p) = p else {
+                seeds.extend([0.0; 2]);
+                continue;
+            };
+            seeds.extend(p[si].seed);
+            let blocks = blocks_of(from, len);
+            if blocks > 0 {
+                at[0] += len - from;
+                at[1] += blocks * c;
+                at[3] += blocks;
+            }
+            if lo.max(st.seed_row) < len {
+                at[2] += len - lo;
+            }
+        }
+        for (t, v) in tables.iter_mut().zip(at) {
+            t.push(as_bits(v));
+        }
+        let seeds_b = upload(&seeds)?;
+        let blocks_b = upload(&tables[3])?;
+        let args = b.args(st, si, base, cap, lo, n);
+        let mut launch = |kernel: Kernel, table: &[f64], threads: usize| -> Result<(), GpuError> {
+            if threads == 0 {
+                return Ok(());
+            }
+            let first = upload(table)?;
+            let g = ScanSeg {
+                s: Seg {
+                    a: args,
+                    starts: starts.addr(),
+                    first: first.addr(),
+                    nseg: lens.len() as i64,
+                },
+                seeds: seeds_b.addr(),
+                blocks: blocks_b.addr(),
+            };
+            keep.push(first);
+            be.launch(kernel, threads, &g)
+        };
+        if at[3] > 0 {
+            launch(Kernel::ScanDriveSeg, &tables[0], at[0])?;
+            launch(Kernel::ScanLocalSeg, &tables[1], at[1])?;
+            be.download(&b.ends, 0, &mut ends_host[..at[3] * c])?;
+            let mut off = 0;
+            for (&len, p) in lens.iter().zip(&per) {
+                let blocks = blocks_of(from, len);
+                let Some(p) = p.as_ref().filter(|_| blocks > 0) else {
+                    continue;
+                };
+                let mut cur = p[si].seed;
+                let rows = off * c..(off + blocks) * c;
+                st.chain(
+                    &mut cur,
+                    from / SCAN_BLOCK,
+                    from,
+                    len,
+                    &ends_host[rows.clone()],
+                    &mut carries_host[rows],
+                );
+                off += blocks;
+            }
+            be.upload(&mut b.carries, &carries_host[..at[3] * c])?;
+        }
+        launch(Kernel::ScanFinishSeg, &tables[2], at[2])?;
+        keep.extend([seeds_b, blocks_b]);
+    }
+    for (out, buf) in outs.iter_mut().zip(&b.outs) {
+        be.download(buf, 0, &mut out[base..n])?;
+    }
+    Ok(true)
+}
+
+impl Stage {
+    /// Whether `other` is this stage up to its seeds (a segment of a batch vs another).
+    fn same_but_seeds(&self, other: &Stage) -> bool {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.mode == other.mode
+            && self.channels == other.channels
+            && bits(&self.decay) == bits(&other.decay)
+            && self.seed_row == other.seed_row
+            && bits(&self.coef) == bits(&other.coef)
+            && self.ins == other.ins
+            && self.outs == other.outs
+            && self.lag == other.lag
+            && bits(&self.mix) == bits(&other.mix)
+            && self.out2 == other.out2
+    }
 }
 
 impl Stage {

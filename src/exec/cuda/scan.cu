@@ -9,6 +9,8 @@
 //   tx_scan_finish  one thread per row: y = seed at the seed row, else y_c = L_c + P[t-start+1]*C_k;
 //                   then the mode's output (ema, macd line, signal + hist, rsi, atr, natr, obv).
 // Block k covers rows max(k*B, seed_row + 1, lo) .. min((k+1)*B, hi).
+// Each launch's body is a `_at(args, thread)` function; the `_seg` twins (at the end) run it on
+// every segment of a batch at once, each segment with its own seeds and block offset.
 
 __device__ __forceinline__ tx_i64 tx_scan_first(const ScanArgs& a) {
     return tx_max(a.lo, a.seed_row + 1);
@@ -43,8 +45,8 @@ __device__ __forceinline__ double tx_kama_sc(const ScanArgs& a, tx_i64 t) {
     return sc * sc;
 }
 
-extern "C" __global__ void tx_scan_drive(const ScanArgs a) {
-    const tx_i64 t = tx_scan_first(a) + tx_thread_index();
+__device__ void tx_scan_drive_at(const ScanArgs& a, const tx_i64 thread) {
+    const tx_i64 t = tx_scan_first(a) + thread;
     if (t >= a.hi) return;
     const tx_i64 i = t - a.base;
     double* l0 = a.l;
@@ -129,12 +131,11 @@ __device__ __forceinline__ void tx_varscan_block(const ScanArgs& a, tx_i64 kk, t
     a.ends[kk * 2 + 1] = acc;
 }
 
-extern "C" __global__ void tx_scan_local(const ScanArgs a) {
+__device__ void tx_scan_local_at(const ScanArgs& a, const tx_i64 id) {
     const tx_i64 first = tx_scan_first(a);
     if (first >= a.hi) return;
     const tx_i64 k0 = first / TX_SCAN_BLOCK;
     const tx_i64 blocks = (a.hi - 1) / TX_SCAN_BLOCK - k0 + 1;
-    const tx_i64 id = tx_thread_index();
     if (id >= blocks * a.channels) return;
     const tx_i64 kk = id / a.channels, c = id % a.channels;
     const tx_i64 k = k0 + kk;
@@ -154,8 +155,8 @@ extern "C" __global__ void tx_scan_local(const ScanArgs a) {
     a.ends[kk * a.channels + c] = acc;
 }
 
-extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
-    const tx_i64 t = a.lo + tx_thread_index();
+__device__ void tx_scan_finish_at(const ScanArgs& a, const tx_i64 thread) {
+    const tx_i64 t = a.lo + thread;
     if (t >= a.hi || t < a.seed_row) return;
     const tx_i64 i = t - a.base;
     double y0 = a.seed0, y1 = a.seed1;
@@ -219,4 +220,43 @@ extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
             a.out0[i] = tx_canon(y0);
             break;
     }
+}
+
+extern "C" __global__ void tx_scan_drive(const ScanArgs a) { tx_scan_drive_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_scan_local(const ScanArgs a) { tx_scan_local_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_scan_finish(const ScanArgs a) {
+    tx_scan_finish_at(a, tx_thread_index());
+}
+
+// The scans of a batch's segments, one launch per stage and kernel for all segments (TxSeg in
+// common.cuh): every segment scans from its own seed row with its own seeds (seeds[2k],
+// seeds[2k + 1], from the Rust builders on its rows), over its own blocks (anchored at its first
+// row), whose ends and carries sit at block offset blocks[k] of the shared arrays; the host chains
+// each segment's carries from its own seed.
+struct TxScanSeg {
+    TxSeg<ScanArgs> s;
+    const double* seeds;
+    const tx_i64* blocks;
+};
+
+template <void (*AT)(const ScanArgs&, tx_i64)>
+__device__ __forceinline__ void tx_scan_seg_run(const TxScanSeg& g) {
+    ScanArgs a = g.s.a;
+    tx_i64 k = 0, thread = 0;
+    if (!tx_seg_args(g.s, a, k, thread)) return;
+    a.seed0 = g.seeds[2 * k];
+    a.seed1 = g.seeds[2 * k + 1];
+    a.ends += g.blocks[k] * a.channels;
+    a.carries += g.blocks[k] * a.channels;
+    AT(a, thread);
+}
+
+extern "C" __global__ void tx_scan_drive_seg(const TxScanSeg g) {
+    tx_scan_seg_run<tx_scan_drive_at>(g);
+}
+extern "C" __global__ void tx_scan_local_seg(const TxScanSeg g) {
+    tx_scan_seg_run<tx_scan_local_at>(g);
+}
+extern "C" __global__ void tx_scan_finish_seg(const TxScanSeg g) {
+    tx_scan_seg_run<tx_scan_finish_at>(g);
 }

@@ -1,6 +1,8 @@
 // Windowed kernels on the global block grid: the exact operation sequences of
 // src/kernels/moments.rs (sma, rolling_sum, rolling_std, zscore, bollinger, avgdev), extrema.rs (rolling max/min, fast
 // %K), wma.rs and flow.rs (roc). One thread per block of `w` rows of the grid, or per row.
+// Each kernel's body is a `_at(args, thread)` function; the kernel runs it on one series, its
+// `_seg` twin on every segment of a batch at once (TxSeg, tx_seg_run in common.cuh).
 //
 // tx_moments, per block b of the grid that starts at `origin` (rows o = 0..w of the block):
 //   reference r = x[block start] if finite else 0.0 (tx_reference); d = x - r.
@@ -99,42 +101,18 @@ __device__ void tx_moments_at(const MomentsArgs& a, const tx_i64 thread) {
 
 extern "C" __global__ void tx_moments(const MomentsArgs a) { tx_moments_at(a, tx_thread_index()); }
 
-// tx_moments over the segments of a batch laid end to end, one launch for all: thread i belongs to
-// segment k with first[k] <= i < first[k + 1], and runs block i - first[k] of tx_moments on that
-// segment alone (its rows starts[k] .. starts[k + 1] as rows 0.., base 0, its grid from its own
-// row 0), so every segment has the bits of a single-series launch.
-extern "C" __global__ void tx_moments_seg(const MomentsSegArgs s) {
-    const tx_i64 i = tx_thread_index();
-    if (i >= s.first[s.nseg]) return;
-    tx_i64 k = 0, end = s.nseg;  // the last k with first[k] <= i
-    while (end - k > 1) {
-        const tx_i64 mid = k + (end - k) / 2;
-        if (s.first[mid] <= i) {
-            k = mid;
-        } else {
-            end = mid;
-        }
-    }
-    const tx_i64 at = s.starts[k];
-    MomentsArgs a = s.m;
-    a.x += at;
-    if (a.out0) a.out0 += at;
-    if (a.out1) a.out1 += at;
-    if (a.out2) a.out2 += at;
-    if (a.sa1) a.sa1 += at;
-    if (a.sa2) a.sa2 += at;
-    a.base = 0;
-    a.hi = s.starts[k + 1] - at;
-    tx_moments_at(a, i - s.first[k]);
+extern "C" __global__ void tx_moments_seg(const TxSeg<MomentsArgs> s) {
+    tx_seg_run<MomentsArgs, tx_moments_at>(s);
 }
 
 __device__ __forceinline__ double tx_pick(bool is_max, double acc, double v) {
     return is_max ? tx_nan_max(acc, v) : tx_nan_min(acc, v);
 }
 
-extern "C" __global__ void tx_extrema(const ExtremaArgs a) {
+// Block `thread` (counted from the block of `a.lo`) of tx_extrema.
+__device__ void tx_extrema_at(const ExtremaArgs& a, const tx_i64 thread) {
     const tx_i64 w = a.w;
-    const tx_i64 b = a.lo / w + tx_thread_index();
+    const tx_i64 b = a.lo / w + thread;
     if (a.lo >= a.hi || b > (a.hi - 1) / w) return;
     const bool is_max = a.is_max != 0;
     const tx_i64 start = b * w;
@@ -160,9 +138,15 @@ extern "C" __global__ void tx_extrema(const ExtremaArgs a) {
     }
 }
 
-extern "C" __global__ void tx_wma(const WmaArgs a) {
+extern "C" __global__ void tx_extrema(const ExtremaArgs a) { tx_extrema_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_extrema_seg(const TxSeg<ExtremaArgs> s) {
+    tx_seg_run<ExtremaArgs, tx_extrema_at>(s);
+}
+
+// Block `thread` (counted from the block of `a.lo`) of tx_wma.
+__device__ void tx_wma_at(const WmaArgs& a, const tx_i64 thread) {
     const tx_i64 w = a.w;
-    const tx_i64 b = a.lo / w + tx_thread_index();
+    const tx_i64 b = a.lo / w + thread;
     if (a.lo >= a.hi || b > (a.hi - 1) / w) return;
     const tx_i64 start = b * w;
     const tx_i64 o_lo = tx_max(a.lo, start) - start;
@@ -192,9 +176,12 @@ extern "C" __global__ void tx_wma(const WmaArgs a) {
     }
 }
 
+extern "C" __global__ void tx_wma(const WmaArgs a) { tx_wma_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_wma_seg(const TxSeg<WmaArgs> s) { tx_seg_run<WmaArgs, tx_wma_at>(s); }
+
 // Fast %K from the rolling extremes: a = highest high, b = lowest low, c = close.
-extern "C" __global__ void tx_fastk(const RowArgs a) {
-    const tx_i64 t = a.lo + tx_thread_index();
+__device__ void tx_fastk_at(const RowArgs& a, const tx_i64 thread) {
+    const tx_i64 t = a.lo + thread;
     if (t >= a.hi) return;
     const tx_i64 i = t - a.base;
     const double ll = a.b[i];
@@ -205,10 +192,16 @@ extern "C" __global__ void tx_fastk(const RowArgs a) {
     a.out[i] = tx_canon((diff != 0.0) ? (a.c[i] * h - ll * h) / diff : 0.0);
 }
 
+extern "C" __global__ void tx_fastk(const RowArgs a) { tx_fastk_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_fastk_seg(const TxSeg<RowArgs> s) { tx_seg_run<RowArgs, tx_fastk_at>(s); }
+
 // ROC(period) of a: ((x_t / x_{t-period}) - 1) * 100, or 0.0 when x_{t-period} == 0.
-extern "C" __global__ void tx_roc(const RowArgs a) {
-    const tx_i64 t = a.lo + tx_thread_index();
+__device__ void tx_roc_at(const RowArgs& a, const tx_i64 thread) {
+    const tx_i64 t = a.lo + thread;
     if (t >= a.hi) return;
     const double prev = a.a[t - a.period - a.base];
     a.out[t - a.base] = tx_canon((prev != 0.0) ? ((a.a[t - a.base] / prev) - 1.0) * 100.0 : 0.0);
 }
+
+extern "C" __global__ void tx_roc(const RowArgs a) { tx_roc_at(a, tx_thread_index()); }
+extern "C" __global__ void tx_roc_seg(const TxSeg<RowArgs> s) { tx_seg_run<RowArgs, tx_roc_at>(s); }
