@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -47,6 +48,15 @@ def write_key_layout(df: pl.DataFrame, root: str) -> str:
         os.makedirs(os.path.join(root, f"symbol={sym}"))
         g.drop("symbol").write_parquet(os.path.join(root, f"symbol={sym}", "part0.parquet"))
     return root
+
+
+def write_layouts(root: Path) -> dict[str, str]:
+    """The test frame written under ``root`` in both source layouts: ``{"time": dir, "key": dir}``."""
+    df = frame()
+    return {
+        "time": write_time_layout(df, str(root / "time")),
+        "key": write_key_layout(df, str(root / "key")),
+    }
 
 
 def exprs() -> dict[str, pl.Expr]:

@@ -25,8 +25,7 @@ from distributed_data import (
     exprs,
     frame,
     reference,
-    write_key_layout,
-    write_time_layout,
+    write_layouts,
 )
 from helpers import assert_bits_equal
 
@@ -43,12 +42,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("distributed-ray")
-    df = frame()
-    return {
-        "time": write_time_layout(df, str(root / "time")),
-        "key": write_key_layout(df, str(root / "key")),
-    }
+    return write_layouts(tmp_path_factory.mktemp("distributed-ray"))
 
 
 def _run(source: str, dest: str, ex: dict[str, pl.Expr] | None = None, **kw) -> txd.Summary:

@@ -20,8 +20,7 @@ from distributed_data import (
     exprs,
     frame,
     reference,
-    write_key_layout,
-    write_time_layout,
+    write_layouts,
 )
 from helpers import assert_bits_equal
 from threadx.distributed import buckets, output
@@ -31,12 +30,7 @@ ROWS_TOTAL = frame().height
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("distributed-local")
-    df = frame()
-    return {
-        "time": write_time_layout(df, str(root / "time")),
-        "key": write_key_layout(df, str(root / "key")),
-    }
+    return write_layouts(tmp_path_factory.mktemp("distributed-local"))
 
 
 def _run(source: str, dest: str, **kw) -> txd.Summary:
