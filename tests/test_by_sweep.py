@@ -140,8 +140,12 @@ def test_by_short_groups_are_warm_up(interleaved: pl.DataFrame) -> None:
     assert aaa["out"].is_not_null().sum() > 0
 
 
-def test_by_keys_of_every_dtype(interleaved: pl.DataFrame) -> None:
-    """Integer, float, boolean, string, categorical, enum and date keys group like ``.over()``."""
+@pytest.mark.parametrize("null_keys", [True, False])
+def test_by_keys_of_every_dtype(interleaved: pl.DataFrame, null_keys: bool) -> None:
+    """Integer, float, boolean, string, categorical, enum and date keys group like ``.over()``,
+    with null keys (compared column by column) and without (one column read in place)."""
+    if not null_keys:
+        interleaved = interleaved.with_columns(pl.col("symbol").fill_null("AAA"))
     df = interleaved.with_columns(
         k_int=pl.col("symbol").rank("dense").cast(pl.Int32),
         k_float=pl.col("symbol").rank("dense").cast(pl.Float64) / 2,
@@ -176,9 +180,12 @@ def test_by_integer_keys_without_nulls(interleaved: pl.DataFrame, layout: str) -
             assert_bits_equal(df.select(by_expr(name, by=key))["out"], want, f"{name} by {key}")
 
 
-def test_by_float_keys_group_like_over() -> None:
+@pytest.mark.parametrize("null_keys", [True, False])
+def test_by_float_keys_group_like_over(null_keys: bool) -> None:
     """-0.0 and 0.0 are one group, every NaN is one group (as in ``.over()``)."""
     keys = [0.0, -0.0, float("nan"), 1.5, float("nan"), 0.0, None, 1.5, -0.0, None] * 8
+    if not null_keys:
+        keys = [2.5 if k is None else k for k in keys]
     df = pl.DataFrame({"k": keys, "close": np.linspace(1.0, 2.0, len(keys)) ** 2})
     want = df.select(pl.col("close").threadx.sma(3).over("k").alias("out"))["out"]
     got = df.select(pl.col("close").threadx.sma(3, by="k").alias("out"))["out"]

@@ -16,7 +16,7 @@ use polars_arrow::bitmap::Bitmap;
 use polars_arrow::datatypes::{IntegerType, PhysicalType, PrimitiveType};
 use polars_arrow::types::NativeType;
 
-use crate::exec::grouping::{self, Grouping};
+use crate::exec::grouping::{self, group_words, mix, Grouping};
 
 /// The values of one key column, one comparable token per row.
 enum Values {
@@ -89,15 +89,6 @@ impl KeyColumn {
     }
 }
 
-/// A 64-bit finaliser (splitmix64's): equal words, equal hashes; nearby words, scattered ones.
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 fn hash_bytes(b: &[u8]) -> u64 {
     let mut h = mix(b.len() as u64);
     let mut chunks = b.chunks_exact(8);
@@ -111,11 +102,6 @@ fn hash_bytes(b: &[u8]) -> u64 {
     mix(h ^ u64::from_le_bytes(last))
 }
 
-fn words<T: NativeType>(arr: &dyn Array, f: impl Fn(T) -> u64) -> Option<Values> {
-    let a = arr.as_any().downcast_ref::<PrimitiveArray<T>>()?;
-    Some(Values::Words(a.values().iter().map(|&v| f(v)).collect()))
-}
-
 /// Floats as Polars groups them: `-0.0` is `0.0`, and every NaN is one value.
 fn canonical_f64(v: f64) -> u64 {
     if v.is_nan() {
@@ -125,19 +111,59 @@ fn canonical_f64(v: f64) -> u64 {
     }
 }
 
+/// What to do with the values of a word-sized primitive key column and their word (`word`):
+/// collect the words, or group on them in place.
+trait OnWords {
+    type Out;
+    fn on<T: NativeType>(self, values: &[T], word: impl Fn(T) -> u64 + Copy) -> Self::Out;
+}
+
+/// `with` applied to a primitive column of integers or floats, or `None` for other types. A
+/// word is an integer's value, or a float's bits as Polars groups them ([`canonical_f64`]).
+fn on_words<W: OnWords>(arr: &dyn Array, p: PrimitiveType, with: W) -> Option<W::Out> {
+    use PrimitiveType as P;
+    fn values<T: NativeType>(arr: &dyn Array) -> Option<&[T]> {
+        Some(arr.as_any().downcast_ref::<PrimitiveArray<T>>()?.values())
+    }
+    Some(match p {
+        P::Int8 => with.on(values(arr)?, |v: i8| v as i64 as u64),
+        P::Int16 => with.on(values(arr)?, |v: i16| v as i64 as u64),
+        P::Int32 => with.on(values(arr)?, |v: i32| v as i64 as u64),
+        P::Int64 => with.on(values(arr)?, |v: i64| v as u64),
+        P::UInt8 => with.on(values(arr)?, |v: u8| v as u64),
+        P::UInt16 => with.on(values(arr)?, |v: u16| v as u64),
+        P::UInt32 => with.on(values(arr)?, |v: u32| v as u64),
+        P::UInt64 => with.on(values(arr)?, |v: u64| v),
+        P::Float32 => with.on(values(arr)?, |v: f32| canonical_f64(v as f64)),
+        P::Float64 => with.on(values(arr)?, canonical_f64),
+        _ => return None,
+    })
+}
+
+struct CollectWords;
+
+impl OnWords for CollectWords {
+    type Out = Values;
+    fn on<T: NativeType>(self, values: &[T], word: impl Fn(T) -> u64 + Copy) -> Values {
+        Values::Words(values.iter().map(|&v| word(v)).collect())
+    }
+}
+
+struct GroupInPlace;
+
+impl OnWords for GroupInPlace {
+    type Out = Grouping;
+    fn on<T: NativeType>(self, values: &[T], word: impl Fn(T) -> u64 + Copy) -> Grouping {
+        group_words(values, word)
+    }
+}
+
 fn primitive(arr: &dyn Array, p: PrimitiveType) -> Option<Values> {
     use PrimitiveType as P;
+    if let Some(words) = on_words(arr, p, CollectWords) {
+        return Some(words);
+    }
     match p {
-        P::Int8 => words(arr, |v: i8| v as i64 as u64),
-        P::Int16 => words(arr, |v: i16| v as i64 as u64),
-        P::Int32 => words(arr, |v: i32| v as i64 as u64),
-        P::Int64 => words(arr, |v: i64| v as u64),
-        P::UInt8 => words(arr, |v: u8| v as u64),
-        P::UInt16 => words(arr, |v: u16| v as u64),
-        P::UInt32 => words(arr, |v: u32| v as u64),
-        P::UInt64 => words(arr, |v: u64| v),
-        P::Float32 => words(arr, |v: f32| canonical_f64(v as f64)),
-        P::Float64 => words(arr, canonical_f64),
         P::Int128 => {
             let a = arr.as_any().downcast_ref::<PrimitiveArray<i128>>()?;
             Some(Values::Wide(
@@ -215,35 +241,24 @@ fn key_column(arr: &dyn Array) -> Result<KeyColumn, String> {
     })
 }
 
-/// Each run's group (numbered by first appearance) and the number of groups, when the words
-/// span a range no longer than the rows (symbol ids, category slots, the days of a few years):
-/// a table indexed by the word then replaces the hash table.
-fn dense_groups(w: &[u64], run_starts: &[usize]) -> Option<(Vec<u32>, usize)> {
-    let lo = w.iter().copied().min()?;
-    let hi = w.iter().copied().max()?;
-    let span = usize::try_from(hi - lo).ok()?;
-    if span >= w.len().max(1 << 16) {
-        return None;
-    }
-    let mut id_of = vec![u32::MAX; span + 1];
-    let mut groups = 0u32;
-    let run_group = run_starts
-        .iter()
-        .map(|&r| {
-            let id = &mut id_of[(w[r] - lo) as usize];
-            if *id == u32::MAX {
-                *id = groups;
-                groups += 1;
-            }
-            *id
-        })
-        .collect();
-    Some((run_group, groups as usize))
-}
-
 /// Groups `n` rows by the key columns `keys` (one array each, `n` rows long). An error names the
 /// Arrow type of a key that cannot be grouped on.
 pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
+    // One key column without nulls (integer, categorical or date symbols: the usual key):
+    // compared and hashed on its words directly.
+    if let [key] = keys {
+        let key = key.as_ref();
+        if key.null_count() == 0 {
+            if let PhysicalType::Primitive(p) = key.dtype().to_physical_type() {
+                if let Some(g) = on_words(key, p, GroupInPlace) {
+                    return Ok(g);
+                }
+            }
+            if let Values::Words(w) = key_column(key)?.values {
+                return Ok(group_words(&w, |x| x));
+            }
+        }
+    }
     let cols = keys
         .iter()
         .map(|k| key_column(k.as_ref()))
@@ -253,24 +268,6 @@ pub fn group(keys: &[Box<dyn Array>], n: usize) -> Result<Grouping, String> {
         c.mark_changes(&mut changed);
     }
     let run_starts: Vec<usize> = (0..n).filter(|&t| t == 0 || changed[t]).collect();
-    // One key column of words without nulls (integer, categorical or date symbols: the usual
-    // key): compared and hashed on the words directly, so interleaved keys, where every row is a
-    // run of its own, do not go through the per-column dispatch on each row.
-    if let [KeyColumn {
-        values: Values::Words(w),
-        validity: None,
-    }] = cols.as_slice()
-    {
-        if let Some(run_group) = dense_groups(w, &run_starts) {
-            return Ok(grouping::lay_out(n, run_starts, &run_group.0, run_group.1));
-        }
-        return Ok(grouping::group_runs(
-            n,
-            run_starts,
-            |i, j| w[i] == w[j],
-            |i| mix(w[i]),
-        ));
-    }
     Ok(grouping::group_runs(
         n,
         run_starts,
