@@ -50,6 +50,10 @@ pub const SCAN_BLOCK: usize = 1024;
 /// mul→add latency better than four (≈5-8% less CPU per row for ATR and MACD), and a unit of
 /// 8 blocks (64 KiB per channel) still fits in L2 until its fix-up.
 pub(super) const LANES: usize = 8;
+/// Rows per step of [`Recurrence::fused_block`]: few enough that a step's drive, scan and
+/// output stay in registers and L1 and overlap in the CPU's out-of-order window. Not part of the
+/// spec.
+const FUSED_ROWS: usize = 64;
 
 /// A `C`-channel linear recurrence anchored at a seed row.
 pub struct Recurrence<const C: usize> {
@@ -159,6 +163,55 @@ impl<const C: usize> Recurrence<C> {
                 block[i] = *lj;
             }
         }
+    }
+
+    /// Steps 1 and 3 of one block whose carry in, `c`, is already known (a single piece carries
+    /// inline), for its rows `s..end` (`s` the block's first row), [`FUSED_ROWS`] rows at a
+    /// time: drive, local scan, fix-up, then `emit(first_row, ys)`. Returns the last `y` (the
+    /// carry out when `end` is the block's end). The arithmetic is [`Self::local_in_place`]'s
+    /// and [`fix_up`]'s, row for row, so the bits are the same; fused, the independent drive,
+    /// fix-up and output work of each row runs in the shadow of the local scan's mul→add chain
+    /// instead of in passes of their own, which is what a short series (one block, no lanes to
+    /// interleave: every `.over()` group and `by=` segment) spends its time on.
+    #[inline(always)]
+    fn fused_block(
+        &self,
+        drive: &impl Drive<C>,
+        powers: &Powers<C>,
+        (s, end): (usize, usize),
+        c: [f64; C],
+        buf: &mut [[f64; C]],
+        mut emit: impl FnMut(usize, &[[f64; C]]),
+    ) -> [f64; C] {
+        let a = self.decay;
+        let p = powers.get();
+        let mut l = [0.0; C];
+        let mut y = c;
+        let mut t = s;
+        while t < end {
+            let m = FUSED_ROWS.min(end - t).min(buf.len());
+            let b = &mut buf[..m];
+            drive(t, b);
+            // The block's first row starts its chain from the zero carry: `L_s = b_s` exactly.
+            let from = if t == s {
+                l = b[0];
+                b[0] = std::array::from_fn(|ch| l[ch] + p[1][ch] * c[ch]);
+                1
+            } else {
+                0
+            };
+            let pw = &p[t - s + 1..t - s + 1 + m];
+            for (v, pw) in b[from..].iter_mut().zip(&pw[from..]) {
+                for ch in 0..C {
+                    l[ch] = a[ch] * l[ch] + v[ch];
+                    v[ch] = l[ch] + pw[ch] * c[ch];
+                }
+            }
+            y = b[m - 1];
+            emit(t, b);
+            t += m;
+        }
+        y
     }
 
     fn is_full(&self, k: usize, n: usize) -> bool {
@@ -364,11 +417,14 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
                     // One block (or its part inside the piece), recomputed from the block's start.
                     let (s, e) = rec.span(k, n);
                     let end = e.min(hi);
-                    let b = &mut buf[..end - s];
-                    drive(s, b);
-                    rec.local_in_place(b);
-                    c = fix_up(b, &powers, c);
-                    write(&mut piece, t - lo, t, &b[t - s..], store);
+                    c = rec.fused_block(&drive, &powers, (s, end), c, buf, |at, ys| {
+                        // Rows before the piece (a piece that starts mid-block) are not its own.
+                        let skip = t.saturating_sub(at).min(ys.len());
+                        if skip < ys.len() {
+                            let at = at + skip;
+                            write(&mut piece, at - lo, at, &ys[skip..], store);
+                        }
+                    });
                     t = end;
                     k += 1;
                 }
