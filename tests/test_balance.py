@@ -389,6 +389,37 @@ def test_refinement_keeps_other_members_and_skips_small_calls(monkeypatch):
     assert gpu.balance("default")["gpu:1"] < 0.5 - 0.02
 
 
+@pytest.mark.parametrize("form", ["by", "sweep"])
+def test_batches_go_whole_to_members_and_refine_the_balance(monkeypatch, form):
+    """A ``by=`` or sweep batch on a set gives each member whole series in its share, with the
+    CPU's bits, and the members' measured throughputs refine the tag's ratios as a split call's
+    do (a batch of 2,048-row series split row by row would refine nothing: each series is below
+    the refinement's 2**16 rows)."""
+    simulate(monkeypatch, [1.0, 0.25])
+    tag = f"batch-{form}"
+    store_ratios(tag, {"gpu:0": 0.5, "gpu:1": 0.5})
+    symbols, rows = 512, 2048
+    df = ohlcv(symbols * rows, seed=9).with_columns(
+        symbol=pl.Series(np.repeat(np.arange(symbols), rows))
+    )
+    if form == "by":
+        expr = threadx.sma("close", 20, by="symbol", device="gpus", workload_tag=tag)
+        want = df.select(threadx.sma("close", 20, by="symbol", device="cpu"))
+    else:
+        df = df.head(1 << 16)
+        periods = list(range(5, 85, 5))
+        expr = threadx.sma("close", periods, device="gpus", workload_tag=tag)
+        want = df.select(threadx.sma("close", periods, device="cpu"))
+    slow = [0.5]
+    for _ in range(4):
+        got = df.select(expr)
+        assert_bits_equal(got.to_series(), want.to_series(), f"{form} on a set")
+        slow.append(gpu.balance(tag)["gpu:1"])
+    # gpu:1 takes 4x as long per row: its fair share is 0.2, approached by a quarter per call.
+    assert slow[1] == pytest.approx(0.5 + 0.25 * (0.2 - 0.5), abs=0.04), slow
+    assert slow[-1] < 0.4, slow
+
+
 # --------------------------------------------------------------------------------------------
 # 5: fusion is bit-identical
 # --------------------------------------------------------------------------------------------

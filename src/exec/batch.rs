@@ -24,7 +24,7 @@ pub struct Unit<'a> {
 }
 
 impl Unit<'_> {
-    fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.inputs.first().map_or(0, |x| x.len())
     }
 }

@@ -27,6 +27,7 @@ pub mod plan_call;
 pub mod planner;
 pub mod profile;
 pub mod run;
+pub mod set_batch;
 pub mod threads;
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::plan_call::workload_name;
 use super::plan_call::{gpu_profile_key, on_polars_pool_thread, plan_call, workload_tag};
 use super::plan_call::{CallContext, PlannedCall};
 use super::planner::Plan;
-use super::{config, cpu, fallback, profile};
+use super::{config, cpu, fallback, profile, set_batch};
 use crate::kernels::Spec;
 
 /// Runs `spec` on `inputs` into `outs` (all the same length) where the planner places it, with
@@ -96,6 +96,9 @@ pub fn execute_batch(
                 }
             }
         }
+        _ if set_batch::applies(&plan, specs.len() * segments) => set_batch::run(
+            &mut plan, &gpus, &workload, tag, specs, inputs, bounds, outs,
+        ),
         _ => {
             let mut units = batch::units(specs, inputs, bounds, outs);
             run_units(&mut plan, &gpus, &workload, tag, &mut units)
@@ -166,7 +169,7 @@ fn run_units(
 /// Runs one series of a batch where `plan` says (a GPU or a device set; after a GPU failure, the
 /// CPU, and `plan` says so for the series after it). Returns the profile key the batch's time is
 /// recorded under, `None` after a GPU failure.
-fn run_planned(
+pub(super) fn run_planned(
     plan: &mut Plan,
     gpus: &GpuStatus,
     workload: &str,
