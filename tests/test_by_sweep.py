@@ -216,6 +216,37 @@ def test_by_on_simulated_device_sets(
         assert_bits_equal(got, want, f"{name} by= on {device}", nan_payloads=False)
 
 
+def test_by_large_interleaved_keys_move_rows_in_parallel() -> None:
+    """Interleaved keys over 2**20 rows move their rows to group order and back on several
+    workers: the bits of one worker and of ``.over()``, nulls in the input included."""
+    rng = np.random.default_rng(12)
+    n = (1 << 20) + 4321
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    df = pl.DataFrame({"k": rng.integers(0, 700, n), "close": close}).with_columns(
+        close_nulls=pl.when(pl.int_range(pl.len()) % 97 == 5).then(None).otherwise("close")
+    )
+    exprs = [
+        threadx.sma("close", 10, by="k").alias("s"),
+        threadx.rsi("close_nulls", 14, by="k").alias("r"),
+    ]
+    try:
+        threadx.set_threads(1)
+        want = df.select(exprs)
+        for t in (2, 7):
+            threadx.set_threads(t)
+            got = df.select(exprs)
+            for c in ("s", "r"):
+                assert_bits_equal(got[c], want[c], f"{c} at {t} threads")
+    finally:
+        threadx.set_threads(None)
+    over = df.select(
+        threadx.sma("close", 10).over("k").alias("s"),
+        threadx.rsi("close_nulls", 14).over("k").alias("r"),
+    )
+    for c in ("s", "r"):
+        assert_bits_equal(want[c], over[c], f"{c} by= vs over")
+
+
 def test_by_with_many_threads_and_segments() -> None:
     """Many short segments packed per worker and one long segment split into blocks give the bits
     of one worker."""

@@ -101,21 +101,24 @@ pub fn lay_out(n: usize, run_starts: Vec<usize>, run_group: &[u32], groups: usiz
             order: None,
         };
     }
-    let run_end = |r: usize| run_starts.get(r + 1).copied().unwrap_or(n);
+    // Each run as (first row, end row, group).
+    let ends = run_starts.iter().skip(1).copied().chain(std::iter::once(n));
+    let runs = || run_starts.iter().copied().zip(ends.clone()).zip(run_group);
     // A counting sort of the runs by group, stable: each group's rows in frame order.
     let mut bounds = vec![0usize; groups + 1];
-    for (r, &g) in run_group.iter().enumerate() {
-        bounds[g as usize + 1] += run_end(r) - run_starts[r];
+    for ((s, e), &g) in runs() {
+        bounds[g as usize + 1] += e - s;
     }
     for g in 0..groups {
         bounds[g + 1] += bounds[g];
     }
     let mut at = bounds.clone();
     let mut order = vec![0u32; n];
-    for (r, &g) in run_group.iter().enumerate() {
-        for t in run_starts[r]..run_end(r) {
-            order[at[g as usize]] = t as u32;
-            at[g as usize] += 1;
+    for ((s, e), &g) in runs() {
+        let at = &mut at[g as usize];
+        for t in s..e {
+            order[*at] = t as u32;
+            *at += 1;
         }
     }
     Grouping {

@@ -22,6 +22,7 @@ pub mod devset;
 pub mod error;
 pub mod fallback;
 pub mod grouping;
+pub mod permute;
 pub mod placement;
 pub mod plan_call;
 pub mod planner;

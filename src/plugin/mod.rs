@@ -269,24 +269,37 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// The columns' rows laid out group by group (`order`: the frame row of each laid-out row).
-fn gathered(cols: Vec<Float64Chunked>, order: &[u32]) -> PolarsResult<Vec<Float64Chunked>> {
+/// The columns' rows laid out group by group (`order`: the frame row of each laid-out row), on
+/// `workers` workers for a column without nulls.
+fn gathered(
+    cols: Vec<Float64Chunked>,
+    order: &[u32],
+    workers: usize,
+) -> PolarsResult<Vec<Float64Chunked>> {
     let idx = IdxCa::from_vec(PlSmallStr::EMPTY, order.to_vec());
-    cols.iter().map(|c| c.take(&idx)).collect()
+    cols.iter()
+        .map(|c| match c.cont_slice() {
+            Ok(src) => {
+                let mut laid = nulls::output_buffer(order.len(), 0);
+                exec::permute::gather(src, order, &mut laid, workers);
+                Ok(Float64Chunked::from_vec(c.name().clone(), laid))
+            }
+            Err(_) => c.take(&idx),
+        })
+        .collect()
 }
 
 /// Values laid out group by group, and their validity, put back in frame order (`order`: the
-/// frame row of each laid-out row): written straight to their rows, where a gather through the
-/// inverse permutation would rebuild the column through optional values.
+/// frame row of each laid-out row): written straight to their rows (on `workers` workers), where
+/// a gather through the inverse permutation would rebuild the column through optional values.
 fn in_frame_order(
     values: &[f64],
     validity: Option<&Bitmap>,
     order: &[u32],
+    workers: usize,
 ) -> (Vec<f64>, Option<Bitmap>) {
-    let mut out = vec![0.0; values.len()];
-    for (&v, &row) in values.iter().zip(order) {
-        out[row as usize] = v;
-    }
+    let mut out = nulls::output_buffer(values.len(), 0);
+    exec::permute::scatter(values, order, &mut out, workers);
     let validity = validity.map(|bits| {
         let mut frame = polars_arrow::bitmap::MutableBitmap::from_len_zeroed(values.len());
         for (i, &row) in order.iter().enumerate() {
@@ -339,11 +352,17 @@ fn compute(
     if calls.fields.is_some() {
         check_sweep_memory(&specs, n)?;
     }
+    // Interleaved keys: rows move to group order and back, on the call's workers when large.
+    let move_workers = if caller_parallel || n < nulls::PARALLEL_PASS_ROWS {
+        1
+    } else {
+        exec::optimal_workers(Some(n), Some(indicator))
+    };
     let (cols, bounds, order) = match grouping {
         Some(Grouping {
             bounds,
             order: Some(order),
-        }) => (gathered(cols, &order)?, bounds, Some(order)),
+        }) => (gathered(cols, &order, move_workers)?, bounds, Some(order)),
         Some(Grouping {
             bounds,
             order: None,
@@ -441,7 +460,7 @@ fn compute(
                         };
                     }
                     let (out, validity) = match &order {
-                        Some(order) => in_frame_order(&out, validity.as_ref(), order),
+                        Some(order) => in_frame_order(&out, validity.as_ref(), order, move_workers),
                         None => (out, validity.clone()),
                     };
                     Ok(Float64Chunked::from_vec_validity(name, out, validity).into_series())
