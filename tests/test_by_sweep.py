@@ -216,6 +216,21 @@ def test_by_on_simulated_device_sets(
         assert_bits_equal(got, want, f"{name} by= on {device}", nan_payloads=False)
 
 
+def same_bits_at_any_threads(df: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
+    """``df.select(exprs)`` at 1 thread, after checking that 2 and 7 threads give its bits."""
+    try:
+        threadx.set_threads(1)
+        want = df.select(exprs)
+        for t in (2, 7):
+            threadx.set_threads(t)
+            got = df.select(exprs)
+            for c in want.columns:
+                assert_bits_equal(got[c], want[c], f"{c} at {t} threads")
+    finally:
+        threadx.set_threads(None)
+    return want
+
+
 def test_by_large_interleaved_keys_move_rows_in_parallel() -> None:
     """Interleaved keys over 2**20 rows move their rows to group order and back on several
     workers: the bits of one worker and of ``.over()``, nulls in the input included."""
@@ -229,16 +244,7 @@ def test_by_large_interleaved_keys_move_rows_in_parallel() -> None:
         threadx.sma("close", 10, by="k").alias("s"),
         threadx.rsi("close_nulls", 14, by="k").alias("r"),
     ]
-    try:
-        threadx.set_threads(1)
-        want = df.select(exprs)
-        for t in (2, 7):
-            threadx.set_threads(t)
-            got = df.select(exprs)
-            for c in ("s", "r"):
-                assert_bits_equal(got[c], want[c], f"{c} at {t} threads")
-    finally:
-        threadx.set_threads(None)
+    want = same_bits_at_any_threads(df, exprs)
     over = df.select(
         threadx.sma("close", 10).over("k").alias("s"),
         threadx.rsi("close_nulls", 14).over("k").alias("r"),
@@ -264,16 +270,7 @@ def test_by_with_many_threads_and_segments() -> None:
         threadx.ema("close", 10, by="k").alias("e"),
         threadx.bollinger("close", 9, by="k").alias("b"),
     ]
-    try:
-        threadx.set_threads(1)
-        want = df.select(exprs)
-        for t in (2, 7):
-            threadx.set_threads(t)
-            got = df.select(exprs)
-            for c in ("e", "b"):
-                assert_bits_equal(got[c], want[c], f"{c} at {t} threads")
-    finally:
-        threadx.set_threads(None)
+    want = same_bits_at_any_threads(df, exprs)
     over = df.select(threadx.ema("close", 10).over("k").alias("e"))
     assert_bits_equal(want["e"], over["e"], "ema by= vs over")
 

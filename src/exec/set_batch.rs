@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::batch::{self, Unit};
 use super::cuda::{self, GpuError, GpuStatus};
 use super::devset::partition::Partition;
+use super::devset::split::usable_shares;
 use super::devset::{simulated, Member};
 use super::placement::Placement;
 use super::plan_call::workload_tag;
@@ -31,10 +32,7 @@ use crate::kernels::Spec;
 /// gets a run of consecutive units about its share of the rows. `None` marks a unit longer than
 /// an equal share of the batch per member with a share: it is split across the set instead.
 pub fn assign(rows: &[usize], shares: &[f64]) -> Vec<Option<usize>> {
-    let clean: Vec<f64> = shares
-        .iter()
-        .map(|s| if s.is_finite() && *s > 0.0 { *s } else { 0.0 })
-        .collect();
+    let clean = usable_shares(shares);
     let members = clean.iter().filter(|s| **s > 0.0).count();
     let total_share: f64 = clean.iter().sum();
     let total: usize = rows.iter().sum();

@@ -26,6 +26,15 @@ pub enum Member {
     Simulated { speed: f64 },
 }
 
+/// Shares as weights: a share that is not a positive finite number counts as 0 (that member
+/// gets nothing).
+pub fn usable_shares(shares: &[f64]) -> Vec<f64> {
+    shares
+        .iter()
+        .map(|s| if s.is_finite() && *s > 0.0 { *s } else { 0.0 })
+        .collect()
+}
+
 /// What one member did during a call: rows written and time busy.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MemberTime {
@@ -43,10 +52,7 @@ pub struct DeviceSetSplit {
 impl DeviceSetSplit {
     /// `shares` are non-negative weights, one per member (normalised here).
     pub fn new(members: Vec<Member>, shares: &[f64]) -> Self {
-        let clean: Vec<f64> = shares
-            .iter()
-            .map(|s| if s.is_finite() && *s > 0.0 { *s } else { 0.0 })
-            .collect();
+        let clean = usable_shares(shares);
         let total: f64 = clean.iter().sum();
         let shares = if total > 0.0 {
             clean.iter().map(|s| s / total).collect()
