@@ -169,22 +169,109 @@ fn summands(x: f64, y: f64, rx: f64, ry: f64) -> [f64; 5] {
     [dx, dy, dx * dx, dy * dy, dx * dy]
 }
 
-/// The shifted sums of every window ending in `[lo, hi)` (`lo >= w - 1`), row by row in order as
-/// `emit(t, sums)`.
-fn sums_rows(
+/// The channels of [`summands`] a kernel reads, as a bit mask over `[sx, sy, sxx, syy, sxy]`
+/// (bit `c` for channel `c`): [`sums_rows`] computes only these and leaves the others `0.0`.
+const ALL_SUMS: u8 = 0b11111;
+/// `sy` and `sxy`: what the LINEARREG family needs besides the row index's own sums.
+const Y_AND_XY: u8 = 0b10010;
+/// Every sum but `syy`: what BETA reads.
+const ALL_BUT_YY: u8 = 0b10111;
+
+/// `sx` and `sxx` of the window ending at offset `o` of its block (`w` rows) when `x` is the row
+/// index: the shifted values are the integers `o + 1 - w ..= o`, so both sums are exact integers
+/// below 2^53 (`w <= 100_000`) and any order of summing them, the spec's included, gives these
+/// bits.
+#[inline(always)]
+fn index_sums(o: usize, w: usize) -> (f64, f64) {
+    let (o, m) = (o as i64, (w - 1 - o) as i64);
+    let sx = o * (o + 1) / 2 - m * (m + 1) / 2;
+    let sxx = o * (o + 1) * (2 * o + 1) / 6 + m * (m + 1) * (2 * m + 1) / 6;
+    (sx as f64, sxx as f64)
+}
+
+/// The shifted sums of the windows ending at consecutive rows of one block: `s[c][k]` is channel
+/// `c` of `[sx, sy, sxx, syy, sxy]` for row `t0 + k` (channels a kernel does not use hold
+/// unspecified values).
+pub struct BlockSums<'a> {
+    pub rx: f64,
+    pub ry: f64,
+    pub s: [&'a [f64]; 5],
+}
+
+impl BlockSums<'_> {
+    /// The block's rows.
+    pub fn rows(&self) -> usize {
+        self.s[1].len()
+    }
+
+    /// Row `k`'s sums.
+    #[inline(always)]
+    pub fn row(&self, k: usize) -> CoSums {
+        let [sx, sy, sxx, syy, sxy] = self.s.map(|c| c[k]);
+        let (rx, ry) = (self.rx, self.ry);
+        CoSums {
+            rx,
+            ry,
+            sx,
+            sy,
+            sxx,
+            syy,
+            sxy,
+        }
+    }
+
+    /// Writes `f(row k's sums)` to `out[k]` for every row, as written ([`canon`]). The slices are
+    /// cut to the block's length first, so the loop has no bounds checks and, for a branch-free
+    /// `f`, vectorises.
+    #[inline(always)]
+    pub fn write_each(&self, out: &mut [f64], f: impl Fn(&CoSums) -> f64) {
+        let n = self.rows();
+        let (s, out) = (self.s.map(|c| &c[..n]), &mut out[..n]);
+        for (k, d) in out.iter_mut().enumerate() {
+            let row = CoSums {
+                rx: self.rx,
+                ry: self.ry,
+                sx: s[0][k],
+                sy: s[1][k],
+                sxx: s[2][k],
+                syy: s[3][k],
+                sxy: s[4][k],
+            };
+            *d = canon(f(&row));
+        }
+    }
+}
+
+/// The shifted sums of every window ending in `[lo, hi)` (`lo >= w - 1`), block by block in row
+/// order as `emit(t0, sums)`: the channels in `USE`, and with `INDEX_X` (`x` is the row index)
+/// `sx` and `sxx` from [`index_sums`] instead of summed.
+fn sums_rows<const USE: u8, const INDEX_X: bool>(
     x: impl Fn(usize) -> f64,
     y: impl Fn(usize) -> f64,
     w: usize,
     lo: usize,
     hi: usize,
-    mut emit: impl FnMut(usize, &CoSums),
+    mut emit: impl FnMut(usize, &BlockSums),
 ) {
     debug_assert!(lo + 1 >= w);
+    debug_assert!(!INDEX_X || w <= 100_000);
     if lo >= hi {
         return;
     }
-    with_scratch(5 * w, |scratch| {
-        let suf: [&mut [f64]; 5] = carve(scratch, [w; 5]);
+    let used = |c: usize| USE & (1 << c) != 0;
+    // Per block: the suffix sums of block b - 1 and the prefix sums of block b (the spec's
+    // addition chains, every used channel interleaved), then the window sums in place of the
+    // prefix sums, and `emit` of the whole block, whose rows do not depend on one another (the
+    // output formulas' divisions and roots pipeline instead of waiting behind the chains).
+    with_scratch(12 * w, |scratch| {
+        let [s0, s1, s2, s3, s4, p0, p1, p2, p3, p4, ix, ixx] = carve(scratch, [w; 12]);
+        let (suf, sums) = ([s0, s1, s2, s3, s4], [p0, p1, p2, p3, p4]);
+        if INDEX_X {
+            for (o, (a, b)) in ix.iter_mut().zip(ixx.iter_mut()).enumerate() {
+                (*a, *b) = index_sums(o, w);
+            }
+        }
+        let (ix, ixx) = (&*ix, &*ixx);
         for b in lo / w..=(hi - 1) / w {
             let bs = b * w;
             let o_lo = lo.max(bs) - bs;
@@ -196,44 +283,47 @@ fn sums_rows(
                 let mut acc = [0.0f64; 5];
                 for j in (o_lo + 1..w).rev() {
                     let v = summands(x(bs - w + j), y(bs - w + j), rx, ry);
-                    for c in 0..5 {
+                    for c in (0..5).filter(|&c| used(c)) {
                         acc[c] = v[c] + acc[c];
                         suf[c][j] = acc[c];
                     }
                 }
             }
-            // Prefix sums of block b from its start; rows from o_lo on are emitted.
+            // Prefix sums of block b from its start.
             let mut acc = [0.0f64; 5];
+            #[allow(clippy::needless_range_loop)] // `o` is a row offset, not only an index
             for o in 0..o_hi {
                 let v = summands(x(bs + o), y(bs + o), rx, ry);
-                for c in 0..5 {
+                for c in (0..5).filter(|&c| used(c)) {
                     acc[c] = acc[c] + v[c];
+                    sums[c][o] = acc[c];
                 }
-                if o < o_lo {
-                    continue;
-                }
-                let s: [f64; 5] = if o == w - 1 {
-                    acc
-                } else {
-                    std::array::from_fn(|c| suf[c][o + 1] + acc[c])
-                };
-                let sums = CoSums {
-                    rx,
-                    ry,
-                    sx: s[0],
-                    sy: s[1],
-                    sxx: s[2],
-                    syy: s[3],
-                    sxy: s[4],
-                };
-                emit(bs + o, &sums);
             }
+            // Window sums of the rows o_lo.. (the block-ending row's is its prefix sum alone).
+            let paired = o_hi.min(w - 1);
+            for c in (0..5).filter(|&c| used(c)) {
+                let (pre, sf) = (&mut sums[c][..paired], &suf[c][..paired + 1]);
+                for o in o_lo..paired {
+                    pre[o] = sf[o + 1] + pre[o];
+                }
+            }
+            let block = BlockSums {
+                rx,
+                ry,
+                s: std::array::from_fn(|c| match (INDEX_X, c) {
+                    (true, 0) => &ix[o_lo..o_hi],
+                    (true, 2) => &ixx[o_lo..o_hi],
+                    _ => &sums[c][o_lo..o_hi],
+                }),
+            };
+            emit(bs + o_lo, &block);
         }
     });
 }
 
 /// Runs a co-moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`):
-/// `write(piece_outs, i, t, sums)` stores row `t`'s outputs at index `i` of the piece. Rows
+/// `write(piece_outs, i, t, sums)` stores the outputs of rows `t ..` (one block's rows, `sums`) at
+/// index `i ..` of the piece. Rows
 /// `< w - 1` are left untouched (warm-up). `x` and `y` must have the same length.
 pub fn run_comoments<S: Splitter, const K: usize>(
     split: &S,
@@ -241,26 +331,27 @@ pub fn run_comoments<S: Splitter, const K: usize>(
     y: &[f64],
     w: usize,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &CoSums) + Sync + Send,
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &BlockSums) + Sync + Send,
 ) {
     assert_eq!(x.len(), y.len(), "comoments: x and y differ in length");
     let n = x.len();
     if w == 0 || n < w {
         return;
     }
-    run_comoments_of(split, n, |i| x[i], |i| y[i], w, outs, write);
+    run_comoments_of::<S, K, ALL_SUMS, false>(split, n, |i| x[i], |i| y[i], w, outs, write);
 }
 
 /// [`run_comoments`] over two series given by their values at each row (`n` rows): a derived
-/// series (returns, the row index) is read where the sums need it, never stored.
-fn run_comoments_of<S: Splitter, const K: usize>(
+/// series (returns, the row index) is read where the sums need it, never stored. `USE` and
+/// `INDEX_X` as in [`sums_rows`].
+fn run_comoments_of<S: Splitter, const K: usize, const USE: u8, const INDEX_X: bool>(
     split: &S,
     n: usize,
     x: impl Fn(usize) -> f64 + Sync + Send + Copy,
     y: impl Fn(usize) -> f64 + Sync + Send + Copy,
     w: usize,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &CoSums) + Sync + Send,
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &BlockSums) + Sync + Send,
 ) {
     if w == 0 || n < w {
         return;
@@ -268,7 +359,7 @@ fn run_comoments_of<S: Splitter, const K: usize>(
     let tail = outs.map(|o| &mut o[w - 1..n]);
     split.for_each_piece(w - 1, tail, |lo, mut piece| {
         let hi = lo + piece[0].len();
-        sums_rows(x, y, w, lo, hi, |t, s| write(&mut piece, t - lo, t, s));
+        sums_rows::<USE, INDEX_X>(x, y, w, lo, hi, |t, s| write(&mut piece, t - lo, t, s));
     });
 }
 
@@ -284,9 +375,9 @@ pub fn comoments<S: Splitter, const K: usize>(
     outs: [&mut [f64]; K],
 ) {
     let iw = 1.0 / w as f64;
-    run_comoments(split, x, y, w, outs, |o, i, _, s| {
+    run_comoments(split, x, y, w, outs, |o, i, _, b| {
         for (dst, stat) in o.iter_mut().zip(stats) {
-            dst[i] = canon(s.stat(stat, iw));
+            b.write_each(&mut dst[i..], |s| s.stat(stat, iw));
         }
     });
 }
@@ -295,8 +386,8 @@ pub fn comoments<S: Splitter, const K: usize>(
 /// the exact-zero test). Rows `< period - 1` are left untouched.
 pub fn correl<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &mut [f64]) {
     let iw = 1.0 / period as f64;
-    run_comoments(split, x, y, period, [out], |[o], i, _, s| {
-        o[i] = canon(correl_of(s, iw));
+    run_comoments(split, x, y, period, [out], |[o], i, _, b| {
+        b.write_each(&mut o[i..], |s| correl_of(s, iw));
     });
 }
 
@@ -332,23 +423,26 @@ pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, ou
     let iw = 1.0 / period as f64;
     let h = (period - 1) as f64 * 0.5;
     let (last, ahead) = ((period - 1) as f64, period as f64);
-    run_comoments_of(
+    // The row index's sums are closed forms; `syy` is not read.
+    run_comoments_of::<S, 1, Y_AND_XY, true>(
         split,
         y.len(),
         |i| i as f64,
         |i| y[i],
         period,
         [out],
-        |[o], i, _, s| {
-            let slope = s.m_xy(iw) / s.m_xx(iw);
-            let intercept = || s.mean_y(iw) - slope * h;
-            o[i] = canon(match what {
-                LinReg::Slope => slope,
-                LinReg::Intercept => intercept(),
-                LinReg::Value => intercept() + slope * last,
-                LinReg::Tsf => intercept() + slope * ahead,
-                LinReg::Angle => angle_of(slope),
-            });
+        |[o], i, _, b| {
+            let o = &mut o[i..];
+            let slope = |s: &CoSums| s.m_xy(iw) / s.m_xx(iw);
+            let intercept = |s: &CoSums| s.mean_y(iw) - slope(s) * h;
+            // One loop per output, so none branches per row.
+            match what {
+                LinReg::Slope => b.write_each(o, slope),
+                LinReg::Intercept => b.write_each(o, intercept),
+                LinReg::Value => b.write_each(o, |s| intercept(s) + slope(s) * last),
+                LinReg::Tsf => b.write_each(o, |s| intercept(s) + slope(s) * ahead),
+                LinReg::Angle => b.write_each(o, |s| angle_of(slope(s))),
+            }
         },
     );
 }
@@ -379,16 +473,22 @@ fn one_row_return(v: &[f64], s: usize) -> f64 {
 pub fn beta<S: Splitter>(split: &S, x: &[f64], y: &[f64], period: usize, out: &mut [f64]) {
     let iw = 1.0 / period as f64;
     let n = x.len().min(y.len());
-    run_comoments_of(
+    run_comoments_of::<S, 1, ALL_BUT_YY, false>(
         split,
         n,
         |i| one_row_return(x, i),
         |i| one_row_return(y, i),
         period,
         [out],
-        |[o], i, _, s| {
-            let mxx = s.m_xx(iw);
-            o[i] = canon(if mxx == 0.0 { 0.0 } else { s.m_xy(iw) / mxx });
+        |[o], i, _, b| {
+            b.write_each(&mut o[i..], |s| {
+                let mxx = s.m_xx(iw);
+                if mxx == 0.0 {
+                    0.0
+                } else {
+                    s.m_xy(iw) / mxx
+                }
+            });
         },
     );
 }
@@ -693,6 +793,47 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// The row index's closed-form sums are the summed ones, bit for bit, and leaving channels
+    /// out changes none of the others (every block offset, windows up to the period limit).
+    #[test]
+    fn index_sums_and_masks_give_the_summed_bits() {
+        let mut rng = Lcg(5);
+        for w in [2usize, 3, 7, 14, 30, 257, 100_000] {
+            let n = 3 * w + 5;
+            let y: Vec<f64> = (0..n).map(|_| 1e6 + rng.normal()).collect();
+            let collect = |full: bool| {
+                let mut rows = Vec::new();
+                let keep = |_: usize, b: &BlockSums| {
+                    (0..b.rows())
+                        .map(|k| b.row(k))
+                        .map(|s| [s.sx, s.sy, s.sxx, s.sxy].map(f64::to_bits))
+                        .collect::<Vec<_>>()
+                };
+                if full {
+                    sums_rows::<ALL_SUMS, false>(
+                        |i| i as f64,
+                        |i| y[i],
+                        w,
+                        w - 1,
+                        n,
+                        |t, s| rows.extend(keep(t, s)),
+                    );
+                } else {
+                    sums_rows::<Y_AND_XY, true>(
+                        |i| i as f64,
+                        |i| y[i],
+                        w,
+                        w - 1,
+                        n,
+                        |t, s| rows.extend(keep(t, s)),
+                    );
+                }
+                rows
+            };
+            assert_eq!(collect(true), collect(false), "w = {w}");
+        }
     }
 
     #[test]
