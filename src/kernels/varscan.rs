@@ -21,19 +21,29 @@
 //! an infinite one can turn `A_t·C_k` into `0·inf = NaN` where the sequential loop would not: keep
 //! drives finite.
 //!
-//! # Execution
-//! One piece carries inline; with several pieces a pre-pass (through [`Splitter::map_indexed`])
-//! computes `(L_end, A_end)` of every block before the last piece, the carries are chained on the
-//! calling thread ([`chain_carries`], shared with the GPU path), and each piece starts from its
-//! first block's carry. The last piece reports the state after the last row through
-//! [`Splitter::scan_carry_out`], as `run_scan` does (a device set's GPUs continue from it). (The
-//! chained single pass of `scan.rs` is an optimisation that evaluates the same formulas; KAMA, the
-//! one user, does not need it yet.)
+//! # Execution (all three evaluate exactly the formulas above, so they give the same bits)
+//! * One piece carries inline.
+//! * A splitter with several workers ([`Splitter::workers`]): the chained single pass of
+//!   `scan.rs`. Workers claim units of [`LANES`] blocks in increasing order; each runs its unit's
+//!   local scans, takes the carry out of the previous unit (after a short wait, computing it
+//!   itself from the last published one), publishes its own carry out, then fixes up and writes
+//!   its rows while they are in cache. Every row's drive is computed once.
+//! * Other splitters (arbitrary cuts, device sets): a pre-pass (through
+//!   [`Splitter::map_indexed`]) computes `(L_end, A_end)` of every block before the last piece,
+//!   the carries are chained on the calling thread ([`chain_carries`], shared with the GPU path),
+//!   and each piece starts from its first block's carry.
+//!
+//! The last piece reports the state after the last row through [`Splitter::scan_carry_out`], as
+//! `run_scan` does (a device set's GPUs continue from it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::canon;
-use super::scan::SCAN_BLOCK;
+use super::scan::{wait_briefly, PATIENCE, SCAN_BLOCK};
 use super::scratch::with_scratch;
-use super::split::Splitter;
+use super::split::{cut_pieces, Splitter};
 
 /// Fills `ab[i] = [a, b]` with the coefficients of row `start + i` (called once per block).
 pub trait VarDrive: Fn(usize, &mut [[f64; 2]]) + Sync + Send {}
@@ -147,6 +157,9 @@ pub fn run_varscan<S: Splitter, const K: usize>(
     if n <= p {
         return;
     }
+    if split.workers() > 1 && p + 1 < n && (n - 1) / SCAN_BLOCK + 1 - (p + 1) / SCAN_BLOCK > LANES {
+        return run_chained(split, n, p, seed, &drive, outs, &write, PATIENCE);
+    }
     let first_block = (p + 1) / SCAN_BLOCK;
     let last_start = split.last_piece_start(p, n - p).max(p + 1);
     let needed = if p + 1 < n {
@@ -233,6 +246,140 @@ pub fn run_varscan<S: Splitter, const K: usize>(
     });
 }
 
+/// The units of the chained pass: [`LANES`] blocks each, from the block after the seed row.
+struct Units {
+    p: usize,
+    n: usize,
+    first: usize,
+    end: usize,
+}
+
+impl Units {
+    fn count(&self) -> usize {
+        (self.end - self.first).div_ceil(LANES)
+    }
+
+    fn blocks(&self, u: usize) -> (usize, usize) {
+        let k0 = self.first + u * LANES;
+        (k0, (k0 + LANES).min(self.end))
+    }
+
+    fn rows(&self, u: usize) -> (usize, usize) {
+        let (k0, k1) = self.blocks(u);
+        (
+            block_span(k0, self.p, self.n).0,
+            block_span(k1 - 1, self.p, self.n).1,
+        )
+    }
+
+    /// Step 2 through unit `u`'s blocks (`[A, L]` in `buf`, its rows) from `c`: the carry out.
+    fn carry_through(&self, u: usize, buf: &[[f64; 2]], mut c: f64) -> f64 {
+        let lo = self.rows(u).0;
+        let (k0, k1) = self.blocks(u);
+        for k in k0..k1 {
+            let [a_end, l_end] = buf[block_span(k, self.p, self.n).1 - 1 - lo];
+            c = l_end + a_end * c;
+        }
+        c
+    }
+}
+
+/// The chained single pass (module doc, "Execution"); needs more than [`LANES`] blocks.
+#[allow(clippy::too_many_arguments)]
+fn run_chained<S: Splitter, const K: usize>(
+    split: &S,
+    n: usize,
+    p: usize,
+    seed: f64,
+    drive: &impl VarDrive,
+    outs: [&mut [f64]; K],
+    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; 2]]) + Sync + Send),
+    patience: u32,
+) {
+    let units = Units {
+        p,
+        n,
+        first: (p + 1) / SCAN_BLOCK,
+        end: (n - 1) / SCAN_BLOCK + 1,
+    };
+    let mut lens = vec![1];
+    lens.extend((0..units.count()).map(|u| units.rows(u).1 - units.rows(u).0));
+    let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
+    if let Some(mut seed_piece) = pieces.next() {
+        write(&mut seed_piece, 0, p, &[[1.0, seed]]);
+    }
+    let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
+    // The carry out of every unit, set once (whoever computes it first: the bits are the same).
+    let carries: Vec<OnceLock<[f64; 1]>> = (0..units.count()).map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(0);
+    // The carry into unit `u`: its predecessor's, waited for at most `wait`, after which this
+    // worker computes the missing ones from the last published carry (in `spare`), so a
+    // descheduled worker costs recomputation, never a stall.
+    let carry_into = |u: usize, wait: Duration, spare: &mut [[f64; 2]]| -> f64 {
+        if u == 0 {
+            return seed;
+        }
+        if let Some([c]) = wait_briefly(&carries[u - 1], wait) {
+            return c;
+        }
+        let mut j = u;
+        while j > 0 && carries[j - 1].get().is_none() {
+            j -= 1;
+        }
+        let mut c = match j {
+            0 => seed,
+            _ => carries[j - 1].get().map_or(seed, |c| c[0]),
+        };
+        for (v, carry) in carries.iter().enumerate().take(u).skip(j) {
+            c = match carry.get() {
+                Some(&[known]) => known,
+                None => {
+                    let (lo, hi) = units.rows(v);
+                    let b = &mut spare[..hi - lo];
+                    local_blocks(drive, units.blocks(v), p, n, b);
+                    let out = units.carry_through(v, b, c);
+                    let _ = carry.set([out]);
+                    out
+                }
+            };
+        }
+        c
+    };
+
+    split.run_workers(|| {
+        with_scratch(2 * 2 * SCAN_BLOCK * LANES, |raw| {
+            let (buf, spare) = raw.as_chunks_mut::<2>().0.split_at_mut(SCAN_BLOCK * LANES);
+            loop {
+                let u = next.fetch_add(1, Ordering::Relaxed);
+                if u >= units.count() {
+                    return;
+                }
+                let (lo, hi) = units.rows(u);
+                let b = &mut buf[..hi - lo];
+                let started = Instant::now();
+                local_blocks(drive, units.blocks(u), p, n, b);
+                let c_in = carry_into(u, started.elapsed() * patience, spare);
+                let _ = carries[u].set([units.carry_through(u, b, c_in)]);
+                let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
+                let Some(mut piece) = piece else {
+                    unreachable!("varscan unit {u} claimed twice")
+                };
+                let mut c = c_in;
+                let (k0, k1) = units.blocks(u);
+                for k in k0..k1 {
+                    let (s, e) = block_span(k, p, n);
+                    let block = &mut b[s - lo..e - lo];
+                    c = fix_up(block, c);
+                    write(&mut piece, s - lo, s, block);
+                }
+            }
+        })
+    });
+    if let Some(c) = carries.last().and_then(OnceLock::get) {
+        split.scan_carry_out(c);
+    }
+}
+
 /// Helper for writers of one output: `out[i + j] = canon(ys[j][1])` (any NaN written as the
 /// canonical one, [`canon`]).
 #[inline(always)]
@@ -247,7 +394,7 @@ mod tests {
     use super::*;
     use crate::kernels::scan::{fill_rows, run_scan, write_rows, Recurrence};
     use crate::kernels::split::{CutAt, Sequential};
-    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg};
+    use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, Lcg, Workers};
 
     /// A KAMA-like drive: `a_t = 1 - sc_t`, `b_t = sc_t·x_t`, `sc_t` in (0, 1) varying per row.
     fn coefficients(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
@@ -363,6 +510,62 @@ mod tests {
                     let got = run(&CutAt(random_cuts(&mut rng, n, 16)), &a, &b, p, 1.25);
                     assert_bits_eq(&got, &whole, "varscan split");
                 }
+            }
+        }
+    }
+
+    /// The chained pass (workers on threads, or turns on one thread) gives the one-piece bits and
+    /// hands on the state at the last row exactly once.
+    #[test]
+    fn chained_pass_gives_identical_bits() {
+        for n in [1, 1024, 8193, 9217, 9218, 20_000, 70_000] {
+            let (a, b) = coefficients(n, 11 + n as u64);
+            for p in [0usize, 1, 1022, 1023, 1024, 9000] {
+                if p >= n {
+                    continue;
+                }
+                let whole = run(&Sequential, &a, &b, p, 0.75);
+                for (threads, turns) in [(2, 0), (3, 0), (8, 0), (0, 1), (0, 3)] {
+                    let w = Workers::new(threads, turns);
+                    assert_bits_eq(&run(&w, &a, &b, p, 0.75), &whole, "chained varscan");
+                    let carries = w.carry_out.into_inner().unwrap();
+                    assert_eq!(carries, vec![vec![whole[n - 1]]], "n={n} p={p}");
+                }
+            }
+        }
+    }
+
+    /// With no patience, workers on real threads compute whatever carry is not published yet
+    /// themselves (what a descheduled worker triggers): still the one-piece bits.
+    #[test]
+    fn impatient_workers_recompute_identical_carries() {
+        let n = 90_000;
+        let (a, b) = coefficients(n, 17);
+        // Slow decay, so every block's carry shows in the rows after it.
+        let a: Vec<f64> = a.iter().map(|v| 1.0 - (1.0 - v) * 1e-3).collect();
+        for p in [0usize, 1023, 2500] {
+            let whole = run(&Sequential, &a, &b, p, 0.5);
+            let drive = |start: usize, ab: &mut [[f64; 2]]| {
+                for (i, v) in ab.iter_mut().enumerate() {
+                    *v = [a[start + i], b[start + i]];
+                }
+            };
+            for threads in [2, 4] {
+                let mut out = vec![0.0; n];
+                let write = |o: &mut [&mut [f64]; 1], i: usize, _: usize, ys: &[[f64; 2]]| {
+                    write_y(o[0], i, ys)
+                };
+                run_chained(
+                    &Workers::new(threads, 0),
+                    n,
+                    p,
+                    0.5,
+                    &drive,
+                    [&mut out],
+                    &write,
+                    0,
+                );
+                assert_bits_eq(&out[p..], &whole[p..], "impatient varscan");
             }
         }
     }
