@@ -51,8 +51,11 @@ pub fn map_rows<S: Splitter, const K: usize, const M: usize>(
     let tail = outs.map(|o| &mut o[first_row..]);
     split.for_each_piece(first_row, tail, |lo, mut piece| {
         let len = piece[0].len();
+        // Inputs cut to the piece's last row, so the row loop can drop most bounds checks.
+        let hi = lo + len;
+        let cut = inputs.map(|x| if x.len() >= hi { &x[..hi] } else { x });
         for i in 0..len {
-            let y = f(lo + i, &inputs);
+            let y = f(lo + i, &cut);
             for (o, v) in piece.iter_mut().zip(y) {
                 o[i] = canon(v);
             }
@@ -207,9 +210,42 @@ pub fn apply<S: Splitter>(split: &S, op: Op, inputs: &[&[f64]], out: &mut [f64])
     );
     let get = |j: usize| inputs.get(j).copied().unwrap_or(&[]);
     let abcd = [get(0), get(1), get(2), get(3)];
-    map_rows(split, op.first_row(), abcd, [out], |t, abcd| {
-        [op.at(t, abcd)]
-    });
+    // One copy of the loop per op, so no row branches on the op.
+    macro_rules! per_op {
+        ($($op:ident),*) => {
+            match op {
+                $(Op::$op => map_rows(split, op.first_row(), abcd, [out], |t, abcd| {
+                    [Op::$op.at(t, abcd)]
+                }),)*
+            }
+        };
+    }
+    per_op!(
+        Add,
+        Sub,
+        Mul,
+        Div,
+        TrueRange,
+        TypicalPrice,
+        AvgPrice,
+        MedPrice,
+        WclPrice,
+        Acos,
+        Asin,
+        Atan,
+        Ceil,
+        Cos,
+        Cosh,
+        Exp,
+        Floor,
+        Ln,
+        Log10,
+        Sin,
+        Sinh,
+        Sqrt,
+        Tan,
+        Tanh
+    );
 }
 
 #[cfg(test)]
