@@ -247,6 +247,85 @@ fn fold_part_block<E: Extremum, const ORDERED: bool>(
     }
 }
 
+/// Scratch [`van_herk_max_min`] needs for width `w`.
+pub const fn max_min_scratch(w: usize) -> usize {
+    2 * (w + 1)
+}
+
+/// [`van_herk_rows`] of `Max` over `high` into `hh` and of `Min` over `low` into `ll`, the same
+/// bits; `suf` has [`max_min_scratch`]`(w)` elements. When neither range holds a NaN (the usual
+/// case), whole blocks fold both series in the same loops: two independent chains per loop, and
+/// one pass over the block's rows instead of two.
+pub fn van_herk_max_min(
+    [high, low]: [&[f64]; 2],
+    w: usize,
+    (lo, hi): (usize, usize),
+    suf: &mut [f64],
+    [hh, ll]: [&mut [f64]; 2],
+) {
+    debug_assert!(lo + 1 >= w && hi <= high.len() && hi <= low.len());
+    if lo >= hi {
+        return;
+    }
+    let (suf_h, suf_l) = suf[..2 * (w + 1)].split_at_mut(w + 1);
+    if w < 6 || has_nan(&high[lo + 1 - w..hi]) || has_nan(&low[lo + 1 - w..hi]) {
+        // Short windows have their own unrolled copies (see `fold_rows`).
+        van_herk_rows::<Max>(high, w, (lo, hi), suf_h, hh);
+        van_herk_rows::<Min>(low, w, (lo, hi), suf_l, ll);
+        return;
+    }
+    let mut k = 0;
+    for b in lo / w..=(hi - 1) / w {
+        let bs = b * w;
+        let (o_lo, o_hi) = (lo.max(bs) - bs, hi.min(bs + w) - bs);
+        let (oh, ol) = (&mut hh[k..], &mut ll[k..]);
+        if o_lo == 0 && o_hi == w {
+            let win = bs + 1 - w..bs + w;
+            fold_whole_block_pair(
+                [&high[win.clone()], &low[win]],
+                w,
+                [&mut *suf_h, &mut *suf_l],
+                [&mut oh[..w], &mut ol[..w]],
+            );
+        } else {
+            fold_part_block::<Max, true>(high, w, bs, (o_lo, o_hi), suf_h, oh);
+            fold_part_block::<Min, true>(low, w, bs, (o_lo, o_hi), suf_l, ol);
+        }
+        k += o_hi - o_lo;
+    }
+}
+
+/// [`fold_whole_block`] of `Max` over the first window and of `Min` over the second (no NaN in
+/// either), interleaved: the same picks in the same order for each.
+#[inline(always)]
+fn fold_whole_block_pair(
+    [hwin, lwin]: [&[f64]; 2],
+    w: usize,
+    [suf_h, suf_l]: [&mut [f64]; 2],
+    [out_h, out_l]: [&mut [f64]; 2],
+) {
+    let (h_prev, h_block) = hwin[..2 * w - 1].split_at(w - 1);
+    let (l_prev, l_block) = lwin[..2 * w - 1].split_at(w - 1);
+    let (suf_h, suf_l) = (&mut suf_h[..w - 1], &mut suf_l[..w - 1]);
+    let (out_h, out_l) = (&mut out_h[..w], &mut out_l[..w]);
+    let (mut ah, mut al) = (Max::NEUTRAL, Min::NEUTRAL);
+    for j in (0..w - 1).rev() {
+        ah = Max::pick_ordered(h_prev[j], ah);
+        al = Min::pick_ordered(l_prev[j], al);
+        suf_h[j] = ah;
+        suf_l[j] = al;
+    }
+    let (mut ah, mut al) = (Max::NEUTRAL, Min::NEUTRAL);
+    for o in 0..w - 1 {
+        ah = Max::pick_ordered(ah, h_block[o]);
+        al = Min::pick_ordered(al, l_block[o]);
+        out_h[o] = Max::pick_ordered(suf_h[o], ah);
+        out_l[o] = Min::pick_ordered(suf_l[o], al);
+    }
+    out_h[w - 1] = Max::pick_ordered(ah, h_block[w - 1]);
+    out_l[w - 1] = Min::pick_ordered(al, l_block[w - 1]);
+}
+
 fn run_extrema<S: Splitter, E: Extremum>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
     let n = x.len();
     if w == 0 || n < w {
@@ -384,13 +463,12 @@ fn run_max_min<S: Splitter, const K: usize>(
     split.for_each_piece(w - 1, tail, |lo, mut piece| {
         let hi = lo + piece[0].len();
         let span = tile_rows(w).min(hi - lo);
-        with_scratch(2 * span + w + 1, |scratch| {
-            let [hh, ll, suf] = carve(scratch, [span, span, w + 1]);
+        with_scratch(2 * span + max_min_scratch(w), |scratch| {
+            let [hh, ll, suf] = carve(scratch, [span, span, max_min_scratch(w)]);
             for t0 in (lo..hi).step_by(span) {
                 let t1 = (t0 + span).min(hi);
                 let (hh, ll) = (&mut hh[..t1 - t0], &mut ll[..t1 - t0]);
-                van_herk_rows::<Max>(high, w, (t0, t1), suf, hh);
-                van_herk_rows::<Min>(low, w, (t0, t1), suf, ll);
+                van_herk_max_min([high, low], w, (t0, t1), suf, [&mut *hh, &mut *ll]);
                 let tile = piece.each_mut().map(|p| &mut p[t0 - lo..t1 - lo]);
                 write(tile, hh, ll);
             }
@@ -476,7 +554,7 @@ fn tile_rows(widest: usize) -> usize {
 }
 
 /// Fast %K of rows `[lo, hi)` (`lo >= fk - 1`) into `out`, through `hh`, `ll` (at least `hi - lo`
-/// elements each) and `suf` (`fk + 1`). NaNs as computed: STOCH's SMAs read these rows and write
+/// elements each) and `suf` ([`max_min_scratch`]`(fk)`). NaNs as computed: STOCH's SMAs read these rows and write
 /// canonical NaNs; [`fastk`] canonicalises its own output.
 #[allow(clippy::too_many_arguments)]
 fn fastk_rows(
@@ -490,8 +568,7 @@ fn fastk_rows(
 ) {
     let rows = hi - lo;
     let (hh, ll) = (&mut hh[..rows], &mut ll[..rows]);
-    van_herk_rows::<Max>(high, fk, (lo, hi), suf, hh);
-    van_herk_rows::<Min>(low, fk, (lo, hi), suf, ll);
+    van_herk_max_min([high, low], fk, (lo, hi), suf, [&mut *hh, &mut *ll]);
     for (((d, &c), &h), &l) in out[..rows]
         .iter_mut()
         .zip(&close[lo..hi])
@@ -518,8 +595,8 @@ pub fn fastk<S: Splitter>(
     split.for_each_piece(fk - 1, [&mut out[fk - 1..n]], |lo, [piece]| {
         let hi = lo + piece.len();
         let span = tile_rows(fk).min(hi - lo);
-        with_scratch(2 * span + fk + 1, |scratch| {
-            let [hh, ll, suf] = carve(scratch, [span, span, fk + 1]);
+        with_scratch(2 * span + max_min_scratch(fk), |scratch| {
+            let [hh, ll, suf] = carve(scratch, [span, span, max_min_scratch(fk)]);
             for t0 in (lo..hi).step_by(span) {
                 let t1 = (t0 + span).min(hi);
                 let dst = &mut piece[t0 - lo..t1 - lo];
@@ -622,9 +699,9 @@ pub fn stoch<S: Splitter>(
         let span = tile_rows(fk.max(sk).max(sd)).min(hi - lo);
         let cap = span + sk + sd;
         let m = sk.max(sd);
-        with_scratch(4 * cap + fk + 1 + m, |scratch| {
+        with_scratch(4 * cap + max_min_scratch(fk) + m, |scratch| {
             let [hh, ll, fast, slow, suf_x, suf_m] =
-                carve(scratch, [cap, cap, cap, cap, fk + 1, m]);
+                carve(scratch, [cap, cap, cap, cap, max_min_scratch(fk), m]);
             let mut bufs = StochBufs {
                 hh,
                 ll,
@@ -651,6 +728,37 @@ mod tests {
     use crate::kernels::reference as naive;
     use crate::kernels::split::{CutAt, Sequential};
     use crate::kernels::testing::{assert_bits_eq, assert_close, random_cuts, series_zoo, Lcg};
+
+    /// The paired fold gives each series' own fold bits, for every width, range and NaN case.
+    #[test]
+    fn paired_max_min_gives_the_single_folds_bits() {
+        let mut rng = Lcg(77);
+        for w in [1usize, 2, 5, 6, 7, 14, 33] {
+            for nan_at in [None, Some(40usize)] {
+                let n = 300;
+                let high: Vec<f64> = (0..n).map(|_| (rng.normal() * 4.0).round()).collect();
+                let mut low: Vec<f64> = high
+                    .iter()
+                    .map(|h| h - (rng.uniform() * 3.0).round())
+                    .collect();
+                if let Some(t) = nan_at {
+                    low[t] = f64::NAN;
+                }
+                for _ in 0..20 {
+                    let lo = w - 1 + rng.below(n - w);
+                    let hi = lo + 1 + rng.below(n - lo);
+                    let mut suf = vec![0.0; max_min_scratch(w)];
+                    let (mut hh, mut ll) = (vec![0.0; hi - lo], vec![0.0; hi - lo]);
+                    van_herk_max_min([&high, &low], w, (lo, hi), &mut suf, [&mut hh, &mut ll]);
+                    let (mut h1, mut l1) = (vec![0.0; hi - lo], vec![0.0; hi - lo]);
+                    van_herk_rows::<Max>(&high, w, (lo, hi), &mut suf, &mut h1);
+                    van_herk_rows::<Min>(&low, w, (lo, hi), &mut suf, &mut l1);
+                    assert_bits_eq(&hh, &h1, "paired max");
+                    assert_bits_eq(&ll, &l1, "paired min");
+                }
+            }
+        }
+    }
 
     #[test]
     fn max_min_combinations_are_the_extrema_bits_and_split_invariant() {
