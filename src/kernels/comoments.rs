@@ -262,18 +262,31 @@ fn sums_rows<const USE: u8, const INDEX_X: bool>(
     // Per block: the suffix sums of block b - 1 and the prefix sums of block b (the spec's
     // addition chains, every used channel interleaved), then the window sums in place of the
     // prefix sums, and `emit` of the whole block, whose rows do not depend on one another (the
-    // output formulas' divisions and roots pipeline instead of waiting behind the chains).
-    with_scratch(12 * w, |scratch| {
-        let [s0, s1, s2, s3, s4, p0, p1, p2, p3, p4, ix, ixx] = carve(scratch, [w; 12]);
-        let (suf, sums) = ([s0, s1, s2, s3, s4], [p0, p1, p2, p3, p4]);
+    // output formulas' divisions and roots pipeline instead of waiting behind the chains). Runs
+    // of SUM_GROUP whole blocks interleave their blocks' chains too ([`whole_blocks`]).
+    const G: usize = SUM_GROUP;
+    with_scratch((10 * G + 2) * w, |scratch| {
+        let lens: [usize; 12] = std::array::from_fn(|i| if i < 10 { G * w } else { w });
+        let [s0, s1, s2, s3, s4, p0, p1, p2, p3, p4, ix, ixx] = carve(scratch, lens);
+        let (mut suf, mut sums) = ([s0, s1, s2, s3, s4], [p0, p1, p2, p3, p4]);
         if INDEX_X {
             for (o, (a, b)) in ix.iter_mut().zip(ixx.iter_mut()).enumerate() {
                 (*a, *b) = index_sums(o, w);
             }
         }
         let (ix, ixx) = (&*ix, &*ixx);
-        for b in lo / w..=(hi - 1) / w {
+        let index = INDEX_X.then_some((ix, ixx));
+        let mut b = lo / w;
+        while b <= (hi - 1) / w {
             let bs = b * w;
+            if bs >= lo && (b + G) * w <= hi {
+                let refs = whole_blocks::<G, USE>(&x, &y, w, b, &mut suf, &mut sums);
+                for (g, r) in refs.into_iter().enumerate() {
+                    emit(bs + g * w, &block_sums(r, &sums, index, (g * w, 0, w)));
+                }
+                b += G;
+                continue;
+            }
             let o_lo = lo.max(bs) - bs;
             let o_hi = hi.min(bs + w) - bs; // exclusive
             let (rx, ry) = (finite_or_zero(x(bs)), finite_or_zero(y(bs)));
@@ -307,18 +320,81 @@ fn sums_rows<const USE: u8, const INDEX_X: bool>(
                     pre[o] = sf[o + 1] + pre[o];
                 }
             }
-            let block = BlockSums {
-                rx,
-                ry,
-                s: std::array::from_fn(|c| match (INDEX_X, c) {
-                    (true, 0) => &ix[o_lo..o_hi],
-                    (true, 2) => &ixx[o_lo..o_hi],
-                    _ => &sums[c][o_lo..o_hi],
-                }),
-            };
-            emit(bs + o_lo, &block);
+            emit(
+                bs + o_lo,
+                &block_sums((rx, ry), &sums, index, (0, o_lo, o_hi)),
+            );
+            b += 1;
         }
     });
+}
+
+/// The sums of rows `o_lo..o_hi` of a block stored from `at` in `sums` (or, for the row index's
+/// `sx` and `sxx`, read from the closed-form tables `index` by offset).
+fn block_sums<'a>(
+    (rx, ry): (f64, f64),
+    sums: &'a [&mut [f64]; 5],
+    index: Option<(&'a [f64], &'a [f64])>,
+    (at, o_lo, o_hi): (usize, usize, usize),
+) -> BlockSums<'a> {
+    let s = std::array::from_fn(|c| match (index, c) {
+        (Some((ix, _)), 0) => &ix[o_lo..o_hi],
+        (Some((_, ixx)), 2) => &ixx[o_lo..o_hi],
+        _ => &sums[c][at + o_lo..at + o_hi],
+    });
+    BlockSums { rx, ry, s }
+}
+
+/// Whole blocks [`sums_rows`] handles together.
+const SUM_GROUP: usize = 4;
+
+/// The window sums of every row of the `G` whole blocks `b .. b + G` (`b >= 1` unless `w == 1`)
+/// into `sums[c][g·w + o]`, through `suf` (the same layout); returns each block's references.
+/// Per block the same additions in the same order as the one-block path of [`sums_rows`]; the
+/// blocks' chains are independent, so interleaving them hides the addition latency that bounds
+/// one block's chains on their own.
+#[inline(always)]
+fn whole_blocks<const G: usize, const USE: u8>(
+    x: &impl Fn(usize) -> f64,
+    y: &impl Fn(usize) -> f64,
+    w: usize,
+    b: usize,
+    suf: &mut [&mut [f64]; 5],
+    sums: &mut [&mut [f64]; 5],
+) -> [(f64, f64); G] {
+    let used = |c: usize| USE & (1 << c) != 0;
+    let bs: [usize; G] = std::array::from_fn(|g| (b + g) * w);
+    let refs: [(f64, f64); G] =
+        std::array::from_fn(|g| (finite_or_zero(x(bs[g])), finite_or_zero(y(bs[g]))));
+    let mut acc = [[0.0f64; 5]; G];
+    for j in (1..w).rev() {
+        for g in 0..G {
+            let v = summands(x(bs[g] - w + j), y(bs[g] - w + j), refs[g].0, refs[g].1);
+            for c in (0..5).filter(|&c| used(c)) {
+                acc[g][c] = v[c] + acc[g][c];
+                suf[c][g * w + j] = acc[g][c];
+            }
+        }
+    }
+    let mut acc = [[0.0f64; 5]; G];
+    for o in 0..w {
+        for g in 0..G {
+            let v = summands(x(bs[g] + o), y(bs[g] + o), refs[g].0, refs[g].1);
+            for c in (0..5).filter(|&c| used(c)) {
+                acc[g][c] = acc[g][c] + v[c];
+                sums[c][g * w + o] = acc[g][c];
+            }
+        }
+    }
+    for c in (0..5).filter(|&c| used(c)) {
+        let (pre, sf) = (&mut sums[c][..G * w], &suf[c][..G * w]);
+        for g in 0..G {
+            for o in g * w..(g + 1) * w - 1 {
+                pre[o] = sf[o + 1] + pre[o];
+            }
+        }
+    }
+    refs
 }
 
 /// Runs a co-moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`):
@@ -801,7 +877,7 @@ mod tests {
     fn index_sums_and_masks_give_the_summed_bits() {
         let mut rng = Lcg(5);
         for w in [2usize, 3, 7, 14, 30, 257, 100_000] {
-            let n = 3 * w + 5;
+            let n = 9 * w + 5;
             let y: Vec<f64> = (0..n).map(|_| 1e6 + rng.normal()).collect();
             let collect = |full: bool| {
                 let mut rows = Vec::new();

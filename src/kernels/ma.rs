@@ -573,7 +573,13 @@ pub fn vwma<S: Splitter>(split: &S, x: &[f64], v: &[f64], period: usize, out: &m
     }
     let mut sv = vec![0.0; n];
     moments::sma(split, v, p, &mut sv);
-    moments::sma_of(split, n, p, |t| x[t] * v[t], out);
+    let fill = |t0: usize, xs: &mut [f64]| {
+        let rows = t0..t0 + xs.len();
+        for ((d, x), v) in xs.iter_mut().zip(&x[rows.clone()]).zip(&v[rows]) {
+            *d = x * v;
+        }
+    };
+    moments::sma_of_filled(split, n, p, fill, out);
     update_rows(split, p - 1, &mut out[..n], |t, spv| spv / sv[t]);
 }
 

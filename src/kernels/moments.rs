@@ -339,6 +339,28 @@ pub fn sma_of<S: Splitter>(
     value: impl Fn(usize) -> f64 + Sync + Send,
     out: &mut [f64],
 ) {
+    sma_of_filled(
+        split,
+        n,
+        period,
+        |t0, xs| {
+            for (i, v) in xs.iter_mut().enumerate() {
+                *v = value(t0 + i);
+            }
+        },
+        out,
+    )
+}
+
+/// [`sma_of`] with the series given by `fill(t0, xs)`, which writes rows `t0 ..` of it into `xs`:
+/// a fill that zips input slices vectorises, where a per-row closure bounds-checks every access.
+pub fn sma_of_filled<S: Splitter>(
+    split: &S,
+    n: usize,
+    period: usize,
+    fill: impl Fn(usize, &mut [f64]) + Sync + Send,
+    out: &mut [f64],
+) {
     let w = period;
     if w == 0 || n < w {
         return;
@@ -354,9 +376,7 @@ pub fn sma_of<S: Splitter>(
                 let b = ((a / w + 1) * w + tile - w).min(hi);
                 let x0 = (a / w).saturating_sub(1) * w;
                 let xs = &mut xs[..b - x0];
-                for (i, v) in xs.iter_mut().enumerate() {
-                    *v = value(x0 + i);
-                }
+                fill(x0, xs);
                 sma_rows(xs, x0, w, (a, b), suf, &mut piece[a - lo..b - lo]);
                 a = b;
             }

@@ -234,7 +234,13 @@ pub fn adr<S: Splitter>(split: &S, h: &[f64], l: &[f64], period: usize, out: &mu
     if period == 0 || h.len() < period {
         return;
     }
-    moments::sma_of(split, h.len(), period, |t| h[t] - l[t], out);
+    let fill = |t0: usize, xs: &mut [f64]| {
+        let rows = t0..t0 + xs.len();
+        for ((v, h), l) in xs.iter_mut().zip(&h[rows.clone()]).zip(&l[rows]) {
+            *v = h - l;
+        }
+    };
+    moments::sma_of_filled(split, h.len(), period, fill, out);
 }
 
 /// CVI(period, roc_period); rows `< period - 1 + roc_period` untouched.
