@@ -170,7 +170,8 @@ fn summands(x: f64, y: f64, rx: f64, ry: f64) -> [f64; 5] {
 }
 
 /// The channels of [`summands`] a kernel reads, as a bit mask over `[sx, sy, sxx, syy, sxy]`
-/// (bit `c` for channel `c`): [`sums_rows`] computes only these and leaves the others `0.0`.
+/// (bit `c` for channel `c`): [`sums_rows`] computes only these (the others hold unspecified
+/// values, which the kernel never reads).
 const ALL_SUMS: u8 = 0b11111;
 /// `sy` and `sxy`: what the LINEARREG family needs besides the row index's own sums.
 const Y_AND_XY: u8 = 0b10010;
