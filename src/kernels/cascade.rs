@@ -19,12 +19,11 @@
 //! since the last one whose carries in are all known, from the inputs, with the same formulas.
 //! With one worker the units simply run in order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::canon;
-use super::scan::{fix_up, wait_briefly, Drive, Powers, Recurrence, LANES, PATIENCE, SCAN_BLOCK};
+use super::chained::{Carries, Claims, PATIENCE};
+use super::scan::{fix_up, Drive, Powers, Recurrence, LANES, SCAN_BLOCK};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 use super::stream_store::{store_rows, with_store};
@@ -43,7 +42,8 @@ struct Cascade<'a, const M: usize, D> {
     /// Stage 0's first block: unit `u` holds blocks `origin + u·LANES ..`.
     origin: usize,
     end: usize,
-    carries: Vec<[OnceLock<[f64; 1]>; M]>,
+    /// Per stage.
+    carries: [Carries<[f64; 1]>; M],
 }
 
 impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
@@ -68,7 +68,7 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
         if u <= (self.first_block(s) - self.origin) / LANES {
             return Some(self.stages[s].seed);
         }
-        self.carries[u - 1][s].get().copied()
+        self.carries[s].get(u - 1)
     }
 
     /// Runs every stage of unit `u` in `bufs` (`M` slices of [`UNIT`] rows: `bufs[s·UNIT + i]`
@@ -99,8 +99,7 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
                 rec.local_blocks(&fed, (k0, k1), self.n, cur);
             }
             let cs = rec.chain_blocks(&self.powers[s], (k0, k1), self.n, cur, carry_in(s));
-            // Whoever sets it first wins; every candidate holds the same bits.
-            let _ = self.carries[u][s].set(cs[k1 - k0]);
+            self.carries[s].publish(u, cs[k1 - k0]);
             for (j, k) in (k0..k1).enumerate() {
                 let (bs, be) = rec.span(k, self.n);
                 fix_up(&mut cur[bs - slo..be - slo], &self.powers[s], cs[j]);
@@ -121,7 +120,7 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
         if let Some(c) = self.known(s, u) {
             return c;
         }
-        if let Some(c) = wait_briefly(&self.carries[u - 1][s], patience) {
+        if let Some(c) = self.carries[s].wait(u, patience) {
             return c;
         }
         let mut j = u - 1;
@@ -156,7 +155,7 @@ pub fn run_cascade<S: Splitter, const M: usize>(
     cascade_with_patience(split, n, stages, (&drive, gain), out, &combine, PATIENCE)
 }
 
-/// [`run_cascade`] with a given patience (see `scan::PATIENCE`).
+/// [`run_cascade`] with a given patience (see `chained::PATIENCE`).
 fn cascade_with_patience<S: Splitter, const M: usize, D: Drive<1>>(
     split: &S,
     n: usize,
@@ -182,38 +181,23 @@ fn cascade_with_patience<S: Splitter, const M: usize, D: Drive<1>>(
         n,
         origin,
         end,
-        carries: (0..units)
-            .map(|_| std::array::from_fn(|_| OnceLock::new()))
-            .collect(),
+        carries: std::array::from_fn(|_| Carries::new(units)),
     };
     // One piece of the output per unit: the last stage's rows there (none before its first).
     let lens: Vec<usize> = (0..units)
         .map(|u| cascade.rows(M - 1, u).map_or(0, |(lo, hi)| hi - lo))
         .collect();
-    let slots: Vec<Mutex<Option<[&mut [f64]; 1]>>> = cut_pieces([&mut out[from..n]], &lens)
-        .into_iter()
-        .map(|piece| Mutex::new(Some(piece)))
-        .collect();
-    let next = AtomicUsize::new(0);
+    let claims = Claims::new(cut_pieces([&mut out[from..n]], &lens));
 
     split.run_workers(|| {
         with_scratch(2 * M * UNIT, |raw| {
             with_store(n - from, |store| {
                 let (bufs, spare) = raw.as_chunks_mut::<1>().0.split_at_mut(M * UNIT);
-                loop {
-                    // Increasing order: a unit's predecessors are claimed already, most of them done.
-                    let u = next.fetch_add(1, Ordering::Relaxed);
-                    if u >= units {
-                        return;
-                    }
+                while let Some((u, [piece])) = claims.next() {
                     let started = Instant::now();
                     cascade.unit(u, bufs, &mut |s| {
                         cascade.carry_into(s, u, started.elapsed() * patience, spare)
                     });
-                    let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
-                    let Some([piece]) = piece else {
-                        unreachable!("cascade unit {u} claimed twice")
-                    };
                     let (Some((lo, _)), Some((slo, shi))) =
                         (cascade.rows(0, u), cascade.rows(M - 1, u))
                     else {
@@ -231,9 +215,9 @@ fn cascade_with_patience<S: Splitter, const M: usize, D: Drive<1>>(
             })
         })
     });
-    for s in 0..M {
-        if let Some(c) = cascade.carries.last().and_then(|cs| cs[s].get()) {
-            split.scan_carry_out(c);
+    for stage in &cascade.carries {
+        if let Some(c) = stage.last() {
+            split.scan_carry_out(&c);
         }
     }
 }

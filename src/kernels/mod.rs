@@ -11,6 +11,7 @@
 #![allow(clippy::assign_op_pattern)]
 
 pub mod cascade;
+mod chained;
 pub mod comoments;
 pub mod declaration;
 pub mod elementwise;

@@ -33,11 +33,12 @@
 //!   blocks before the last piece, the carries are chained on the calling thread, and each piece
 //!   then starts from its first block's carry.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::canon;
+pub(super) use super::chained::PATIENCE;
+use super::chained::{Carries, Claims};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 pub use super::stream_store::Store;
@@ -436,11 +437,6 @@ pub fn run_scan<S: Splitter, const C: usize, const K: usize>(
     });
 }
 
-/// How long a unit waits for its predecessor's carry before computing it itself, in multiples of
-/// the time its own local scans took (the predecessor started earlier, so in a healthy run its
-/// carry is due by then; past that its worker has most likely been descheduled).
-pub(super) const PATIENCE: u32 = 2;
-
 /// The chained single pass over blocks `first..end` (see the module doc, "Execution"); needs
 /// `end - first > LANES`, i.e. at least two units.
 #[allow(clippy::too_many_arguments)]
@@ -465,35 +461,25 @@ fn run_chained<S: Splitter, const C: usize, const K: usize>(
     if let Some(mut seed_piece) = pieces.next() {
         write(&mut seed_piece, 0, p, &[rec.seed], Store::Cached);
     }
-    let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
-    let next = AtomicUsize::new(0);
+    let claims = Claims::new(pieces);
 
     split.run_workers(|| {
         with_scratch(2 * SCAN_BLOCK * LANES * C, |raw| {
             with_store(rows, |store| {
                 let (buf, spare) = raw.as_chunks_mut::<C>().0.split_at_mut(SCAN_BLOCK * LANES);
-                loop {
-                    // Increasing order: a unit's predecessors are claimed already, most of them done.
-                    let u = next.fetch_add(1, Ordering::Relaxed);
-                    if u >= chain.units() {
-                        return;
-                    }
+                while let Some((u, mut piece)) = claims.next() {
                     let (lo, hi) = chain.unit_rows(u);
                     let b = &mut buf[..hi - lo];
                     let started = Instant::now();
                     chain.local(u, b);
                     let c_in = chain.carry_into(u, started.elapsed() * patience, spare);
-                    let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
-                    let Some(mut piece) = piece else {
-                        unreachable!("scan unit {u} claimed twice")
-                    };
                     chain.finish(u, b, c_in, |s, ys| write(&mut piece, s - lo, s, ys, store));
                 }
             })
         })
     });
-    if let Some(c) = chain.carries.last().and_then(OnceLock::get) {
-        split.scan_carry_out(c);
+    if let Some(c) = chain.carries.last() {
+        split.scan_carry_out(&c);
     }
 }
 
@@ -586,12 +572,7 @@ fn feed_chained<S: Splitter, const C: usize>(
         .collect();
     let m_pieces = cut_pieces([&mut m_out[p1 + 1..n]], &m_lens);
     let z_pieces = cut_pieces([&mut z_out[p2 + 1..n], &mut h_out[p2 + 1..n]], &z_lens);
-    let slots: Vec<Mutex<Option<_>>> = m_pieces
-        .into_iter()
-        .zip(z_pieces)
-        .map(|x| Mutex::new(Some(x)))
-        .collect();
-    let next = AtomicUsize::new(0);
+    let claims = Claims::new(m_pieces.into_iter().zip(z_pieces));
     const U: usize = SCAN_BLOCK * LANES;
 
     split.run_workers(|| {
@@ -602,20 +583,12 @@ fn feed_chained<S: Splitter, const C: usize>(
                 let (mbuf, rest) = rest.split_at_mut(U);
                 let (zraw, zspare) = rest.split_at_mut(U);
                 let (zbuf, zspare) = (zraw.as_chunks_mut::<1>().0, zspare.as_chunks_mut::<1>().0);
-                loop {
-                    let u = next.fetch_add(1, Ordering::Relaxed);
-                    if u >= units {
-                        return;
-                    }
+                while let Some((u, ([mp], [zp, hp]))) = claims.next() {
                     let (lo, hi) = line.unit_rows(u);
                     let b = &mut buf[..hi - lo];
                     let started = Instant::now();
                     line.local(u, b);
                     let c_in = line.carry_into(u, started.elapsed() * patience, spare);
-                    let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
-                    let Some(([mp], [zp, hp])) = piece else {
-                        unreachable!("scan unit {u} claimed twice")
-                    };
                     let m = &mut mbuf[..hi - lo];
                     line.finish(u, b, c_in, |s, ys| {
                         let rows = s - lo..s - lo + ys.len();
@@ -650,14 +623,8 @@ fn feed_chained<S: Splitter, const C: usize>(
         })
     });
     for carries in [
-        line.carries
-            .last()
-            .and_then(OnceLock::get)
-            .map(|c| c.to_vec()),
-        sig.carries
-            .last()
-            .and_then(OnceLock::get)
-            .map(|c| c.to_vec()),
+        line.carries.last().map(|c| c.to_vec()),
+        sig.carries.last().map(|c| c.to_vec()),
     ]
     .into_iter()
     .flatten()
@@ -679,7 +646,7 @@ struct Chain<'a, const C: usize, D> {
     origin: usize,
     first: usize,
     end: usize,
-    carries: Vec<OnceLock<[f64; C]>>,
+    carries: Carries<[f64; C]>,
 }
 
 impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
@@ -712,12 +679,12 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
             origin,
             first,
             end,
-            carries: (0..units).map(|_| OnceLock::new()).collect(),
+            carries: Carries::new(units),
         }
     }
 
     fn units(&self) -> usize {
-        self.carries.len()
+        (self.end - self.origin).div_ceil(LANES)
     }
 
     /// The unit holding block `first` (the earlier ones are empty).
@@ -753,8 +720,7 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
         let cs = self
             .rec
             .chain_blocks(self.powers, blocks, self.n, buf, c_in);
-        // Whoever sets it first wins; every candidate holds the same bits.
-        let _ = self.carries[u].set(cs[blocks.1 - blocks.0]);
+        self.carries.publish(u, cs[blocks.1 - blocks.0]);
         cs
     }
 
@@ -781,57 +747,15 @@ impl<'a, const C: usize, D: Drive<C>> Chain<'a, C, D> {
 
     /// The carry into unit `u`: the predecessor's, waited for at most `patience`, after which
     /// this worker computes the missing carries itself (local ends in `spare`, then step 2 from
-    /// the last published carry). So no worker ever waits on another indefinitely: a worker
-    /// descheduled on a busy machine, or one that panicked, costs recomputation, not a stall.
+    /// the last published carry; `chained.rs`).
     fn carry_into(&self, u: usize, patience: Duration, spare: &mut [[f64; C]]) -> [f64; C] {
-        let u0 = self.first_unit();
-        if u <= u0 {
-            return self.rec.seed;
-        }
-        if let Some(c) = wait_briefly(&self.carries[u - 1], patience) {
-            return c;
-        }
-        let mut j = u - 1;
-        let mut c = loop {
-            if j == u0 {
-                break self.rec.seed;
-            }
-            if let Some(c) = self.carries[j - 1].get() {
-                break *c;
-            }
-            j -= 1;
-        };
-        for v in j..u {
-            c = match self.carries[v].get() {
-                Some(known) => *known,
-                None => {
-                    let (lo, hi) = self.unit_rows(v);
-                    let b = &mut spare[..hi - lo];
-                    self.local(v, b);
-                    self.chain(v, b, c)[self.unit_blocks(v).1 - self.unit_blocks(v).0]
-                }
-            };
-        }
-        c
-    }
-}
-
-/// Spins until `cell` is set or `patience` has passed.
-pub(super) fn wait_briefly<const C: usize>(
-    cell: &OnceLock<[f64; C]>,
-    patience: Duration,
-) -> Option<[f64; C]> {
-    let started = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if let Some(c) = cell.get() {
-                return Some(*c);
-            }
-            std::hint::spin_loop();
-        }
-        if started.elapsed() >= patience {
-            return cell.get().copied();
-        }
+        let start = (self.first_unit(), self.rec.seed);
+        self.carries.carry_into(u, start, patience, |v, c| {
+            let (lo, hi) = self.unit_rows(v);
+            let b = &mut spare[..hi - lo];
+            self.local(v, b);
+            self.chain(v, b, c)[self.unit_blocks(v).1 - self.unit_blocks(v).0]
+        })
     }
 }
 
@@ -959,7 +883,7 @@ mod tests {
     /// others: the next unit's worker recomputes the late carry, and the bits do not move.
     #[test]
     fn a_stalled_worker_is_overtaken() {
-        use std::sync::atomic::AtomicUsize;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let mut rng = Lcg(9);
         let n = 40 * SCAN_BLOCK;
         let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();

@@ -36,12 +36,11 @@
 //! The last piece reports the state after the last row through [`Splitter::scan_carry_out`], as
 //! `run_scan` does (a device set's GPUs continue from it).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::canon;
-use super::scan::{wait_briefly, PATIENCE, SCAN_BLOCK};
+use super::chained::{Carries, Claims, PATIENCE};
+use super::scan::SCAN_BLOCK;
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 
@@ -308,62 +307,27 @@ fn run_chained<S: Splitter, const K: usize>(
     if let Some(mut seed_piece) = pieces.next() {
         write(&mut seed_piece, 0, p, &[[1.0, seed]]);
     }
-    let slots: Vec<Mutex<Option<[&mut [f64]; K]>>> = pieces.map(|x| Mutex::new(Some(x))).collect();
-    // The carry out of every unit, set once (whoever computes it first: the bits are the same).
-    let carries: Vec<OnceLock<[f64; 1]>> = (0..units.count()).map(|_| OnceLock::new()).collect();
-    let next = AtomicUsize::new(0);
-    // The carry into unit `u`: its predecessor's, waited for at most `wait`, after which this
-    // worker computes the missing ones from the last published carry (in `spare`), so a
-    // descheduled worker costs recomputation, never a stall.
-    let carry_into = |u: usize, wait: Duration, spare: &mut [[f64; 2]]| -> f64 {
-        if u == 0 {
-            return seed;
-        }
-        if let Some([c]) = wait_briefly(&carries[u - 1], wait) {
-            return c;
-        }
-        let mut j = u;
-        while j > 0 && carries[j - 1].get().is_none() {
-            j -= 1;
-        }
-        let mut c = match j {
-            0 => seed,
-            _ => carries[j - 1].get().map_or(seed, |c| c[0]),
-        };
-        for (v, carry) in carries.iter().enumerate().take(u).skip(j) {
-            c = match carry.get() {
-                Some(&[known]) => known,
-                None => {
-                    let (lo, hi) = units.rows(v);
-                    let b = &mut spare[..hi - lo];
-                    local_blocks(drive, units.blocks(v), p, n, b);
-                    let out = units.carry_through(v, b, c);
-                    let _ = carry.set([out]);
-                    out
-                }
-            };
-        }
-        c
+    let claims = Claims::new(pieces);
+    let carries = Carries::<f64>::new(units.count());
+    // Recomputes a late carry: unit `v`'s carry out from its carry in `c`, local scans in `spare`.
+    let through = |spare: &mut [[f64; 2]], v: usize, c: f64| {
+        let (lo, hi) = units.rows(v);
+        let b = &mut spare[..hi - lo];
+        local_blocks(drive, units.blocks(v), p, n, b);
+        units.carry_through(v, b, c)
     };
 
     split.run_workers(|| {
         with_scratch(2 * 2 * SCAN_BLOCK * LANES, |raw| {
             let (buf, spare) = raw.as_chunks_mut::<2>().0.split_at_mut(SCAN_BLOCK * LANES);
-            loop {
-                let u = next.fetch_add(1, Ordering::Relaxed);
-                if u >= units.count() {
-                    return;
-                }
+            while let Some((u, mut piece)) = claims.next() {
                 let (lo, hi) = units.rows(u);
                 let b = &mut buf[..hi - lo];
                 let started = Instant::now();
                 local_blocks(drive, units.blocks(u), p, n, b);
-                let c_in = carry_into(u, started.elapsed() * patience, spare);
-                let _ = carries[u].set([units.carry_through(u, b, c_in)]);
-                let piece = slots[u].lock().ok().and_then(|mut slot| slot.take());
-                let Some(mut piece) = piece else {
-                    unreachable!("varscan unit {u} claimed twice")
-                };
+                let wait = started.elapsed() * patience;
+                let c_in = carries.carry_into(u, (0, seed), wait, |v, c| through(spare, v, c));
+                carries.publish(u, units.carry_through(u, b, c_in));
                 let mut c = c_in;
                 let (k0, k1) = units.blocks(u);
                 for k in k0..k1 {
@@ -375,8 +339,8 @@ fn run_chained<S: Splitter, const K: usize>(
             }
         })
     });
-    if let Some(c) = carries.last().and_then(OnceLock::get) {
-        split.scan_carry_out(c);
+    if let Some(c) = carries.last() {
+        split.scan_carry_out(&[c]);
     }
 }
 
