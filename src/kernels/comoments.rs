@@ -350,10 +350,11 @@ fn block_sums<'a>(
 const SUM_GROUP: usize = 4;
 
 /// The window sums of every row of the `G` whole blocks `b .. b + G` (`b >= 1` unless `w == 1`)
-/// into `sums[c][g·w + o]`, through `suf` (the same layout); returns each block's references.
-/// Per block the same additions in the same order as the one-block path of [`sums_rows`]; the
-/// blocks' chains are independent, so interleaving them hides the addition latency that bounds
-/// one block's chains on their own.
+/// into `sums[c][g·w + o]`, through `suf`; returns each block's references. Per block the same
+/// additions in the same order as the one-block path of [`sums_rows`]. The blocks' chains are
+/// independent, so they run side by side as `[f64; G]` lanes, offset-major in `suf` (offset `j`
+/// of every block together): that hides the addition latency that bounds one block's chains and
+/// lets each channel's `G` chains live in vector registers.
 #[inline(always)]
 fn whole_blocks<const G: usize, const USE: u8>(
     x: &impl Fn(usize) -> f64,
@@ -367,31 +368,46 @@ fn whole_blocks<const G: usize, const USE: u8>(
     let bs: [usize; G] = std::array::from_fn(|g| (b + g) * w);
     let refs: [(f64, f64); G] =
         std::array::from_fn(|g| (finite_or_zero(x(bs[g])), finite_or_zero(y(bs[g]))));
-    let mut acc = [[0.0f64; 5]; G];
+    let (rx, ry) = (refs.map(|r| r.0), refs.map(|r| r.1));
+    // The summands of one row of every block, channel-major: `v[c][g]`.
+    let lanes = |rows: [usize; G]| -> [[f64; G]; 5] {
+        let v: [[f64; 5]; G] =
+            std::array::from_fn(|g| summands(x(rows[g]), y(rows[g]), rx[g], ry[g]));
+        std::array::from_fn(|c| std::array::from_fn(|g| v[g][c]))
+    };
+    let lane: [&mut [[f64; G]]; 5] = suf.each_mut().map(|s| &mut s.as_chunks_mut::<G>().0[..w]);
+    // Suffix sums of each block's predecessor, right to left: `lane[c][j]` from offset `j` on.
+    let mut acc = [[0.0f64; G]; 5];
     for j in (1..w).rev() {
-        for g in 0..G {
-            let v = summands(x(bs[g] - w + j), y(bs[g] - w + j), refs[g].0, refs[g].1);
-            for c in (0..5).filter(|&c| used(c)) {
-                acc[g][c] = v[c] + acc[g][c];
-                suf[c][g * w + j] = acc[g][c];
+        let v = lanes(bs.map(|s| s - w + j));
+        for c in (0..5).filter(|&c| used(c)) {
+            for g in 0..G {
+                acc[c][g] = v[c][g] + acc[c][g];
             }
+            lane[c][j] = acc[c];
         }
     }
-    let mut acc = [[0.0f64; 5]; G];
+    // Prefix sums, left to right; offset `o`'s window sum (`suffix(o + 1) + prefix(o)`, the
+    // block-ending row's the prefix alone) goes over `lane[c][o]`, whose suffix sum was read at
+    // `o - 1`.
+    let mut acc = [[0.0f64; G]; 5];
     for o in 0..w {
-        for g in 0..G {
-            let v = summands(x(bs[g] + o), y(bs[g] + o), refs[g].0, refs[g].1);
-            for c in (0..5).filter(|&c| used(c)) {
-                acc[g][c] = acc[g][c] + v[c];
-                sums[c][g * w + o] = acc[g][c];
+        let v = lanes(bs.map(|s| s + o));
+        for c in (0..5).filter(|&c| used(c)) {
+            for g in 0..G {
+                acc[c][g] = acc[c][g] + v[c][g];
             }
+            lane[c][o] = match lane[c].get(o + 1) {
+                Some(sf) => std::array::from_fn(|g| sf[g] + acc[c][g]),
+                None => acc[c],
+            };
         }
     }
+    // Block-major, as the emitters read them.
     for c in (0..5).filter(|&c| used(c)) {
-        let (pre, sf) = (&mut sums[c][..G * w], &suf[c][..G * w]);
-        for g in 0..G {
-            for o in g * w..(g + 1) * w - 1 {
-                pre[o] = sf[o + 1] + pre[o];
+        for (g, block) in sums[c][..G * w].chunks_exact_mut(w).enumerate() {
+            for (d, v) in block.iter_mut().zip(lane[c].iter()) {
+                *d = v[g];
             }
         }
     }
@@ -504,7 +520,8 @@ pub fn linreg<S: Splitter>(split: &S, y: &[f64], period: usize, what: LinReg, ou
     run_comoments_of::<S, 1, Y_AND_XY, true>(
         split,
         y.len(),
-        |i| i as f64,
+        // Through i64: one conversion instruction; the same value (exact below 2^53).
+        |i| i as i64 as f64,
         |i| y[i],
         period,
         [out],
