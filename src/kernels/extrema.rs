@@ -257,12 +257,47 @@ pub const fn max_min_scratch(w: usize) -> usize {
 /// case), whole blocks fold both series in the same loops: two independent chains per loop, and
 /// one pass over the block's rows instead of two.
 pub fn van_herk_max_min(
+    highlow: [&[f64]; 2],
+    w: usize,
+    rows: (usize, usize),
+    suf: &mut [f64],
+    hhll: [&mut [f64]; 2],
+) {
+    max_min_or_mid::<false>(highlow, w, rows, suf, hhll, &mut []);
+}
+
+/// MIDPRICE's rows `[lo, hi)`, `(hh + ll) / 2.0` ([`mid`]), into `out`: the bits of
+/// [`van_herk_max_min`] followed by [`mid`], but whole blocks without a NaN write the midpoint
+/// as they fold, so the extremes never go through memory; `hh` and `ll` are scratch as long as
+/// `out`.
+pub fn van_herk_mid(
+    highlow: [&[f64]; 2],
+    w: usize,
+    rows: (usize, usize),
+    suf: &mut [f64],
+    hhll: [&mut [f64]; 2],
+    out: &mut [f64],
+) {
+    max_min_or_mid::<true>(highlow, w, rows, suf, hhll, out);
+}
+
+/// [`van_herk_max_min`] (`MID == false`; `mid` unused) or [`van_herk_mid`].
+fn max_min_or_mid<const MID: bool>(
     [high, low]: [&[f64]; 2],
     w: usize,
     (lo, hi): (usize, usize),
     suf: &mut [f64],
     [hh, ll]: [&mut [f64]; 2],
+    out_mid: &mut [f64],
 ) {
+    // Rows `k0..k1` (of the range) computed into `hh` and `ll`: their midpoints, when asked for.
+    let mids_of = |hh: &[f64], ll: &[f64], out_mid: &mut [f64], (k0, k1): (usize, usize)| {
+        if MID {
+            for ((d, &h), &l) in out_mid[k0..k1].iter_mut().zip(&hh[k0..k1]).zip(&ll[k0..k1]) {
+                *d = mid(h, l);
+            }
+        }
+    };
     debug_assert!(lo + 1 >= w && hi <= high.len() && hi <= low.len());
     if lo >= hi {
         return;
@@ -272,7 +307,7 @@ pub fn van_herk_max_min(
         // Short windows have their own unrolled copies (see `fold_rows`).
         van_herk_rows::<Max>(high, w, (lo, hi), suf_h, hh);
         van_herk_rows::<Min>(low, w, (lo, hi), suf_l, ll);
-        return;
+        return mids_of(hh, ll, out_mid, (0, hi - lo));
     }
     let mut k = 0;
     for b in lo / w..=(hi - 1) / w {
@@ -281,28 +316,33 @@ pub fn van_herk_max_min(
         let (oh, ol) = (&mut hh[k..], &mut ll[k..]);
         if o_lo == 0 && o_hi == w {
             let win = bs + 1 - w..bs + w;
-            fold_whole_block_pair(
+            let om: &mut [f64] = if MID { &mut out_mid[k..k + w] } else { &mut [] };
+            fold_whole_block_pair::<MID>(
                 [&high[win.clone()], &low[win]],
                 w,
                 [&mut *suf_h, &mut *suf_l],
                 [&mut oh[..w], &mut ol[..w]],
+                om,
             );
         } else {
             fold_part_block::<Max, true>(high, w, bs, (o_lo, o_hi), suf_h, oh);
             fold_part_block::<Min, true>(low, w, bs, (o_lo, o_hi), suf_l, ol);
+            mids_of(hh, ll, out_mid, (k, k + o_hi - o_lo));
         }
         k += o_hi - o_lo;
     }
 }
 
 /// [`fold_whole_block`] of `Max` over the first window and of `Min` over the second (no NaN in
-/// either), interleaved: the same picks in the same order for each.
+/// either), interleaved: the same picks in the same order for each. With `MID` the rows go to
+/// `out_m` as [`mid`] of the two (`out_h` and `out_l` untouched), else to `out_h` and `out_l`.
 #[inline(always)]
-fn fold_whole_block_pair(
+fn fold_whole_block_pair<const MID: bool>(
     [hwin, lwin]: [&[f64]; 2],
     w: usize,
     [suf_h, suf_l]: [&mut [f64]; 2],
     [out_h, out_l]: [&mut [f64]; 2],
+    out_m: &mut [f64],
 ) {
     let (h_prev, h_block) = hwin[..2 * w - 1].split_at(w - 1);
     let (l_prev, l_block) = lwin[..2 * w - 1].split_at(w - 1);
@@ -316,6 +356,20 @@ fn fold_whole_block_pair(
         suf_l[j] = al;
     }
     let (mut ah, mut al) = (Max::NEUTRAL, Min::NEUTRAL);
+    if MID {
+        let out_m = &mut out_m[..w];
+        for o in 0..w - 1 {
+            ah = Max::pick_ordered(ah, h_block[o]);
+            al = Min::pick_ordered(al, l_block[o]);
+            out_m[o] = mid(
+                Max::pick_ordered(suf_h[o], ah),
+                Min::pick_ordered(suf_l[o], al),
+            );
+        }
+        let (h, l) = (h_block[w - 1], l_block[w - 1]);
+        out_m[w - 1] = mid(Max::pick_ordered(ah, h), Min::pick_ordered(al, l));
+        return;
+    }
     for o in 0..w - 1 {
         ah = Max::pick_ordered(ah, h_block[o]);
         al = Min::pick_ordered(al, l_block[o]);
@@ -444,18 +498,16 @@ pub fn rolling_min_index<S: Splitter>(
     run_extrema_index::<S, Min>(split, x, w, value, row)
 }
 
-/// The rolling maximum of `high` and minimum of `low` (both `w` rows, [`van_herk_rows`]) of
-/// every row `t >= w - 1`, handed to `write(outs_tile, hh, ll)` one tile of rows at a time
-/// (MIN/MAX/MINMAX pass one series as both).
-fn run_max_min<S: Splitter, const K: usize>(
+/// Runs `tile(outs_tile, (t0, t1), [hh, ll], suf)` over the rows `t >= w - 1` of `n`, one tile of
+/// rows `[t0, t1)` at a time (`outs_tile` their part of `outs`), with per-worker scratch for the
+/// tile's extremes (`hh`, `ll`, `t1 - t0` rows each) and the fold (`suf`, [`max_min_scratch`]).
+fn for_each_max_min_tile<S: Splitter, const K: usize>(
     split: &S,
-    high: &[f64],
-    low: &[f64],
+    n: usize,
     w: usize,
     outs: [&mut [f64]; K],
-    write: impl Fn([&mut [f64]; K], &[f64], &[f64]) + Sync + Send,
+    tile: impl Fn([&mut [f64]; K], (usize, usize), [&mut [f64]; 2], &mut [f64]) + Sync + Send,
 ) {
-    let n = high.len();
     if w == 0 || n < w {
         return;
     }
@@ -467,12 +519,28 @@ fn run_max_min<S: Splitter, const K: usize>(
             let [hh, ll, suf] = carve(scratch, [span, span, max_min_scratch(w)]);
             for t0 in (lo..hi).step_by(span) {
                 let t1 = (t0 + span).min(hi);
-                let (hh, ll) = (&mut hh[..t1 - t0], &mut ll[..t1 - t0]);
-                van_herk_max_min([high, low], w, (t0, t1), suf, [&mut *hh, &mut *ll]);
-                let tile = piece.each_mut().map(|p| &mut p[t0 - lo..t1 - lo]);
-                write(tile, hh, ll);
+                let extremes = [&mut hh[..t1 - t0], &mut ll[..t1 - t0]];
+                let outs = piece.each_mut().map(|p| &mut p[t0 - lo..t1 - lo]);
+                tile(outs, (t0, t1), extremes, suf);
             }
         })
+    });
+}
+
+/// The rolling maximum of `high` and minimum of `low` (both `w` rows, [`van_herk_rows`]) of
+/// every row `t >= w - 1`, handed to `write(outs_tile, hh, ll)` one tile of rows at a time
+/// (MIN/MAX/MINMAX pass one series as both).
+fn run_max_min<S: Splitter, const K: usize>(
+    split: &S,
+    high: &[f64],
+    low: &[f64],
+    w: usize,
+    outs: [&mut [f64]; K],
+    write: impl Fn([&mut [f64]; K], &[f64], &[f64]) + Sync + Send,
+) {
+    for_each_max_min_tile(split, high.len(), w, outs, |tile, rows, [hh, ll], suf| {
+        van_herk_max_min([high, low], w, rows, suf, [&mut *hh, &mut *ll]);
+        write(tile, hh, ll);
     });
 }
 
@@ -498,10 +566,8 @@ pub fn midpoint<S: Splitter>(split: &S, x: &[f64], w: usize, out: &mut [f64]) {
 
 /// MIDPRICE (TA-Lib): `(highest high + lowest low) / 2.0`; rows `< w - 1` untouched.
 pub fn midprice<S: Splitter>(split: &S, high: &[f64], low: &[f64], w: usize, out: &mut [f64]) {
-    run_max_min(split, high, low, w, [out], |[o], hh, ll| {
-        for ((d, &h), &l) in o.iter_mut().zip(hh).zip(ll) {
-            *d = mid(h, l);
-        }
+    for_each_max_min_tile(split, high.len(), w, [out], |[o], rows, extremes, suf| {
+        van_herk_mid([high, low], w, rows, suf, extremes, o)
     });
 }
 
@@ -588,23 +654,16 @@ pub fn fastk<S: Splitter>(
     fk: usize,
     out: &mut [f64],
 ) {
-    let n = high.len();
-    if fk == 0 || n < fk {
-        return;
-    }
-    split.for_each_piece(fk - 1, [&mut out[fk - 1..n]], |lo, [piece]| {
-        let hi = lo + piece.len();
-        let span = tile_rows(fk).min(hi - lo);
-        with_scratch(2 * span + max_min_scratch(fk), |scratch| {
-            let [hh, ll, suf] = carve(scratch, [span, span, max_min_scratch(fk)]);
-            for t0 in (lo..hi).step_by(span) {
-                let t1 = (t0 + span).min(hi);
-                let dst = &mut piece[t0 - lo..t1 - lo];
-                fastk_rows([high, low, close], fk, (t0, t1), hh, ll, suf, dst);
-                canon_rows(dst);
-            }
-        })
-    });
+    for_each_max_min_tile(
+        split,
+        high.len(),
+        fk,
+        [out],
+        |[dst], rows, [hh, ll], suf| {
+            fastk_rows([high, low, close], fk, rows, hh, ll, suf, dst);
+            canon_rows(dst);
+        },
+    );
 }
 
 /// The three grids of STOCH: the extrema blocks start at row 0, slow %K's at `k_origin`, slow
@@ -731,7 +790,7 @@ mod tests {
 
     /// The paired fold gives each series' own fold bits, for every width, range and NaN case.
     #[test]
-    fn paired_max_min_gives_the_single_folds_bits() {
+    fn paired_max_min_and_fused_midpoints_give_the_single_folds_bits() {
         let mut rng = Lcg(77);
         for w in [1usize, 2, 5, 6, 7, 14, 33] {
             for nan_at in [None, Some(40usize)] {
@@ -755,6 +814,18 @@ mod tests {
                     van_herk_rows::<Min>(&low, w, (lo, hi), &mut suf, &mut l1);
                     assert_bits_eq(&hh, &h1, "paired max");
                     assert_bits_eq(&ll, &l1, "paired min");
+                    let mut mids = vec![0.0; hi - lo];
+                    let (mut h2, mut l2) = (vec![0.0; hi - lo], vec![0.0; hi - lo]);
+                    van_herk_mid(
+                        [&high, &low],
+                        w,
+                        (lo, hi),
+                        &mut suf,
+                        [&mut h2, &mut l2],
+                        &mut mids,
+                    );
+                    let want: Vec<f64> = h1.iter().zip(&l1).map(|(&h, &l)| mid(h, l)).collect();
+                    assert_bits_eq(&mids, &want, "fused midpoints");
                 }
             }
         }
