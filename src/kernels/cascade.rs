@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::canon;
 use super::chained::{Carries, Claims, PATIENCE};
-use super::scan::{fix_up, Drive, Powers, Recurrence, LANES, SCAN_BLOCK};
+use super::scan::{fix_up, fix_up_feeding, Drive, Powers, Recurrence, LANES, SCAN_BLOCK};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 use super::stream_store::{store_rows, with_store};
@@ -79,6 +79,8 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
         let Some((lo, _)) = self.rows(0, u) else {
             return;
         };
+        // Whether stage `s`'s drive is in its buffer already (written by the fix-up before).
+        let mut fed = false;
         for s in 0..M {
             let Some((slo, shi)) = self.rows(s, u) else {
                 continue;
@@ -86,23 +88,35 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
             let (k0, k1) = self.blocks(s, u);
             let rec = &self.stages[s];
             let (done, rest) = bufs.split_at_mut(s * UNIT);
-            let cur = &mut rest[slo - lo..shi - lo];
-            if s == 0 {
+            let (cur, next) = rest.split_at_mut(UNIT.min(rest.len()));
+            let cur = &mut cur[slo - lo..shi - lo];
+            if fed {
+                rec.local_blocks(&|_: usize, _: &mut [[f64; 1]]| {}, (k0, k1), self.n, cur);
+            } else if s == 0 {
                 rec.local_blocks(self.drive, (k0, k1), self.n, cur);
             } else {
                 let (prev, gain) = (&done[(s - 1) * UNIT..], self.gain);
-                let fed = |start: usize, b: &mut [[f64; 1]]| {
+                let feed = |start: usize, b: &mut [[f64; 1]]| {
                     for (v, y) in b.iter_mut().zip(&prev[start - lo..]) {
                         *v = [gain * y[0]];
                     }
                 };
-                rec.local_blocks(&fed, (k0, k1), self.n, cur);
+                rec.local_blocks(&feed, (k0, k1), self.n, cur);
             }
             let cs = rec.chain_blocks(&self.powers[s], (k0, k1), self.n, cur, carry_in(s));
             self.carries[s].publish(u, cs[k1 - k0]);
+            // When the next stage has exactly these rows here (every unit past its seed row), the
+            // fix-up writes its drive too.
+            fed = s + 1 < M && self.rows(s + 1, u) == Some((slo, shi));
             for (j, k) in (k0..k1).enumerate() {
                 let (bs, be) = rec.span(k, self.n);
-                fix_up(&mut cur[bs - slo..be - slo], &self.powers[s], cs[j]);
+                let block = &mut cur[bs - slo..be - slo];
+                if fed {
+                    let drive = &mut next[bs - lo..be - lo];
+                    fix_up_feeding(block, &self.powers[s], cs[j], self.gain, drive);
+                } else {
+                    fix_up(block, &self.powers[s], cs[j]);
+                }
             }
         }
     }

@@ -293,6 +293,26 @@ pub(super) fn fix_up<const C: usize>(
     buf.last().copied().unwrap_or(c)
 }
 
+/// [`fix_up`] of one block of a one-channel scan that also writes `next[i] = gain·y_i`: the drive
+/// of a scan fed by this one (a cascade's next stage), formed while `y` is in registers instead
+/// of in a pass of its own. The same operations, so the same bits.
+#[inline(always)]
+pub(super) fn fix_up_feeding(
+    buf: &mut [[f64; 1]],
+    powers: &Powers<1>,
+    c: [f64; 1],
+    gain: f64,
+    next: &mut [[f64; 1]],
+) {
+    let n = buf.len();
+    let p = &powers.get()[1..=n];
+    for ((l, pw), b) in buf.iter_mut().zip(p).zip(&mut next[..n]) {
+        let y = l[0] + pw[0] * c[0];
+        l[0] = y;
+        b[0] = gain * y;
+    }
+}
+
 /// Runs the recurrence: `drive` supplies `b_t` block by block, and `write(outs, i, t, ys, store)`
 /// receives `y` for rows `t ..= t + ys.len() - 1`, stored at `i..` of the piece `outs`
 /// (full-length slices cut by the splitter) with the stores `store` names ([`write_rows`] takes
