@@ -55,6 +55,7 @@
 use super::canon;
 use super::cascade::run_cascade;
 use super::ema::{seed_mean_of, smoothing};
+use super::extrema::select;
 use super::moments;
 use super::scan::{run_scan, write_rows, Recurrence};
 use super::scratch::with_scratch;
@@ -489,11 +490,9 @@ pub fn kama_scale(period: usize) -> f64 {
 fn kama_sc_scaled(s: f64, r: f64, zero: f64) -> f64 {
     const SC_MAX: f64 = KAMA_SLOWEST;
     let diff = KAMA_SPAN;
-    let er = if s <= r || (-zero < s && s < zero) {
-        1.0
-    } else {
-        (r / s).abs()
-    };
+    // A select, not a branch: the rows of a drive vectorise (a discarded quotient is computed
+    // and thrown away).
+    let er = select((s <= r) | ((-zero < s) & (s < zero)), 1.0, (r / s).abs());
     let sc = er * diff + SC_MAX;
     sc * sc
 }
@@ -545,10 +544,12 @@ fn kama_scan<S: Splitter>(
     let (n, zero) = (x.len(), 1e-8 * g);
     let drive = |start: usize, ab: &mut [[f64; 2]]| {
         paths(start, ab);
-        for (i, v) in ab.iter_mut().enumerate() {
-            let t = start + i;
-            let sc = kama_sc_scaled(v[0], x[t] * g - x[t - p] * g, zero);
-            *v = [1.0 - sc, sc * x[t]];
+        // Slices cut to the drive's rows: no bounds checks, so the rows vectorise.
+        let m = ab.len();
+        let (now, back) = (&x[start..start + m], &x[start - p..start - p + m]);
+        for ((v, &xt), &xb) in ab.iter_mut().zip(now).zip(back) {
+            let sc = kama_sc_scaled(v[0], xt * g - xb * g, zero);
+            *v = [1.0 - sc, sc * xt];
         }
     };
     run_varscan(
