@@ -425,13 +425,15 @@ pub fn window_sums<S: Splitter>(
         let hi = lo + piece.len();
         with_scratch(2 * w, |scratch| {
             let (pre, suf) = scratch.split_at_mut(w);
-            window_sum_rows(&u, w, (lo, hi), pre, suf, |t, v| piece[t - lo] = v);
+            window_sum_rows(&u, w, (lo, hi), pre, suf, |t, sums| {
+                piece[t - lo..t - lo + sums.len()].copy_from_slice(sums)
+            });
         })
     });
 }
 
-/// Rows `lo..hi` (`lo >= w - 1`) of [`window_sums`] of `u`, handed to `emit(t, sum)` in order;
-/// `pre` and `suf` are scratch of `w` values each.
+/// Rows `lo..hi` (`lo >= w - 1`) of [`window_sums`] of `u`, handed to `emit(t, sums)` block by
+/// block in order (`sums[i]` is row `t + i`'s); `pre` and `suf` are scratch of `w` values each.
 #[inline(always)]
 fn window_sum_rows(
     u: impl Fn(usize) -> f64,
@@ -439,7 +441,7 @@ fn window_sum_rows(
     (lo, hi): (usize, usize),
     pre: &mut [f64],
     suf: &mut [f64],
-    mut emit: impl FnMut(usize, f64),
+    mut emit: impl FnMut(usize, &[f64]),
 ) {
     for b in lo / w..=(hi - 1) / w {
         let bs = b * w;
@@ -456,16 +458,15 @@ fn window_sum_rows(
                 suf[o] = acc;
             }
         }
-        for o in o_lo..o_hi {
-            emit(
-                bs + o,
-                if o == w - 1 {
-                    pre[o]
-                } else {
-                    suf[o + 1] + pre[o]
-                },
-            );
+        // The window sums over the prefix sums (the block-ending row's is its prefix sum).
+        let paired = o_hi.min(w - 1);
+        if o_lo < paired {
+            let (pre, suf) = (&mut pre[o_lo..paired], &suf[o_lo + 1..paired + 1]);
+            for (p, &s) in pre.iter_mut().zip(suf) {
+                *p = s + *p;
+            }
         }
+        emit(bs + o_lo, &pre[o_lo..o_hi]);
     }
 }
 
@@ -515,7 +516,11 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
             let mut scratch = [0.0f64; 2 * KAMA_FUSED_MAX];
             let (pre, suf) = scratch.split_at_mut(KAMA_FUSED_MAX);
             let rows = (start - 1, start - 1 + ab.len());
-            window_sum_rows(u, p, rows, pre, suf, |i, s| ab[i + 1 - start][0] = s);
+            window_sum_rows(u, p, rows, pre, suf, |i, sums| {
+                for (v, &s) in ab[i + 1 - start..].iter_mut().zip(sums) {
+                    v[0] = s;
+                }
+            });
         });
     }
     // Long windows: one full-length pass of window sums (O(1) per row whatever `p`).
