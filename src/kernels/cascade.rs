@@ -14,11 +14,12 @@
 //! previous stage's rows while they are in cache, its carry out is published as soon as it is
 //! chained (the next unit's worker is waiting for it), and its fix-up leaves its rows in scratch
 //! for the combination and, where the next stage has the same rows in the unit, writes that
-//! stage's drive (`gain·y`) as it goes, so the next local scan runs in place. Only the caller's combination of the stages goes to memory, so a cascade
-//! of `M` scans reads its input once and writes one output, with no temporaries. A worker whose
-//! carry is late past the patience (its predecessor descheduled) reruns every stage of the units
-//! since the last one whose carries in are all known, from the inputs, with the same formulas.
-//! With one worker the units simply run in order.
+//! stage's drive (`gain·y`) as it goes, so the next local scan runs in place. Only the caller's
+//! combination of the stages goes to memory, so a cascade of `M` scans reads its input once and
+//! writes one output, with no temporaries. A worker whose carry is late past the patience (its
+//! predecessor descheduled) reruns every stage of the units since the last one whose carries in
+//! are all known, from the inputs, with the same formulas. With one worker the units simply run
+//! in order.
 
 use std::time::{Duration, Instant};
 
