@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import atexit
 
+from threadx._isa import check_cpu as _check_cpu
+
+_check_cpu()  # before the compiled kernels load: they need AVX2 on x86-64
+
 from threadx import _internal, gpu, profile
 from threadx import indicators as _indicators
 from threadx import namespace as _namespace  # noqa: F401  (registers pl.Expr.threadx)
