@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use super::canon;
 use super::chained::{Carries, Claims, PATIENCE};
-use super::scan::SCAN_BLOCK;
+use super::scan::{skewed_lanes, SCAN_BLOCK};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 
@@ -79,13 +79,12 @@ fn local_lanes_in_place(buf: &mut [[f64; 2]]) {
         Err(_) => unreachable!("the lane path gets exactly LANES full blocks"),
     };
     let mut acc: [[f64; 2]; LANES] = std::array::from_fn(|j| blocks[j][0]);
-    for i in 1..SCAN_BLOCK {
-        for (pl, block) in acc.iter_mut().zip(blocks.iter_mut()) {
-            let [a, b] = block[i];
-            *pl = [pl[0] * a, a * pl[1] + b];
-            block[i] = *pl;
-        }
-    }
+    skewed_lanes(blocks, |j, block, i| {
+        let [a, b] = block[i];
+        let pl = acc[j];
+        acc[j] = [pl[0] * a, a * pl[1] + b];
+        block[i] = acc[j];
+    });
 }
 
 /// Whether block `k` is a whole block of [`SCAN_BLOCK`] rows.
