@@ -50,6 +50,18 @@ def test_a_cpu_without_avx2_is_refused_with_what_is_missing_and_what_to_do(monke
     _isa.check_cpu()  # a build for this CPU skips the check
 
 
+def test_other_architectures_do_not_read_the_cpu(monkeypatch):
+    """Off x86-64 the import reads nothing (on macOS that would be a subprocess per import)."""
+
+    def unexpected():
+        raise AssertionError("cpu_flags read off x86-64")
+
+    monkeypatch.setattr(_isa, "cpu_flags", unexpected)
+    monkeypatch.setattr(_isa.platform, "machine", lambda: "arm64")
+    monkeypatch.delenv(_isa.SKIP_ENV, raising=False)
+    _isa.check_cpu()
+
+
 def test_this_machine_reports_its_features():
     """The real reader on this machine: Linux always lists flags, and x86-64 always has SSE2."""
     flags = _isa.cpu_flags()

@@ -23,10 +23,15 @@ REQUIRED_X86 = ("avx2",)
 SKIP_ENV = "THREADX_SKIP_CPU_CHECK"
 
 
+def is_x86_64(machine: str) -> bool:
+    """Whether ``machine`` (``platform.machine()``) is x86-64, the one build with requirements."""
+    return machine.lower() in ("x86_64", "amd64")
+
+
 def missing_features(flags: set[str] | None, machine: str) -> list[str]:
     """The required features ``flags`` (lowercase CPU feature names, ``None`` when unknown) lack
     on ``machine`` (``platform.machine()``)."""
-    if machine.lower() not in ("x86_64", "amd64") or flags is None:
+    if not is_x86_64(machine) or flags is None:
         return []
     return [f for f in REQUIRED_X86 if f not in flags]
 
@@ -64,7 +69,10 @@ def check_cpu() -> None:
     """Raises ``ImportError`` naming the missing features when this CPU cannot run the build."""
     if os.environ.get(SKIP_ENV) == "1":
         return
-    missing = missing_features(cpu_flags(), platform.machine())
+    machine = platform.machine()
+    if not is_x86_64(machine):
+        return  # nothing to check: no file read or `sysctl` run on every import
+    missing = missing_features(cpu_flags(), machine)
     if missing:
         raise ImportError(
             f"threadx: this CPU lacks {', '.join(missing)}, which the compiled kernels use "
