@@ -1035,6 +1035,45 @@ mod tests {
         }
     }
 
+    /// The module spec's window sums written out row by row (one chain per row, no sharing):
+    /// the block-wise prefix and suffix chains must give these bits for every window and cut.
+    #[test]
+    fn window_sums_follow_the_spec_bit_for_bit() {
+        let mut rng = Lcg(11);
+        let u: Vec<f64> = (0..5000)
+            .map(|i| rng.uniform() * 10f64.powi(i % 7 - 3))
+            .collect();
+        for w in [1, 2, 3, 7, 30, 64, 255, 256, 257, 1500] {
+            let mut want = vec![0.0; u.len()];
+            for (t, v) in want.iter_mut().enumerate().skip(w - 1) {
+                let (bs, o) = (t - t % w, t % w);
+                let mut pre = 0.0f64;
+                for &x in &u[bs..=t] {
+                    pre = pre + x;
+                }
+                *v = if o == w - 1 {
+                    pre
+                } else {
+                    let mut suf = 0.0f64;
+                    for &x in u[bs - w + o + 1..bs].iter().rev() {
+                        suf = x + suf;
+                    }
+                    suf + pre
+                };
+            }
+            for _ in 0..3 {
+                let mut got = vec![0.0; u.len()];
+                let split = CutAt(random_cuts(&mut rng, u.len(), 12));
+                window_sums(&split, u.len(), |i| u[i], w, &mut got);
+                assert_bits_eq(
+                    &got[w - 1..],
+                    &want[w - 1..],
+                    &format!("window sums, w={w}"),
+                );
+            }
+        }
+    }
+
     #[test]
     fn kama_flat_windows_use_an_efficiency_of_one() {
         // A flat window has path length exactly 0: TA-Lib's tests give er = 1, the fastest
