@@ -10,6 +10,7 @@
 // The specs spell every operation out (`acc = acc + d`), so compound assignment is not used.
 #![allow(clippy::assign_op_pattern)]
 
+mod across;
 pub mod cascade;
 mod chained;
 pub mod comoments;

@@ -126,7 +126,7 @@ impl<const C: usize> Powers<C> {
     }
 
     #[inline(always)]
-    fn get(&self) -> &[[f64; C]] {
+    pub(super) fn get(&self) -> &[[f64; C]] {
         self.0.as_chunks::<C>().0
     }
 }
@@ -309,7 +309,11 @@ pub(super) fn skewed_lanes<T, const L: usize>(
 
 /// Step 2 for one block: `C_{k+1} = L_end + P[len]·C_k` (also step 3 at the block's last row).
 #[inline(always)]
-fn next_carry<const C: usize>(l_end: [f64; C], p_len: [f64; C], c: [f64; C]) -> [f64; C] {
+pub(super) fn next_carry<const C: usize>(
+    l_end: [f64; C],
+    p_len: [f64; C],
+    c: [f64; C],
+) -> [f64; C] {
     std::array::from_fn(|ch| l_end[ch] + p_len[ch] * c[ch])
 }
 
