@@ -1,6 +1,6 @@
 //! Sequential state machines: nonlinear recurrences whose state cannot be composed across blocks
 //! (Parabolic SAR's trend flips, SuperTrend's band ratchets, the Hilbert-transform family's
-//! feedback through its own outputs). **CPU only** for now.
+//! feedback through its own outputs).
 //!
 //! # Spec
 //! A machine has parameters (the implementing value), a state, and a `step` that maps
@@ -24,9 +24,10 @@
 //! (tested). A streaming caller keeps the state between batches.
 //!
 //! # GPU
-//! A machine on a GPU is one thread walking one series (later: one thread per independent segment
-//! or series). No CUDA kernel exists yet; indicators built on this family must be declared without
-//! a CUDA twin until one does.
+//! A machine on a GPU is one thread walking one segment: `tx_machine_seg` (`exec/cuda/family.cu`)
+//! runs every segment of a batch in one launch, each with the bits of [`run_machine`] on it alone
+//! (tested through the host build for [`ResettingMax`]). An indicator built on this family adds
+//! its step there.
 
 use super::canon;
 use super::extrema::nan_max;

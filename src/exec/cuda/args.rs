@@ -44,10 +44,11 @@ pub enum Kernel {
     ScanDriveSeg,
     ScanLocalSeg,
     ScanFinishSeg,
+    MachineSeg,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::Moments,
         Kernel::MomentsSeg,
         Kernel::Extrema,
@@ -70,6 +71,7 @@ impl Kernel {
         Kernel::ScanDriveSeg,
         Kernel::ScanLocalSeg,
         Kernel::ScanFinishSeg,
+        Kernel::MachineSeg,
     ];
 
     /// The twin that runs every segment of a batch in one launch (argument block [`Seg`]).
@@ -111,6 +113,7 @@ impl Kernel {
             Kernel::ScanDriveSeg => "tx_scan_drive_seg",
             Kernel::ScanLocalSeg => "tx_scan_local_seg",
             Kernel::ScanFinishSeg => "tx_scan_finish_seg",
+            Kernel::MachineSeg => "tx_machine_seg",
         }
     }
 }
@@ -283,6 +286,18 @@ kernel_args!(
     threads(a, cut) Some((a.hi - cut - a.lo).max(0) as usize)
 );
 
+/// ResettingMax (`kernels::sequential`), the state machines' first step in `tx_machine_seg`.
+pub const MACHINE_RESETTING_MAX: i64 = 0;
+
+kernel_args!(
+    /// `MachineArgs` (`family.cu`): `tx_machine_seg`, one thread per segment of a batch, walking
+    /// its rows in order; `starts` is a device int64 array of the `nseg + 1` bounds.
+    MachineArgs {
+        in0: u64, in1: u64, out0: u64, out1: u64, starts: u64,
+        nseg: i64, first_row: i64, machine: i64,
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +327,7 @@ mod tests {
     fn mode_numbers_match_the_cuda_sources_and_differ_within_a_kernel() {
         let common = include_str!("common.cuh");
         let family = include_str!("family.cu");
-        let kernels: [Modes; 3] = [
+        let kernels: [Modes; 4] = [
             (
                 "MOMENTS_",
                 common,
@@ -360,6 +375,11 @@ mod tests {
                     ("CO_LINREG_TSF", CO_LINREG_TSF),
                     ("CO_BETA", CO_BETA),
                 ],
+            ),
+            (
+                "MACHINE_",
+                family,
+                &[("MACHINE_RESETTING_MAX", MACHINE_RESETTING_MAX)],
             ),
         ];
         for (prefix, src, rust) in kernels {

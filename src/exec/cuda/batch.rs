@@ -26,8 +26,11 @@
 //!
 //! Still per segment and per piece: any batch whose rows need several pieces (and, as a guard, a
 //! scan whose segments' stages would differ in more than their seeds).
+//!
+//! The sequential state machines (`kernels::sequential`) cannot be cut, so they take one thread
+//! per segment: [`run_machine_batch`] runs every segment in one launch of `tx_machine_seg`.
 
-use super::args::{Kernel, KernelArgs, Seg};
+use super::args::{Kernel, KernelArgs, MachineArgs, Seg};
 use super::error::GpuError;
 use super::pipeline::{self, Backend, DeviceBuffer};
 use crate::kernels::Spec;
@@ -291,6 +294,66 @@ pub fn run_batch<B: Backend>(
             let mut out: Vec<&mut [f64]> = call.iter_mut().map(|o| &mut o[w[0]..w[1]]).collect();
             pipeline::run(&resident, spec, &seg, &mut out, rows)?;
             spec.finish(&mut out);
+        }
+    }
+    Ok(())
+}
+
+/// A sequential state machine (`kernels::sequential`; `machine` one of `args::MACHINE_*`) on
+/// every segment (`bounds[i]..bounds[i + 1]`) of a batch in one launch of `tx_machine_seg`, one
+/// thread per segment: each input goes up once, whole, and each output comes down once. Each
+/// segment's rows from `first_row` rows after its start on get the bits of `run_machine` on that
+/// segment alone; the rows before stay the caller's.
+pub fn run_machine_batch<B: Backend>(
+    be: &B,
+    machine: i64,
+    inputs: [&[f64]; 2],
+    bounds: &[usize],
+    first_row: usize,
+    outs: [&mut [f64]; 2],
+) -> Result<(), GpuError> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let nseg = bounds.len().saturating_sub(1);
+    let well_formed = bounds.first().is_none_or(|&b| b == 0)
+        && bounds.windows(2).all(|w| w[0] <= w[1])
+        && inputs.iter().all(|x| x.len() == n)
+        && outs.iter().all(|o| o.len() == n);
+    if !well_formed {
+        return Err(GpuError::Launch {
+            kernel: Kernel::MachineSeg.name(),
+            detail: format!(
+                "segment bounds must rise from 0 to the {n} rows of every input and output"
+            ),
+        });
+    }
+    if nseg == 0 || n == 0 {
+        return Ok(());
+    }
+    let [x0, x1] = inputs;
+    let (mut in0, mut in1) = (be.alloc(n)?, be.alloc(n)?);
+    be.upload(&mut in0, x0)?;
+    be.upload(&mut in1, x1)?;
+    let starts: Vec<f64> = bounds.iter().map(|&b| as_bits(b)).collect();
+    let mut starts_buf = be.alloc(starts.len())?;
+    be.upload(&mut starts_buf, &starts)?;
+    let (out0, out1) = (be.alloc(n)?, be.alloc(n)?);
+    let args = MachineArgs {
+        in0: in0.addr(),
+        in1: in1.addr(),
+        out0: out0.addr(),
+        out1: out1.addr(),
+        starts: starts_buf.addr(),
+        nseg: nseg as i64,
+        first_row: first_row as i64,
+        machine,
+    };
+    be.launch(Kernel::MachineSeg, nseg, &args)?;
+    let mut whole = vec![0.0; n];
+    for (out, dev) in outs.into_iter().zip([&out0, &out1]) {
+        be.download(dev, 0, &mut whole)?;
+        for s in bounds.windows(2) {
+            let rows = (s[0] + first_row).min(s[1])..s[1];
+            out[rows.clone()].copy_from_slice(&whole[rows]);
         }
     }
     Ok(())

@@ -25,6 +25,10 @@
 // tx_elementwise: one thread per row, y_t = op(t) (elementwise.rs, `Op`; inputs a, b, c, d).
 // tx_comoments_seg and tx_elementwise_seg run those bodies on every segment of a batch at once
 // (TxSeg in common.cuh).
+// tx_machine_seg: the sequential state machines (sequential.rs): one thread per segment of a
+//   batch walks that segment's rows in order from `first_row` rows after its start, its state in
+//   registers, exactly as `run_machine` on the segment alone (a machine cannot be cut: row t needs
+//   the state left by row t - 1). `machine` picks the step (TX_MACHINE_*).
 
 #define TX_CO_SUMS 0
 #define TX_CO_CENTRED 1
@@ -53,6 +57,22 @@
 #define TX_OP_CEIL 12
 #define TX_OP_FLOOR 16
 #define TX_OP_SQRT 21
+
+// ResettingMax (sequential.rs): inputs (x, reset), outputs (max, age). At the first row run, or
+// where reset != 0.0 (NaN counts as a reset): max = x, since = t; else max = tx_nan_max(max, x).
+// age = (double)(t - since).
+#define TX_MACHINE_RESETTING_MAX 0
+
+struct MachineArgs {
+    const double* in0;
+    const double* in1;
+    double* out0;
+    double* out1;
+    const tx_i64* starts;  // nseg + 1 row bounds of the segments, laid end to end
+    tx_i64 nseg;
+    tx_i64 first_row;      // the first row each segment runs, counted from its start
+    tx_i64 machine;
+};
 
 struct CoMomentsArgs {
     const double* x;
@@ -320,4 +340,39 @@ extern "C" __global__ void tx_elementwise(const ElementwiseArgs a) {
 }
 extern "C" __global__ void tx_elementwise_seg(const TxSeg<ElementwiseArgs> s) {
     tx_seg_run<ElementwiseArgs, tx_elementwise_at>(s);
+}
+
+__device__ void tx_resetting_max(const MachineArgs& a, const tx_i64 lo, const tx_i64 hi) {
+    double mx = tx_nan();
+    tx_i64 since = -1;  // no row seen yet
+    for (tx_i64 t = lo; t < hi; ++t) {
+        const double x = a.in0[t];
+        if (since >= 0 && a.in1[t] == 0.0) {
+            mx = tx_nan_max(mx, x);
+        } else {
+            mx = x;
+            since = t;
+        }
+        a.out0[t] = tx_canon(mx);
+        a.out1[t] = (double)(t - since);
+    }
+}
+
+extern "C" __global__ void tx_machine_seg(const MachineArgs a) {
+    const tx_i64 k = tx_thread_index();
+    if (k >= a.nseg) return;
+    const tx_i64 lo = a.starts[k] + a.first_row;
+    const tx_i64 hi = a.starts[k + 1];
+    if (lo >= hi) return;
+    switch (a.machine) {
+        case TX_MACHINE_RESETTING_MAX:
+            tx_resetting_max(a, lo, hi);
+            break;
+        default:
+            for (tx_i64 t = lo; t < hi; ++t) {
+                a.out0[t] = tx_nan();
+                a.out1[t] = tx_nan();
+            }
+            break;
+    }
 }

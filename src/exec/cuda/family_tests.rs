@@ -1,7 +1,8 @@
 //! The kernels of `family.cu` compiled for the host (see [`host`](super::host)) against the Rust
-//! kernels of `kernels::comoments`, `kernels::varscan` and `kernels::elementwise`: identical bits
-//! on every row, whole and in pieces with their halos (NaN equals NaN whatever its payload). No
-//! pipeline drives these kernels yet, so the tests launch them directly.
+//! kernels of `kernels::comoments`, `kernels::varscan`, `kernels::elementwise` and
+//! `kernels::sequential`: identical bits on every row, whole and in pieces with their halos (NaN
+//! equals NaN whatever its payload). Most tests launch the kernels directly; the state machine's
+//! goes through `batch::run_machine_batch`.
 
 use super::args::{
     CoMomentsArgs, ElementwiseArgs, Kernel, VarScanArgs, CO_CENTRED, CO_CORREL, CO_SUMS,
@@ -292,6 +293,78 @@ fn elementwise_kernel_matches_rust() {
                     be.launch(Kernel::Elementwise, hi - lo, &args).unwrap();
                     let got = download(&be, &out, lo - base, hi - lo);
                     same_bits(&got, &want[lo..hi], "tx_elementwise");
+                }
+            }
+        }
+    }
+}
+
+/// `tx_machine_seg` through `batch::run_machine_batch`: every segment of a batch, one thread
+/// each, gets the bits of `run_machine` on that segment alone from `first_row` on, and the rows
+/// before are left as they were; for empty segments, segments shorter than `first_row`, NaN in
+/// both inputs and resets at a segment's first row.
+#[test]
+fn machine_kernel_runs_each_segment_as_the_cpu_machine_does() {
+    use super::args::MACHINE_RESETTING_MAX;
+    use super::batch::run_machine_batch;
+    use crate::kernels::sequential::{run_machine, ResettingMax};
+    let mut rng = Lcg(13);
+    for n in [0, 1, 7, 500, 3000] {
+        let zoo = series(n.max(1), 40 + n as u64);
+        let x: Vec<f64> = zoo[5][..n].to_vec();
+        let reset: Vec<f64> = (0..n)
+            .map(|_| match rng.below(30) {
+                0 => 1.0,
+                1 => f64::NAN,
+                2 => -0.0,
+                3 => -2.5,
+                _ => 0.0,
+            })
+            .collect();
+        for first_row in [0, 1, 5] {
+            for _ in 0..4 {
+                let mut bounds = vec![0];
+                while *bounds.last().unwrap() < n {
+                    let len = [0, 1, 3, 4, 6, 40, 900][rng.below(7)];
+                    bounds.push((bounds.last().unwrap() + len).min(n));
+                }
+                if bounds.len() == 1 {
+                    bounds.push(0);
+                }
+                let sentinel = f64::from_bits(0x7ff8_dead_0000_0002);
+                let mut got = [vec![sentinel; n], vec![sentinel; n]];
+                let [g0, g1] = &mut got;
+                let be = HostBackend::new();
+                run_machine_batch(
+                    &be,
+                    MACHINE_RESETTING_MAX,
+                    [&x, &reset],
+                    &bounds,
+                    first_row,
+                    [g0, g1],
+                )
+                .unwrap();
+                assert_eq!(
+                    be.launches.get(),
+                    usize::from(n > 0),
+                    "one launch, all segments"
+                );
+                for s in bounds.windows(2) {
+                    let (lo, hi) = (s[0], s[1]);
+                    let mut want = [vec![sentinel; hi - lo], vec![sentinel; hi - lo]];
+                    let [w0, w1] = &mut want;
+                    run_machine(
+                        &Sequential,
+                        &ResettingMax,
+                        first_row,
+                        [&x[lo..hi], &reset[lo..hi]],
+                        [w0, w1],
+                    );
+                    let what = format!("n={n} first_row={first_row} segment {lo}..{hi}");
+                    for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&g[lo..hi]), bits(w), "{what}: output {o}");
+                    }
                 }
             }
         }

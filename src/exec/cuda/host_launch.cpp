@@ -34,6 +34,7 @@ extern "C" int tx_host_launch(const char* name, unsigned grid, unsigned block, c
     TX_KERNEL(tx_scan_drive_seg)
     TX_KERNEL(tx_scan_local_seg)
     TX_KERNEL(tx_scan_finish_seg)
+    TX_KERNEL(tx_machine_seg)
 #undef TX_KERNEL
     return -1;
 }
