@@ -20,6 +20,12 @@
 //! predecessor descheduled) reruns every stage of the units since the last one whose carries in
 //! are all known, from the inputs, with the same formulas. With one worker the units simply run
 //! in order.
+//!
+//! A cascade of at least `ACROSS_MIN_STAGES` stages (T3) runs each full unit transposed
+//! (`across.rs`): stage 0's drive is transposed once, each stage's fix-up is fused with the next
+//! stage's local scan row by row (vectorised across the unit's blocks), and the combination is
+//! transposed back as it is stored. The first and last few units, whose blocks are not all full,
+//! take the row-order path above.
 
 use std::time::{Duration, Instant};
 
@@ -95,7 +101,7 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
         carry_in: &mut impl FnMut(usize) -> [f64; 1],
     ) -> bool {
         let (bufs, tmp) = bufs.split_at_mut(M * UNIT);
-        if self.is_full_unit(u) {
+        if self.runs_across(u) {
             self.unit_across(u, bufs, tmp, carry_in);
             return true;
         }
@@ -148,7 +154,7 @@ impl<'a, const M: usize, D: Drive<1>> Cascade<'a, M, D> {
     /// Whether unit `u` runs transposed: a cascade of at least [`ACROSS_MIN_STAGES`] stages,
     /// each with all [`LANES`] blocks of the unit, full (every unit but the first and last few
     /// of a long series).
-    fn is_full_unit(&self, u: usize) -> bool {
+    fn runs_across(&self, u: usize) -> bool {
         if M < ACROSS_MIN_STAGES {
             return false;
         }
