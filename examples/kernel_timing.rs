@@ -43,6 +43,12 @@ fn main() {
         Spec::stoch(14, 3, 3).unwrap(),
         Spec::stoch(21, 5, 8).unwrap(),
         Spec::Obv,
+        // Wave A's scan-based averages (#12's speed targets).
+        Spec::Kama { period: 30 },
+        Spec::T3 {
+            period: 5,
+            vfactor: 0.7,
+        },
     ];
     let only = std::env::args().nth(2);
     let wanted = |name: &str| {

@@ -22,9 +22,15 @@
 //! * ZLEMA: `lag = (p - 1) / 2`, `d_t = 2·x_t - x_{t - lag}` for `t >= lag`; `ema_from(d, lag, p)`
 //!   (its seed is the left-to-right mean of `d_lag ..= d_{lag + p - 1}`); lookback `lag + p - 1`.
 //! * KAMA: with `g = 2^-j`, `2^j` the smallest power of two `>= 2p` (exact scaling, so neither
-//!   the differences nor the path length of finite prices overflow): `S_t` = the windowed sum
-//!   ([`window_sums`]) of `u_i = |x_i·g - x_{i-1}·g|` over `i = t - p + 1 ..= t` (grid origin
-//!   row 1, `u`'s first row), `r_t = x_t·g - x_{t-p}·g`; `er = 1` when `S_t <= r_t` or
+//!   the differences nor the path length of finite prices overflow): `S_t` = the path length,
+//!   the sum of `u_i = |x_i·g - x_{i-1}·g|` over `i = t - p + 1 ..= t`; `r_t = x_t·g - x_{t-p}·g`.
+//!   For `p <= 256` the sum is the *binary segment sum*: the window is cut into segments of
+//!   `2^k` rows, one for each set bit `k` of `p`, the lowest bit's segment the most recent rows
+//!   and each next one just before those already covered; a segment's sum is the balanced tree
+//!   `T(i, 2m) = T(i - m, m) + T(i, m)` (`T(i, 1) = u_i`; `T(i, m)` sums the `m` values ending at
+//!   `i`), and `S_t = ((seg_0 + seg_1) + seg_2) + …`, lowest bit first. Every tree level is shared
+//!   by all rows, so it costs `O(log p)` additions per row with no serial chain. Longer windows:
+//!   the windowed sum ([`window_sums`], grid origin row 1, `u`'s first row); `er = 1` when `S_t <= r_t` or
 //!   `-1e-8·g < S_t < 1e-8·g` (TA-Lib's tests, on the unscaled values), else `|r_t / S_t|` (the
 //!   scale cancels: these are the unscaled bits unless a value underflows below 2^-1000);
 //!   `sc = (er·(2/3 - 2/31) + 2/31)`, squared; `y_t = (1 - sc)·y_{t-1} + sc·x_t` on the
@@ -48,8 +54,9 @@
 //! gives the same bits (tested with random cuts).
 //!
 //! Execution (never the bits): DEMA, TEMA and T3 run their EMAs as one fused pass
-//! (`cascade.rs`) that writes only the combination; KAMA (period <= 256), VWMA's `x·v` and ADR
-//! compute their derived series where the next stage reads them; the stage-by-stage compositions
+//! (`cascade.rs`) that writes only the combination; KAMA (period <= 256: its segment sums, level
+//! by level over 512 rows at a time), VWMA's `x·v` and ADR compute their derived series where the
+//! next stage reads them; the stage-by-stage compositions
 //! above are the definition, and the tests compare against them.
 
 use super::canon;
@@ -511,50 +518,133 @@ pub fn kama<S: Splitter>(split: &S, x: &[f64], period: usize, out: &mut [f64]) {
     let g = kama_scale(p);
     let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
     if p <= KAMA_FUSED_MAX {
-        // Each block's path lengths from `x` at once (O(p) extra per block): no temporaries.
-        return kama_scan(split, x, p, g, out, |start, ab| {
-            let mut scratch = [0.0f64; 2 * KAMA_FUSED_MAX];
-            let (pre, suf) = scratch.split_at_mut(KAMA_FUSED_MAX);
-            let rows = (start - 1, start - 1 + ab.len());
-            window_sum_rows(u, p, rows, pre, suf, |i, sums| {
-                for (v, &s) in ab[i + 1 - start..].iter_mut().zip(sums) {
-                    v[0] = s;
-                }
-            });
+        // Each chunk's path lengths from `x` at once (O(log p) per row): no temporaries.
+        return kama_scan(split, x, p, g, out, |t0, s, levels| {
+            path_lengths(&x[t0 - p..t0 + s.len()], g, p, levels, s)
         });
     }
     // Long windows: one full-length pass of window sums (O(1) per row whatever `p`).
     let mut path = vec![0.0; n - 1];
     window_sums(split, n - 1, u, p, &mut path);
-    kama_scan(split, x, p, g, out, |start, ab| {
-        for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
-            v[0] = s;
-        }
+    kama_scan(split, x, p, g, out, |t0, s, _| {
+        s.copy_from_slice(&path[t0 - 1..t0 - 1 + s.len()])
     });
 }
 
-/// KAMA windows up to this long compute their path lengths block by block inside the scan.
+/// KAMA windows up to this long take binary segment sums, computed inside the scan's drive
+/// (`TX_KAMA_SEGMENT_MAX` in `scan.cu`; the host tests cover periods either side).
 const KAMA_FUSED_MAX: usize = 256;
 
-/// KAMA's scan over `x` with scale `g` (module spec); `paths(start, ab)` puts the path length of
-/// row `start + i` in `ab[i][0]`, which the drive then turns into the row's coefficients.
+/// Rows of KAMA's drive computed together: their path lengths, then their coefficients, in L1.
+const KAMA_CHUNK: usize = 512;
+
+/// One chunk's levels of [`path_lengths`]: three buffers of `u`'s tree sums.
+type Levels = [[f64; KAMA_CHUNK + KAMA_FUSED_MAX]; 3];
+
+/// `(&bufs[read], &mut bufs[write])` for `read != write`.
+fn read_write(bufs: &mut Levels, read: usize, write: usize) -> (&[f64], &mut [f64]) {
+    let (lo, hi) = bufs.split_at_mut(read.max(write));
+    if read < write {
+        (&lo[read], &mut hi[0])
+    } else {
+        (&hi[0], &mut lo[write])
+    }
+}
+
+/// KAMA's path lengths for `p <= KAMA_FUSED_MAX` (module spec: binary segment sums) of the rows
+/// `t0 .. t0 + out.len()`, from `xs = x[t0 - p .. t0 + out.len()]`: `u_j = |xs[j+1]·g - xs[j]·g|`
+/// and row `t0 + i` sums `u_{i ..= i + p - 1}`.
+#[inline(always)]
+fn path_lengths(xs: &[f64], g: f64, p: usize, levels: &mut Levels, out: &mut [f64]) {
+    let len = out.len();
+    let cnt = p + len - 1;
+    let u = |j: usize| (xs[j + 1] * g - xs[j] * g).abs();
+    // `levels[cur][j]`: the tree sum of the `width` values of `u` ending at `j`. With `p` even,
+    // level 1 is never a segment: level 2 comes straight from `x` (the same sums, one pass less).
+    let (mut cur, mut width) = (0, 1);
+    let base = &mut levels[0][..cnt];
+    if p.is_multiple_of(2) {
+        let (older, now, newer) = (&xs[..cnt - 1], &xs[1..cnt], &xs[2..cnt + 1]);
+        for (((d, &a), &b), &c) in base[1..].iter_mut().zip(older).zip(now).zip(newer) {
+            *d = (b * g - a * g).abs() + (c * g - b * g).abs();
+        }
+        width = 2;
+    } else {
+        for (j, d) in base.iter_mut().enumerate() {
+            *d = u(j);
+        }
+    }
+    // The running sum of the segments so far stays where the first segment lies: (buffer, offset).
+    let mut sum: Option<(usize, usize)> = None;
+    let mut covered = 0;
+    loop {
+        if p & width != 0 {
+            // The next segment back: the `width` values before the `covered` most recent ones.
+            let end = p - 1 - covered;
+            covered += width;
+            let last = covered == p;
+            match sum {
+                None if last => out.copy_from_slice(&levels[cur][end..end + len]),
+                None => sum = Some((cur, end)),
+                Some((at, off)) => {
+                    let (seg, acc) = read_write(levels, cur, at);
+                    let (seg, acc) = (&seg[end..end + len], &mut acc[off..off + len]);
+                    if last {
+                        for ((o, &a), &v) in out.iter_mut().zip(&*acc).zip(seg) {
+                            *o = a + v;
+                        }
+                    } else {
+                        for (a, &v) in acc.iter_mut().zip(seg) {
+                            *a = *a + v;
+                        }
+                    }
+                }
+            }
+            if last {
+                return;
+            }
+        }
+        // The next level, in the buffer holding neither this level nor the running sum.
+        let next = match sum {
+            Some((at, _)) if at != cur => 3 - cur - at,
+            _ => (cur + 1) % 3,
+        };
+        let lo = 2 * width - 1;
+        let (src, dst) = read_write(levels, cur, next);
+        let (older, newer) = (&src[lo - width..cnt - width], &src[lo..cnt]);
+        for ((d, &a), &b) in dst[lo..cnt].iter_mut().zip(older).zip(newer) {
+            *d = a + b;
+        }
+        cur = next;
+        width *= 2;
+    }
+}
+
+/// KAMA's scan over `x` with scale `g` (module spec); `paths(t0, s, scratch)` puts the path length
+/// of row `t0 + i` in `s[i]` (at most [`KAMA_CHUNK`] rows at a time), which the drive then turns
+/// into the rows' coefficients.
 fn kama_scan<S: Splitter>(
     split: &S,
     x: &[f64],
     p: usize,
     g: f64,
     out: &mut [f64],
-    paths: impl Fn(usize, &mut [[f64; 2]]) + Sync + Send,
+    paths: impl Fn(usize, &mut [f64], &mut Levels) + Sync + Send,
 ) {
     let (n, zero) = (x.len(), 1e-8 * g);
     let drive = |start: usize, ab: &mut [[f64; 2]]| {
-        paths(start, ab);
-        // Slices cut to the drive's rows: no bounds checks, so the rows vectorise.
-        let m = ab.len();
-        let (now, back) = (&x[start..start + m], &x[start - p..start - p + m]);
-        for ((v, &xt), &xb) in ab.iter_mut().zip(now).zip(back) {
-            let sc = kama_sc_scaled(v[0], xt * g - xb * g, zero);
-            *v = [1.0 - sc, sc * xt];
+        let mut s = [0.0f64; KAMA_CHUNK];
+        let mut scratch = [[0.0f64; KAMA_CHUNK + KAMA_FUSED_MAX]; 3];
+        for (c, ab) in ab.chunks_mut(KAMA_CHUNK).enumerate() {
+            let (t0, m) = (start + c * KAMA_CHUNK, ab.len());
+            let s = &mut s[..m];
+            paths(t0, s, &mut scratch);
+            // Slices cut to the chunk's rows: no bounds checks, so the rows vectorise.
+            let (now, back) = (&x[t0..t0 + m], &x[t0 - p..t0 - p + m]);
+            for (((v, &s), &xt), &xb) in ab.iter_mut().zip(&*s).zip(now).zip(back) {
+                let sc = kama_sc_scaled(s, xt * g - xb * g, zero);
+                *v = [1.0 - sc, sc * xt];
+            }
         }
     };
     run_varscan(
@@ -564,7 +654,7 @@ fn kama_scan<S: Splitter>(
         x[p - 1],
         drive,
         [&mut out[..n]],
-        |o, i, _, ys| write_y(o[0], i, ys),
+        |o, i, _, ys, st| write_y(o[0], i, ys, st),
     );
 }
 
@@ -1094,23 +1184,64 @@ mod tests {
         assert!((out[35] - (5.0 + fastest)).abs() < 1e-14, "{}", out[35]);
     }
 
-    /// KAMA's path lengths computed block by block inside the scan are the stored window sums.
+    /// The spec's binary segment sum of `u[e + 1 - p ..= e]`, written out recursively: segments
+    /// for the set bits of `p`, lowest first and most recent first, each a balanced tree.
+    fn segment_sum_spec(u: &[f64], e: usize, p: usize) -> f64 {
+        fn tree(u: &[f64], i: usize, m: usize) -> f64 {
+            if m == 1 {
+                u[i]
+            } else {
+                tree(u, i - m / 2, m / 2) + tree(u, i, m / 2)
+            }
+        }
+        let (mut sum, mut covered) = (None, 0);
+        for k in 0..usize::BITS {
+            let width = 1usize << k;
+            if p & width != 0 {
+                let seg = tree(u, e - covered, width);
+                sum = Some(sum.map_or(seg, |s: f64| s + seg));
+                covered += width;
+            }
+        }
+        sum.unwrap()
+    }
+
+    /// KAMA's fused path lengths (periods up to `KAMA_FUSED_MAX`) are the spec's segment sums,
+    /// bit for bit, under any split; longer periods use the stored window sums.
     #[test]
-    fn kama_fused_path_lengths_are_the_stored_ones() {
+    fn kama_path_lengths_follow_the_spec() {
         for mut x in series_zoo(5000, 7) {
             x[2100] = f64::NAN;
-            for p in [2, 30, KAMA_FUSED_MAX] {
+            // Every bit pattern up to 8 bits, and the limits on either side of the fused path.
+            for p in [
+                2,
+                3,
+                5,
+                7,
+                30,
+                100,
+                127,
+                170,
+                255,
+                KAMA_FUSED_MAX,
+                KAMA_FUSED_MAX + 1,
+            ] {
                 let split = CutAt(vec![1500, 3333]);
                 let fused = run(&split, &x, MaType::Kama, p);
                 let g = kama_scale(p);
-                let mut path = vec![0.0; x.len() - 1];
-                let u = |i: usize| (x[i + 1] * g - x[i] * g).abs();
-                window_sums(&split, x.len() - 1, u, p, &mut path);
+                let u: Vec<f64> = x.windows(2).map(|w| (w[1] * g - w[0] * g).abs()).collect();
+                let path: Vec<f64> = if p <= KAMA_FUSED_MAX {
+                    (p..x.len())
+                        .map(|t| segment_sum_spec(&u, t - 1, p))
+                        .collect()
+                } else {
+                    let mut sums = vec![0.0; u.len()];
+                    window_sums(&Sequential, u.len(), |i| u[i], p, &mut sums);
+                    sums[p - 1..].to_vec()
+                };
                 let mut stored = vec![0.0; x.len()];
-                kama_scan(&split, &x, p, g, &mut stored, |start, ab| {
-                    for (v, &s) in ab.iter_mut().zip(&path[start - 1..]) {
-                        v[0] = s;
-                    }
+                kama_scan(&Sequential, &x, p, g, &mut stored, |t0, s, _| {
+                    s.copy_from_slice(&path[t0 - p..t0 - p + s.len()])
                 });
                 assert_bits_eq(&fused[p..], &stored[p..], &format!("kama({p})"));
             }

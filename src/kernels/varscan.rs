@@ -43,6 +43,7 @@ use super::chained::{Carries, Claims, PATIENCE};
 use super::scan::{skewed_lanes, SCAN_BLOCK};
 use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
+use super::stream_store::{store_rows, with_store, Store};
 
 /// Fills `ab[i] = [a, b]` with the coefficients of row `start + i` (called once per block).
 pub trait VarDrive: Fn(usize, &mut [[f64; 2]]) + Sync + Send {}
@@ -129,19 +130,42 @@ pub fn chain_carries(seed: f64, ends: &[[f64; 2]]) -> Vec<f64> {
     carries
 }
 
-/// Step 3 in place on one block's `[A, L]`: `buf[i][1] = L + A·c`; returns the carry out.
-#[inline(always)]
-fn fix_up(buf: &mut [[f64; 2]], c: f64) -> f64 {
-    for v in buf.iter_mut() {
-        v[1] = v[1] + v[0] * c;
-    }
-    buf.last().map_or(c, |v| v[1])
+/// Rows of one block after step 1, with the block's carry in: row `j`'s value is step 3,
+/// `y_j = L_j + A_j·carry` (multiply, then add), computed by whoever writes it ([`Fixed::y`]), so
+/// the fix-up and the store are one pass over the block.
+#[derive(Clone, Copy)]
+pub struct Fixed<'a> {
+    /// `[A, L]` of each row.
+    pub rows: &'a [[f64; 2]],
+    pub carry: f64,
 }
 
-/// Runs the recurrence over `n` rows: `write(outs, i, t, ys)` receives `y` for rows
-/// `t ..= t + ys.len() - 1` (as `[A, y]` pairs; `y` is element 1) stored at `i..` of the piece
-/// `outs` (full-length slices cut by the splitter). Every row in `[seed_row, n)` is written once;
-/// the seed row gets `[1.0, seed]`.
+impl<'a> Fixed<'a> {
+    /// The seed row: exactly `seed` (`seed + 0·(-0)`, signed zeros and NaN payloads included).
+    fn seed(seed: &'a [[f64; 2]; 1]) -> Self {
+        Fixed {
+            rows: seed,
+            carry: -0.0,
+        }
+    }
+
+    /// Step 3 for one row's `[A, L]`.
+    #[inline(always)]
+    pub fn y(&self, v: &[f64; 2]) -> f64 {
+        v[1] + v[0] * self.carry
+    }
+
+    /// The carry out of the block these rows end: step 3 at its last row.
+    #[inline(always)]
+    fn carry_out(&self) -> f64 {
+        self.rows.last().map_or(self.carry, |v| self.y(v))
+    }
+}
+
+/// Runs the recurrence over `n` rows: `write(outs, i, t, ys, store)` receives rows
+/// `t ..= t + ys.rows.len() - 1` (`ys.y(v)` is a row's value) stored at `i..` of the piece `outs`
+/// (full-length slices cut by the splitter), and the stores to write them with. Every row in
+/// `[seed_row, n)` is written once; the seed row's value is `seed`.
 pub fn run_varscan<S: Splitter, const K: usize>(
     split: &S,
     n: usize,
@@ -149,7 +173,7 @@ pub fn run_varscan<S: Splitter, const K: usize>(
     seed: f64,
     drive: impl VarDrive,
     outs: [&mut [f64]; K],
-    write: impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; 2]]) + Sync + Send,
+    write: impl Fn(&mut [&mut [f64]; K], usize, usize, Fixed<'_>, Store<'_>) + Sync + Send,
 ) {
     let p = seed_row;
     if n <= p {
@@ -192,7 +216,7 @@ pub fn run_varscan<S: Splitter, const K: usize>(
         let hi = lo + piece[0].len();
         let mut t = lo;
         if t == p {
-            write(&mut piece, 0, p, &[[1.0, seed]]);
+            write(&mut piece, 0, p, Fixed::seed(&[[0.0, seed]]), Store::Cached);
             t += 1;
         }
         if t >= hi {
@@ -210,32 +234,43 @@ pub fn run_varscan<S: Splitter, const K: usize>(
             SCAN_BLOCK.min(hi - k * SCAN_BLOCK)
         };
         with_scratch(2 * rows, |raw| {
-            let buf = raw.as_chunks_mut::<2>().0;
-            while t < hi {
-                // Fast path: LANES full blocks that start exactly at t and end inside the piece.
-                if t == k * SCAN_BLOCK && t + LANES * SCAN_BLOCK <= hi && t > p {
-                    let b = &mut buf[..LANES * SCAN_BLOCK];
-                    local_blocks(&drive, (k, k + LANES), p, n, b);
-                    for (j, block) in b.chunks_exact_mut(SCAN_BLOCK).enumerate() {
-                        c = fix_up(block, c);
-                        let at = t + j * SCAN_BLOCK;
-                        write(&mut piece, at - lo, at, block);
+            with_store(n - p, |store| {
+                let buf = raw.as_chunks_mut::<2>().0;
+                while t < hi {
+                    // Fast path: LANES full blocks that start exactly at t and end inside the piece.
+                    if t == k * SCAN_BLOCK && t + LANES * SCAN_BLOCK <= hi && t > p {
+                        let b = &mut buf[..LANES * SCAN_BLOCK];
+                        local_blocks(&drive, (k, k + LANES), p, n, b);
+                        for (j, block) in b.chunks_exact(SCAN_BLOCK).enumerate() {
+                            let ys = Fixed {
+                                rows: block,
+                                carry: c,
+                            };
+                            let at = t + j * SCAN_BLOCK;
+                            write(&mut piece, at - lo, at, ys, store);
+                            c = ys.carry_out();
+                        }
+                        t += LANES * SCAN_BLOCK;
+                        k += LANES;
+                        continue;
                     }
-                    t += LANES * SCAN_BLOCK;
-                    k += LANES;
-                    continue;
+                    // One block (or its part inside the piece), recomputed from the block's start.
+                    let (s, e) = block_span(k, p, n);
+                    let end = e.min(hi);
+                    let b = &mut buf[..end - s];
+                    drive(s, b);
+                    local_in_place(b);
+                    let ys = Fixed { rows: b, carry: c };
+                    let part = Fixed {
+                        rows: &b[t - s..],
+                        ..ys
+                    };
+                    write(&mut piece, t - lo, t, part, store);
+                    c = ys.carry_out();
+                    t = end;
+                    k += 1;
                 }
-                // One block (or its part inside the piece), recomputed from the block's start.
-                let (s, e) = block_span(k, p, n);
-                let end = e.min(hi);
-                let b = &mut buf[..end - s];
-                drive(s, b);
-                local_in_place(b);
-                c = fix_up(b, c);
-                write(&mut piece, t - lo, t, &b[t - s..]);
-                t = end;
-                k += 1;
-            }
+            })
         });
         // The state after the last row, for a device set's GPUs to continue from (as scan.rs).
         if hi == n {
@@ -291,7 +326,7 @@ fn run_chained<S: Splitter, const K: usize>(
     seed: f64,
     drive: &impl VarDrive,
     outs: [&mut [f64]; K],
-    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, &[[f64; 2]]) + Sync + Send),
+    write: &(impl Fn(&mut [&mut [f64]; K], usize, usize, Fixed<'_>, Store<'_>) + Sync + Send),
     patience: u32,
 ) {
     let units = Units {
@@ -304,7 +339,13 @@ fn run_chained<S: Splitter, const K: usize>(
     lens.extend((0..units.count()).map(|u| units.rows(u).1 - units.rows(u).0));
     let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
     if let Some(mut seed_piece) = pieces.next() {
-        write(&mut seed_piece, 0, p, &[[1.0, seed]]);
+        write(
+            &mut seed_piece,
+            0,
+            p,
+            Fixed::seed(&[[0.0, seed]]),
+            Store::Cached,
+        );
     }
     let claims = Claims::new(pieces);
     let carries = Carries::<f64>::new(units.count());
@@ -318,24 +359,30 @@ fn run_chained<S: Splitter, const K: usize>(
 
     split.run_workers(|| {
         with_scratch(2 * 2 * SCAN_BLOCK * LANES, |raw| {
-            let (buf, spare) = raw.as_chunks_mut::<2>().0.split_at_mut(SCAN_BLOCK * LANES);
-            while let Some((u, mut piece)) = claims.next() {
-                let (lo, hi) = units.rows(u);
-                let b = &mut buf[..hi - lo];
-                let started = Instant::now();
-                local_blocks(drive, units.blocks(u), p, n, b);
-                let wait = started.elapsed() * patience;
-                let c_in = carries.carry_into(u, (0, seed), wait, |v, c| through(spare, v, c));
-                carries.publish(u, units.carry_through(u, b, c_in));
-                let mut c = c_in;
-                let (k0, k1) = units.blocks(u);
-                for k in k0..k1 {
-                    let (s, e) = block_span(k, p, n);
-                    let block = &mut b[s - lo..e - lo];
-                    c = fix_up(block, c);
-                    write(&mut piece, s - lo, s, block);
+            with_store(n - p, |store| {
+                let (buf, spare) = raw.as_chunks_mut::<2>().0.split_at_mut(SCAN_BLOCK * LANES);
+                while let Some((u, mut piece)) = claims.next() {
+                    let (lo, hi) = units.rows(u);
+                    let b = &mut buf[..hi - lo];
+                    let started = Instant::now();
+                    local_blocks(drive, units.blocks(u), p, n, b);
+                    let wait = started.elapsed() * patience;
+                    let c_in = carries.carry_into(u, (0, seed), wait, |v, c| through(spare, v, c));
+                    carries.publish(u, units.carry_through(u, b, c_in));
+                    let mut c = c_in;
+                    let (k0, k1) = units.blocks(u);
+                    for k in k0..k1 {
+                        let (s, e) = block_span(k, p, n);
+                        let block = &mut b[s - lo..e - lo];
+                        let ys = Fixed {
+                            rows: block,
+                            carry: c,
+                        };
+                        write(&mut piece, s - lo, s, ys, store);
+                        c = ys.carry_out();
+                    }
                 }
-            }
+            })
         })
     });
     if let Some(c) = carries.last() {
@@ -343,13 +390,12 @@ fn run_chained<S: Splitter, const K: usize>(
     }
 }
 
-/// Helper for writers of one output: `out[i + j] = canon(ys[j][1])` (any NaN written as the
-/// canonical one, [`canon`]).
+/// Helper for writers of one output: `out[i + j] = canon(y_j)` (any NaN written as the canonical
+/// one, [`canon`]).
 #[inline(always)]
-pub fn write_y(out: &mut [f64], i: usize, ys: &[[f64; 2]]) {
-    for (dst, v) in out[i..i + ys.len()].iter_mut().zip(ys) {
-        *dst = canon(v[1]);
-    }
+pub fn write_y(out: &mut [f64], i: usize, ys: Fixed, store: Store) {
+    let rows = &mut out[i..i + ys.rows.len()];
+    store_rows(rows, ys.rows, store, |_, v| canon(ys.y(v)));
 }
 
 #[cfg(test)]
@@ -384,8 +430,8 @@ mod tests {
                 *v = [a[start + i], b[start + i]];
             }
         };
-        run_varscan(s, a.len(), p, seed, drive, [&mut out], |o, i, _, ys| {
-            write_y(o[0], i, ys)
+        run_varscan(s, a.len(), p, seed, drive, [&mut out], |o, i, _, ys, st| {
+            write_y(o[0], i, ys, st)
         });
         out
     }
@@ -420,8 +466,12 @@ mod tests {
             let (s, e) = block_span(k, p, n);
             let mut buf: Vec<[f64; 2]> = (s..e).map(|t| [a[t], b[t]]).collect();
             local_in_place(&mut buf);
-            c = fix_up(&mut buf, c);
-            write_y(&mut out[s..e], 0, &buf);
+            let ys = Fixed {
+                rows: &buf,
+                carry: c,
+            };
+            write_y(&mut out[s..e], 0, ys, Store::Cached);
+            c = ys.carry_out();
         }
         out
     }
@@ -515,9 +565,10 @@ mod tests {
             };
             for threads in [2, 4] {
                 let mut out = vec![0.0; n];
-                let write = |o: &mut [&mut [f64]; 1], i: usize, _: usize, ys: &[[f64; 2]]| {
-                    write_y(o[0], i, ys)
-                };
+                let write =
+                    |o: &mut [&mut [f64]; 1], i: usize, _: usize, ys: Fixed<'_>, st: Store<'_>| {
+                        write_y(o[0], i, ys, st)
+                    };
                 run_chained(
                     &Workers::new(threads, 0),
                     n,

@@ -237,7 +237,7 @@ fn varscan_kernels_match_rust() {
                 0.5 * x[p],
                 drive,
                 [&mut want],
-                |o, i, _, ys| write_y(o[0], i, ys),
+                |o, i, _, ys, st| write_y(o[0], i, ys, st),
             );
             let whole = host_varscan(&a, &b, p, 0.5 * x[p], &[]);
             same_bits(&whole[p..], &want[p..], "tx_varscan whole");

@@ -100,6 +100,9 @@ fn moving_average_specs() -> Vec<Spec> {
     }
     // Drives whose reach back (ZLEMA's lag, KAMA's window) exceeds a scan block.
     v.push(build_named("kama", [("period", 1500.0)]).unwrap());
+    // Either side of KAMA's switch from segment sums to window sums (TX_KAMA_SEGMENT_MAX).
+    v.push(build_named("kama", [("period", 256.0)]).unwrap());
+    v.push(build_named("kama", [("period", 257.0)]).unwrap());
     v.push(build_named("zlema", [("period", 2601.0)]).unwrap());
     for (p, f) in [
         (1.0, 0.7),

@@ -21,22 +21,61 @@ __device__ __forceinline__ double tx_kama_u(const ScanArgs& a, tx_i64 j) {
     return fabs(a.in0[j + 1 - a.base] * a.coef0 - a.in0[j - a.base] * a.coef0);
 }
 
-// KAMA's smoothing constant at row t: the window sum of u at index t - 1 on the grid of p = lag
-// rows aligned to u's row 0, in ma.rs window_sums' order (right-to-left suffix of the previous
-// block from 0.0, plus the left-to-right prefix of this block), then kama_sc_scaled. Each row
-// folds its own window (O(p) per row) and reads rows t - p ..= t only.
+// Periods up to this long take their path lengths as binary segment sums (ma.rs KAMA_FUSED_MAX).
+#define TX_KAMA_SEGMENT_MAX 256
+
+// The balanced tree sum of the m = 2^k values of u ending at index `end` (ma.rs path_lengths:
+// T(i, 2m) = T(i - m, m) + T(i, m)), folded left to right like a binary counter: a finished
+// subtree of 2^l values waits at level l until its right neighbour of the same size arrives.
+__device__ __forceinline__ double tx_kama_tree(const ScanArgs& a, tx_i64 end, tx_i64 m) {
+    double wait[9];
+    unsigned pending = 0;
+    for (tx_i64 j = end - m + 1; j <= end; ++j) {
+        double carry = tx_kama_u(a, j);
+        int level = 0;
+        while (pending & (1u << level)) {
+            carry = wait[level] + carry;
+            pending &= ~(1u << level);
+            ++level;
+        }
+        wait[level] = carry;
+        pending |= 1u << level;
+    }
+    int top = 0;
+    while ((1 << top) < m) ++top;
+    return wait[top];
+}
+
+// KAMA's smoothing constant at row t from the path length S of u at indices t - p ..= t - 1
+// (p = lag). Up to TX_KAMA_SEGMENT_MAX: ma.rs's binary segment sums (the set bits of p, lowest
+// first, each segment the most recent values not yet covered, S = ((seg0 + seg1) + ...)).
+// Longer: the window sum on the grid of p rows aligned to u's row 0, in ma.rs window_sums' order
+// (right-to-left suffix of the previous block from 0.0, plus the left-to-right prefix of this
+// block). Then kama_sc_scaled. Each row folds its own window (O(p) per row) and reads rows
+// t - p ..= t only.
 __device__ __forceinline__ double tx_kama_sc(const ScanArgs& a, tx_i64 t) {
     const tx_i64 w = a.lag;
     const tx_i64 ui = t - 1;
-    const tx_i64 bs = ui / w * w;
-    const tx_i64 o = ui - bs;
-    double pre = 0.0;
-    for (tx_i64 j = bs; j <= ui; ++j) pre = pre + tx_kama_u(a, j);
-    double s = pre;
-    if (o != w - 1) {
-        double suf = 0.0;
-        for (tx_i64 j = bs - 1; j > bs - w + o; --j) suf = tx_kama_u(a, j) + suf;
-        s = suf + pre;
+    double s = 0.0;
+    if (w <= TX_KAMA_SEGMENT_MAX) {
+        tx_i64 covered = 0;
+        for (tx_i64 width = 1; width <= w; width *= 2) {
+            if (!(w & width)) continue;
+            const double seg = tx_kama_tree(a, ui - covered, width);
+            s = covered == 0 ? seg : s + seg;
+            covered += width;
+        }
+    } else {
+        const tx_i64 bs = ui / w * w;
+        const tx_i64 o = ui - bs;
+        double pre = 0.0;
+        for (tx_i64 j = bs; j <= ui; ++j) pre = pre + tx_kama_u(a, j);
+        s = pre;
+        if (o != w - 1) {
+            double suf = 0.0;
+            for (tx_i64 j = bs - 1; j > bs - w + o; --j) suf = tx_kama_u(a, j) + suf;
+            s = suf + pre;
+        }
     }
     const double g = a.coef0, zero = a.coef1;
     const double r = a.in0[t - a.base] * g - a.in0[t - w - a.base] * g;
