@@ -227,7 +227,9 @@ impl BlockSums<'_> {
     #[inline(always)]
     pub fn write_each(&self, out: &mut [f64], f: impl Fn(&CoSums) -> f64) {
         let n = self.rows();
-        let (s, out) = (self.s.map(|c| &c[..n]), &mut out[..n]);
+        // Written out, not `self.s.map(..)`: see `whole_blocks` on array combinators.
+        let c = |i: usize| &self.s[i][..n];
+        let (s, out) = ([c(0), c(1), c(2), c(3), c(4)], &mut out[..n]);
         for (k, d) in out.iter_mut().enumerate() {
             let row = CoSums {
                 rx: self.rx,
@@ -332,17 +334,19 @@ fn sums_rows<const USE: u8, const INDEX_X: bool>(
 
 /// The sums of rows `o_lo..o_hi` of a block stored from `at` in `sums` (or, for the row index's
 /// `sx` and `sxx`, read from the closed-form tables `index` by offset).
+#[inline(always)]
 fn block_sums<'a>(
     (rx, ry): (f64, f64),
     sums: &'a [&mut [f64]; 5],
     index: Option<(&'a [f64], &'a [f64])>,
     (at, o_lo, o_hi): (usize, usize, usize),
 ) -> BlockSums<'a> {
-    let s = std::array::from_fn(|c| match (index, c) {
+    let channel = |c: usize| match (index, c) {
         (Some((ix, _)), 0) => &ix[o_lo..o_hi],
         (Some((_, ixx)), 2) => &ixx[o_lo..o_hi],
         _ => &sums[c][at + o_lo..at + o_hi],
-    });
+    };
+    let s = [channel(0), channel(1), channel(2), channel(3), channel(4)];
     BlockSums { rx, ry, s }
 }
 
@@ -365,21 +369,40 @@ fn whole_blocks<const G: usize, const USE: u8>(
     sums: &mut [&mut [f64]; 5],
 ) -> [(f64, f64); G] {
     let used = |c: usize| USE & (1 << c) != 0;
-    let bs: [usize; G] = std::array::from_fn(|g| (b + g) * w);
-    let refs: [(f64, f64); G] =
-        std::array::from_fn(|g| (finite_or_zero(x(bs[g])), finite_or_zero(y(bs[g]))));
-    let (rx, ry) = (refs.map(|r| r.0), refs.map(|r| r.1));
-    // The summands of one row of every block, channel-major: `v[c][g]`.
-    let lanes = |rows: [usize; G]| -> [[f64; G]; 5] {
-        let v: [[f64; 5]; G] =
-            std::array::from_fn(|g| summands(x(rows[g]), y(rows[g]), rx[g], ry[g]));
-        std::array::from_fn(|c| std::array::from_fn(|g| v[g][c]))
+    let (mut bs, mut refs) = ([0usize; G], [(0.0f64, 0.0f64); G]);
+    let (mut rx, mut ry) = ([0.0f64; G], [0.0f64; G]);
+    for g in 0..G {
+        bs[g] = (b + g) * w;
+        refs[g] = (finite_or_zero(x(bs[g])), finite_or_zero(y(bs[g])));
+        (rx[g], ry[g]) = refs[g];
+    }
+    // The summands of offset `o` of every block (row `bs[g] + o - back`), channel-major:
+    // `v[c][g]`. Plain loops, not `array::from_fn` / `map`: those are calls LLVM inlines or not
+    // depending on unrelated code (one build left them out of line here, and LINEARREG took 1.4x
+    // its time); loops over constant bounds are always unrolled in place.
+    let lanes = |o: usize, back: usize| -> [[f64; G]; 5] {
+        let mut v = [[0.0f64; G]; 5];
+        for g in 0..G {
+            let t = bs[g] + o - back;
+            let s = summands(x(t), y(t), rx[g], ry[g]);
+            for c in 0..5 {
+                v[c][g] = s[c];
+            }
+        }
+        v
     };
-    let lane: [&mut [[f64; G]]; 5] = suf.each_mut().map(|s| &mut s.as_chunks_mut::<G>().0[..w]);
+    let [s0, s1, s2, s3, s4] = suf;
+    let lane: [&mut [[f64; G]]; 5] = [
+        lanes_of(s0, w),
+        lanes_of(s1, w),
+        lanes_of(s2, w),
+        lanes_of(s3, w),
+        lanes_of(s4, w),
+    ];
     // Suffix sums of each block's predecessor, right to left: `lane[c][j]` from offset `j` on.
     let mut acc = [[0.0f64; G]; 5];
     for j in (1..w).rev() {
-        let v = lanes(bs.map(|s| s - w + j));
+        let v = lanes(j, w);
         for c in (0..5).filter(|&c| used(c)) {
             for g in 0..G {
                 acc[c][g] = v[c][g] + acc[c][g];
@@ -392,15 +415,18 @@ fn whole_blocks<const G: usize, const USE: u8>(
     // `o - 1`.
     let mut acc = [[0.0f64; G]; 5];
     for o in 0..w {
-        let v = lanes(bs.map(|s| s + o));
+        let v = lanes(o, 0);
         for c in (0..5).filter(|&c| used(c)) {
             for g in 0..G {
                 acc[c][g] = acc[c][g] + v[c][g];
             }
-            lane[c][o] = match lane[c].get(o + 1) {
-                Some(sf) => std::array::from_fn(|g| sf[g] + acc[c][g]),
-                None => acc[c],
-            };
+            let mut sum = acc[c];
+            if let Some(sf) = lane[c].get(o + 1) {
+                for g in 0..G {
+                    sum[g] = sf[g] + acc[c][g];
+                }
+            }
+            lane[c][o] = sum;
         }
     }
     // Block-major, as the emitters read them.
@@ -412,6 +438,12 @@ fn whole_blocks<const G: usize, const USE: u8>(
         }
     }
     refs
+}
+
+/// The first `w` rows of `G` lanes of `s` (offset-major, as [`whole_blocks`] stores them).
+#[inline(always)]
+fn lanes_of<const G: usize>(s: &mut [f64], w: usize) -> &mut [[f64; G]] {
+    &mut s.as_chunks_mut::<G>().0[..w]
 }
 
 /// Runs a co-moments kernel over every output row `t >= w - 1` of `outs` (each as long as `x`):
