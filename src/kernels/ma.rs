@@ -30,9 +30,10 @@
 //!   `T(i, 2m) = T(i - m, m) + T(i, m)` (`T(i, 1) = u_i`; `T(i, m)` sums the `m` values ending at
 //!   `i`), and `S_t = ((seg_0 + seg_1) + seg_2) + …`, lowest bit first. Every tree level is shared
 //!   by all rows, so it costs `O(log p)` additions per row with no serial chain. Longer windows:
-//!   the windowed sum ([`window_sums`], grid origin row 1, `u`'s first row); `er = 1` when `S_t <= r_t` or
-//!   `-1e-8·g < S_t < 1e-8·g` (TA-Lib's tests, on the unscaled values), else `|r_t / S_t|` (the
-//!   scale cancels: these are the unscaled bits unless a value underflows below 2^-1000);
+//!   the windowed sum ([`window_sums`], grid origin row 1, `u`'s first row). `er = 1` when
+//!   `S_t <= r_t` or `-1e-8·g < S_t < 1e-8·g` (TA-Lib's tests, on the unscaled values), else
+//!   `|r_t / S_t|` (the scale cancels: these are the unscaled bits unless a value underflows
+//!   below 2^-1000);
 //!   `sc = (er·(2/3 - 2/31) + 2/31)`, squared; `y_t = (1 - sc)·y_{t-1} + sc·x_t` on the
 //!   time-varying scan of `varscan.rs`, seed `y_{p-1} = x_{p-1}`; lookback `p`.
 //! * VWMA: `SMA_p(x·v) / SMA_p(v)` (each an `sma` of `moments.rs`); lookback `p - 1`.
@@ -56,8 +57,8 @@
 //! Execution (never the bits): DEMA, TEMA and T3 run their EMAs as one fused pass
 //! (`cascade.rs`) that writes only the combination; KAMA (period <= 256: its segment sums, level
 //! by level over 512 rows at a time), VWMA's `x·v` and ADR compute their derived series where the
-//! next stage reads them; the stage-by-stage compositions
-//! above are the definition, and the tests compare against them.
+//! next stage reads them; the stage-by-stage compositions above are the definition, and the tests
+//! compare against them.
 
 use super::canon;
 use super::cascade::run_cascade;
@@ -1207,12 +1208,12 @@ mod tests {
     }
 
     /// KAMA's fused path lengths (periods up to `KAMA_FUSED_MAX`) are the spec's segment sums,
-    /// bit for bit, under any split; longer periods use the stored window sums.
+    /// bit for bit, with the rows cut into pieces; longer periods use the stored window sums.
     #[test]
     fn kama_path_lengths_follow_the_spec() {
         for mut x in series_zoo(5000, 7) {
             x[2100] = f64::NAN;
-            // Every bit pattern up to 8 bits, and the limits on either side of the fused path.
+            // Odd and even periods, one to eight set bits, and either side of the fused limit.
             for p in [
                 2,
                 3,
