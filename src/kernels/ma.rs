@@ -633,18 +633,20 @@ fn kama_scan<S: Splitter>(
     paths: impl Fn(usize, &mut [f64], &mut Levels) + Sync + Send,
 ) {
     let (n, zero) = (x.len(), 1e-8 * g);
-    let drive = |start: usize, ab: &mut [[f64; 2]]| {
+    let drive = |start: usize, a: &mut [f64], b: &mut [f64]| {
         let mut s = [0.0f64; KAMA_CHUNK];
         let mut scratch = [[0.0f64; KAMA_CHUNK + KAMA_FUSED_MAX]; 3];
-        for (c, ab) in ab.chunks_mut(KAMA_CHUNK).enumerate() {
-            let (t0, m) = (start + c * KAMA_CHUNK, ab.len());
+        let chunks = a.chunks_mut(KAMA_CHUNK).zip(b.chunks_mut(KAMA_CHUNK));
+        for (c, (a, b)) in chunks.enumerate() {
+            let (t0, m) = (start + c * KAMA_CHUNK, a.len());
             let s = &mut s[..m];
             paths(t0, s, &mut scratch);
             // Slices cut to the chunk's rows: no bounds checks, so the rows vectorise.
             let (now, back) = (&x[t0..t0 + m], &x[t0 - p..t0 - p + m]);
-            for (((v, &s), &xt), &xb) in ab.iter_mut().zip(&*s).zip(now).zip(back) {
+            let rows = a.iter_mut().zip(b.iter_mut()).zip(&*s).zip(now).zip(back);
+            for ((((a, b), &s), &xt), &xb) in rows {
                 let sc = kama_sc_scaled(s, xt * g - xb * g, zero);
-                *v = [1.0 - sc, sc * xt];
+                (*a, *b) = (1.0 - sc, sc * xt);
             }
         }
     };

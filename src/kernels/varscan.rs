@@ -45,9 +45,56 @@ use super::scratch::with_scratch;
 use super::split::{cut_pieces, Splitter};
 use super::stream_store::{store_rows, with_store, Store};
 
-/// Fills `ab[i] = [a, b]` with the coefficients of row `start + i` (called once per block).
-pub trait VarDrive: Fn(usize, &mut [[f64; 2]]) + Sync + Send {}
-impl<F: Fn(usize, &mut [[f64; 2]]) + Sync + Send> VarDrive for F {}
+/// Fills `a[i]` and `b[i]` with the coefficients of row `start + i` (called once per block, or
+/// once per unit of [`LANES`] blocks).
+pub trait VarDrive: Fn(usize, &mut [f64], &mut [f64]) + Sync + Send {}
+impl<F: Fn(usize, &mut [f64], &mut [f64]) + Sync + Send> VarDrive for F {}
+
+/// The two columns of a run of rows: the drive's `a` and `b`, which step 1 turns into `A` and `L`
+/// in place. Two arrays, not `[a, b]` pairs: the drive computes its rows in vector registers, and
+/// pairs would cost it shuffles to interleave (about 5% of KAMA's time).
+pub struct Cols<'a> {
+    pub a: &'a mut [f64],
+    pub b: &'a mut [f64],
+}
+
+impl<'a> Cols<'a> {
+    /// The first `rows` values of each half of `raw` (`2·cap` values of scratch, `rows <= cap`).
+    fn of(raw: &'a mut [f64], cap: usize, rows: usize) -> Self {
+        let (a, b) = raw.split_at_mut(cap);
+        Cols {
+            a: &mut a[..rows],
+            b: &mut b[..rows],
+        }
+    }
+
+    /// Rows `lo..hi` of both columns.
+    fn rows(&mut self, lo: usize, hi: usize) -> Cols<'_> {
+        Cols {
+            a: &mut self.a[lo..hi],
+            b: &mut self.b[lo..hi],
+        }
+    }
+
+    /// Row `i` as `[a, b]` (`[A, L]` after step 1).
+    fn at(&self, i: usize) -> [f64; 2] {
+        [self.a[i], self.b[i]]
+    }
+
+    /// Rows `from..` after step 1, with the block's carry in.
+    fn fixed(&self, from: usize, carry: f64) -> Fixed<'_> {
+        Fixed {
+            a: &self.a[from..],
+            l: &self.b[from..],
+            carry,
+        }
+    }
+
+    /// Runs the drive over these rows, from row `start`.
+    fn fill(&mut self, drive: &impl VarDrive, start: usize) {
+        drive(start, self.a, self.b)
+    }
+}
 
 /// Rows of block `k` for a seed row `p` and `n` rows.
 #[inline(always)]
@@ -55,14 +102,17 @@ pub fn block_span(k: usize, p: usize, n: usize) -> (usize, usize) {
     ((k * SCAN_BLOCK).max(p + 1), ((k + 1) * SCAN_BLOCK).min(n))
 }
 
-/// Step 1 in place: `buf[i] = [a, b]` of one block's rows becomes `[A, L]`.
+/// Step 1 in place: the columns `a`, `b` of one block's rows become `A`, `L`.
 #[inline(always)]
-pub fn local_in_place(buf: &mut [[f64; 2]]) {
+pub fn local_in_place(c: &mut Cols) {
     // Row 0: A = a, L = b (already in place).
-    for i in 1..buf.len() {
-        let [a, b] = buf[i];
-        let [p, l] = buf[i - 1];
-        buf[i] = [p * a, a * l + b];
+    let (mut p, mut l) = match (c.a.first(), c.b.first()) {
+        (Some(&a), Some(&b)) => (a, b),
+        _ => return,
+    };
+    for (a, b) in c.a.iter_mut().zip(c.b.iter_mut()).skip(1) {
+        (p, l) = (p * *a, *a * l + *b);
+        (*a, *b) = (p, l);
     }
 }
 
@@ -73,18 +123,24 @@ const LANES: usize = 8;
 
 /// [`local_in_place`] on `LANES` full blocks stored back to back, interleaved.
 #[inline(always)]
-fn local_lanes_in_place(buf: &mut [[f64; 2]]) {
+fn local_lanes_in_place(c: &mut Cols) {
     // Fixed-size views so the interleaved loop carries no bounds checks.
-    let blocks: &mut [[[f64; 2]; SCAN_BLOCK]; LANES] = match buf.as_chunks_mut().0.try_into() {
-        Ok(blocks) => blocks,
-        Err(_) => unreachable!("the lane path gets exactly LANES full blocks"),
-    };
-    let mut acc: [[f64; 2]; LANES] = std::array::from_fn(|j| blocks[j][0]);
-    skewed_lanes(blocks, |j, block, i| {
-        let [a, b] = block[i];
+    fn blocks(col: &mut [f64]) -> &mut [[f64; SCAN_BLOCK]; LANES] {
+        match col.as_chunks_mut().0.try_into() {
+            Ok(blocks) => blocks,
+            Err(_) => unreachable!("the lane path gets exactly LANES full blocks"),
+        }
+    }
+    let (a_blocks, b_blocks) = (blocks(c.a), blocks(c.b));
+    let mut acc = [[0.0f64; 2]; LANES];
+    for j in 0..LANES {
+        acc[j] = [a_blocks[j][0], b_blocks[j][0]];
+    }
+    skewed_lanes(a_blocks, |j, a_block, i| {
+        let (a, b) = (a_block[i], b_blocks[j][i]);
         let pl = acc[j];
         acc[j] = [pl[0] * a, a * pl[1] + b];
-        block[i] = acc[j];
+        (a_block[i], b_blocks[j][i]) = (acc[j][0], acc[j][1]);
     });
 }
 
@@ -93,27 +149,27 @@ fn is_full(k: usize, p: usize, n: usize) -> bool {
     block_span(k, p, n) == (k * SCAN_BLOCK, (k + 1) * SCAN_BLOCK)
 }
 
-/// Step 1 for blocks `k0..k1`: `buf` (exactly their rows) ends up holding `[A, L]`; [`LANES`]
-/// full blocks go through the interleaved path, anything else block by block.
+/// Step 1 for blocks `k0..k1`: `buf` (exactly their rows) ends up holding `A` and `L`;
+/// [`LANES`] full blocks go through the interleaved path, anything else block by block.
 #[inline(always)]
 fn local_blocks(
     drive: &impl VarDrive,
     (k0, k1): (usize, usize),
     p: usize,
     n: usize,
-    buf: &mut [[f64; 2]],
+    buf: &mut Cols,
 ) {
     let lo = block_span(k0, p, n).0;
     if k1 - k0 == LANES && (k0..k1).all(|k| is_full(k, p, n)) {
-        drive(lo, buf);
+        buf.fill(drive, lo);
         local_lanes_in_place(buf);
         return;
     }
     for k in k0..k1 {
         let (s, e) = block_span(k, p, n);
-        let b = &mut buf[s - lo..e - lo];
-        drive(s, b);
-        local_in_place(b);
+        let mut b = buf.rows(s - lo, e - lo);
+        b.fill(drive, s);
+        local_in_place(&mut b);
     }
 }
 
@@ -135,35 +191,51 @@ pub fn chain_carries(seed: f64, ends: &[[f64; 2]]) -> Vec<f64> {
 /// the fix-up and the store are one pass over the block.
 #[derive(Clone, Copy)]
 pub struct Fixed<'a> {
-    /// `[A, L]` of each row.
-    pub rows: &'a [[f64; 2]],
+    /// `A` of each row.
+    pub a: &'a [f64],
+    /// `L` of each row (as long as `a`).
+    pub l: &'a [f64],
     pub carry: f64,
 }
 
 impl<'a> Fixed<'a> {
     /// The seed row: exactly `seed` (`seed + 0·(-0)`, signed zeros and NaN payloads included).
-    fn seed(seed: &'a [[f64; 2]; 1]) -> Self {
+    fn seed(seed: &'a [f64; 1]) -> Self {
         Fixed {
-            rows: seed,
+            a: &[0.0],
+            l: seed,
             carry: -0.0,
         }
     }
 
-    /// Step 3 for one row's `[A, L]`.
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.l.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.l.is_empty()
+    }
+
+    /// Step 3 for one row's `A` and `L`.
     #[inline(always)]
-    pub fn y(&self, v: &[f64; 2]) -> f64 {
-        v[1] + v[0] * self.carry
+    pub fn y(&self, a: f64, l: f64) -> f64 {
+        l + a * self.carry
     }
 
     /// The carry out of the block these rows end: step 3 at its last row.
     #[inline(always)]
     fn carry_out(&self) -> f64 {
-        self.rows.last().map_or(self.carry, |v| self.y(v))
+        match (self.a.last(), self.l.last()) {
+            (Some(&a), Some(&l)) => self.y(a, l),
+            _ => self.carry,
+        }
     }
 }
 
 /// Runs the recurrence over `n` rows: `write(outs, i, t, ys, store)` receives rows
-/// `t ..= t + ys.rows.len() - 1` (`ys.y(v)` is a row's value) stored at `i..` of the piece `outs`
+/// `t ..= t + ys.len() - 1` (`ys.y(A, L)` is a row's value) stored at `i..` of the piece `outs`
 /// (full-length slices cut by the splitter), and the stores to write them with. Every row in
 /// `[seed_row, n)` is written once; the seed row's value is `seed`.
 pub fn run_varscan<S: Splitter, const K: usize>(
@@ -198,10 +270,10 @@ pub fn run_varscan<S: Splitter, const K: usize>(
             let lo = block_span(k0, p, n).0;
             let hi = block_span(k1 - 1, p, n).1;
             with_scratch(2 * (hi - lo), |raw| {
-                let buf = raw.as_chunks_mut::<2>().0;
-                local_blocks(&drive, (k0, k1), p, n, buf);
+                let mut buf = Cols::of(raw, hi - lo, hi - lo);
+                local_blocks(&drive, (k0, k1), p, n, &mut buf);
                 (k0..k1)
-                    .map(|k| buf[block_span(k, p, n).1 - 1 - lo])
+                    .map(|k| buf.at(block_span(k, p, n).1 - 1 - lo))
                     .collect()
             })
         });
@@ -216,7 +288,7 @@ pub fn run_varscan<S: Splitter, const K: usize>(
         let hi = lo + piece[0].len();
         let mut t = lo;
         if t == p {
-            write(&mut piece, 0, p, Fixed::seed(&[[0.0, seed]]), Store::Cached);
+            write(&mut piece, 0, p, Fixed::seed(&[seed]), Store::Cached);
             t += 1;
         }
         if t >= hi {
@@ -235,17 +307,14 @@ pub fn run_varscan<S: Splitter, const K: usize>(
         };
         with_scratch(2 * rows, |raw| {
             with_store(n - p, |store| {
-                let buf = raw.as_chunks_mut::<2>().0;
                 while t < hi {
                     // Fast path: LANES full blocks that start exactly at t and end inside the piece.
                     if t == k * SCAN_BLOCK && t + LANES * SCAN_BLOCK <= hi && t > p {
-                        let b = &mut buf[..LANES * SCAN_BLOCK];
-                        local_blocks(&drive, (k, k + LANES), p, n, b);
-                        for (j, block) in b.chunks_exact(SCAN_BLOCK).enumerate() {
-                            let ys = Fixed {
-                                rows: block,
-                                carry: c,
-                            };
+                        let mut b = Cols::of(raw, rows, LANES * SCAN_BLOCK);
+                        local_blocks(&drive, (k, k + LANES), p, n, &mut b);
+                        for j in 0..LANES {
+                            let block = b.rows(j * SCAN_BLOCK, (j + 1) * SCAN_BLOCK);
+                            let ys = block.fixed(0, c);
                             let at = t + j * SCAN_BLOCK;
                             write(&mut piece, at - lo, at, ys, store);
                             c = ys.carry_out();
@@ -257,16 +326,11 @@ pub fn run_varscan<S: Splitter, const K: usize>(
                     // One block (or its part inside the piece), recomputed from the block's start.
                     let (s, e) = block_span(k, p, n);
                     let end = e.min(hi);
-                    let b = &mut buf[..end - s];
-                    drive(s, b);
-                    local_in_place(b);
-                    let ys = Fixed { rows: b, carry: c };
-                    let part = Fixed {
-                        rows: &b[t - s..],
-                        ..ys
-                    };
-                    write(&mut piece, t - lo, t, part, store);
-                    c = ys.carry_out();
+                    let mut b = Cols::of(raw, rows, end - s);
+                    b.fill(&drive, s);
+                    local_in_place(&mut b);
+                    write(&mut piece, t - lo, t, b.fixed(t - s, c), store);
+                    c = b.fixed(0, c).carry_out();
                     t = end;
                     k += 1;
                 }
@@ -305,12 +369,12 @@ impl Units {
         )
     }
 
-    /// Step 2 through unit `u`'s blocks (`[A, L]` in `buf`, its rows) from `c`: the carry out.
-    fn carry_through(&self, u: usize, buf: &[[f64; 2]], mut c: f64) -> f64 {
+    /// Step 2 through unit `u`'s blocks (`A`, `L` in `buf`, its rows) from `c`: the carry out.
+    fn carry_through(&self, u: usize, buf: &Cols, mut c: f64) -> f64 {
         let lo = self.rows(u).0;
         let (k0, k1) = self.blocks(u);
         for k in k0..k1 {
-            let [a_end, l_end] = buf[block_span(k, self.p, self.n).1 - 1 - lo];
+            let [a_end, l_end] = buf.at(block_span(k, self.p, self.n).1 - 1 - lo);
             c = l_end + a_end * c;
         }
         c
@@ -339,45 +403,36 @@ fn run_chained<S: Splitter, const K: usize>(
     lens.extend((0..units.count()).map(|u| units.rows(u).1 - units.rows(u).0));
     let mut pieces = cut_pieces(outs.map(|o| &mut o[p..n]), &lens).into_iter();
     if let Some(mut seed_piece) = pieces.next() {
-        write(
-            &mut seed_piece,
-            0,
-            p,
-            Fixed::seed(&[[0.0, seed]]),
-            Store::Cached,
-        );
+        write(&mut seed_piece, 0, p, Fixed::seed(&[seed]), Store::Cached);
     }
     let claims = Claims::new(pieces);
     let carries = Carries::<f64>::new(units.count());
     // Recomputes a late carry: unit `v`'s carry out from its carry in `c`, local scans in `spare`.
-    let through = |spare: &mut [[f64; 2]], v: usize, c: f64| {
+    let through = |spare: &mut [f64], v: usize, c: f64| {
         let (lo, hi) = units.rows(v);
-        let b = &mut spare[..hi - lo];
-        local_blocks(drive, units.blocks(v), p, n, b);
-        units.carry_through(v, b, c)
+        let mut b = Cols::of(spare, SCAN_BLOCK * LANES, hi - lo);
+        local_blocks(drive, units.blocks(v), p, n, &mut b);
+        units.carry_through(v, &b, c)
     };
 
     split.run_workers(|| {
         with_scratch(2 * 2 * SCAN_BLOCK * LANES, |raw| {
             with_store(n - p, |store| {
-                let (buf, spare) = raw.as_chunks_mut::<2>().0.split_at_mut(SCAN_BLOCK * LANES);
+                let (buf, spare) = raw.split_at_mut(2 * SCAN_BLOCK * LANES);
                 while let Some((u, mut piece)) = claims.next() {
                     let (lo, hi) = units.rows(u);
-                    let b = &mut buf[..hi - lo];
+                    let mut b = Cols::of(buf, SCAN_BLOCK * LANES, hi - lo);
                     let started = Instant::now();
-                    local_blocks(drive, units.blocks(u), p, n, b);
+                    local_blocks(drive, units.blocks(u), p, n, &mut b);
                     let wait = started.elapsed() * patience;
                     let c_in = carries.carry_into(u, (0, seed), wait, |v, c| through(spare, v, c));
-                    carries.publish(u, units.carry_through(u, b, c_in));
+                    carries.publish(u, units.carry_through(u, &b, c_in));
                     let mut c = c_in;
                     let (k0, k1) = units.blocks(u);
                     for k in k0..k1 {
                         let (s, e) = block_span(k, p, n);
-                        let block = &mut b[s - lo..e - lo];
-                        let ys = Fixed {
-                            rows: block,
-                            carry: c,
-                        };
+                        let block = b.rows(s - lo, e - lo);
+                        let ys = block.fixed(0, c);
                         write(&mut piece, s - lo, s, ys, store);
                         c = ys.carry_out();
                     }
@@ -394,8 +449,12 @@ fn run_chained<S: Splitter, const K: usize>(
 /// one, [`canon`]).
 #[inline(always)]
 pub fn write_y(out: &mut [f64], i: usize, ys: Fixed, store: Store) {
-    let rows = &mut out[i..i + ys.rows.len()];
-    store_rows(rows, ys.rows, store, |_, v| canon(ys.y(v)));
+    let n = ys.len();
+    // `a` cut to the rows' length, so indexing it inside the store loop needs no bounds check.
+    let a = &ys.a[..n];
+    store_rows(&mut out[i..i + n], ys.l, store, |j, &l| {
+        canon(ys.y(a[j], l))
+    });
 }
 
 #[cfg(test)]
@@ -425,10 +484,9 @@ mod tests {
 
     fn run<S: Splitter>(s: &S, a: &[f64], b: &[f64], p: usize, seed: f64) -> Vec<f64> {
         let mut out = vec![f64::from_bits(0x7ff8_dead_0000_0001); a.len()];
-        let drive = |start: usize, ab: &mut [[f64; 2]]| {
-            for (i, v) in ab.iter_mut().enumerate() {
-                *v = [a[start + i], b[start + i]];
-            }
+        let drive = |start: usize, ca: &mut [f64], cb: &mut [f64]| {
+            ca.copy_from_slice(&a[start..start + ca.len()]);
+            cb.copy_from_slice(&b[start..start + cb.len()]);
         };
         run_varscan(s, a.len(), p, seed, drive, [&mut out], |o, i, _, ys, st| {
             write_y(o[0], i, ys, st)
@@ -464,12 +522,13 @@ mod tests {
         let mut c = seed;
         for k in (p + 1) / SCAN_BLOCK..n.div_ceil(SCAN_BLOCK) {
             let (s, e) = block_span(k, p, n);
-            let mut buf: Vec<[f64; 2]> = (s..e).map(|t| [a[t], b[t]]).collect();
-            local_in_place(&mut buf);
-            let ys = Fixed {
-                rows: &buf,
-                carry: c,
+            let (mut ca, mut cb) = (a[s..e].to_vec(), b[s..e].to_vec());
+            let mut buf = Cols {
+                a: &mut ca,
+                b: &mut cb,
             };
+            local_in_place(&mut buf);
+            let ys = buf.fixed(0, c);
             write_y(&mut out[s..e], 0, ys, Store::Cached);
             c = ys.carry_out();
         }
@@ -558,10 +617,9 @@ mod tests {
         let a: Vec<f64> = a.iter().map(|v| 1.0 - (1.0 - v) * 1e-3).collect();
         for p in [0usize, 1023, 2500] {
             let whole = run(&Sequential, &a, &b, p, 0.5);
-            let drive = |start: usize, ab: &mut [[f64; 2]]| {
-                for (i, v) in ab.iter_mut().enumerate() {
-                    *v = [a[start + i], b[start + i]];
-                }
+            let drive = |start: usize, ca: &mut [f64], cb: &mut [f64]| {
+                ca.copy_from_slice(&a[start..start + ca.len()]);
+                cb.copy_from_slice(&b[start..start + cb.len()]);
             };
             for threads in [2, 4] {
                 let mut out = vec![0.0; n];

@@ -225,10 +225,9 @@ fn varscan_kernels_match_rust() {
                 continue;
             }
             let mut want = vec![f64::from_bits(0x7ff8_dead_0000_0001); n];
-            let drive = |s: usize, ab: &mut [[f64; 2]]| {
-                for (i, v) in ab.iter_mut().enumerate() {
-                    *v = [a[s + i], b[s + i]];
-                }
+            let drive = |s: usize, ca: &mut [f64], cb: &mut [f64]| {
+                ca.copy_from_slice(&a[s..s + ca.len()]);
+                cb.copy_from_slice(&b[s..s + cb.len()]);
             };
             run_varscan(
                 &Sequential,
